@@ -1,0 +1,1 @@
+"""REST API, staff web pages and the command line."""

@@ -1,0 +1,332 @@
+"""The REST API (`/api/v1`, OpenAPI at /api/v1/openapi.json).
+
+Every route needs an API key (`Authorization: Bearer sohoa_...`) whose role allows it; a dossier or
+batch of an agency the key does not hold answers 404, exactly like one that does not exist.
+
+(No `from __future__ import annotations` here: FastAPI reads the route annotations at runtime, and
+they refer to dependencies local to create_app.)
+"""
+
+
+import base64
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as Path_
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from kombu.exceptions import OperationalError
+from pydantic import BaseModel, Field
+
+from api.keys import ALL_AGENCIES, KeyStore, Principal
+from api.scanner_routes import add_scanner_routes
+from ingest.pipeline import Pipeline
+from ingest.settings import Settings
+from ocr.pdf import page_jpeg
+from scanners.devices import Scanners
+from scanners.scan import ScanService
+from scanners.spool import Spool
+from storage import layout
+from storage.audit import AuditWriter, Event
+from storage.objects import LocalObjectStore, ObjectMissing
+from storage.s3 import S3ObjectStore
+
+UPLOAD_CHUNK = 1 << 20
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One `bytes=a-b`, `bytes=a-` or `bytes=-n` range, clipped to the object; None for the whole
+    object; 416 for a range outside it. Several ranges are answered with the whole object."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].strip().partition("-")
+    try:
+        if first:
+            start, end = int(first), int(last) if last else size - 1
+        else:
+            start, end = max(0, size - int(last)), size - 1
+    except ValueError:
+        return None
+    if start >= size or start > end:
+        raise HTTPException(416, "range not satisfiable", headers={"Content-Range": f"bytes */{size}"})
+    return start, min(end, size - 1)
+
+
+def _encode(cursor: str) -> str:
+    return base64.urlsafe_b64encode(cursor.encode()).decode()
+
+
+def _decode(cursor: str) -> str:
+    """Raises ValueError (UnicodeDecodeError is one) for anything we did not hand out."""
+    return base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+
+
+def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None = None,
+               scans: ScanService | None = None) -> FastAPI:
+    """`submit(path, dossier=, source=, file_name=, agency=, device=, incomplete=)` queues a stored
+    upload; by default the Celery tasks of ingest/tasks.py. `scans` runs scans on the office's
+    eSCL scanners; by default those of the settings."""
+    pipeline = Pipeline.from_settings(settings)
+    keys = KeyStore(settings.catalog_url)
+    audit = pipeline.audit
+    assert audit is not None
+    writer = AuditWriter(audit)
+
+    def log(request: Request, who: Principal, action: str, target: str, agency: str,
+            **detail: Any) -> None:
+        """Reads are written within milliseconds in batches; uploads wait until written."""
+        remote = request.client.host if request.client else ""
+        writer.record(Event(who.key_id, action, target, agency, remote, detail),
+                      wait=not action.endswith((".read", ".search")))
+    if submit is None:
+        from ingest.tasks import submit as celery_submit
+
+        submit = celery_submit
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        writer.close()  # flush the audit entries still queued
+
+    app = FastAPI(title="sohoa", version="1", openapi_url="/api/v1/openapi.json",
+                  docs_url="/api/v1/docs", redoc_url=None, lifespan=lifespan)
+
+    def principal(request: Request) -> Principal:
+        auth = request.headers.get("authorization", "")
+        token = auth[7:] if auth.lower().startswith("bearer ") else request.headers.get("x-api-key")
+        found = keys.authenticate(token.strip()) if token else None
+        if found is None:
+            raise HTTPException(401, "a valid API key is required",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return found
+
+    def role(*allowed: str) -> Callable[[Principal], Principal]:
+        def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+            if who.role not in allowed and who.role != "admin":
+                raise HTTPException(403, f"the {who.role} role cannot do this")
+            return who
+        return check
+
+    if scans is None:
+        scans = ScanService(
+            Scanners(settings.scanners, settings.data_dir, settings.scanner_discovery,
+                     settings.scanner_discovery_seconds, settings.scanner_timeout_s),
+            Spool(settings.spool_dir), submit, settings.data_dir / "scans")
+    add_scanner_routes(app, scans, role, log, lambda code: bool(pipeline.grammar.match(code)))
+
+    def visible_dossier(code: str, who: Principal) -> dict[str, Any]:
+        assert pipeline.catalog is not None
+        found = pipeline.catalog.dossier(code.strip().upper())
+        if found is None or not who.sees(found["agency"]):
+            raise HTTPException(404, "no such dossier")
+        return found
+
+    @app.post("/api/v1/batches", status_code=202)
+    def upload_batch(request: Request, who: Annotated[Principal, Depends(role("scanner"))],
+                     file: Annotated[UploadFile, File()],
+                     dossier: Annotated[str | None, Form()] = None) -> dict[str, Any]:
+        """Stores the upload as a batch (original first) and queues it; 202 with the batch id."""
+        if dossier and not pipeline.grammar.match(dossier):
+            raise HTTPException(422, f"{dossier!r} is not a dossier code")
+        incoming = settings.data_dir / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        name = Path(file.filename or "upload").name[:200]
+        limit, size = settings.max_upload_mb * 1024 * 1024, 0
+        with tempfile.NamedTemporaryFile(dir=incoming, suffix=Path(name).suffix.lower()[:6],
+                                         delete=False) as tmp:
+            while chunk := file.file.read(UPLOAD_CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    break
+                tmp.write(chunk)
+        path = Path(tmp.name)
+        if size > limit:
+            path.unlink(missing_ok=True)
+            raise HTTPException(413, f"uploads are limited to {settings.max_upload_mb} MB")
+        try:
+            record = submit(path, dossier=dossier, source="upload", file_name=name,
+                            agency=who.agencies[0])
+        except OperationalError as e:  # broker down: the original is stored, its pages are not queued
+            raise HTTPException(503, "the scan is stored but could not be queued (task broker "
+                                     "unreachable); upload the same file again to resume") from e
+        finally:
+            path.unlink(missing_ok=True)
+        log(request, who, "batch.upload", record["batch_id"], who.agencies[0], file=name,
+            status=record["status"])
+        return {"batch_id": record["batch_id"], "status": record["status"],
+                "error": record.get("error"), "pages": record.get("pages", 0)}
+
+    @app.get("/api/v1/batches/{batch_id}")
+    def batch_status(batch_id: str, request: Request,
+                     who: Annotated[Principal, Depends(role("scanner"))]) -> dict[str, Any]:
+        try:
+            record = pipeline.record(batch_id)
+        except (ObjectMissing, ValueError):
+            raise HTTPException(404, "no such batch") from None
+        if not who.sees(record.get("agency") or ""):
+            raise HTTPException(404, "no such batch")
+        done = sum(pipeline.store.exists(layout.page_facts(batch_id, i))
+                   for i in range(record.get("pages", 0)))
+        log(request, who, "batch.read", batch_id, record.get("agency") or "")
+        keys_ = ("batch_id", "file", "status", "error", "pages", "dossiers", "unmatched_pages",
+                 "dropped_pages", "received_at", "source", "device", "incomplete")
+        return {**{k: record.get(k) for k in keys_}, "pages_done": done}
+
+    @app.get("/api/v1/dossiers")
+    def list_dossiers(request: Request, who: Annotated[Principal, Depends(role("processor", "auditor"))],
+                      q: Annotated[str, Query(max_length=200)] = "",
+                      agency: str | None = None, procedure: str | None = None,
+                      updated_from: datetime | None = None, updated_to: datetime | None = None,
+                      after: str | None = None,
+                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
+        """Accent-insensitive search over fields and OCR text, cursor-paginated by code."""
+        assert pipeline.catalog is not None
+        scope: tuple[str, ...] | None = None if ALL_AGENCIES in who.agencies else who.agencies
+        if agency:
+            scope = (agency.upper(),) if who.sees(agency.upper()) else ()
+        try:
+            cursor = _decode(after) if after else None
+        except ValueError:
+            raise HTTPException(422, "bad cursor") from None
+        items, last = pipeline.catalog.list_dossiers(scope, q, procedure, updated_from,
+                                                     updated_to, cursor, limit)
+        log(request, who, "dossier.search", q, who.agencies[0],
+            results=[d["dossier_id"] for d in items])
+        next_cursor = _encode(last) if last else None
+        return {"items": items, "next": next_cursor}
+
+    @app.get("/api/v1/events")
+    def events(who: Annotated[Principal, Depends(role("processor", "auditor"))],
+               after: str | None = None,
+               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+        """Change feed for processing systems: poll with the `next` cursor of the last answer."""
+        assert pipeline.catalog is not None
+        scope = None if ALL_AGENCIES in who.agencies else who.agencies
+        position = None
+        if after:
+            try:
+                parts = _decode(after).split("|")
+                if len(parts) == 3:  # cursors handed out before corrections were in the feed
+                    parts = [parts[0], parts[1], "0", parts[2]]
+                at, code, rank, number = parts
+                position = (datetime.fromisoformat(at).isoformat(), code, int(rank), int(number))
+            except ValueError:
+                raise HTTPException(422, "bad cursor") from None
+        items = pipeline.catalog.events(scope, position, limit)
+        next_cursor = _encode("|".join(str(p) for p in items[-1]["position"])) if items else after
+        return {"items": [{k: v for k, v in i.items() if k != "position"} for i in items],
+                "next": next_cursor}
+
+    class FieldCorrection(BaseModel):
+        value: str = Field(min_length=1, max_length=2000)
+        reason: str = Field(default="", max_length=500)
+
+    @app.put("/api/v1/dossiers/{code}/fields/{name}")
+    def correct_field(code: str, name: Annotated[str, Path_(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+                      body: FieldCorrection, request: Request,
+                      who: Annotated[Principal, Depends(role("scanner", "processor"))]
+                      ) -> dict[str, Any]:
+        """Corrects a field of the latest version (kept beside what the machine read, audited,
+        and in the change feed as `field_corrected`)."""
+        found = visible_dossier(code, who)
+        remote = request.client.host if request.client else ""
+        return pipeline.correct_field(found["dossier_id"], name, body.value.strip(), who.key_id,
+                                      body.reason.strip(), remote)
+
+    @app.get("/api/v1/dossiers/{code}")
+    def dossier(code: str, request: Request,
+                who: Annotated[Principal, Depends(role("processor", "auditor"))]
+                ) -> dict[str, Any]:
+        found = visible_dossier(code, who)
+        log(request, who, "dossier.read", found["dossier_id"], found["agency"],
+            version=found["version"])
+        manifest = pipeline.versions(found["dossier_id"])[-1]
+        return {**found, "checksums": {name: o["sha256"] for name, o in
+                                       manifest["objects"].items()},
+                "original_sha256": manifest["original"]["sha256"]}
+
+    @app.get("/api/v1/dossiers/{code}/pdf")
+    def dossier_pdf(code: str, request: Request,
+                    who: Annotated[Principal, Depends(role("processor", "auditor"))]):
+        found = visible_dossier(code, who)
+        manifest = pipeline.versions(found["dossier_id"])[-1]
+        pdf = manifest["objects"]["dossier.pdf"]
+        log(request, who, "dossier.pdf.read", found["dossier_id"], found["agency"],
+            version=manifest["version"], range=request.headers.get("range"))
+        etag = f'"{pdf["sha256"]}"'
+        if request.headers.get("if-none-match") == etag:
+            return JSONResponse(None, status_code=304, headers={"ETag": etag})
+        headers = {"ETag": etag}
+        if isinstance(pipeline.store, LocalObjectStore):
+            with pipeline.store.local_path(pdf["key"]) as path:
+                # FileResponse streams and answers Range requests (206) itself.
+                return FileResponse(path, media_type="application/pdf", headers=headers,
+                                    filename=f"{found['dossier_id']}.pdf")
+        store = pipeline.store
+        assert isinstance(store, S3ObjectStore)
+        size = store.size(pdf["key"])
+        headers["Accept-Ranges"] = "bytes"
+        wanted = byte_range(request.headers.get("range"), size)
+        if wanted is None:
+            stream, status = store.open(pdf["key"]), 200
+            headers["Content-Length"] = str(size)
+        else:
+            start, end = wanted
+            stream, status = store.open_range(pdf["key"], start, end - start + 1), 206
+            headers.update({"Content-Range": f"bytes {start}-{end}/{size}",
+                            "Content-Length": str(end - start + 1)})
+
+        def body() -> Iterator[bytes]:
+            with stream:
+                while chunk := stream.read(UPLOAD_CHUNK):
+                    yield chunk
+
+        return StreamingResponse(body(), status_code=status, media_type="application/pdf",
+                                 headers=headers)
+
+    @app.get("/api/v1/dossiers/{code}/pages/{page}")
+    def page_image(code: str, page: Annotated[int, Path_(ge=1, le=100_000)], request: Request,
+                   who: Annotated[Principal, Depends(role("processor", "auditor"))],
+                   size: Annotated[int | None, Query(ge=32, le=2000)] = None) -> Response:
+        """Page `page` (1-based) of the latest version as JPEG; `size` = longest side in pixels
+        (a thumbnail), else full resolution."""
+        found = visible_dossier(code, who)
+        manifest = pipeline.versions(found["dossier_id"])[-1]
+        if page > len(manifest["pages"]):
+            raise HTTPException(404, "no such page")
+        log(request, who, "dossier.page.read", found["dossier_id"], found["agency"],
+            version=manifest["version"], page=page, size=size)
+        etag = f'"{manifest["objects"]["dossier.pdf"]["sha256"][:32]}-{page}-{size or 0}"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        with pipeline.store.local_path(manifest["objects"]["dossier.pdf"]["key"]) as path:
+            jpeg = page_jpeg(path, page - 1, size)
+        return Response(jpeg, media_type="image/jpeg",
+                        headers={"ETag": etag, "Cache-Control": "private, max-age=86400"})
+
+    @app.get("/api/v1/audit")
+    def audit_log(request: Request, who: Annotated[Principal, Depends(role("auditor"))],
+                  after: Annotated[int, Query(ge=0)] = 0,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+        """The audit trail of the key's agencies, oldest first; `next` is the last seq."""
+        # Reading the trail is itself recorded, and waiting for that entry flushes every entry
+        # queued before it: the answer includes the reads that just happened.
+        writer.record(Event(who.key_id, "audit.trail", "audit", who.agencies[0],
+                            request.client.host if request.client else "", {"after": after}),
+                      wait=True)
+        scope = None if ALL_AGENCIES in who.agencies else who.agencies
+        items = audit.entries(scope, after, limit)
+        return {"items": items, "next": items[-1]["seq"] if items else after}
+
+    from api.web.pages import add_web_routes  # the back-office web app (api/web): pages, not /api
+
+    add_web_routes(app, settings, pipeline, log)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app on settings from the environment: the factory uvicorn's worker processes call."""
+    return create_app(Settings())

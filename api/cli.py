@@ -1,0 +1,462 @@
+"""The `sohoa` command line."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from ingest.pipeline import Pipeline
+from ingest.runner import public_view, run_file
+from ingest.settings import Settings
+from storage.errors import TRANSIENT
+
+
+def _pipeline() -> Pipeline:
+    try:
+        settings = Settings()
+    except ValidationError as e:
+        raise click.ClickException(f"invalid configuration:\n{e}") from e
+    try:
+        return Pipeline.from_settings(settings)
+    except TRANSIENT as e:
+        raise click.ClickException(f"storage is unavailable: {_reason(e)}") from e
+
+
+def _reason(e: BaseException) -> str:
+    return str(e).splitlines()[0][:300]
+
+
+@click.group()
+def main() -> None:
+    """sohoa: digitize scanned batches of one-stop-shop dossiers."""
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dossier", "dossier", metavar="CODE",
+              help="Dossier code for pages before the first barcoded code (one dossier per file).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+def ingest(files: tuple[Path, ...], dossier: str | None, as_json: bool) -> None:
+    """Digitize FILE... (PDF, TIFF, JPEG, PNG) and wait until each batch is stored."""
+    pipeline = _pipeline()
+    if dossier and not pipeline.grammar.match(dossier):
+        raise click.BadParameter(f"{dossier!r} is not a dossier code", param_hint="--dossier")
+    batches = []
+    for path in files:
+        try:
+            record = run_file(pipeline, path, dossier) if as_json \
+                else _run_with_bar(pipeline, path, dossier)
+        except TRANSIENT as e:
+            raise click.ClickException(
+                f"{path.name}: interrupted, storage is unavailable ({_reason(e)}). What was "
+                "received is kept: run the same command again to resume.") from e
+        if not as_json:
+            _print_summary(record)
+        batches.append(public_view(record))
+    if as_json:
+        click.echo(json.dumps({"batches": batches}, ensure_ascii=False, indent=1))
+    if any(b["status"] == "failed" for b in batches):
+        sys.exit(1)
+
+
+def _run_with_bar(pipeline: Pipeline, path: Path, dossier: str | None) -> dict[str, Any]:
+    bar: Any = None
+
+    def progress(step: int, total: int) -> None:
+        nonlocal bar
+        if not sys.stderr.isatty():
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label=f"{path.name}", file=sys.stderr,
+                                    show_pos=True)
+            bar.__enter__()
+        bar.update(step)
+
+    try:
+        return run_file(pipeline, path, dossier, progress=progress)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def _print_summary(record: dict[str, Any]) -> None:
+    status = record["status"]
+    colour = {"done": "green", "needs_review": "yellow", "failed": "red"}.get(status, "white")
+    click.echo(f"{record['file']}: {click.style(status, fg=colour)} "
+               f"(batch {record['batch_id']}, {record.get('pages', 0)} pages)")
+    if record.get("already_ingested"):
+        click.echo(f"  already ingested at {record['received_at']} (same SHA-256): nothing new")
+    if record.get("error"):
+        click.echo(f"  error: {record['error']}")
+    for d in record.get("dossiers", []):
+        pages = ", ".join(str(p + 1) for p in d["pages"])
+        click.echo(f"  {d['dossier_id']}  pages {pages}  -> {d['pdf']}")
+    if record.get("unmatched_pages"):
+        pages = ", ".join(str(p + 1) for p in record["unmatched_pages"])
+        click.echo(f"  for review (no dossier code): pages {pages}")
+    for d in record.get("dropped_pages", []):
+        click.echo(f"  dropped page {d['page'] + 1}: {d['reason']}")
+
+
+def _scanners(settings: Settings, discovery: bool) -> Any:
+    from scanners.devices import Scanners
+
+    return Scanners(settings.scanners, settings.data_dir, discovery and settings.scanner_discovery,
+                    settings.scanner_discovery_seconds, settings.scanner_timeout_s)
+
+
+@main.group()
+def scanners() -> None:
+    """The office's eSCL scanners (SOHOA_SCANNERS, and those found over mDNS)."""
+
+
+@scanners.command("list")
+@click.option("--no-discovery", is_flag=True, help="Only the configured scanners.")
+@click.option("--json", "as_json", is_flag=True)
+def scanners_list(no_discovery: bool, as_json: bool) -> None:
+    """Each scanner with its state: idle, ready (paper loaded), feeder_empty, jammed, busy..."""
+    try:
+        settings = Settings()
+    except ValidationError as e:
+        raise click.ClickException(f"invalid configuration:\n{e}") from e
+    devices = _scanners(settings, not no_discovery).refresh()
+    if as_json:
+        click.echo(json.dumps({"scanners": [d.public() for d in devices]}, ensure_ascii=False,
+                              indent=1))
+        return
+    if not devices:
+        click.echo("no scanners configured or found")
+    for d in devices:
+        colour = {"idle": "green", "ready": "green", "feeder_empty": "yellow"}.get(d.state, "red")
+        click.echo(f"{d.name:30} {click.style(d.state, fg=colour):12} {d.id}  {d.url}  [{d.origin}]"
+                   + (f"\n    {d.error}" if d.error else ""))
+
+
+@main.command()
+@click.argument("device")
+@click.option("--dossier", metavar="CODE", help="Dossier code for pages before the first barcode.")
+@click.option("--source", type=click.Choice(["feeder", "platen"]), default="feeder",
+              show_default=True)
+@click.option("--duplex", is_flag=True, help="Both sides of each sheet (feeder only).")
+@click.option("--color", "color_mode", type=click.Choice(["Grayscale8", "RGB24", "BlackAndWhite1"]),
+              default="Grayscale8", show_default=True)
+@click.option("--resolution", type=int, default=300, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def scan(device: str, dossier: str | None, source: str, duplex: bool, color_mode: str,
+         resolution: int, as_json: bool) -> None:
+    """Scan on DEVICE (UUID, name or URL) and digitize the pages; waits for the dossiers.
+
+    Exit status 1 if the scan failed, 2 if it stopped early (jam, misfeed): the pages received
+    are kept and digitized, and the batch is marked incomplete."""
+    from scanners.escl_xml import ScanRequest
+    from scanners.scan import run_scan
+    from scanners.spool import Spool
+
+    pipeline = _pipeline()
+    settings = pipeline.settings
+    if dossier and not pipeline.grammar.match(dossier):
+        raise click.BadParameter(f"{dossier!r} is not a dossier code", param_hint="--dossier")
+    if duplex and source != "feeder":
+        raise click.BadParameter("duplex needs the feeder", param_hint="--duplex")
+    registry = _scanners(settings, True)
+    try:
+        found, _ = registry.find(device)
+    except KeyError:
+        raise click.ClickException(f"no scanner {device!r}: see `sohoa scanners list`") from None
+    request = ScanRequest(source=source, duplex=duplex, color_mode=color_mode,
+                          resolution=resolution)
+
+    def accept(path: Path, **kwargs: Any) -> dict[str, Any]:
+        return run_file(pipeline, path, **kwargs)
+
+    progress = run_scan(registry, found, request, Spool(settings.spool_dir), accept, dossier)
+    record = pipeline.record(progress.batch_id) if progress.batch_id else None
+    if as_json:
+        click.echo(json.dumps({"scan": progress.public(),
+                               "batch": public_view(record) if record else None},
+                              ensure_ascii=False, indent=1))
+    else:
+        click.echo(f"{found.name}: {progress.pages} page(s); {progress.message}")
+        if record:
+            _print_summary(record)
+    if progress.state == "failed":
+        sys.exit(1)
+    if progress.state == "incomplete":
+        sys.exit(2)
+
+
+@main.group()
+def dossier() -> None:
+    """Look up stored dossiers."""
+
+
+def _find(pipeline: Pipeline, code: str, action: str) -> dict[str, Any]:
+    """The dossier, its read written to the audit log as the local user."""
+    assert pipeline.catalog is not None and pipeline.audit is not None
+    found = pipeline.catalog.dossier(code.strip().upper())
+    if found is None:
+        raise click.ClickException(f"no dossier {code}")
+    pipeline.audit.append(f"cli:{getpass.getuser()}", action, found["dossier_id"],
+                          found["agency"], "localhost", {"version": found["version"]})
+    return found
+
+
+@dossier.command("show")
+@click.argument("code")
+@click.option("--json", "as_json", is_flag=True)
+def dossier_show(code: str, as_json: bool) -> None:
+    """Fields, pages and versions of dossier CODE."""
+    found = _find(_pipeline(), code, "dossier.read")
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False, indent=1))
+        return
+    click.echo(f"{found['dossier_id']}  (agency {found['agency']}, version {found['version']})")
+    click.echo(f"  PDF: {found['pdf']}")
+    for name, f in found["fields"].items():
+        click.echo(f"  {name:18} {f['value']}  [{f['source']}, p.{f['page'] + 1}, "
+                   f"{f['confidence']:.2f}]")
+    for v in found["versions"]:
+        click.echo(f"  v{v['version']}  batch {v['batch_id']}  {v['created_at']}")
+
+
+@dossier.command("pdf")
+@click.argument("code")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--version", "version", type=int, help="An older version (default: the latest).")
+def dossier_pdf(code: str, output: Path, version: int | None) -> None:
+    """Write the PDF/A of dossier CODE to a file."""
+    pipeline = _pipeline()
+    found = _find(pipeline, code, "dossier.pdf.read")
+    key = found["pdf"]
+    if version is not None:
+        matches = [v["pdf"] for v in found["versions"] if v["version"] == version]
+        if not matches:
+            raise click.ClickException(f"dossier {code} has no version {version}")
+        key = matches[0]
+    with pipeline.store.local_path(key) as src:
+        shutil.copyfile(src, output)
+    click.echo(f"{output}")
+
+
+@main.command()
+@click.option("--concurrency", type=int, help="Worker processes (default: SOHOA_WORKERS).")
+def worker(concurrency: int | None) -> None:
+    """Run pipeline tasks from the broker (SOHOA_BROKER_URL) on this machine."""
+    from ingest.tasks import app
+
+    settings = _pipeline().settings
+    app.worker_main(["worker", "--loglevel=INFO", "--queues=sohoa",
+                     f"--concurrency={concurrency or settings.workers}"])
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-worker", is_flag=True, help="Serve only; workers run elsewhere.")
+@click.option("--processes", default=1, show_default=True, type=int,
+              help="API server processes (one per core serves most).")
+def serve(host: str, port: int, no_worker: bool, processes: int) -> None:
+    """Serve the API, with a worker on this machine (embedded broker unless SOHOA_BROKER_URL)."""
+    import subprocess
+
+    import uvicorn
+
+    from ingest.tasks import submit
+    from scanners.receivers import Drainer, start_receivers
+    from scanners.spool import Spool
+
+    settings = _pipeline().settings  # fail early and clearly on bad configuration or storage
+    worker = None if no_worker else subprocess.Popen([sys.argv[0], "worker"])
+    # What scanners push (folder, FTP, e-mail), and scans an earlier run left in the spool; the
+    # drainer retries items whose storing failed (storage down) once a minute.
+    spool = Spool(settings.spool_dir)
+    receivers = start_receivers(spool, submit, settings.folder, settings.ftp, settings.smtp)
+    drainer = Drainer(spool, submit).start()
+    for receiver in receivers:
+        where = f" on port {receiver.port}" if hasattr(receiver, "port") else ""
+        click.echo(f"receiving scans: {type(receiver).__name__}{where}", err=True)
+    try:
+        uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port,
+                    workers=processes, log_level="info")
+    finally:
+        for receiver in receivers:
+            receiver.stop()
+        drainer.stop()
+        if worker is not None:
+            worker.terminate()  # warm shutdown: the page in hand is finished (or redelivered)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()  # acks are late: its unfinished tasks go back to the queue
+                worker.wait()
+
+
+@main.group()
+def apikey() -> None:
+    """API keys for processing systems, scanners, auditors and admins."""
+
+
+@apikey.command("create")
+@click.option("--role", required=True, type=click.Choice(["scanner", "processor", "auditor",
+                                                          "admin"]))
+@click.option("--agency", "agencies", multiple=True, required=True,
+              help="Agency code the key may see (repeat for several; * for all).")
+@click.option("--name", default="", help="Who holds the key.")
+def apikey_create(role: str, agencies: tuple[str, ...], name: str) -> None:
+    """Create a key and print it once (only its SHA-256 digest is stored)."""
+    from api.keys import KeyStore
+
+    settings = _pipeline().settings
+    click.echo(KeyStore(settings.catalog_url).create(role, list(agencies), name))
+
+
+@main.command()
+@click.argument("code", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def verify(code: str | None, as_json: bool) -> None:
+    """Re-hash stored objects against their manifests (one dossier CODE, or all).
+
+    Exit status 1 if any object changed or is missing."""
+    from storage.integrity import verify as run_verify
+
+    pipeline = _pipeline()
+    findings = run_verify(pipeline.store, code.strip().upper() if code else None)
+    if code and not findings:
+        raise click.ClickException(f"no dossier {code}")
+    bad = [f for f in findings if f.problem != "ok"]
+    if as_json:
+        click.echo(json.dumps({"checked": len(findings), "problems": [f.to_dict() for f in bad]},
+                              indent=1))
+    else:
+        for f in bad:
+            click.echo(f"{f.problem.upper():8} {f.dossier_id} v{f.version} {f.key}"
+                       f"  expected {f.expected[:16]}… got {(f.actual or '-')[:16]}")
+        dossiers = {f.dossier_id for f in findings}
+        click.echo(f"{len(findings)} objects of {len(dossiers)} dossiers checked: "
+                   + ("all unchanged" if not bad else f"{len(bad)} problems"))
+    if bad:
+        sys.exit(1)
+
+
+@main.group()
+def audit() -> None:
+    """The hash-chained audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the chain and its anchor; exit 1 if an entry was changed or removed."""
+    pipeline = _pipeline()
+    assert pipeline.audit is not None
+    breaks = pipeline.audit.verify()
+    for b in breaks:
+        click.echo(f"entry {b.seq}: {b.problem}")
+    if breaks:
+        sys.exit(1)
+    count = len(pipeline.audit.entries(limit=10**9))
+    click.echo(f"audit log intact: {count} entries")
+
+
+@main.command()
+def reindex() -> None:
+    """Rebuild the catalog from object storage alone (and an empty audit table from its copies)."""
+    pipeline = _pipeline()
+    assert pipeline.catalog is not None and pipeline.audit is not None
+    batches, versions = pipeline.catalog.rebuild(pipeline.store)
+    click.echo(f"indexed {batches} batches and {versions} dossier versions")
+    if not pipeline.audit.entries(limit=1):
+        restored = pipeline.audit.restore()
+        if restored:
+            click.echo(f"restored {restored} audit log entries from object storage")
+
+
+@main.group()
+def user() -> None:
+    """Users of the web app (same roles and agencies as API keys)."""
+
+
+def _users() -> Any:
+    from api.web.users import UserStore
+
+    return UserStore(_pipeline().settings.catalog_url)
+
+
+def _new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@user.command("create")
+@click.option("--username", required=True, help="Login name (case-insensitive).")
+@click.option("--role", required=True, type=click.Choice(["scanner", "processor", "auditor", "admin"]))
+@click.option("--agency", "agencies", multiple=True, required=True,
+              help="Agency code the user may see (repeat for several; * for all).")
+@click.option("--name", default="", help="Display name, e.g. \"Nguyễn Văn An\".")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (one line).")
+def user_create(username: str, role: str, agencies: tuple[str, ...], name: str,
+                password_stdin: bool) -> None:
+    """Create a web user; the password is prompted for twice (or read from stdin)."""
+    from api.web.users import UserError
+
+    store = _users()
+    try:
+        created = store.create(username, _new_password(password_stdin), role, list(agencies), name)
+    except UserError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"created user {created.username} ({created.role}; {', '.join(created.agencies)})")
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def user_list(as_json: bool) -> None:
+    """Web users with their role, agencies and state."""
+    found = _users().users()
+    if as_json:
+        click.echo(json.dumps([{"username": u.username, "name": u.display_name, "role": u.role,
+                                "agencies": list(u.agencies), "active": u.active,
+                                "created_at": u.created_at.isoformat()} for u in found],
+                              ensure_ascii=False, indent=1))
+        return
+    for u in found:
+        state = "active" if u.active else "disabled"
+        click.echo(f"{u.username:24} {u.role:10} {state:9} {','.join(u.agencies):30} {u.display_name}")
+
+
+@user.command("disable")
+@click.argument("username")
+def user_disable(username: str) -> None:
+    """Disable a user (their sessions end at once)."""
+    from api.web.users import UserError
+
+    try:
+        _users().set_active(username, False)
+    except UserError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"disabled {username.strip().lower()}")
+
+
+@user.command("password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin (one line).")
+def user_password(username: str, password_stdin: bool) -> None:
+    """Set a new password (their sessions end at once)."""
+    from api.web.users import UserError
+
+    try:
+        _users().set_password(username, _new_password(password_stdin))
+    except UserError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"new password set for {username.strip().lower()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Scanner routes: list the office's scanners, start a scan, follow it (the scanning station).
+
+A scanner configured for an agency is seen only by keys of that agency (404 for the others); a
+scanner without one is shared by the office. A scan belongs to the agency it was started for.
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from api.keys import ALL_AGENCIES, Principal
+from scanners.devices import Device
+from scanners.escl import EsclError
+from scanners.escl_xml import ScanRequest
+from scanners.scan import ScanProgress, ScanService
+
+
+class StartScan(BaseModel):
+    source: Literal["feeder", "platen"] = "feeder"
+    duplex: bool = False
+    color_mode: Literal["Grayscale8", "RGB24", "BlackAndWhite1"] = "Grayscale8"
+    resolution: int = Field(default=300, ge=75, le=1200)
+    dossier: str | None = Field(default=None, max_length=64)
+    agency: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9.\-_]+$")
+
+
+def add_scanner_routes(app: FastAPI, service: ScanService, role: Callable[..., Any],
+                       log: Callable[..., None], is_code: Callable[[str], bool]) -> None:
+    Scanner = Annotated[Principal, Depends(role("scanner"))]
+
+    def visible(device: Device, who: Principal) -> bool:
+        return device.agency is None or who.sees(device.agency)
+
+    def agency_for(who: Principal, device: Device, asked: str | None) -> str | None:
+        """The agency a scan is for: the scanner's own, the one asked, or the key's only one."""
+        if device.agency:
+            return device.agency
+        if asked:
+            if not who.sees(asked):
+                raise HTTPException(404, "no such agency")
+            return asked
+        if len(who.agencies) == 1 and who.agencies[0] != ALL_AGENCIES:
+            return who.agencies[0]
+        raise HTTPException(422, "say which agency this scan is for (agency)")
+
+    def visible_scan(scan_id: str, who: Principal) -> ScanProgress:
+        found = service.get(scan_id)
+        if found is None or not who.sees(found.agency or ""):
+            raise HTTPException(404, "no such scan")
+        return found
+
+    @app.get("/api/v1/scanners")
+    def list_scanners(who: Scanner, refresh: bool = True) -> dict[str, Any]:
+        """Configured and discovered scanners with their state (idle, ready, feeder_empty...)."""
+        devices = service.scanners.refresh() if refresh else service.scanners.known()
+        return {"scanners": [d.public() for d in devices if visible(d, who)]}
+
+    @app.post("/api/v1/scanners/{device_id}/scans", status_code=202)
+    def start_scan(device_id: str, body: StartScan, request: Request, who: Scanner) -> dict[str, Any]:
+        """Starts a scan; follow it at /api/v1/scans/{id}. 409 if the feeder is empty."""
+        try:
+            device, _ = service.scanners.find(device_id)
+        except KeyError:
+            raise HTTPException(404, "no such scanner") from None
+        if not visible(device, who):
+            raise HTTPException(404, "no such scanner")
+        if body.dossier and not is_code(body.dossier):
+            raise HTTPException(422, f"{body.dossier!r} is not a dossier code")
+        if body.duplex and body.source != "feeder":
+            raise HTTPException(422, "duplex needs the feeder")
+        agency = agency_for(who, device, body.agency)
+        try:
+            progress = service.start(device, ScanRequest(
+                source=body.source, duplex=body.duplex, color_mode=body.color_mode,
+                resolution=body.resolution), body.dossier, agency)
+        except EsclError as e:
+            raise HTTPException(409, str(e)) from e
+        log(request, who, "scan.start", progress.id, agency or "", device=device.id,
+            source=body.source, duplex=body.duplex)
+        return progress.public()
+
+    @app.get("/api/v1/scans")
+    def list_scans(who: Scanner) -> dict[str, Any]:
+        return {"scans": [p.public() for p in service.recent() if who.sees(p.agency or "")]}
+
+    @app.get("/api/v1/scans/{scan_id}")
+    def scan_status(scan_id: str, who: Scanner) -> dict[str, Any]:
+        """state: starting, scanning, storing, done, incomplete or failed; pages so far; the
+        scanner's problem (feeder_empty, jam, misfeed, door_open...) and a message for the staff."""
+        return visible_scan(scan_id, who).public()

@@ -1,0 +1,170 @@
+"""sohoa vs OCRmyPDF on the same generated batch, in one run.
+
+    .venv/bin/python bench/ocr_throughput.py --pages 24
+
+Generates a feeder batch (receipts with Code 128/QR, ID-card copies, Vietnamese prose pages; skews
+cycling through 0..±10 degrees, noise, blur, JPEG), runs `sohoa ingest` and
+`ocrmypdf -l vie --deskew --rotate-pages --jobs 2` on it, and reports pages per minute, median CER on
+the prose pages (text extracted from each output PDF with pdftotext), pages that came out with no
+text, and the peak memory of each tool's process tree. Prints a Markdown table.
+
+`--variant NAME:SOHOA_X=1,SOHOA_Y=2` adds a sohoa run with those settings to every round (same batch,
+same alternation), to measure what one setting buys:
+
+    .venv/bin/python bench/ocr_throughput.py --variant "ocr at 300 dpi:SOHOA_OCR_MAX_DPI=0"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import unicodedata
+from pathlib import Path
+
+from rapidfuzz.distance import Levenshtein
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from procmon import run  # noqa: E402
+
+from tests import synth  # noqa: E402
+
+VENV = Path(sys.executable).parent
+
+
+def norm(s: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", s).split())
+
+
+def cer(truth: str, text: str) -> float:
+    return Levenshtein.distance(norm(truth), norm(text)) / max(1, len(norm(truth)))
+
+
+def pdf_page_text(pdf: Path, page: int) -> str:
+    return subprocess.run(["pdftotext", "-raw", "-f", str(page + 1), "-l", str(page + 1), str(pdf),
+                           "-"], capture_output=True, text=True, check=True).stdout
+
+
+def make_batch(pages: int, skews: tuple[float, ...]) -> synth.Batch:
+    return synth.make_batch(n_dossiers=max(1, pages // 4), dpi=300, seed=5, text_pages=2,
+                            skews=skews, noise=5.0, blur=0.7, symbologies=("code128", "qr"))
+
+
+def bench_sohoa(pdf: Path, batch: synth.Batch, work: Path, env: dict[str, str] | None = None) -> dict:
+    r = run([str(VENV / "sohoa"), "ingest", "--json", str(pdf)],
+            env={**(env or {}), "SOHOA_DATA_DIR": str(work / "sohoa-data")})
+    if r.returncode:
+        raise SystemExit(f"sohoa failed: {r.stderr}")
+    out = json.loads(r.stdout)["batches"][0]
+    located: dict[int, tuple[Path, int]] = {}
+    for d in out["dossiers"]:
+        for k, p in enumerate(d["pages"]):
+            located[p] = (work / "sohoa-data" / "objects" / d["pdf"], k)
+    texts = {i: pdf_page_text(*located[i]) if i in located else "" for i in range(len(batch.pages))}
+    stage_seconds: dict[str, float] = {}
+    extra_readings = 0  # OCR readings past the first (upside down, second languages)
+    for facts_file in (work / "sohoa-data" / "objects" / "batches").glob("*/pages/*.json"):
+        facts = json.loads(facts_file.read_text())
+        for stage, sec in facts.get("seconds", {}).items():
+            stage_seconds[stage] = stage_seconds.get(stage, 0.0) + sec
+        extra_readings += max(0, len(facts.get("ocr", {}).get("readings", [])) - 1)
+    truth_codes = [d.code for d in batch.dossiers]
+    matched = sum(1 for d in out["dossiers"] if d["dossier_id"] in truth_codes
+                  and d["pages"] == next(t.pages for t in batch.dossiers if t.code == d["dossier_id"]))
+    return {"run": r, "texts": texts, "receipts_matched": f"{matched}/{len(truth_codes)}",
+            "stage_seconds": stage_seconds, "extra_readings": extra_readings}
+
+
+def bench_ocrmypdf(pdf: Path, batch: synth.Batch, work: Path) -> dict:
+    out = work / "ocrmypdf.pdf"
+    r = run([str(VENV / "ocrmypdf"), "-l", "vie", "--deskew", "--rotate-pages", "--jobs", "2",
+             str(pdf), str(out)])
+    if r.returncode:
+        raise SystemExit(f"ocrmypdf failed: {r.stderr[-2000:]}")
+    texts = {i: pdf_page_text(out, i) for i in range(len(batch.pages))}
+    return {"run": r, "texts": texts, "receipts_matched": "n/a (no splitting)"}
+
+
+def summarize(name: str, result: dict, batch: synth.Batch) -> dict:
+    prose = [i for i, (p, _) in enumerate(batch.pages) if p.kind == "text"]
+    rates = [cer(batch.pages[i][0].text, result["texts"][i]) for i in prose]
+    empty = [i for i, t in result["texts"].items()
+             if batch.pages[i][0].kind in ("text", "receipt") and len(norm(t)) < 20]
+    r = result["run"]
+    return {"tool": name, "pages": len(batch.pages), "seconds": round(r.seconds, 1),
+            "pages_per_minute": round(len(batch.pages) / r.seconds * 60, 1),
+            "median_cer": round(statistics.median(rates), 4), "max_cer": round(max(rates), 4),
+            "pages_without_text": len(empty), "peak_rss_mb": round(r.peak_rss_mb),
+            "empty_pages": [(i, batch.pages[i][0].kind, batch.pages[i][1].skew) for i in empty],
+            "receipts_matched": result["receipts_matched"],
+            "extra_readings": result.get("extra_readings", "n/a"),
+            "stage_seconds": result.get("stage_seconds", {})}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median time; 'seconds_all' lists every run's time."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    return {**ordered[len(ordered) // 2], "seconds_all": [r["seconds"] for r in runs]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--pages", type=int, default=24)
+    ap.add_argument("--skews", default="0,2,-3,5,-5,7,-8,10,-10",
+                    help="skew angles (degrees) cycled over the pages")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each tool; the median counts")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE,...",
+                    help="an extra sohoa run per round with these environment settings")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    skews = tuple(float(s) for s in args.skews.split(","))
+    variants: dict[str, dict[str, str]] = {}
+    for v in args.variant:
+        name, _, assignments = v.partition(":")
+        variants[f"sohoa, {name}"] = dict(a.split("=", 1) for a in assignments.split(",") if a)
+    batch = make_batch(args.pages, skews)
+    with tempfile.TemporaryDirectory(prefix="sohoa-bench-") as tmp:
+        work = Path(tmp)
+        pdf = batch.write_pdf(work / "batch.pdf")
+        runs: dict[str, list[dict]] = {"sohoa": [], "OCRmyPDF": [], **{n: [] for n in variants}}
+        for i in range(args.repeat):  # alternate, so that load on the machine hits all alike
+            trial = work / f"run{i}"
+            trial.mkdir()
+            runs["sohoa"].append(summarize("sohoa", bench_sohoa(pdf, batch, trial), batch))
+            runs["OCRmyPDF"].append(summarize("OCRmyPDF", bench_ocrmypdf(pdf, batch, trial),
+                                              batch))
+            for k, (name, env) in enumerate(variants.items()):
+                (trial / f"v{k}").mkdir()
+                runs[name].append(summarize(name, bench_sohoa(pdf, batch, trial / f"v{k}", env),
+                                            batch))
+        rows = [median_run(r) for r in runs.values()]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    cols = ["tool", "pages", "seconds", "seconds_all", "pages_per_minute", "median_cer", "max_cer",
+            "pages_without_text", "peak_rss_mb", "receipts_matched", "extra_readings"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for row in rows:
+        print("| " + " | ".join(str(row[c]) for c in cols) + " |")
+    speedup = rows[0]["pages_per_minute"] / rows[1]["pages_per_minute"]
+    print(f"\nsohoa / OCRmyPDF throughput: {speedup:.2f}x")
+    for row in rows[2:]:
+        print(f"{row['tool']} / OCRmyPDF: {row['pages_per_minute'] / rows[1]['pages_per_minute']:.2f}x")
+    for row in rows:
+        if row["empty_pages"]:
+            print(f"\n{row['tool']} pages without text (index, kind, skew): {row['empty_pages']}")
+    for row in rows:
+        if stages := row["stage_seconds"]:
+            print(f"\n{row['tool']} CPU seconds per stage, all pages: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in sorted(stages.items(), key=lambda kv: -kv[1])))
+
+
+if __name__ == "__main__":
+    main()

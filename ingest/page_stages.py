@@ -1,0 +1,117 @@
+"""The default page stages: barcodes, blank detection, orientation and deskew, OCR.
+
+Barcodes are read on the page as scanned (the readers find any rotation), before anything can blur
+them. OCR decides between upright and upside down: a page read at low confidence is read again
+turned 180 degrees and the better reading wins (cheaper than a separate orientation pass).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from ingest.stages import PageWork
+from ocr import barcodes, blank, deskew, tesseract
+
+
+def _gray(work: PageWork) -> np.ndarray:
+    img = work.image
+    return np.asarray(img if img.mode == "L" else img.convert("L"))
+
+
+class ReadBarcodes:
+    """Barcodes as scanned; with `retry=True`, once more on the straightened page if none were
+    found (a long 1-D code skewed by a few degrees leaves no scan line crossing all its bars)."""
+
+    def __init__(self, retry: bool = False) -> None:
+        self.retry = retry
+        self.name = "barcodes-straightened" if retry else "barcodes"
+
+    def __call__(self, work: PageWork) -> None:
+        if self.retry and (work.facts.get("barcodes") or abs(work.facts.get("skew", 0)) < 1):
+            return
+        found = barcodes.read(_gray(work), tuple(work.settings.barcode_engines),
+                              tuple(work.settings.barcode_formats))
+        work.facts["barcodes"] = [b.to_dict() for b in found]
+        separators = {s.upper() for s in work.settings.separator_barcodes}
+        if any(b.value.strip().upper() in separators for b in found):
+            work.facts["separator"] = True
+            work.done = True
+
+
+class DetectBlank:
+    name = "blank"
+
+    def __call__(self, work: PageWork) -> None:
+        ink = blank.ink_fraction(_gray(work), work.dpi)
+        work.facts["ink"] = round(ink, 6)
+        is_blank = ink < work.settings.blank_ink_threshold and not work.facts.get("barcodes")
+        work.facts["blank"] = is_blank
+        work.done = work.done or is_blank
+
+
+class Straighten:
+    """Quarter turns for sideways pages, then deskew (up to settings.max_skew_degrees)."""
+
+    name = "straighten"
+
+    def __call__(self, work: PageWork) -> None:
+        skew = deskew.detect(_gray(work), work.dpi, work.settings.max_skew_degrees)
+        rotation = 0
+        if skew.sideways:
+            work.image = work.image.transpose(Image.ROTATE_90)
+            rotation = 90
+        work.image = deskew.rotate(work.image, -skew.angle)
+        work.facts.update(rotation=rotation, skew=round(skew.angle, 3))
+
+
+class Recognize:
+    """Tesseract OCR in up to three readings, each only when the one before is weak:
+    1. `ocr_languages` (vie): Vietnamese pages read best and fastest with vie alone;
+    2. the same turned 180 degrees, below `upside_down_check_below` (fixes 180 and 90/270);
+    3. `ocr_second_languages` (vie+eng), below `ocr_second_reading_below`: English pages.
+    The reading with the highest confidence wins. BENCHMARKS.md has the measurements."""
+
+    name = "ocr"
+
+    def __call__(self, work: PageWork) -> None:
+        s = work.settings
+        readings: list[dict[str, object]] = []  # what ran, for the facts (BENCHMARKS.md counts them)
+
+        def read(img: Image.Image, languages: str, turned: int = 0) -> tesseract.OcrResult:
+            out = tesseract.run(img, work.dpi, languages, s.ocr_timeout_s, s.ocr_max_dpi)
+            readings.append({"languages": languages, "turned": turned,
+                             "confidence": round(out.mean_confidence / 100, 3)})
+            return out
+
+        result = read(work.image, s.ocr_languages)
+        languages = s.ocr_languages
+        if result.mean_confidence < s.upside_down_check_below:
+            turned = work.image.transpose(Image.ROTATE_180)
+            other = read(turned, s.ocr_languages, 180)
+            if other.mean_confidence > result.mean_confidence + 5:
+                work.image, result = turned, other
+                work.facts["rotation"] = (work.facts.get("rotation", 0) + 180) % 360
+        if s.ocr_second_languages and result.mean_confidence < s.ocr_second_reading_below:
+            other = read(work.image, s.ocr_second_languages)
+            if other.mean_confidence > result.mean_confidence:
+                result, languages = other, s.ocr_second_languages
+        line_conf = [0.0] * len(result.lines)
+        counts = [0] * len(result.lines)
+        for w in result.words:
+            line_conf[w.line] += w.confidence
+            counts[w.line] += 1
+        work.facts["ocr"] = {
+            "lines": result.lines,
+            "line_confidence": [round(c / n / 100, 3) if n else 0.0
+                                for c, n in zip(line_conf, counts, strict=True)],
+            "confidence": round(result.mean_confidence / 100, 3),
+            "languages": languages,
+            "readings": readings,
+            "words": [w.to_dict() for w in result.words],
+        }
+        work.text_pdf = result.text_pdf
+
+
+DEFAULT_PAGE_STAGES = [ReadBarcodes(), DetectBlank(), Straighten(), ReadBarcodes(retry=True),
+                       Recognize()]

@@ -1,0 +1,439 @@
+"""The batch pipeline as idempotent steps keyed by batch id (and page number).
+
+    receive(file)              -> batch_id   stores the original first, then the batch record
+    inspect(batch_id)          -> record     validates the file, counts pages (or records the error)
+    process_page(batch_id, n)  -> facts      page stages; stores pages/n.pdf, then pages/n.json
+    split_batch(batch_id)      -> plan       dossiers, unmatched and dropped pages
+    assemble(batch_id, code)   -> manifest   dossier stages; stores a new dossier version
+    finish(batch_id)           -> record     final status, catalog index
+
+Each step reads its inputs from the object store and writes its outputs there, so any step can run
+on any machine (as a task queue will run them), and running a step again changes nothing: a step
+whose output already exists returns it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ingest.dossier_stages import DEFAULT_DOSSIER_STAGES
+from ingest.page_stages import DEFAULT_PAGE_STAGES
+from ingest.registry import Registry
+from ingest.settings import Settings
+from ingest.split import DossierSplit, SplitPlan, split
+from ingest.stages import DossierStage, DossierWork, PageStage, PageWork
+from ocr import pdf as pdfmod
+from ocr.decode import DecodeLimits, count_pages, open_document
+from ocr.dossier_code import DossierCodeGrammar
+from ocr.errors import DocumentError, ToolError
+from storage import layout
+from storage.audit import AuditLog
+from storage.catalog import Catalog
+from storage.errors import TRANSIENT
+from storage.objects import LocalObjectStore, ObjectStore, sha256_file
+from storage.s3 import S3ObjectStore
+
+FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PageRef:
+    """A page of a batch as it goes into a dossier version, turned clockwise by `rotate`."""
+
+    batch_id: str
+    index: int
+    rotate: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch_id": self.batch_id, "index": self.index, "rotate": self.rotate}
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    store: ObjectStore
+    catalog: Catalog | None = None
+    audit: AuditLog | None = None
+    # Called with the feed event of each new dossier version (webhooks); failures are logged.
+    on_event: Callable[[dict[str, Any]], None] | None = None
+    page_stages: list[PageStage] = field(default_factory=lambda: list(DEFAULT_PAGE_STAGES))
+    dossier_stages: list[DossierStage] = field(
+        default_factory=lambda: list(DEFAULT_DOSSIER_STAGES))
+
+    @classmethod
+    def from_settings(cls, settings: Settings, with_catalog: bool = True) -> Pipeline:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store: ObjectStore
+        if settings.s3_endpoint:
+            store = S3ObjectStore.connect(settings.s3_endpoint, settings.s3_access_key,
+                                          settings.s3_secret_key, settings.s3_bucket,
+                                          settings.s3_secure, settings.s3_region,
+                                          settings.s3_object_lock)
+        else:
+            store = LocalObjectStore(settings.data_dir / "objects")
+        if not with_catalog:
+            return cls(settings, store)
+        pipeline = cls(settings, store, Catalog(settings.catalog_url),
+                       AuditLog(settings.catalog_url, store))
+        if settings.webhooks:  # deliveries are queued for the workers, retried there
+            from ingest.tasks import announce
+
+            pipeline.on_event = announce
+        return pipeline
+
+    @property
+    def grammar(self) -> DossierCodeGrammar:
+        return DossierCodeGrammar(self.settings.dossier_code_pattern)
+
+    @property
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(max_pixels=self.settings.max_page_pixels,
+                            fallback_dpi=self.settings.fallback_dpi)
+
+    # ---- records -------------------------------------------------------------------------
+
+    def record(self, batch_id: str) -> dict[str, Any]:
+        return json.loads(self.store.get(layout.batch_record(batch_id)))
+
+    def _save_record(self, record: dict[str, Any]) -> None:
+        data = json.dumps(record, ensure_ascii=False, indent=1).encode()
+        self.store.put(layout.batch_record(record["batch_id"]), data, overwrite=True)
+
+    def save_record(self, record: dict[str, Any]) -> None:
+        """A batch record changed after its batch finished (review): stored, then indexed."""
+        self._save_record(record)
+        if self.catalog:
+            self.catalog.index_batch(record, self.page_facts(record["batch_id"], record["pages"]))
+
+    @contextmanager
+    def _original(self, record: dict[str, Any]) -> Iterator[Path]:
+        """A local file of the original. From a remote store it is fetched once per machine and
+        kept in data_dir/cache until the batch is finalized here: page tasks of a 300-page scan
+        must not download it 300 times."""
+        if isinstance(self.store, LocalObjectStore):
+            with self.store.local_path(record["original"]) as path:
+                yield path
+            return
+        cached = self._cache_path(record)
+        if not (cached.exists() and cached.stat().st_size == record["size"]):
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
+            with self.store.local_path(record["original"]) as path:
+                shutil.copyfile(path, tmp)
+            os.replace(tmp, cached)
+        yield cached
+
+    def _cache_path(self, record: dict[str, Any]) -> Path:
+        return self.settings.data_dir / "cache" / Path(record["original"]).name.replace(
+            "original", record["batch_id"])
+
+    # ---- steps ---------------------------------------------------------------------------
+
+    def receive(self, path: Path, source: str = "upload", dossier: str | None = None,
+                file_name: str | None = None, agency: str | None = None,
+                device: str | None = None, incomplete: str | None = None) -> str:
+        """Stores the original scan before anything else; the same bytes (from the same agency)
+        give the same batch. `device` names the scanner it came from; `incomplete` says why the
+        file may lack pages (a jammed feeder, an interrupted upload): the batch then ends in review."""
+        digest = sha256_file(path)
+        scoped = hashlib.sha256(f"{agency}:{digest}".encode()).hexdigest() if agency else digest
+        batch_id = "b" + scoped[:24]
+        if self.store.exists(layout.batch_record(batch_id)):
+            return batch_id
+        suffix = path.suffix.lower() if re.fullmatch(r"\.[a-z0-9]{1,5}", path.suffix.lower()) \
+            else ""
+        key = layout.original(batch_id, suffix)
+        info = self.store.put_file(key, path)
+        self._save_record({
+            "format": FORMAT_VERSION, "batch_id": batch_id, "file": file_name or path.name,
+            "sha256": info.sha256, "size": info.size, "original": key, "source": source,
+            "dossier_hint": dossier, "agency": agency, "device": device, "incomplete": incomplete,
+            "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "status": "received", "error": None, "pages": 0, "dossiers": [],
+            "unmatched_pages": [], "dropped_pages": [], "failed_pages": [],
+        })
+        return batch_id
+
+    def inspect(self, batch_id: str) -> dict[str, Any]:
+        record = self.record(batch_id)
+        if record["status"] != "received":
+            return record
+        try:
+            with self._original(record) as path:
+                record["pages"] = count_pages(path, self.limits)
+            record["status"] = "processing"
+        except DocumentError as e:
+            record.update(status="failed", error=f"{e.code}: {e}")
+        except TRANSIENT:
+            raise
+        except Exception as e:  # a file our decoders choke on: still a recorded, clear failure
+            log.exception("batch %s could not be opened", batch_id)
+            record.update(status="failed", error=f"unreadable: {type(e).__name__}: {e}")
+        self._save_record(record)
+        if record["status"] == "failed" and self.catalog:
+            self.catalog.index_batch(record, [])
+        return record
+
+    def process_page(self, batch_id: str, index: int) -> dict[str, Any]:
+        facts_key = layout.page_facts(batch_id, index)
+        if self.store.exists(facts_key):
+            return json.loads(self.store.get(facts_key))
+        record = self.record(batch_id)
+        facts: dict[str, Any] = {"index": index, "status": "ok"}
+        start = time.perf_counter()
+        try:
+            with self._original(record) as path:
+                doc = open_document(path, self.limits)
+                try:
+                    page = doc.page(index)
+                finally:
+                    doc.close()
+            facts.update(dpi=page.dpi, width=page.image.width, height=page.image.height,
+                         origin=page.origin, had_text_layer=page.has_text_layer)
+            work = PageWork(batch_id, index, page.image, page.dpi, self.settings, facts)
+            timings = facts.setdefault("seconds", {"decode": round(time.perf_counter() - start, 3)})
+            for stage in self.page_stages:
+                if work.done:
+                    break
+                t0 = time.perf_counter()
+                stage(work)
+                timings[stage.name] = round(time.perf_counter() - t0, 3)
+            if not work.done:
+                t0 = time.perf_counter()
+                self.store.put(layout.page_pdf(batch_id, index),
+                               pdfmod.page_pdf(work.image, work.dpi, work.text_pdf,
+                                               self.settings.jpeg_quality),
+                               overwrite=True)
+                timings["page_pdf"] = round(time.perf_counter() - t0, 3)
+        except DocumentError as e:
+            facts.update(status="failed", error=f"{e.code}: {e}")
+        except ToolError as e:
+            facts.update(status="failed", error=f"tool: {e}")
+        except TRANSIENT:
+            raise  # storage or a server is down: the caller retries or resumes
+        except Exception as e:  # a page our image code could not handle: recorded, batch goes on
+            log.exception("page %d of batch %s failed", index, batch_id)
+            facts.update(status="failed", error=f"unexpected: {type(e).__name__}: {e}")
+        self.store.put(facts_key, json.dumps(facts, ensure_ascii=False).encode(), overwrite=True)
+        return facts
+
+    def page_facts(self, batch_id: str, count: int) -> list[dict[str, Any]]:
+        return self.page_facts_for(batch_id, list(range(count)))
+
+    def split_batch(self, batch_id: str) -> SplitPlan:
+        record = self.record(batch_id)
+        return split(self.page_facts(batch_id, record["pages"]), self.grammar,
+                     record.get("dossier_hint"))
+
+    def check_registry(self, plan: SplitPlan) -> SplitPlan:
+        """With a registry configured, dossiers whose code it does not know go to review."""
+        if not self.settings.registry_url:
+            return plan
+        registry = Registry(self.settings.registry_url, self.settings.registry_token,
+                            self.settings.registry_allow_private)
+        known = []
+        for part in plan.dossiers:
+            part.registry = registry.lookup(part.code)
+            if part.source != "user" and part.registry is None:
+                plan.unmatched = sorted(plan.unmatched + part.pages)
+                plan.unmatched_groups.append(part.pages)
+                plan.review.append({"pages": part.pages, "code": part.code,
+                                    "reason": "unknown to the registry"})
+            else:
+                known.append(part)
+        plan.dossiers = known
+        return plan
+
+    def assemble(self, batch_id: str, part: DossierSplit) -> dict[str, Any]:
+        """Stores the dossier as a new version, unless this batch already made one."""
+        for manifest in self.versions(part.code):
+            if manifest["batch_id"] == batch_id:
+                return manifest
+        refs = [PageRef(batch_id, i) for i in part.pages]
+        return self.store_version(part.code, part.agency, part.source, refs, claim=batch_id,
+                                  registry=part.registry)
+
+    def store_version(self, code: str, agency: str, code_source: str, refs: list[PageRef],
+                      claim: str, registry: dict[str, Any] | None = None,
+                      actor: str = "pipeline", extra: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+        """A new version of dossier `code` made of these pages (from one batch or several, each
+        possibly turned by a person): dossier stages, objects, manifest, index, event, audit.
+        `claim` makes it idempotent: the same claim gets the same version number."""
+        batch_id = refs[0].batch_id
+        record = self.record(batch_id)
+        facts = [self.page_facts_for(r.batch_id, [r.index])[0] for r in refs]
+        pdfs = [pdfmod.rotated(self.store.get(layout.page_pdf(r.batch_id, r.index)), r.rotate)
+                for r in refs]
+        pages = [r.index for r in refs]
+        work = DossierWork(batch_id, code, agency, code_source, pages, facts, pdfs,
+                           self.settings, record["received_at"], registry=registry)
+        for stage in self.dossier_stages:
+            stage(work)
+        assert work.pdf is not None, "a dossier stage must produce the PDF"
+        version = self._claim_version(code, claim)
+        prefix = layout.version_prefix(code, version)
+        fields = {k: f.to_dict() for k, f in work.fields.items()}
+        text = [{"page": i, "lines": (f.get("ocr") or {}).get("lines", [])}
+                for i, f in zip(pages, facts, strict=True)]
+        objects = {}
+        procedure = work.fields.get("procedure")
+        retention = self.settings.retention_for(procedure.value if procedure else None)
+        for name, data in (("dossier.pdf", work.pdf),
+                           ("text.json", _json(text)), ("fields.json", _json(fields))):
+            info = self.store.put(prefix + name, data, overwrite=True, retention_days=retention)
+            objects[name] = {"key": info.key, "sha256": info.sha256, "size": info.size}
+        manifest = {
+            "format": FORMAT_VERSION, "dossier_id": code, "agency": agency,
+            "version": version, "batch_id": batch_id, "code_source": code_source,
+            "pages": pages, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "original": {"key": record["original"], "sha256": record["sha256"],
+                         "size": record["size"], "file": record["file"]},
+            "objects": objects,
+        }
+        if any(r.batch_id != batch_id or r.rotate for r in refs):
+            manifest["page_refs"] = [r.to_dict() for r in refs]
+        manifest["retention_days"] = retention
+        if registry is not None:
+            manifest["registry"] = registry
+        manifest.update(extra or {})
+        self.store.put(prefix + "manifest.json", _json(manifest), overwrite=True,
+                       retention_days=retention)
+        if self.catalog:
+            self.catalog.index_version(manifest, fields, text)
+        if self.on_event:
+            event = {"kind": "created" if version == 1 else "new_version",
+                     "dossier_id": code, "agency": agency, "version": version,
+                     "batch_id": batch_id, "pdf": objects["dossier.pdf"]["key"],
+                     "at": manifest["created_at"]}
+            try:
+                self.on_event(event)
+            except Exception:  # the dossier is stored; a notification must not undo that
+                log.exception("could not announce %s v%d", code, version)
+        if self.audit:
+            self.audit.append(actor, "dossier.version.create", code, agency,
+                              detail={"version": version, "batch_id": batch_id,
+                                      "pdf_sha256": objects["dossier.pdf"]["sha256"],
+                                      **({"change": extra.get("change")} if extra else {})})
+        return manifest
+
+    @staticmethod
+    def page_refs(manifest: dict[str, Any]) -> list[PageRef]:
+        """The pages a stored version is made of."""
+        if "page_refs" in manifest:
+            return [PageRef(**r) for r in manifest["page_refs"]]
+        return [PageRef(manifest["batch_id"], i) for i in manifest["pages"]]
+
+    def correct_field(self, code: str, name: str, value: str, actor: str, reason: str = "",
+                      remote: str = "") -> dict[str, Any]:
+        """A person's correction of a field of the latest version: stored as an object of its
+        own (the version's fields.json stays as the machine read it), indexed, audited and
+        announced as a `field_corrected` event."""
+        manifest = self.versions(code)[-1]
+        version = manifest["version"]
+        fields = json.loads(self.store.get(manifest["objects"]["fields.json"]["key"]))
+        if self.catalog:
+            current = self.catalog.dossier(code)
+            if current and current["version"] == version:
+                fields = current["fields"]
+        previous = fields.get(name)
+        correction = {"format": FORMAT_VERSION, "dossier_id": code, "version": version,
+                      "name": name, "value": value,
+                      "previous": previous["value"] if previous else None,
+                      "page": previous["page"] if previous else manifest["pages"][0],
+                      "actor": actor, "reason": reason,
+                      "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        seq = 1
+        while not self.store.create(layout.correction(code, seq),
+                                    _json({**correction, "seq": seq})):
+            seq += 1
+        correction["seq"] = seq
+        if self.catalog:
+            self.catalog.index_correction(correction)
+        if self.audit:
+            self.audit.append(actor, "dossier.field.correct", code, manifest["agency"], remote,
+                              {"version": version, "field": name, "previous": correction["previous"],
+                               "value": value, "reason": reason, "correction": seq})
+        if self.on_event:
+            try:
+                self.on_event({"kind": "field_corrected", "dossier_id": code,
+                                     "agency": manifest["agency"], "version": version,
+                                     "field": name, "value": value,
+                                     "previous": correction["previous"], "at": correction["at"]})
+            except Exception:
+                log.exception("could not announce the correction of %s", code)
+        return correction
+
+    def page_facts_for(self, batch_id: str, pages: list[int]) -> list[dict[str, Any]]:
+        return [json.loads(self.store.get(layout.page_facts(batch_id, i))) for i in pages]
+
+    def versions(self, code: str) -> list[dict[str, Any]]:
+        keys = [k for k in self.store.list(layout.dossier_prefix(code))
+                if k.endswith("/manifest.json")]
+        return sorted((json.loads(self.store.get(k)) for k in keys), key=lambda m: m["version"])
+
+    def _claim_version(self, code: str, batch_id: str) -> int:
+        """The next free version number, claimed atomically (or this batch's earlier claim)."""
+        version = 1
+        while True:
+            claim = layout.version_prefix(code, version) + ".claim"
+            if self.store.create(claim, batch_id.encode()):
+                return version
+            if self.store.get(claim).decode() == batch_id:
+                return version
+            version += 1
+
+    def finish(self, batch_id: str, plan: SplitPlan, manifests: list[dict[str, Any]]
+               ) -> dict[str, Any]:
+        record = self.record(batch_id)
+        fields = {m["dossier_id"]: json.loads(self.store.get(m["objects"]["fields.json"]["key"]))
+                  for m in manifests}
+        record["dossiers"] = [
+            {"dossier_id": m["dossier_id"], "pages": m["pages"], "version": m["version"],
+             "code_source": m["code_source"], "pdf": m["objects"]["dossier.pdf"]["key"],
+             "fields": fields[m["dossier_id"]]}
+            for m in manifests]
+        record["unmatched_pages"] = plan.unmatched
+        record["unmatched_groups"] = plan.unmatched_groups
+        record["review"] = plan.review
+        record["dropped_pages"] = [{"page": p, "reason": r} for p, r in plan.dropped]
+        record["failed_pages"] = [
+            {"page": f["index"], "error": f.get("error")}
+            for f in self.page_facts_for(batch_id, plan.failed)]
+        if record.get("incomplete"):
+            record["review"].append({"pages": [], "code": None,
+                                     "reason": f"scan incomplete: {record['incomplete']}"})
+        record["status"] = "needs_review" if plan.unmatched or record.get("incomplete") else "done"
+        record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        self._save_record(record)
+        if self.catalog:
+            self.catalog.index_batch(record, self.page_facts(batch_id, record["pages"]))
+        return record
+
+    def finalize(self, batch_id: str) -> dict[str, Any]:
+        """split_batch, check codes with the registry, assemble each dossier, finish: once every
+        page has its facts."""
+        plan = self.check_registry(self.split_batch(batch_id))
+        manifests = [self.assemble(batch_id, part) for part in plan.dossiers]
+        record = self.finish(batch_id, plan, manifests)
+        self._cache_path(record).unlink(missing_ok=True)
+        return record
+
+
+def _json(obj: object) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True).encode()
+
+ProgressFn = Callable[[int, int], None]

@@ -1,0 +1,171 @@
+"""What staff do in the review queue: each change is a new dossier version and an audit entry.
+
+    assign(batch, pages, code)        pages the machine could not match join dossier `code`
+    rotate(code, position, degrees)   turn one page of a dossier
+    move(code, position, to)          put a page elsewhere in the dossier
+    drop(code, position)              take a page out (it stays in its batch and original)
+    split(code, position, new_code)   the pages from `position` on become dossier `new_code`
+    merge(code, other)                `other`'s pages are appended to `code`
+
+Positions are 0-based places in the dossier's latest version. Every operation takes an
+`action_id` (the web form sends one): doing the same action twice makes one version, not two.
+Nothing is ever deleted: older versions stay, and so do the batch and its original scan.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from ingest.pipeline import PageRef, Pipeline
+from storage import layout
+
+
+class ReviewError(ValueError):
+    """A change that cannot be made; the message is for the staff."""
+
+
+class Review:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def _latest(self, code: str) -> dict[str, Any]:
+        versions = self.pipeline.versions(code)
+        if not versions:
+            raise ReviewError(f"no dossier {code}")
+        return versions[-1]
+
+    def _agency(self, code: str) -> str:
+        found = self.pipeline.grammar.match(code)
+        if found is None:
+            raise ReviewError(f"{code!r} is not a dossier code")
+        return found.agency
+
+    def _save(self, code: str, agency: str, refs: list[PageRef], actor: str, change: dict[str, Any],
+              action_id: str | None) -> dict[str, Any]:
+        if not refs:
+            raise ReviewError("a dossier needs at least one page")
+        claim = f"review:{action_id or uuid.uuid4().hex}:{code}"
+        return self.pipeline.store_version(code, agency, "user", refs, claim, actor=actor,
+                                           extra={"change": change})
+
+    def _position(self, refs: list[PageRef], position: int) -> None:
+        if not 0 <= position < len(refs):
+            raise ReviewError(f"the dossier has no page {position + 1}")
+
+    # ---- operations -----------------------------------------------------------------------
+
+    def assign(self, batch_id: str, pages: list[int], code: str, actor: str,
+               action_id: str | None = None) -> dict[str, Any]:
+        """Unmatched pages of a batch join dossier `code` (appended to its latest version, or a
+        new dossier); the batch leaves review when no page is left unmatched."""
+        code = code.strip().upper()
+        agency = self._agency(code)
+        record = self.pipeline.record(batch_id)
+        waiting = set(record.get("unmatched_pages", []))
+        if not pages or not set(pages) <= waiting:
+            raise ReviewError("only pages waiting for review can be assigned")
+        if record.get("agency") and record["agency"] != agency:
+            raise ReviewError(f"{code} belongs to another agency than this batch")
+        for index in pages:
+            if not self.pipeline.store.exists(layout.page_pdf(batch_id, index)):
+                raise ReviewError(f"page {index + 1} could not be read and cannot be assigned")
+        existing = self.pipeline.versions(code)
+        refs = Pipeline.page_refs(existing[-1]) if existing else []
+        refs += [PageRef(batch_id, i) for i in sorted(pages)]
+        manifest = self._save(code, agency, refs, actor,
+                              {"action": "assign", "batch_id": batch_id, "pages": sorted(pages)},
+                              action_id)
+        self._resolve(record, pages, code, manifest, actor)
+        return manifest
+
+    def _resolve(self, record: dict[str, Any], pages: list[int], code: str,
+                 manifest: dict[str, Any], actor: str) -> None:
+        done = set(pages)
+        record["unmatched_pages"] = [p for p in record["unmatched_pages"] if p not in done]
+        record["unmatched_groups"] = [g for g in ([p for p in group if p not in done]
+                                                  for group in record.get("unmatched_groups", []))
+                                      if g]
+        record["review"] = [r for r in record.get("review", []) if not set(r["pages"]) & done
+                            or set(r["pages"]) - done]
+        record.setdefault("resolved", []).append(
+            {"pages": sorted(pages), "dossier_id": code, "version": manifest["version"], "by": actor})
+        entry = next((d for d in record["dossiers"] if d["dossier_id"] == code), None)
+        summary = {"dossier_id": code, "pages": sorted(set(pages) | set(entry["pages"] if entry else [])),
+                   "version": manifest["version"], "code_source": "user",
+                   "pdf": manifest["objects"]["dossier.pdf"]["key"],
+                   "fields": entry["fields"] if entry else {}}
+        record["dossiers"] = [d for d in record["dossiers"] if d["dossier_id"] != code] + [summary]
+        if not record["unmatched_pages"] and not record.get("incomplete") and \
+                not [r for r in record["review"] if r["pages"]]:
+            record["status"] = "done"
+        self.pipeline.save_record(record)
+
+    def rotate(self, code: str, position: int, degrees: int, actor: str,
+               action_id: str | None = None) -> dict[str, Any]:
+        if degrees % 90:
+            raise ReviewError("pages turn by quarter turns")
+        latest = self._latest(code)
+        refs = Pipeline.page_refs(latest)
+        self._position(refs, position)
+        page = refs[position]
+        refs[position] = PageRef(page.batch_id, page.index, (page.rotate + degrees) % 360)
+        return self._save(code, latest["agency"], refs, actor,
+                          {"action": "rotate", "position": position, "degrees": degrees}, action_id)
+
+    def move(self, code: str, position: int, to: int, actor: str,
+             action_id: str | None = None) -> dict[str, Any]:
+        latest = self._latest(code)
+        refs = Pipeline.page_refs(latest)
+        self._position(refs, position)
+        self._position(refs, to)
+        refs.insert(to, refs.pop(position))
+        return self._save(code, latest["agency"], refs, actor,
+                          {"action": "move", "position": position, "to": to}, action_id)
+
+    def drop(self, code: str, position: int, actor: str,
+             action_id: str | None = None) -> dict[str, Any]:
+        latest = self._latest(code)
+        refs = Pipeline.page_refs(latest)
+        self._position(refs, position)
+        dropped = refs.pop(position)
+        return self._save(code, latest["agency"], refs, actor,
+                          {"action": "drop", "position": position, "page": dropped.to_dict()},
+                          action_id)
+
+    def split(self, code: str, position: int, new_code: str, actor: str,
+              action_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Pages from `position` on become dossier `new_code` (appended if it exists)."""
+        new_code = new_code.strip().upper()
+        latest = self._latest(code)
+        refs = Pipeline.page_refs(latest)
+        if not 1 <= position < len(refs):
+            raise ReviewError("split between two pages of the dossier")
+        if new_code == code:
+            raise ReviewError("split into another dossier code")
+        agency = self._agency(new_code)
+        if agency != latest["agency"]:
+            raise ReviewError(f"{new_code} belongs to another agency")
+        action_id = action_id or uuid.uuid4().hex
+        existing = self.pipeline.versions(new_code)
+        moved = (Pipeline.page_refs(existing[-1]) if existing else []) + refs[position:]
+        change = {"action": "split", "from": code, "to": new_code, "position": position}
+        other = self._save(new_code, agency, moved, actor, change, action_id)
+        kept = self._save(code, latest["agency"], refs[:position], actor, change, action_id)
+        return kept, other
+
+    def merge(self, code: str, other: str, actor: str,
+              action_id: str | None = None) -> dict[str, Any]:
+        """`other`'s pages are appended to `code`; `other` keeps its versions (nothing is
+        deleted) and its latest manifest names where its pages went."""
+        latest, theirs = self._latest(code), self._latest(other.strip().upper())
+        if theirs["dossier_id"] == code:
+            raise ReviewError("merge two different dossiers")
+        if theirs["agency"] != latest["agency"]:
+            raise ReviewError("dossiers of different agencies cannot be merged")
+        refs = Pipeline.page_refs(latest) + Pipeline.page_refs(theirs)
+        return self._save(code, latest["agency"], refs, actor,
+                          {"action": "merge", "from": theirs["dossier_id"],
+                           "from_version": theirs["version"]}, action_id)

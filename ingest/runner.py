@@ -1,0 +1,73 @@
+"""Runs a batch on this machine: pages in parallel over the cores, one decoded page per worker.
+
+The steps are the same ones a task queue runs (ingest/pipeline.py); this runner only orders them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+from ingest.pipeline import Pipeline
+from ingest.settings import Settings
+from ingest.stages import PageStage
+from storage import layout
+
+_worker: Pipeline | None = None
+
+
+def _init_worker(settings: Settings, page_stages: list[PageStage]) -> None:
+    global _worker
+    _worker = Pipeline.from_settings(settings, with_catalog=False)
+    _worker.page_stages = page_stages
+
+
+def _process_page(batch_id: str, index: int) -> int:
+    assert _worker is not None
+    _worker.process_page(batch_id, index)
+    return index
+
+
+def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source: str = "cli",
+             progress: Callable[[int, int], None] | None = None, file_name: str | None = None,
+             agency: str | None = None, device: str | None = None,
+             incomplete: str | None = None) -> dict[str, Any]:
+    """Ingests one file and waits; returns the batch record. Same file again: same record."""
+    batch_id = pipeline.receive(path, source=source, dossier=dossier, file_name=file_name,
+                                agency=agency, device=device, incomplete=incomplete)
+    record = pipeline.inspect(batch_id)
+    if record["status"] in ("failed", "done", "needs_review"):
+        return {**record, "already_ingested": True}
+    total = record["pages"]
+    todo = [i for i in range(total)
+            if not pipeline.store.exists(layout.page_facts(batch_id, i))]
+    if progress:
+        progress(total - len(todo), total)
+    workers = min(pipeline.settings.workers, max(1, len(todo)))
+    if workers == 1:
+        for i in todo:
+            pipeline.process_page(batch_id, i)
+            if progress:
+                progress(1, total)
+    else:
+        with ProcessPoolExecutor(workers, initializer=_init_worker,
+                                 initargs=(pipeline.settings, pipeline.page_stages)) as pool:
+            for future in as_completed(pool.submit(_process_page, batch_id, i) for i in todo):
+                future.result()
+                if progress:
+                    progress(1, total)
+    return pipeline.finalize(batch_id)
+
+
+def public_view(record: dict[str, Any]) -> dict[str, Any]:
+    """The batch as `sohoa ingest --json` promises it."""
+    return {
+        "batch_id": record["batch_id"], "file": record["file"], "status": record["status"],
+        "error": record.get("error"), "pages": record.get("pages", 0),
+        "dossiers": [{k: d[k] for k in ("dossier_id", "pages", "pdf", "fields")}
+                     for d in record.get("dossiers", [])],
+        "unmatched_pages": record.get("unmatched_pages", []),
+        "dropped_pages": record.get("dropped_pages", []),
+    }

@@ -1,0 +1,114 @@
+"""Splitting a batch into dossiers by their codes.
+
+Rules (issue #2): a page whose barcode is a valid dossier code starts a new dossier and is its first
+page; following pages belong to it until the next code. The same code again (the second receipt copy,
+another form of the same dossier) continues it. Separator sheets (PATCH-T) end the current dossier
+and are dropped, as are blank pages. Pages before the first code, or after a separator with no code
+yet, go to review ("unmatched"), unless the caller gave one code for the whole file. No barcode but
+an OCR'd `Mã hồ sơ:` line with a valid code: that code is used, with source "ocr".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ocr.dossier_code import DossierCodeGrammar
+from ocr.fields import RECEIPT_LABELS, fold_aligned
+
+
+@dataclass(frozen=True)
+class PageCode:
+    code: str
+    agency: str
+    source: str  # barcode | ocr | user
+
+
+@dataclass
+class DossierSplit:
+    code: str
+    agency: str
+    source: str
+    pages: list[int] = field(default_factory=list)
+    registry: dict[str, Any] | None = None  # what the processing system's registry said of it
+
+
+@dataclass
+class SplitPlan:
+    dossiers: list[DossierSplit]
+    unmatched: list[int]
+    dropped: list[tuple[int, str]]  # (page, blank|separator)
+    unmatched_groups: list[list[int]]  # unmatched pages as the separators cut them, for review
+    failed: list[int]  # pages that could not be decoded (also in unmatched)
+    review: list[dict[str, Any]] = field(default_factory=list)  # why pages wait for a person
+
+
+_CODE_LABEL_RE = re.compile(next(rx for name, rx in RECEIPT_LABELS if name == "dossier_id"))
+
+
+def page_code(facts: dict[str, Any], grammar: DossierCodeGrammar) -> PageCode | None:
+    for b in facts.get("barcodes", []):
+        found = grammar.find(b["value"])
+        if found:
+            return PageCode(found.code, found.agency, "barcode")
+    label = _CODE_LABEL_RE
+    for line in (facts.get("ocr") or {}).get("lines", []):
+        folded = fold_aligned(line)
+        m = label.search(folded)
+        if m:
+            found = grammar.find_repaired(line[m.end():].replace(" ", "").lstrip(":"))
+            if found:
+                return PageCode(found.code, found.agency, "ocr")
+    return None
+
+
+def split(pages: list[dict[str, Any]], grammar: DossierCodeGrammar,
+          whole_file_code: str | None = None) -> SplitPlan:
+    dossiers: dict[str, DossierSplit] = {}
+    order: list[str] = []
+    unmatched: list[int] = []
+    groups: list[list[int]] = []
+    dropped: list[tuple[int, str]] = []
+    failed: list[int] = []
+    current: DossierSplit | None = None
+    if whole_file_code:
+        user = grammar.find(whole_file_code)
+        agency = user.agency if user else whole_file_code.split("-")[0]
+        current = DossierSplit(whole_file_code, agency, "user")
+        dossiers[whole_file_code] = current
+        order.append(whole_file_code)
+    open_group: list[int] | None = None
+
+    for facts in pages:
+        i = facts["index"]
+        if facts.get("status") == "failed":
+            failed.append(i)
+            unmatched.append(i)
+            groups.append([i])
+            continue
+        if facts.get("separator"):
+            dropped.append((i, "separator"))
+            current, open_group = None, None
+            continue
+        if facts.get("blank"):
+            dropped.append((i, "blank"))
+            continue
+        code = page_code(facts, grammar)
+        if code and (current is None or code.code != current.code):
+            current = dossiers.get(code.code)
+            if current is None:
+                current = DossierSplit(code.code, code.agency, code.source)
+                dossiers[code.code] = current
+                order.append(code.code)
+        if current is not None:
+            current.pages.append(i)
+            open_group = None
+        else:
+            unmatched.append(i)
+            if open_group is None:
+                open_group = []
+                groups.append(open_group)
+            open_group.append(i)
+    kept = [dossiers[c] for c in order if dossiers[c].pages]
+    return SplitPlan(kept, unmatched, dropped, groups, failed)

@@ -1,0 +1,67 @@
+"""Stage contracts. A stage is a named callable that reads and writes one work object.
+
+Page stages run in order on one page (`PageWork`); dossier stages run in order on one dossier
+(`DossierWork`). To add a step (a classifier, a signer), write a callable with a `name` and put it
+in the list given to the pipeline: no other stage changes.
+
+PageWork contract
+    in:  image (decoded, square dpi), dpi, settings
+    out: facts (JSON-safe, stored as pages/NNNNN.json), image/dpi (may be replaced: rotated,
+         deskewed), text_pdf (tesseract's invisible text for this image), done (True stops the
+         page's remaining stages: blank pages and separator sheets need no OCR)
+DossierWork contract
+    in:  code, pages (batch page indexes), page_facts, page_pdfs, settings
+    out: fields (name -> Field), metadata, pdf (the document to store; a signer replaces it)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from PIL import Image
+
+from ingest.settings import Settings
+from ocr.fields import Field
+from ocr.pdf import DossierMetadata
+
+
+@dataclass
+class PageWork:
+    batch_id: str
+    index: int
+    image: Image.Image
+    dpi: int
+    settings: Settings
+    facts: dict[str, Any] = field(default_factory=dict)
+    text_pdf: bytes | None = None
+    done: bool = False
+
+
+@dataclass
+class DossierWork:
+    batch_id: str
+    code: str
+    agency: str
+    code_source: str
+    pages: list[int]
+    page_facts: list[dict[str, Any]]
+    page_pdfs: list[bytes]
+    settings: Settings
+    received_at: str  # ISO 8601, when the batch was received
+    registry: dict[str, Any] | None = None  # the registry's record of the code, if asked
+    fields: dict[str, Field] = field(default_factory=dict)
+    metadata: DossierMetadata | None = None
+    pdf: bytes | None = None
+
+
+class PageStage(Protocol):
+    name: str
+
+    def __call__(self, work: PageWork) -> None: ...
+
+
+class DossierStage(Protocol):
+    name: str
+
+    def __call__(self, work: DossierWork) -> None: ...

@@ -1,0 +1,283 @@
+"""Open what a scanner wrote (PDF, multi-page TIFF, JPEG, PNG) and hand out one page image at a time.
+
+A 300-page batch must never sit decoded in memory: `Document.page(n)` decodes page n only.
+Image-only PDF pages give up their embedded image as is (JPEG, CCITT G4, JBIG2, Flate); anything else
+is rasterized by poppler at `raster_dpi`. Every decoded page comes out at a square resolution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pikepdf
+from pdf2image import convert_from_path
+from pdf2image.exceptions import PDFPageCountError, PDFSyntaxError
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ocr.errors import (
+    DocumentError,
+    EmptyDocument,
+    EncryptedDocument,
+    ImageBomb,
+    NotADocument,
+    TruncatedDocument,
+)
+
+A4_WIDTH_IN = 8.27
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    max_pixels: int = 150_000_000  # one page, after decoding; ~ A0 at 300 dpi
+    max_page_inches: float = 120.0  # longest side of a PDF page to rasterize
+    fallback_dpi: int = 300  # for images that say nothing and do not look like A4
+    raster_dpi: int = 300
+    max_dpi: int = 400  # above this, pages are reduced to raster_dpi: OCR gains nothing
+    min_dpi: int = 150  # below this, pages are enlarged for OCR
+
+
+@dataclass
+class PageImage:
+    """A decoded page: 'L', 'RGB' or '1' mode, square `dpi`."""
+
+    image: Image.Image
+    dpi: int
+    origin: str  # how it was obtained: embedded image, rasterized, image file
+    has_text_layer: bool = False
+
+
+class Document(Protocol):
+    page_count: int
+
+    def page(self, index: int) -> PageImage: ...
+
+    def close(self) -> None: ...
+
+
+def sniff(head: bytes) -> str:
+    """The container format from the first bytes; junk before `%PDF` is tolerated (and repaired)."""
+    if not head:
+        raise EmptyDocument("the file is empty")
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "tiff"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if b"%PDF-" in head[:1024]:
+        return "pdf"
+    raise NotADocument("not a PDF, TIFF, JPEG or PNG file")
+
+
+def open_document(path: Path, limits: DecodeLimits | None = None) -> Document:
+    limits = limits or DecodeLimits()
+    with path.open("rb") as f:
+        kind = sniff(f.read(1024))
+    if kind == "pdf":
+        return PdfDocument(path, limits)
+    return ImageDocument(path, limits)
+
+
+# ---- shared page normalization ----------------------------------------------------------------
+
+
+def to_page_mode(img: Image.Image) -> Image.Image:
+    """Flatten alpha onto white paper and reduce exotic modes to 1, L or RGB."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(paper, rgba).convert("RGB")
+    if img.mode in ("1", "L", "RGB"):
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return img.point(lambda v: v / 256).convert("L")
+    if img.mode == "CMYK":
+        return img.convert("RGB")
+    if img.mode == "P":
+        return img.convert("RGB")
+    return img.convert("RGB")
+
+
+def normalize_resolution(img: Image.Image, dpi_x: float, dpi_y: float, limits: DecodeLimits
+                         ) -> tuple[Image.Image, int]:
+    """Square pixels at an OCR-friendly resolution; the physical page size is preserved."""
+    target = max(dpi_x, dpi_y)
+    if target > limits.max_dpi or target < limits.min_dpi:
+        target = limits.raster_dpi
+    width = max(1, round(img.width * target / dpi_x))
+    height = max(1, round(img.height * target / dpi_y))
+    if (width, height) != img.size:
+        if width * height > limits.max_pixels:
+            raise ImageBomb(f"page would be {width}x{height} pixels at {target:.0f} dpi")
+        resample = Image.LANCZOS if img.mode != "1" else Image.NEAREST
+        src = img if img.mode != "1" or target < max(dpi_x, dpi_y) else img.convert("L")
+        img = src.resize((width, height), resample)
+    return img, round(target)
+
+
+def guess_dpi(img: Image.Image, limits: DecodeLimits) -> tuple[float, float]:
+    """The image's own DPI, or a guess: an A4-shaped image is taken as A4, else the fallback."""
+    dpi = img.info.get("dpi")
+    if dpi and all(isinstance(v, int | float) and v >= 50 for v in dpi[:2]):
+        return float(dpi[0]), float(dpi[1])
+    w, h = sorted(img.size)
+    if 1.30 < h / w < 1.50 and w >= 600:  # A4 / Letter portrait or landscape
+        return (w / A4_WIDTH_IN,) * 2
+    return (float(limits.fallback_dpi),) * 2
+
+
+# ---- images -------------------------------------------------------------------------------------
+
+
+class ImageDocument:
+    """TIFF (multi-page, with or without alpha), JPEG, PNG."""
+
+    def __init__(self, path: Path, limits: DecodeLimits) -> None:
+        self._limits = limits
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels
+        try:
+            self._img = Image.open(path)
+            self.page_count = getattr(self._img, "n_frames", 1)
+        except Image.DecompressionBombError as e:
+            raise ImageBomb(str(e)) from e
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise TruncatedDocument(f"cannot read the image: {e}") from e
+
+    def page(self, index: int) -> PageImage:
+        try:
+            self._img.seek(index)
+            frame = self._img.copy()
+            if frame.width * frame.height > self._limits.max_pixels:
+                raise ImageBomb(f"page {index} is {frame.width}x{frame.height} pixels")
+            frame = ImageOps.exif_transpose(frame) if index == 0 else frame
+            frame.load()
+        except Image.DecompressionBombError as e:
+            raise ImageBomb(str(e)) from e
+        except (OSError, SyntaxError, ValueError) as e:
+            raise TruncatedDocument(f"page {index} cannot be decoded: {e}") from e
+        dpi_x, dpi_y = guess_dpi(self._img, self._limits)
+        img, dpi = normalize_resolution(to_page_mode(frame), dpi_x, dpi_y, self._limits)
+        return PageImage(img, dpi, f"{(self._img.format or 'image').lower()} frame")
+
+    def close(self) -> None:
+        self._img.close()
+
+
+# ---- PDF --------------------------------------------------------------------------------------
+
+
+class PdfDocument:
+    """PDF pages: the embedded scan when a page is one image, else a poppler rendering."""
+
+    def __init__(self, path: Path, limits: DecodeLimits) -> None:
+        self._limits = limits
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._pdf = self._open(path)
+        self.page_count = len(self._pdf.pages)
+        if self.page_count == 0:
+            raise TruncatedDocument("the PDF has no pages")
+
+    def _open(self, path: Path) -> pikepdf.Pdf:
+        try:
+            pdf = pikepdf.open(path)
+        except pikepdf.PasswordError as e:
+            raise EncryptedDocument("the PDF is encrypted with a password") from e
+        except pikepdf.PdfError as e:
+            reason = str(e).replace(str(path), "").strip(" :")
+            raise TruncatedDocument(f"the PDF is damaged beyond repair ({reason})") from e
+        if pdf.is_encrypted and not pdf.allow.extract:
+            pass  # owner-password-only PDFs open fine; we only read them
+        self._path = path
+        with path.open("rb") as f:
+            if not f.read(5).startswith(b"%PDF-"):  # junk before the header: poppler needs it clean
+                self._tmp = tempfile.TemporaryDirectory(prefix="sohoa-repair-")
+                self._path = Path(self._tmp.name) / "repaired.pdf"
+                pdf.save(self._path)
+        return pdf
+
+    def page(self, index: int) -> PageImage:
+        page = self._pdf.pages[index]
+        has_text = _has_text(page)
+        embedded = self._embedded_image(page)
+        if embedded is not None:
+            img, dpi_x, dpi_y = embedded
+            img, dpi = normalize_resolution(to_page_mode(img), dpi_x, dpi_y, self._limits)
+            return PageImage(img, dpi, "embedded image", has_text)
+        return PageImage(self._rasterize(page, index), self._limits.raster_dpi, "rasterized",
+                         has_text)
+
+    def _embedded_image(self, page: pikepdf.Page) -> tuple[Image.Image, float, float] | None:
+        """The page's only image if it covers the page, un-rotated by /Rotate; None to rasterize."""
+        try:
+            images = list(page.get_images(recursive=False).values())
+            if len(images) != 1 or _has_forms(page):
+                return None
+            pdfimage = pikepdf.PdfImage(images[0])
+            w_px, h_px = pdfimage.width, pdfimage.height
+            if w_px * h_px > self._limits.max_pixels:
+                raise ImageBomb(f"embedded image is {w_px}x{h_px} pixels")
+            box = page.cropbox
+            w_in, h_in = float(box[2] - box[0]) / 72, float(box[3] - box[1]) / 72
+            if w_in <= 0 or h_in <= 0 or abs((w_px / h_px) / (w_in / h_in) - 1) > 0.03:
+                return None
+            img = pdfimage.as_pil_image()
+        except ImageBomb:
+            raise
+        except Exception:  # any codec trouble: poppler gets a try before we give up
+            return None
+        rotate = int(page.obj.get("/Rotate", 0)) % 360
+        if rotate:
+            img = img.rotate(-rotate, expand=True)
+        dpi_x, dpi_y = w_px / w_in, h_px / h_in
+        if rotate in (90, 270):
+            dpi_x, dpi_y = dpi_y, dpi_x
+        return img, dpi_x, dpi_y
+
+    def _rasterize(self, page: pikepdf.Page, index: int) -> Image.Image:
+        box = page.cropbox
+        w_in, h_in = float(box[2] - box[0]) / 72, float(box[3] - box[1]) / 72
+        if max(w_in, h_in) > self._limits.max_page_inches:
+            raise ImageBomb(f"page {index} is {w_in:.0f}x{h_in:.0f} inches")
+        dpi = self._limits.raster_dpi
+        if w_in * h_in * dpi * dpi > self._limits.max_pixels:
+            raise ImageBomb(f"page {index} would be {w_in * dpi:.0f}x{h_in * dpi:.0f} pixels")
+        try:
+            pages = convert_from_path(self._path, dpi=dpi, first_page=index + 1,
+                                      last_page=index + 1, timeout=300)
+        except (PDFPageCountError, PDFSyntaxError) as e:
+            raise TruncatedDocument(f"page {index} cannot be rendered: {e}") from e
+        if not pages:
+            raise TruncatedDocument(f"page {index} cannot be rendered")
+        return to_page_mode(pages[0])
+
+    def close(self) -> None:
+        self._pdf.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def _has_forms(page: pikepdf.Page) -> bool:
+    xobjects = page.resources.get("/XObject", {})
+    return any(x.get("/Subtype") == "/Form" for x in xobjects.values())
+
+
+def _has_text(page: pikepdf.Page) -> bool:
+    with contextlib.suppress(Exception):
+        return "/Font" in page.resources and bool(page.resources.Font.keys())
+    return False
+
+
+def count_pages(path: Path, limits: DecodeLimits | None = None) -> int:
+    """Opens the file only to validate it and count its pages; raises a DocumentError otherwise."""
+    doc = open_document(path, limits)
+    try:
+        return doc.page_count
+    finally:
+        doc.close()
+
+
+__all__ = ["DecodeLimits", "Document", "DocumentError", "PageImage", "count_pages", "open_document"]

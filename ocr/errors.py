@@ -1,0 +1,35 @@
+"""Typed errors of the image layer: each says what is wrong with the *input*, not where it broke."""
+
+
+class DocumentError(Exception):
+    """The input file cannot be digitized. `code` is a stable, machine-readable status."""
+
+    code = "unreadable"
+
+
+class EmptyDocument(DocumentError):
+    code = "empty"
+
+
+class NotADocument(DocumentError):
+    code = "not_a_document"
+
+
+class EncryptedDocument(DocumentError):
+    code = "encrypted"
+
+
+class TruncatedDocument(DocumentError):
+    code = "truncated"
+
+
+class ImageBomb(DocumentError):
+    code = "too_large"
+
+
+class ToolError(Exception):
+    """An external program (tesseract, pdftoppm, ...) failed on input it should have handled."""
+
+    def __init__(self, tool: str, message: str) -> None:
+        super().__init__(f"{tool}: {message}")
+        self.tool = tool

@@ -1,0 +1,118 @@
+"""Thin wrapper over the tesseract program (through pytesseract): one call gives the page's words with
+boxes and confidences (TSV) and an invisible-text PDF page (text-only PDF) to lay over the image.
+
+Scans finer than `max_dpi` are read from a downscaled copy: Tesseract's page layout analysis costs in
+proportion to the pixels, while its line recognizer rescales every text line to a fixed height anyway
+(BENCHMARKS.md: 300 -> 200 dpi takes a quarter off OCR time, same accuracy down to 6 pt print). Word
+boxes are given back in the input image's pixels, and the text PDF page has the same size in points.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytesseract
+from PIL import Image
+
+from ocr.errors import ToolError
+from ocr.text import clean_line, nfc
+
+# OpenMP threads make tesseract several times slower on few cores: we parallelize over pages.
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    confidence: float  # 0..100
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the pixels of the image given to run()
+    line: int  # index into OcrResult.lines
+
+    def to_dict(self) -> dict[str, object]:
+        return {"text": self.text, "conf": round(self.confidence, 1), "box": list(self.box),
+                "line": self.line}
+
+
+@dataclass
+class OcrResult:
+    words: list[Word]
+    lines: list[str]
+    text_pdf: bytes  # one page, invisible text only, sized from the image and its dpi
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def mean_confidence(self) -> float:
+        """Mean word confidence weighted by word length; 0 for a page without words."""
+        total = sum(len(w.text) for w in self.words)
+        if not total:
+            return 0.0
+        return sum(w.confidence * len(w.text) for w in self.words) / total
+
+
+# tessedit_do_invert=0: Tesseract 5 otherwise reads every weak line again as white-on-black.
+CONFIG = "--psm 3 -c tessedit_create_tsv=1 -c textonly_pdf=1 -c tessedit_do_invert=0"
+
+
+def run(img: Image.Image, dpi: int, languages: str = "vie+eng", timeout: float = 300,
+        max_dpi: int = 0) -> OcrResult:
+    """Reads `img` (at `dpi`); with `max_dpi`, from a copy downscaled to it when the scan is finer."""
+    src_img, scale = downscale(img, dpi, max_dpi)
+    ocr_dpi = max_dpi if scale != 1 else dpi
+    with tempfile.TemporaryDirectory(prefix="sohoa-ocr-") as tmp:
+        src, base = Path(tmp) / "page.pnm", Path(tmp) / "out"
+        src_img.save(src, "PPM")  # uncompressed: cheapest hand-over; the dpi goes on the command line
+        try:
+            pytesseract.pytesseract.run_tesseract(str(src), str(base), "pdf tsv", languages,
+                                                  f"--dpi {ocr_dpi} {CONFIG}", timeout=timeout)
+        except pytesseract.TesseractNotFoundError as e:
+            raise ToolError("tesseract", "not installed (see README: make run installs it)") from e
+        except (pytesseract.TesseractError, RuntimeError) as e:
+            raise ToolError("tesseract", str(e)) from e
+        words, lines = parse_tsv(base.with_suffix(".tsv").read_text(encoding="utf-8"), 1 / scale)
+        return OcrResult(words, lines, base.with_suffix(".pdf").read_bytes())
+
+
+def downscale(img: Image.Image, dpi: int, max_dpi: int) -> tuple[Image.Image, float]:
+    """`img` at `max_dpi` (area-averaged, bilevel pages become grey) if it is finer; and the scale."""
+    if not max_dpi or dpi <= max_dpi:
+        return img, 1.0
+    scale = max_dpi / dpi
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    arr = np.asarray(img.convert("L") if img.mode == "1" else img)
+    return Image.fromarray(cv2.resize(arr, size, interpolation=cv2.INTER_AREA)), scale
+
+
+def parse_tsv(tsv: str, box_scale: float = 1.0) -> tuple[list[Word], list[str]]:
+    """Words (level 5 rows) grouped into lines in reading order, text NFC-normalized; boxes
+    multiplied by `box_scale`."""
+    words: list[Word] = []
+    lines: list[str] = []
+    current: tuple[str, str, str] | None = None
+    parts: list[str] = []
+    reader = csv.DictReader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE)
+    for row in reader:
+        if row.get("level") != "5" or not (row.get("text") or "").strip():
+            continue
+        key = (row["block_num"], row["par_num"], row["line_num"])
+        if key != current:
+            if parts:
+                lines.append(clean_line(" ".join(parts)))
+            current, parts = key, []
+        text = nfc(row["text"].strip())
+        parts.append(text)
+        x, y, w, h = (int(row[k]) for k in ("left", "top", "width", "height"))
+        x0, y0, x1, y1 = (round(v * box_scale) for v in (x, y, x + w, y + h))
+        words.append(Word(text, max(0.0, float(row["conf"])), (x0, y0, x1, y1), len(lines)))
+    if parts:
+        lines.append(clean_line(" ".join(parts)))
+    return words, lines

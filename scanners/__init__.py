@@ -1,0 +1,1 @@
+"""Where pages come from: eSCL pull, watched folder, FTP and e-mail receivers, uploads."""

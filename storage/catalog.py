@@ -1,0 +1,331 @@
+"""The SQL catalog: an index of batches, pages, dossiers, versions and fields for fast lookups.
+
+It holds nothing that object storage does not: `rebuild` recreates it from the stored records.
+SQLite by default; PostgreSQL with SOHOA_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    and_,
+    create_engine,
+    delete,
+    or_,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from ocr.text import fold
+from storage import layout, migrate
+from storage.objects import ObjectStore
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    page_count: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Page(Base):
+    __tablename__ = "pages"
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    dossier_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # dossier | unmatched | blank | separator
+    rotation: Mapped[int] = mapped_column(Integer, default=0)
+    skew: Mapped[float] = mapped_column(Float, default=0.0)
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    text: Mapped[str] = mapped_column(Text, default="")
+
+
+class Dossier(Base):
+    __tablename__ = "dossiers"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agency: Mapped[str] = mapped_column(String(40), index=True)
+    procedure: Mapped[str | None] = mapped_column(Text)
+    latest_version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Accent-folded fields and OCR text of the latest version (ocr.text.fold): "nguyen van an"
+    # finds "Nguyễn Văn An".
+    search: Mapped[str] = mapped_column(Text, default="")
+
+
+class DossierVersion(Base):
+    __tablename__ = "dossier_versions"
+    code: Mapped[str] = mapped_column(ForeignKey("dossiers.code", ondelete="CASCADE"),
+                                      primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(64), index=True)
+    pdf_key: Mapped[str] = mapped_column(String(512))
+    manifest_key: Mapped[str] = mapped_column(String(512))
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FieldRow(Base):
+    __tablename__ = "fields"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    page: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16))
+
+
+def _aware(dt: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+class Correction(Base):
+    """A field corrected by a person: kept with who, when and why, and in the change feed."""
+
+    __tablename__ = "corrections"
+    code: Mapped[str] = mapped_column(ForeignKey("dossiers.code", ondelete="CASCADE"),
+                                      primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    previous: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Catalog:
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, future=True)
+        migrate.upgrade(url)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._session.begin() as s:
+            yield s
+
+    # ---- writes: each replaces what the catalog knew, so indexing twice changes nothing ----
+
+    def index_batch(self, record: dict[str, Any], pages: list[dict[str, Any]]) -> None:
+        roles: dict[int, tuple[str, str | None]] = {}
+        for d in record.get("dossiers", []):
+            for p in d["pages"]:
+                roles[p] = ("dossier", d["dossier_id"])
+        for p in record.get("unmatched_pages", []):
+            roles[p] = ("unmatched", None)
+        for d in record.get("dropped_pages", []):
+            roles[d["page"]] = (d["reason"], None)
+        with self.session() as s:
+            s.execute(delete(Page).where(Page.batch_id == record["batch_id"]))
+            s.merge(Batch(id=record["batch_id"], file_name=record["file"], sha256=record["sha256"],
+                          status=record["status"], error=record.get("error"),
+                          page_count=record.get("pages", 0),
+                          received_at=datetime.fromisoformat(record["received_at"]),
+                          record=record))
+            s.flush()
+            for f in pages:
+                role, code = roles.get(f["index"], ("unmatched", None))
+                ocr = f.get("ocr") or {}
+                s.add(Page(batch_id=record["batch_id"], index=f["index"],
+                           status=f.get("status", "ok"), dossier_code=code, role=role,
+                           rotation=f.get("rotation", 0), skew=f.get("skew", 0.0),
+                           confidence=ocr.get("confidence", 0.0),
+                           text="\n".join(ocr.get("lines", []))))
+
+    def index_version(self, manifest: dict[str, Any], fields: dict[str, dict[str, Any]],
+                      text: list[dict[str, Any]] | None = None) -> None:
+        code, version = manifest["dossier_id"], manifest["version"]
+        created = datetime.fromisoformat(manifest["created_at"])
+        words = [code] + [str(f["value"]) for f in fields.values()]
+        words += [line for page in text or [] for line in page.get("lines", [])]
+        search = fold(" ".join(words))
+        with self.session() as s:
+            dossier = s.get(Dossier, code)
+            procedure = (fields.get("procedure") or {}).get("value")
+            if dossier is None:
+                s.add(Dossier(code=code, agency=manifest["agency"], procedure=procedure,
+                              latest_version=version, updated_at=created, search=search))
+            elif version >= dossier.latest_version:
+                dossier.latest_version, dossier.updated_at = version, created
+                dossier.procedure = procedure or dossier.procedure
+                dossier.search = search
+            s.flush()
+            s.merge(DossierVersion(code=code, version=version, batch_id=manifest["batch_id"],
+                                   pdf_key=manifest["objects"]["dossier.pdf"]["key"],
+                                   manifest_key=layout.version_prefix(code, version)
+                                   + "manifest.json",
+                                   manifest=manifest, created_at=created))
+            s.execute(delete(FieldRow).where(FieldRow.code == code, FieldRow.version == version))
+            for name, f in fields.items():
+                s.add(FieldRow(code=code, version=version, name=name, value=f["value"],
+                               page=f["page"], confidence=f["confidence"], source=f["source"]))
+
+    def index_correction(self, correction: dict[str, Any]) -> None:
+        """Applies a stored correction to its version's field (idempotent: by code and seq)."""
+        code, version, name = correction["dossier_id"], correction["version"], correction["name"]
+        with self.session() as s:
+            s.merge(Correction(code=code, seq=correction["seq"], version=version, name=name,
+                               previous=correction.get("previous"), value=correction["value"],
+                               actor=correction["actor"], reason=correction.get("reason", ""),
+                               at=datetime.fromisoformat(correction["at"])))
+            row = s.get(FieldRow, (code, version, name))
+            if row is None:
+                s.add(FieldRow(code=code, version=version, name=name, value=correction["value"],
+                               page=correction.get("page", 0), confidence=1.0, source="corrected"))
+            else:
+                row.value, row.confidence, row.source = correction["value"], 1.0, "corrected"
+            dossier = s.get(Dossier, code)
+            if dossier is not None and dossier.latest_version == version:
+                dossier.search = f"{dossier.search} {fold(correction['value'])}"
+                if name == "procedure":
+                    dossier.procedure = correction["value"]
+
+    # ---- reads ----
+
+    def dossier(self, code: str) -> dict[str, Any] | None:
+        with self.session() as s:
+            d = s.get(Dossier, code)
+            if d is None:
+                return None
+            versions = s.scalars(select(DossierVersion).where(DossierVersion.code == code)
+                                 .order_by(DossierVersion.version)).all()
+            fields = s.scalars(select(FieldRow).where(FieldRow.code == code,
+                                                      FieldRow.version == d.latest_version)).all()
+            latest = versions[-1]
+            return {
+                "dossier_id": d.code, "agency": d.agency, "procedure": d.procedure,
+                "version": d.latest_version, "pdf": latest.pdf_key,
+                "pages": latest.manifest.get("pages", []),
+                "fields": {f.name: {"value": f.value, "page": f.page,
+                                    "confidence": f.confidence, "source": f.source}
+                           for f in fields},
+                "versions": [{"version": v.version, "batch_id": v.batch_id, "pdf": v.pdf_key,
+                              "manifest": v.manifest_key,
+                              "created_at": v.created_at.isoformat()} for v in versions],
+            }
+
+    def list_dossiers(self, agencies: tuple[str, ...] | None, q: str = "",
+                      procedure: str | None = None, updated_from: datetime | None = None,
+                      updated_to: datetime | None = None, after: str | None = None,
+                      limit: int = 50) -> tuple[list[dict[str, Any]], str | None]:
+        """Dossiers by code, filtered; `agencies=None` means all. Returns a page and the cursor
+        of the next page (the last code), or None at the end. No totals: counts would leak."""
+        stmt = select(Dossier).order_by(Dossier.code).limit(limit + 1)
+        if agencies is not None:
+            stmt = stmt.where(Dossier.agency.in_(agencies))
+        for token in fold(q).split():
+            escaped = token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(Dossier.search.like(f"%{escaped}%", escape="\\"))
+        if procedure:
+            stmt = stmt.where(Dossier.procedure == procedure)
+        if updated_from:
+            stmt = stmt.where(Dossier.updated_at >= updated_from)
+        if updated_to:
+            stmt = stmt.where(Dossier.updated_at < updated_to)
+        if after:
+            stmt = stmt.where(Dossier.code > after)
+        with self.session() as s:
+            rows = s.scalars(stmt).all()
+        items = [{"dossier_id": d.code, "agency": d.agency, "procedure": d.procedure,
+                  "version": d.latest_version, "updated_at": d.updated_at.isoformat()}
+                 for d in rows[:limit]]
+        return items, (rows[limit - 1].code if len(rows) > limit else None)
+
+    def events(self, agencies: tuple[str, ...] | None,
+               after: tuple[str, str, int, int] | None = None,
+               limit: int = 100) -> list[dict[str, Any]]:
+        """The change feed, oldest first: a `created` or `new_version` event per stored dossier
+        version and a `field_corrected` event per correction. Derived from what is stored (so it
+        survives `reindex`); each event's position (at, code, kind rank, number) is its cursor."""
+        def since(at_col: Any, number_col: Any, rank: int) -> Any:
+            assert after is not None
+            at, code, after_rank, number = datetime.fromisoformat(after[0]), after[1], after[2], after[3]
+            later_same_code = (number_col > number) if rank == after_rank else (rank > after_rank)
+            return or_(at_col > at, and_(at_col == at, or_(
+                Dossier.code > code, and_(Dossier.code == code, later_same_code))))
+
+        versions = (select(DossierVersion, Dossier.agency).join(Dossier)
+                    .order_by(DossierVersion.created_at, DossierVersion.code, DossierVersion.version)
+                    .limit(limit))
+        corrections = (select(Correction, Dossier.agency).join(Dossier)
+                       .order_by(Correction.at, Correction.code, Correction.seq).limit(limit))
+        if agencies is not None:
+            versions = versions.where(Dossier.agency.in_(agencies))
+            corrections = corrections.where(Dossier.agency.in_(agencies))
+        if after:
+            versions = versions.where(since(DossierVersion.created_at, DossierVersion.version, 0))
+            corrections = corrections.where(since(Correction.at, Correction.seq, 1))
+        with self.session() as s:
+            events = [({"kind": "created" if v.version == 1 else "new_version", "dossier_id": v.code,
+                        "agency": agency, "version": v.version, "batch_id": v.batch_id,
+                        "pdf": v.pdf_key, "at": _aware(v.created_at).isoformat()},
+                       (_aware(v.created_at), v.code, 0, v.version))
+                      for v, agency in s.execute(versions).all()]
+            events += [({"kind": "field_corrected", "dossier_id": c.code, "agency": agency,
+                         "version": c.version, "field": c.name, "value": c.value,
+                         "previous": c.previous, "correction": c.seq,
+                         "at": _aware(c.at).isoformat()},
+                        (_aware(c.at), c.code, 1, c.seq))
+                       for c, agency in s.execute(corrections).all()]
+        events.sort(key=lambda e: e[1])
+        return [{**event, "position": [key[0].isoformat(), key[1], key[2], key[3]]}
+                for event, key in events[:limit]]
+
+    def batch(self, batch_id: str) -> dict[str, Any] | None:
+        with self.session() as s:
+            b = s.get(Batch, batch_id)
+            return dict(b.record) if b else None
+
+    # ---- rebuild from the truth ----
+
+    def rebuild(self, store: ObjectStore) -> tuple[int, int]:
+        """Drops every row and re-indexes all batch records and dossier manifests."""
+        Base.metadata.drop_all(self.engine)
+        Base.metadata.create_all(self.engine)
+        batches = versions = 0
+        for key in store.list("batches/"):
+            if key.endswith("/batch.json"):
+                record = json.loads(store.get(key))
+                pages = [json.loads(store.get(layout.page_facts(record["batch_id"], i)))
+                         for i in range(record.get("pages", 0))
+                         if store.exists(layout.page_facts(record["batch_id"], i))]
+                self.index_batch(record, pages)
+                batches += 1
+        for key in store.list("dossiers/"):
+            if key.endswith("/manifest.json"):
+                manifest = json.loads(store.get(key))
+                fields = json.loads(store.get(manifest["objects"]["fields.json"]["key"]))
+                text = json.loads(store.get(manifest["objects"]["text.json"]["key"]))
+                self.index_version(manifest, fields, text)
+                versions += 1
+        corrections = [json.loads(store.get(k)) for k in store.list("dossiers/")
+                       if layout.is_correction(k)]
+        for correction in sorted(corrections, key=lambda c: (c["dossier_id"], c["seq"])):
+            self.index_correction(correction)
+        return batches, versions

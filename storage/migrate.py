@@ -1,0 +1,107 @@
+"""Schema migrations (Alembic): every database sohoa opens is brought to the current schema.
+
+The index tables (storage/catalog.py) could be rebuilt from object storage, but API keys and the
+audit log live only in the database, so their schema changes must migrate data, not drop it.
+New migration: `.venv/bin/alembic -c storage/migrations/alembic.ini revision --autogenerate -m ...`
+with SOHOA_DATABASE_URL pointing at a database at the current head.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+_PG_LOCK_KEY = 0x50_48_4F_41  # "SOHOA"-ish; any constant all sohoa processes share
+
+HERE = Path(__file__).resolve().parent / "migrations"
+_done: set[str] = set()
+_lock = threading.Lock()
+
+
+def config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(HERE))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str) -> None:
+    """Once per process and database: migrate to head. A database made before migrations existed
+    (tables but no alembic_version) gets the tables it lacks and is stamped as the head revision,
+    whose schema it then has."""
+    with _lock:
+        if url in _done:
+            return
+        with _across_processes(url):
+            _upgrade(url)
+        _done.add(url)
+
+
+@contextmanager
+def _across_processes(url: str) -> Iterator[None]:
+    """Serve one migrator at a time: a worker and the CLI starting together on a fresh database
+    would otherwise both create the tables and one would fail with "table already exists"."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            yield
+            return
+        lock_path = Path(parsed.database + ".migrate-lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    elif parsed.get_backend_name() == "postgresql":
+        engine = create_engine(url)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _PG_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _PG_LOCK_KEY})
+        finally:
+            engine.dispose()
+    else:
+        yield
+
+
+def _upgrade(url: str) -> None:
+    cfg = config(url)
+    engine = create_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    if "alembic_version" not in tables and "dossiers" in tables:
+        from api.keys import KeyBase
+        from api.web.users import UserBase
+        from storage.audit import AuditBase
+        from storage.catalog import Base
+
+        engine = create_engine(url)
+        try:
+            for metadata in (Base.metadata, KeyBase.metadata, AuditBase.metadata, UserBase.metadata):
+                metadata.create_all(engine)  # only the missing ones
+        finally:
+            engine.dispose()
+        command.stamp(cfg, "head")
+        return
+    command.upgrade(cfg, "head")
+
+
+def head() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(config("sqlite://")).get_current_head() or ""

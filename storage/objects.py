@@ -1,0 +1,174 @@
+"""The object store interface and its local-disk implementation.
+
+Keys are '/'-separated paths (see storage/layout.py). Objects are immutable unless written with
+`overwrite=True` (status records only); `put` returns the SHA-256 the manifests record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+CHUNK = 1 << 20
+
+
+class ObjectExists(Exception):
+    """An immutable object already exists with different content."""
+
+
+class ObjectMissing(KeyError):
+    pass
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    sha256: str
+
+
+class ObjectStore(Protocol):
+    def put(self, key: str, data: bytes, overwrite: bool = False,
+            retention_days: int | None = None) -> ObjectInfo:
+        """Stores `data`; `retention_days` asks for WORM retention where the store supports it."""
+        ...
+
+    def put_file(self, key: str, path: Path) -> ObjectInfo: ...
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Writes only if absent (a claim); True if this call created it."""
+        ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def open(self, key: str) -> BinaryIO: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str) -> Iterator[str]: ...
+
+    def sha256(self, key: str) -> str: ...
+
+    def local_path(self, key: str) -> AbstractContextManager[Path]:
+        """A file path holding the object, for tools that need one (poppler, Pillow)."""
+        ...
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"bad object key: {key!r}")
+    return key
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class LocalObjectStore:
+    """Objects as files under `root`; writes are atomic (temp file, fsync, rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def _write(self, key: str, fill: Callable[[], Iterator[bytes] | list[bytes]],
+               overwrite: bool) -> ObjectInfo:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        h, size = hashlib.sha256(), 0
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in fill():
+                    f.write(chunk)
+                    h.update(chunk)
+                    size += len(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            digest = h.hexdigest()
+            if target.exists() and not overwrite:
+                if sha256_file(target) != digest:
+                    raise ObjectExists(key)
+                os.unlink(tmp)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return ObjectInfo(key, size, digest)
+
+    def put(self, key: str, data: bytes, overwrite: bool = False,
+            retention_days: int | None = None) -> ObjectInfo:
+        """Local disk has no WORM: retention is the object store's job (S3 object lock)."""
+        return self._write(key, lambda: [data], overwrite)
+
+    def put_file(self, key: str, path: Path) -> ObjectInfo:
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as f:
+                while chunk := f.read(CHUNK):
+                    yield chunk
+        return self._write(key, chunks, overwrite=False)
+
+    def create(self, key: str, data: bytes) -> bool:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as e:
+            raise ObjectMissing(key) from e
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError as e:
+            raise ObjectMissing(key) from e
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str) -> Iterator[str]:
+        base = self.root / prefix.rstrip("/") if prefix else self.root
+        if not base.exists():
+            return
+        for path in sorted(base.rglob("*")):
+            if path.is_file() and not path.name.startswith(".tmp-"):
+                yield path.relative_to(self.root).as_posix()
+
+    def sha256(self, key: str) -> str:
+        try:
+            return sha256_file(self._path(key))
+        except FileNotFoundError as e:
+            raise ObjectMissing(key) from e
+
+    @contextmanager
+    def local_path(self, key: str) -> Iterator[Path]:
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectMissing(key)
+        yield path

@@ -1,0 +1,202 @@
+"""The object store on MinIO / S3, through the minio SDK: same keys and semantics as the local store.
+
+The bucket is versioned (overwriting a batch record keeps its history). Every object carries its
+SHA-256 in its metadata, and single-part uploads also send it as the S3 checksum, so the server
+rejects a corrupted upload. With object lock enabled, objects written with `retention_days` get a
+COMPLIANCE retention: the server refuses to delete or overwrite those versions until it ends.
+Large files go up in 16 MiB parts and come down as streams.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO
+
+from minio import Minio
+from minio.commonconfig import COMPLIANCE, ENABLED
+from minio.error import S3Error
+from minio.retention import Retention
+from minio.versioningconfig import VersioningConfig
+
+from storage.objects import CHUNK, ObjectExists, ObjectInfo, ObjectMissing, _check_key, sha256_file
+
+PART_SIZE = 16 * 1024 * 1024
+_MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchVersion", "ResourceNotFound"}
+
+
+class S3ObjectStore:
+    def __init__(self, client: Minio, bucket: str, object_lock: bool = False) -> None:
+        self.client, self.bucket, self.object_lock = client, bucket, object_lock
+        if not client.bucket_exists(bucket):
+            client.make_bucket(bucket, object_lock=object_lock)
+        if not object_lock:  # object lock implies versioning
+            client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
+
+    @classmethod
+    def connect(cls, endpoint: str, access_key: str, secret_key: str, bucket: str,
+                secure: bool = True, region: str | None = None,
+                object_lock: bool = False) -> S3ObjectStore:
+        client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
+                       region=region)
+        return cls(client, bucket, object_lock)
+
+    # ---- writes ----------------------------------------------------------------------------
+
+    def _stat_sha(self, key: str) -> str | None:
+        try:
+            stat = self.client.stat_object(self.bucket, key)
+        except S3Error as e:
+            if e.code in _MISSING:
+                return None
+            raise
+        meta = {k.lower(): v for k, v in (stat.metadata or {}).items()}
+        return meta.get("x-amz-meta-sha256") or self._hash_remote(key)
+
+    def _retention(self, days: int | None) -> Retention | None:
+        if not (self.object_lock and days):
+            return None
+        return Retention(COMPLIANCE, datetime.now(UTC).replace(microsecond=0) + timedelta(days=days))
+
+    def put(self, key: str, data: bytes, overwrite: bool = False,
+            retention_days: int | None = None) -> ObjectInfo:
+        digest = hashlib.sha256(data)
+        if not overwrite:
+            existing = self._stat_sha(_check_key(key))
+            if existing is not None:
+                if existing != digest.hexdigest():
+                    raise ObjectExists(key)
+                return ObjectInfo(key, len(data), existing)
+        headers = {"x-amz-meta-sha256": digest.hexdigest(),
+                   "x-amz-sdk-checksum-algorithm": "SHA256",
+                   "x-amz-checksum-sha256": base64.b64encode(digest.digest()).decode()}
+        self.client.put_object(self.bucket, _check_key(key), io.BytesIO(data), len(data),
+                               metadata=headers, retention=self._retention(retention_days))
+        return ObjectInfo(key, len(data), digest.hexdigest())
+
+    def put_file(self, key: str, path: Path) -> ObjectInfo:
+        digest, size = sha256_file(path), path.stat().st_size
+        existing = self._stat_sha(_check_key(key))
+        if existing is not None:
+            if existing != digest:
+                raise ObjectExists(key)
+            return ObjectInfo(key, size, existing)
+        with path.open("rb") as f:
+            self.client.put_object(self.bucket, key, f, size, part_size=PART_SIZE,
+                                   metadata={"x-amz-meta-sha256": digest})
+        return ObjectInfo(key, size, digest)
+
+    def create(self, key: str, data: bytes) -> bool:
+        """A claim: True if this call's object is the key's first version (versioned bucket)."""
+        if self.exists(key):
+            return False
+        self.put(key, data, overwrite=True)
+        versions = sorted(self.client.list_objects(self.bucket, prefix=key, include_version=True),
+                          key=lambda o: o.last_modified)
+        first = next(v for v in versions if v.object_name == key)
+        return self._read(key, first.version_id) == data
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def _read(self, key: str, version_id: str | None = None) -> bytes:
+        with self.open(key, version_id) as f:
+            return f.read()
+
+    def get(self, key: str) -> bytes:
+        return self._read(key)
+
+    def open(self, key: str, version_id: str | None = None) -> BinaryIO:
+        try:
+            response = self.client.get_object(self.bucket, _check_key(key), version_id=version_id)
+        except S3Error as e:
+            if e.code in _MISSING:
+                raise ObjectMissing(key) from e
+            raise
+        return _ResponseStream(response)  # type: ignore[return-value]
+
+    def size(self, key: str) -> int:
+        try:
+            return self.client.stat_object(self.bucket, _check_key(key)).size or 0
+        except S3Error as e:
+            if e.code in _MISSING:
+                raise ObjectMissing(key) from e
+            raise
+
+    def open_range(self, key: str, start: int, length: int) -> BinaryIO:
+        """Bytes start..start+length-1, fetched as such (HTTP Range for downloads)."""
+        response = self.client.get_object(self.bucket, _check_key(key), offset=start,
+                                          length=length)
+        return _ResponseStream(response)  # type: ignore[return-value]
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.stat_object(self.bucket, _check_key(key))
+            return True
+        except S3Error as e:
+            if e.code in _MISSING:
+                return False
+            raise
+
+    def list(self, prefix: str) -> Iterator[str]:
+        for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
+            if not obj.is_dir:
+                yield obj.object_name
+
+    def versions(self, key: str) -> list[str]:
+        """Version ids of one key, newest first."""
+        found = [o for o in self.client.list_objects(self.bucket, prefix=key, include_version=True)
+                 if o.object_name == key]
+        return [o.version_id for o in sorted(found, key=lambda o: o.last_modified, reverse=True)]
+
+    def sha256(self, key: str) -> str:
+        """Recomputed from the stored bytes: what `verify` needs, not what the metadata claims."""
+        if not self.exists(key):
+            raise ObjectMissing(key)
+        return self._hash_remote(key)
+
+    def _hash_remote(self, key: str) -> str:
+        h = hashlib.sha256()
+        with self.open(key) as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        return h.hexdigest()
+
+    @contextmanager
+    def local_path(self, key: str) -> Iterator[Path]:
+        suffix = Path(key).suffix
+        with tempfile.NamedTemporaryFile(prefix="sohoa-s3-", suffix=suffix) as tmp:
+            with self.open(key) as f:
+                while chunk := f.read(CHUNK):
+                    tmp.write(chunk)
+            tmp.flush()
+            yield Path(tmp.name)
+
+
+class _ResponseStream(io.RawIOBase):
+    """A urllib3 response as a closable binary stream that gives its connection back."""
+
+    def __init__(self, response) -> None:  # type: ignore[no-untyped-def]
+        self._r = response
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        data = self._r.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._r.read() if size is None or size < 0 else self._r.read(size)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._r.close()
+            self._r.release_conn()
+        super().close()

@@ -1,0 +1,385 @@
+"""Scanned-looking test pages with known ground truth.
+
+Renders Vietnamese prose from ../shared/corpus/vi, one-stop-shop receipts with Code 128 / QR dossier
+codes, citizen-ID copies with their QR, separator sheets and blank backsides; then degrades them the
+way a feeder scanner does (skew, upside-down pages, blur, noise, JPEG). Used by tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import barcode
+import img2pdf
+import numpy as np
+import qrcode
+from barcode.writer import ImageWriter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CORPUS = SHARED / "corpus" / "vi"
+SAMPLES = SHARED / "samples"
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+A4_INCHES = (8.27, 11.69)
+
+
+def font(size_pt: float, dpi: int, bold: bool = False, serif: bool = True) -> ImageFont.FreeTypeFont:
+    name = ("DejaVuSerif" if serif else "DejaVuSans") + ("-Bold" if bold else "") + ".ttf"
+    return ImageFont.truetype(str(FONT_DIR / name), round(size_pt * dpi / 72))
+
+
+def corpus_paragraphs(max_chars: int = 700) -> list[str]:
+    """The corpus's paragraphs, long ones cut at sentence ends so that any one fits on a page."""
+    paragraphs: list[str] = []
+    for path in sorted(CORPUS.glob("*.txt")):
+        for para in path.read_text(encoding="utf-8").splitlines():
+            chunk = ""
+            for sentence in re.split(r"(?<=[.;:!?…])\s+", para.strip()):
+                if chunk and len(chunk) + len(sentence) > max_chars:
+                    paragraphs.append(chunk)
+                    chunk = ""
+                chunk = f"{chunk} {sentence}".strip()
+            if chunk:
+                paragraphs.append(chunk)
+    return paragraphs
+
+
+@dataclass
+class Page:
+    """One sheet side as printed, with what a perfect reader would get from it."""
+
+    image: Image.Image
+    dpi: int
+    text: str = ""  # ground-truth text lines, "\n"-joined (empty for blank/separator pages)
+    kind: str = "text"  # receipt | text | id_card | separator | blank
+    code: str | None = None  # dossier code printed on it
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+class Canvas:
+    """An A4 sheet at a given resolution that lays out text lines top to bottom."""
+
+    def __init__(self, dpi: int = 300, margin_in: float = 0.9) -> None:
+        self.dpi = dpi
+        self.width, self.height = round(A4_INCHES[0] * dpi), round(A4_INCHES[1] * dpi)
+        self.image = Image.new("L", (self.width, self.height), 255)
+        self.draw = ImageDraw.Draw(self.image)
+        self.margin = round(margin_in * dpi)
+        self.y = self.margin
+        self.lines: list[str] = []
+
+    def px(self, inches: float) -> int:
+        return round(inches * self.dpi)
+
+    def line(self, text: str, size: float = 12, bold: bool = False, center: bool = False) -> None:
+        f = font(size, self.dpi, bold)
+        x = self.margin
+        if center:
+            x = (self.width - self.draw.textlength(text, font=f)) / 2
+        self.draw.text((x, self.y), text, font=f, fill=0)
+        self.y += round(size * 1.55 * self.dpi / 72)
+        self.lines.append(text)
+
+    def paragraph(self, text: str, size: float = 12) -> bool:
+        """Wraps a paragraph to the text width; False (and nothing drawn) if it would not fit."""
+        f = font(size, self.dpi)
+        avg = self.draw.textlength("abcdefghij klmnopqrst", font=f) / 21
+        wrapped = textwrap.wrap(text, width=int((self.width - 2 * self.margin) / avg))
+        line_h = round(size * 1.55 * self.dpi / 72)
+        if self.y + line_h * len(wrapped) > self.height - self.margin:
+            return False
+        for w in wrapped:
+            self.line(w, size)
+        self.y += line_h // 3
+        return True
+
+    def paste(self, img: Image.Image, x: int, y: int) -> None:
+        self.image.paste(img.convert("L"), (x, y))
+
+    def page(self, kind: str, **kw: object) -> Page:
+        return Page(self.image, self.dpi, "\n".join(self.lines), kind, **kw)  # type: ignore[arg-type]
+
+
+def code128(value: str, dpi: int, height_in: float = 0.45) -> Image.Image:
+    """A Code 128 at most ~3 inches wide: long codes get narrower bars, as receipt printers do."""
+    modules = len(barcode.Code128(value).build()[0])
+    opts = {"module_width": min(0.33, 76.0 / modules), "module_height": height_in * 25.4, "quiet_zone": 4.0,
+            "write_text": False, "dpi": dpi}
+    out = io.BytesIO()
+    barcode.Code128(value, writer=ImageWriter()).write(out, options=opts)
+    return Image.open(out).convert("L")
+
+
+def code39(value: str, dpi: int) -> Image.Image:
+    opts = {"module_width": 0.4, "module_height": 15.0, "quiet_zone": 6.0, "write_text": False,
+            "dpi": dpi}
+    out = io.BytesIO()
+    barcode.Code39(value, writer=ImageWriter(), add_checksum=False).write(out, options=opts)
+    return Image.open(out).convert("L")
+
+
+def qr(value: str, dpi: int, size_in: float = 1.0) -> Image.Image:
+    q = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
+    q.add_data(value.encode("utf-8"))
+    img = q.make_image(fill_color="black", back_color="white").get_image().convert("L")
+    side = round(size_in * dpi)
+    return img.resize((side, side), Image.NEAREST)
+
+
+def receipt(code: str, fields: dict[str, str], dpi: int = 300, symbology: str = "code128",
+            copy: str = "Liên 1: Lưu") -> Page:
+    """A Mẫu 01 receipt. `fields` keys: applicant_name address phone email procedure received_at due_at
+    (dates as 'HH:MM dd/mm/yyyy')."""
+    c = Canvas(dpi)
+    c.line("ỦY BAN NHÂN DÂN QUẬN HOÀN KIẾM", 11, bold=True)
+    c.line("BỘ PHẬN MỘT CỬA", 11, bold=True)
+    c.y += c.px(0.3)
+    c.line("GIẤY TIẾP NHẬN HỒ SƠ VÀ HẸN TRẢ KẾT QUẢ", 14, bold=True, center=True)
+    c.line(copy, 10, center=True)
+    c.y += c.px(0.15)
+    bar_top = c.margin
+    if symbology in ("code128", "both"):
+        b = code128(code, dpi)
+        c.paste(b, c.width - c.margin - b.width, bar_top)
+        bar_top += b.height + c.px(0.05)
+    if symbology in ("qr", "both"):
+        q = qr(code, dpi, 0.9)
+        c.paste(q, c.width - c.margin - q.width, bar_top)
+    rh, rm, rd = _split_dt(fields["received_at"])
+    dh, dm, dd = _split_dt(fields["due_at"])
+    c.line(f"Mã hồ sơ: {code}", 12, bold=True)
+    c.line(f"Tiếp nhận hồ sơ của: {fields['applicant_name']}")
+    c.line(f"Địa chỉ: {fields['address']}")
+    c.line(f"Số điện thoại: {fields['phone']}    Email: {fields['email']}")
+    c.line(f"Nội dung yêu cầu giải quyết: {fields['procedure']}")
+    c.line("1. Thành phần hồ sơ nộp gồm:")
+    c.line("   - Tờ khai theo mẫu (bản chính): 01 bản")
+    c.line("   - Bản sao Căn cước công dân: 01 bản")
+    c.line("2. Số lượng hồ sơ: 01 (bộ)")
+    c.line("3. Thời gian giải quyết hồ sơ theo quy định là: 05 (ngày làm việc)")
+    c.line(f"4. Thời gian nhận hồ sơ: {rh} giờ {rm} phút, ngày {rd[0]} tháng {rd[1]} năm {rd[2]}")
+    c.line(f"5. Thời gian trả kết quả giải quyết hồ sơ: {dh} giờ {dm} phút, ngày {dd[0]} tháng "
+           f"{dd[1]} năm {dd[2]}")
+    c.line("6. Đăng ký nhận kết quả tại: Bộ phận Một cửa")
+    c.y += c.px(0.4)
+    c.line("NGƯỜI NỘP HỒ SƠ                                  NGƯỜI TIẾP NHẬN HỒ SƠ", 11, bold=True)
+    return c.page("receipt", code=code, fields=dict(fields))
+
+
+def _split_dt(value: str) -> tuple[str, str, tuple[str, str, str]]:
+    hm, dmy = value.split()
+    h, m = hm.split(":")
+    d, mo, y = dmy.split("/")
+    return h, m, (d, mo, y)
+
+
+def text_page(paragraphs: list[str], dpi: int = 300, size: float = 12) -> tuple[Page, list[str]]:
+    """Fills a page with paragraphs; returns it and the paragraphs that did not fit."""
+    c = Canvas(dpi)
+    rest = list(paragraphs)
+    while rest and c.paragraph(rest[0], size):
+        rest.pop(0)
+    return c.page("text"), rest
+
+
+def id_card_copy(payload: str, name: str, dpi: int = 300) -> Page:
+    """A photocopy of a chip ID card front: a framed card with its QR at top right."""
+    c = Canvas(dpi)
+    c.line("BẢN SAO CĂN CƯỚC CÔNG DÂN", 13, bold=True, center=True)
+    x0, y0 = c.margin, c.y + c.px(0.2)
+    w, h = c.px(3.37 * 1.4), c.px(2.13 * 1.4)
+    c.draw.rectangle([x0, y0, x0 + w, y0 + h], outline=0, width=max(2, dpi // 100))
+    q = qr(payload, dpi, 0.9)
+    c.paste(q, x0 + w - q.width - c.px(0.15), y0 + c.px(0.15))
+    ty = y0 + c.px(0.3)
+    for label in ("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", "CĂN CƯỚC CÔNG DÂN", f"Họ và tên: {name}"):
+        c.draw.text((x0 + c.px(0.2), ty), label, font=font(9, dpi, bold=True), fill=0)
+        ty += c.px(0.25)
+    return Page(c.image, dpi, "", "id_card", fields={"qr": payload})
+
+
+def separator(dpi: int = 300, symbology: str = "code39") -> Page:
+    c = Canvas(dpi)
+    img = code39("PATCHT", dpi) if symbology == "code39" else qr("PATCHT", dpi, 1.2)
+    c.paste(img, (c.width - img.width) // 2, c.height // 3)
+    return Page(c.image, dpi, "", "separator")
+
+
+def blank(dpi: int = 300, bleed_through: bool = True, seed: int = 0) -> Page:
+    """A duplex backside: paper tone, faint bleed-through of the front, a few specks."""
+    rng = random.Random(seed)
+    c = Canvas(dpi)
+    if bleed_through:
+        ghost, _ = text_page(corpus_paragraphs()[rng.randrange(5):][:3], dpi)
+        faint = ghost.image.transpose(Image.FLIP_LEFT_RIGHT).point(lambda v: 255 - (255 - v) // 9)
+        c.image = faint.filter(ImageFilter.GaussianBlur(2))
+    draw = ImageDraw.Draw(c.image)
+    for _ in range(12):
+        x, y = rng.randrange(c.width), rng.randrange(c.height)
+        draw.ellipse([x, y, x + 2, y + 2], fill=rng.randrange(60, 160))
+    return Page(c.image, dpi, "", "blank")
+
+
+@dataclass(frozen=True)
+class Scan:
+    """How the scanner mangles a sheet."""
+
+    skew: float = 0.0  # degrees, counter-clockwise positive
+    upside_down: bool = False
+    blur: float = 0.0
+    noise: float = 0.0  # std-dev of gaussian noise, grey levels
+    jpeg_quality: int | None = 85
+    seed: int = 0
+
+
+def degrade(page: Page, scan: Scan) -> Image.Image:
+    img = page.image.convert("L")
+    if scan.skew:
+        img = img.rotate(scan.skew, resample=Image.BICUBIC, expand=False, fillcolor=255)
+    if scan.upside_down:
+        img = img.rotate(180)
+    if scan.blur:
+        img = img.filter(ImageFilter.GaussianBlur(scan.blur))
+    if scan.noise:
+        rng = np.random.default_rng(scan.seed)
+        arr = np.asarray(img, dtype=np.float32) + rng.normal(0, scan.noise, (img.height, img.width))
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    return img
+
+
+def encode(img: Image.Image, dpi: int, scan: Scan) -> bytes:
+    out = io.BytesIO()
+    if scan.jpeg_quality:
+        img.save(out, "JPEG", quality=scan.jpeg_quality, dpi=(dpi, dpi))
+    else:
+        img.save(out, "PNG", dpi=(dpi, dpi))
+    return out.getvalue()
+
+
+def write_pdf(pages: list[tuple[Page, Scan]], path: Path) -> Path:
+    """An image-only PDF as a scanner writes it: one JPEG (or PNG->Flate) per page, nothing else."""
+    blobs = [encode(degrade(p, s), p.dpi, s) for p, s in pages]
+    path.write_bytes(img2pdf.convert(blobs))
+    return path
+
+
+# ---- batches with ground truth --------------------------------------------------------------
+
+APPLICANTS = [
+    ("Nguyễn Văn An", "Số 12 phố Huế, phường Hàng Bài, quận Hoàn Kiếm, Hà Nội", "0912345678",
+     "an.nguyen@example.vn", "Đăng ký khai sinh"),
+    ("Trần Thị Bích Ngọc", "Tổ 5, phường Mường Thanh, thành phố Điện Biên Phủ", "0987654321",
+     "ngoc.tran@example.vn", "Cấp giấy chứng nhận quyền sử dụng đất"),
+    ("Lê Đức Thắng", "Xóm Đồng Tâm, xã Hưng Đạo, thành phố Cao Bằng", "0203851234",
+     "thang.le@example.vn", "Đăng ký thành lập hộ kinh doanh"),
+    ("Phạm Thị Hồng Nhung", "Số 8 đường Lương Ngọc Quyến, thành phố Thái Nguyên", "0356789012",
+     "nhung.pham@example.vn", "Cấp bản sao trích lục hộ tịch"),
+    ("Hoàng Minh Quân", "Số 45 đường Trần Phú, phường Điện Biên, quận Ba Đình, Hà Nội", "0868123456",
+     "quan.hoang@example.vn", "Chứng thực bản sao từ bản chính"),
+]
+
+
+def receipt_fields(i: int, day: int = 14) -> dict[str, str]:
+    name, address, phone, email, procedure = APPLICANTS[i % len(APPLICANTS)]
+    return {"applicant_name": name, "address": address, "phone": phone, "email": email,
+            "procedure": procedure, "received_at": f"09:30 {day:02d}/04/2023",
+            "due_at": f"16:00 {day + 1:02d}/04/2023"}
+
+
+@dataclass
+class Dossier:
+    code: str
+    pages: list[int]  # 0-based indexes in the batch
+    fields: dict[str, str]
+    id_card: dict[str, str] | None = None
+
+
+@dataclass
+class Batch:
+    pages: list[tuple[Page, Scan]]
+    dossiers: list[Dossier]
+    dropped: dict[int, str]  # page -> blank|separator
+    unmatched: list[int]
+
+    def write_pdf(self, path: Path) -> Path:
+        return write_pdf(self.pages, path)
+
+
+def make_batch(n_dossiers: int = 3, dpi: int = 300, seed: int = 1, text_pages: int = 1,
+               skews: tuple[float, ...] = (0.0,), duplex_blanks: bool = False,
+               upside_down_every: int = 0, noise: float = 4.0, blur: float = 0.6,
+               leading_unmatched: int = 0, symbologies: tuple[str, ...] = ("code128",),
+               with_id_card: bool = True, separators: bool = False) -> Batch:
+    """A feeder stack of dossiers, each: receipt, ID-card copy, `text_pages` prose pages."""
+    rng = random.Random(seed)
+    paragraphs = corpus_paragraphs()
+    pages: list[tuple[Page, Scan]] = []
+    dossiers: list[Dossier] = []
+    dropped: dict[int, str] = {}
+    unmatched: list[int] = []
+    counter = 0
+
+    def scan() -> Scan:
+        nonlocal counter
+        counter += 1
+        up = bool(upside_down_every) and counter % upside_down_every == 0
+        return Scan(skew=skews[counter % len(skews)], upside_down=up, blur=blur, noise=noise,
+                    seed=seed * 1000 + counter)
+
+    def add(page: Page) -> int:
+        pages.append((page, scan()))
+        if duplex_blanks:
+            pages.append((blank(dpi, seed=seed + len(pages)), scan()))
+            dropped[len(pages) - 1] = "blank"
+        return len(pages) - 2 if duplex_blanks else len(pages) - 1
+
+    cursor = rng.randrange(len(paragraphs))
+
+    def prose() -> Page:
+        nonlocal cursor
+        chunk = [paragraphs[(cursor + i) % len(paragraphs)] for i in range(8)]
+        page, rest = text_page(chunk, dpi)
+        cursor += len(chunk) - len(rest)
+        return page
+
+    for _ in range(leading_unmatched):
+        unmatched.append(add(prose()))
+    for i in range(n_dossiers):
+        if separators and i:
+            pages.append((separator(dpi), scan()))
+            dropped[len(pages) - 1] = "separator"
+        day = 1 + rng.randrange(27)
+        code = (f"000.00.{rng.randrange(10, 99)}.H{rng.randrange(10, 99)}-2304{day:02d}"
+                f"-{rng.randrange(1, 9999):04d}")
+        fields = receipt_fields(seed + i, day)
+        name, address = fields["applicant_name"], fields["address"]
+        sym = symbologies[i % len(symbologies)]
+        own = [add(receipt(code, fields, dpi, sym))]
+        card = None
+        if with_id_card:
+            cid = f"0010{90 + i:02d}{rng.randrange(10**6):06d}"
+            card = {"citizen_id": cid, "full_name": name, "date_of_birth": "1990-03-15",
+                    "sex": "Nam", "permanent_address": address, "id_issue_date": "2021-04-20"}
+            payload = f"{cid}||{name}|15031990|Nam|{address}|20042021"
+            own.append(add(id_card_copy(payload, name, dpi)))
+        for _ in range(text_pages):
+            own.append(add(prose()))
+        dossiers.append(Dossier(code, own, fields, card))
+    return Batch(pages, dossiers, dropped, unmatched)
+
+
+if __name__ == "__main__":  # python -m tests.synth OUT.pdf: the bundled sample batch
+    import sys
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "examples/sample-batch.pdf")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sample = make_batch(n_dossiers=2, dpi=200, seed=7, text_pages=1, skews=(0.0, 3.0, -4.5),
+                        upside_down_every=5, duplex_blanks=False, leading_unmatched=0)
+    sample.pages.insert(3, (blank(200, seed=3), Scan(seed=3)))
+    write_pdf(sample.pages, out)
+    print(out, len(sample.pages), "pages:", ", ".join(d.code for d in sample.dossiers))

@@ -1,0 +1,64 @@
+"""Barcode reading on paperless-ngx's real samples and on generated receipts."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ocr import barcodes
+from ocr.decode import open_document
+from tests import synth
+
+
+def page_gray(path: Path, index: int = 0) -> np.ndarray:
+    doc = open_document(path)
+    try:
+        return np.asarray(doc.page(index).image.convert("L"))
+    finally:
+        doc.close()
+
+
+@pytest.mark.parametrize(("name", "value", "symbology"), [
+    ("barcode-39-custom.pdf", "CUSTOM BARCODE", "Code39"),
+    ("barcode-qr-custom.pdf", "CUSTOM BARCODE", "QRCode"),
+    ("barcode-128-custom.pdf", "CUSTOM BARCODE", "Code128"),
+    ("barcode-39-asn-123.pdf", "ASN00123", "Code39"),
+    ("barcode-39-asn-invalid.pdf", "ASNXYZXYZ", "Code39"),
+    ("patch-code-t.pdf", "PATCHT", "Code39"),
+    ("patch-code-t-qr.pdf", "PATCHT", "QRCode"),
+])
+def test_sample_barcodes_decode_to_their_value(samples: Path, name: str, value: str,
+                                               symbology: str) -> None:
+    found = barcodes.read(page_gray(samples / "paperless-ngx" / name))
+    assert [(b.value, b.symbology) for b in found] == [(value, symbology)]
+
+
+def test_small_rescanned_qr_is_read_by_zxing_cpp(samples: Path) -> None:
+    gray = page_gray(samples / "paperless-ngx" / "barcode-qr-asn-000123-upscale-dpi.pdf")
+    assert [b.value for b in barcodes.read_zxing(gray)] == ["ASN 000123"]
+
+
+def test_damaged_barcode_decodes_to_nothing(samples: Path) -> None:
+    gray = page_gray(samples / "paperless-ngx" / "patch-code-t-middle-unreadable.pdf", 1)
+    assert barcodes.read(gray) == []
+
+
+def test_several_codes_on_one_page_are_all_read(samples: Path) -> None:
+    gray = page_gray(samples / "paperless-ngx" / "split-by-tag-multiple-per-page.pdf", 1)
+    assert len(barcodes.read(gray)) == 2
+
+
+@pytest.mark.parametrize("symbology", ["code128", "qr"])
+@pytest.mark.parametrize("engine", ["zxing-cpp", "pyzbar"])
+@pytest.mark.parametrize("code", ["000.00.04.H40-230414-0002", "000.701.18.G12-260314-2711000036943"])
+def test_generated_receipt_code_is_read_by_both_engines(symbology: str, engine: str,
+                                                        code: str) -> None:
+    page = synth.receipt(code, synth.receipt_fields(0), 300, symbology)
+    gray = np.asarray(synth.degrade(page, synth.Scan(skew=3, noise=6, blur=0.8)))
+    assert [b.value for b in barcodes.read(gray, (engine,))] == [code]
+
+
+def test_vietnamese_qr_payload_survives_pyzbar() -> None:
+    payload = "001090012345||Nguyễn Thị Ánh Tuyết|15031990|Nữ|Xã Đồng Tâm|20042021"
+    gray = np.asarray(synth.id_card_copy(payload, "Nguyễn Thị Ánh Tuyết").image)
+    assert [b.value for b in barcodes.read_pyzbar(gray)] == [payload]

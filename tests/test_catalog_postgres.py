@@ -1,0 +1,130 @@
+"""The catalog on the machine's PostgreSQL (a fresh database per test module), rebuilt from storage."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ingest.page_stages import DetectBlank, ReadBarcodes
+from ingest.pipeline import Pipeline
+from ingest.runner import run_file
+from ingest.settings import Settings
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    name = f"sohoa_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def ingested(database_url: str, tmp_path_factory, samples: Path) -> tuple[Pipeline, dict]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("pg") / "data", workers=2,
+                        database_url=database_url,
+                        dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$")
+    pipeline = Pipeline.from_settings(settings)
+    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    return pipeline, run_file(pipeline, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+
+
+def test_dossiers_are_indexed_in_postgresql(ingested, database_url: str) -> None:
+    pipeline, _ = ingested
+    assert pipeline.catalog.engine.dialect.name == "postgresql"
+    found = pipeline.catalog.dossier("ASN00125")
+    assert (found["pages"], found["version"], found["agency"]) == ([3], 1, "ASN")
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        count = conn.execute("SELECT count(*) FROM dossiers").fetchone()[0]
+    assert count == 5
+
+
+def test_dropped_catalog_is_rebuilt_from_object_storage(ingested) -> None:
+    pipeline, record = ingested
+    before = [pipeline.catalog.dossier(f"ASN0012{i}") for i in range(3, 8)]
+    assert pipeline.catalog.rebuild(pipeline.store) == (1, 5)
+    assert [pipeline.catalog.dossier(f"ASN0012{i}") for i in range(3, 8)] == before
+    assert pipeline.catalog.batch(record["batch_id"])["status"] == "done"
+
+
+def test_migrations_bring_a_database_to_the_current_schema(database_url: str) -> None:
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        version = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+        tables = {r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    from storage.migrate import head
+
+    assert version == head() != "0001"
+    assert {"batches", "pages", "dossiers", "dossier_versions", "fields", "api_keys",
+            "audit_log", "corrections"} <= tables
+
+
+def test_a_database_made_before_migrations_is_adopted(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from storage import migrate
+    from storage.catalog import Base, Catalog
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    Base.metadata.create_all(create_engine(url))  # as the first builds of sohoa did
+    Catalog(url)
+    with create_engine(url).connect() as conn:
+        from sqlalchemy import text
+
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == migrate.head()
+    assert url in migrate._done
+    from api.keys import KeyStore
+
+    assert KeyStore(url).create("admin", ["*"]).startswith("sohoa_")  # tables it lacked exist
+
+
+def _migrate_in_a_new_process(url: str) -> None:
+    from storage import migrate
+
+    migrate.upgrade(url)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_processes_starting_together_on_a_fresh_database_all_migrate_it(tmp_path: Path,
+                                                                        backend: str) -> None:
+    """Given four processes that open one fresh database at the same moment (a worker and the CLI
+    starting together), when each migrates it, then none fails with "table already exists"."""
+    import multiprocessing
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    else:
+        name = f"sohoa_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_migrate_in_a_new_process, args=(url,)) for _ in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [p.exitcode for p in processes] == [0, 0, 0, 0]
+    if backend == "postgresql":
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_corrections_survive_a_rebuild_from_object_storage(ingested) -> None:
+    """Given a corrected field, when the catalog is rebuilt from storage, then the correction and
+    its feed event are back."""
+    pipeline, _ = ingested
+    pipeline.correct_field("ASN00126", "procedure", "1.000948", "key-1", "đọc nhầm")
+    pipeline.catalog.rebuild(pipeline.store)
+    found = pipeline.catalog.dossier("ASN00126")
+    assert found["fields"]["procedure"]["value"] == "1.000948" and found["procedure"] == "1.000948"
+    kinds = [e["kind"] for e in pipeline.catalog.events(None, limit=500) if e["dossier_id"] == "ASN00126"]
+    assert kinds == ["created", "field_corrected"]

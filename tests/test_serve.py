@@ -1,0 +1,83 @@
+"""`sohoa serve` as an office runs it: API, worker and the configured push receivers, on embedded
+defaults (local disk, SQLite, SQLite broker)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+SOHOA = Path(sys.executable).parent / "sohoa"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_batches(objects: Path, count: int, timeout: float = 240) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        records = [json.loads(p.read_text()) for p in objects.glob("batches/*/batch.json")]
+        finished = [r for r in records if r["status"] in ("done", "needs_review", "failed")]
+        if len(finished) >= count:
+            return finished
+        time.sleep(0.5)
+    raise AssertionError(f"{count} batch(es) not finished in {timeout}s")
+
+
+def test_serve_digitizes_what_scanners_push_to_its_folder_and_ftp(tmp_path: Path) -> None:
+    """Given `sohoa serve` with a watched folder and an FTP account configured, when a scanner drops
+    a batch in its folder and another uploads one over FTP, then both become digitized batches
+    recording their device, and the API answers meanwhile."""
+    folder, ftp_port, api_port = tmp_path / "mfp-1", free_port(), free_port()
+    folder.mkdir()
+    env = {**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data"), "SOHOA_WORKERS": "2",
+           "SOHOA_SCANNER_DISCOVERY": "false",
+           "SOHOA_FOLDER": json.dumps({"devices": {"mfp-1": str(folder)}, "poll_seconds": 0.5,
+                                       "settle_seconds": 0.5}),
+           "SOHOA_FTP": json.dumps({"accounts": [{"device": "mfp-2", "username": "mfp2",
+                                                  "password": "s3cret"}], "port": ftp_port})}
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen([str(SOHOA), "serve", "--port", str(api_port)], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{api_port}/api/v1/batches/x").status_code == 401:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, \
+                (tmp_path / "serve.log").read_text()
+            time.sleep(0.3)
+        sample = ROOT / "examples" / "sample-batch.pdf"
+        shutil.copyfile(sample, folder / "scan-0001.pdf")
+        other = tmp_path / "other.pdf"  # another scan of the same stack: other bytes, another batch
+        other.write_bytes(sample.read_bytes() + b"\n% scanned again\n")
+        upload = subprocess.run(["curl", "-sS", "-T", str(other), "--user", "mfp2:s3cret",
+                                 f"ftp://127.0.0.1:{ftp_port}/tờ-khai.pdf"], capture_output=True, text=True)
+        assert upload.returncode == 0, upload.stderr
+        records = wait_for_batches(tmp_path / "data" / "objects", 2)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(90)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)  # nothing of it may outlive the test
+    by_device = {r["device"]: r for r in records}
+    assert set(by_device) == {"mfp-1", "mfp-2"}
+    assert (by_device["mfp-1"]["source"], by_device["mfp-2"]["source"]) == ("folder", "ftp")
+    assert all(len(r["dossiers"]) == 2 for r in records), (tmp_path / "serve.log").read_text()[-3000:]
+    assert (folder / ".sohoa-done" / "scan-0001.pdf").exists()

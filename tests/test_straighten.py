@@ -1,0 +1,59 @@
+"""Deskew accuracy (issue: median error at most 0.1 degree up to ±15), sideways pages, blank pages."""
+
+import numpy as np
+import pytest
+
+from ocr import blank, deskew
+from tests import synth
+
+ANGLES = [-14.6, -11.2, -7.9, -4.4, -1.3, -0.3, 0.0, 0.6, 2.2, 5.1, 8.8, 12.3, 14.9]
+
+
+@pytest.fixture(scope="module")
+def prose_page() -> synth.Page:
+    return synth.text_page(synth.corpus_paragraphs()[5:14], 200)[0]
+
+
+@pytest.fixture(scope="module")
+def receipt_page() -> synth.Page:
+    return synth.receipt("000.00.04.H40-230414-0002", synth.receipt_fields(1), 300, "both")
+
+
+def measured(page: synth.Page, angle: float, turn: int = 0) -> deskew.Skew:
+    img = synth.degrade(page, synth.Scan(skew=angle, noise=6, blur=0.8))
+    if turn:
+        img = img.rotate(turn, expand=True)
+    return deskew.detect(np.asarray(img), page.dpi)
+
+
+def test_median_deskew_error_is_under_a_tenth_of_a_degree(prose_page, receipt_page) -> None:
+    errors = [abs(measured(p, a).angle - a) for p in (prose_page, receipt_page) for a in ANGLES]
+    assert np.median(errors) <= 0.1
+    assert max(errors) <= 0.3
+
+
+@pytest.mark.parametrize("turn", [90, 270])
+def test_sideways_pages_are_detected(prose_page, turn: int) -> None:
+    assert measured(prose_page, 3.0, turn).sideways
+
+
+def test_upright_pages_are_not_sideways(receipt_page) -> None:
+    assert not measured(receipt_page, -6.0).sideways
+
+
+def test_rotation_keeps_the_page_size_and_white_corners(prose_page) -> None:
+    out = deskew.rotate(prose_page.image, 10)
+    assert out.size == prose_page.image.size and out.getpixel((0, 0)) >= 250
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_duplex_backside_with_bleed_through_and_specks_is_blank(seed: int) -> None:
+    page = synth.blank(300, seed=seed)
+    gray = np.asarray(synth.degrade(page, synth.Scan(noise=6, blur=0.8)))
+    assert blank.is_blank(gray, 300)
+
+
+def test_a_page_with_two_words_is_not_blank() -> None:
+    c = synth.Canvas(300)
+    c.line("Trang 2")
+    assert not blank.is_blank(np.asarray(synth.degrade(c.page("text"), synth.Scan(noise=6))), 300)

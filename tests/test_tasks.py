@@ -1,0 +1,117 @@
+"""Pipeline tasks on real brokers with Celery workers in separate processes: the machine's Redis and
+RabbitMQ, and the embedded SQLite broker that needs no server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ASN = r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"
+SOHOA = Path(sys.executable).parent / "sohoa"
+
+
+def environment(tmp_path: Path, broker: str | None) -> dict[str, str]:
+    env = {**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data"),
+           "SOHOA_DOSSIER_CODE_GRAMMAR": ASN, "SOHOA_WORKERS": "2"}
+    if broker:
+        env["SOHOA_BROKER_URL"] = broker
+    return env
+
+
+def submit(env: dict[str, str], sample: Path) -> str:
+    code = ("import json, sys; from pathlib import Path; from ingest.tasks import submit; "
+            "print(json.dumps(submit(Path(sys.argv[1]))))")
+    out = subprocess.run([sys.executable, "-c", code, str(sample)], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])["batch_id"]
+
+
+def wait_for(record: Path, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if record.exists():
+            data = json.loads(record.read_text())
+            if data["status"] in ("done", "needs_review", "failed"):
+                return data
+        time.sleep(0.5)
+    raise AssertionError(f"batch not finished after {timeout}s")
+
+
+@pytest.mark.parametrize("broker", [
+    "redis://127.0.0.1:6379/{db}",
+    "amqp://guest:guest@127.0.0.1:5672//",
+    None,  # embedded: kombu's SQLAlchemy transport on SQLite
+])
+def test_worker_processes_a_batch_page_by_page(tmp_path: Path, samples: Path,
+                                               broker: str | None) -> None:
+    if broker and "{db}" in broker:
+        broker = broker.format(db=int(uuid.uuid4().int % 15) + 1)
+    env = environment(tmp_path, broker)
+    log = (tmp_path / "worker.log").open("w")  # a pipe nobody reads would stall the worker
+    worker = subprocess.Popen([str(SOHOA), "worker", "--concurrency", "2"], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        batch_id = submit(env, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+        try:
+            record = wait_for(tmp_path / "data" / "objects" / "batches" / batch_id / "batch.json")
+        except AssertionError:
+            print((tmp_path / "worker.log").read_text()[-5000:])
+            raise
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        log.close()
+    assert record["status"] == "done"
+    assert [(d["dossier_id"], d["pages"]) for d in record["dossiers"]] == [
+        ("ASN00123", [0]), ("ASN00124", [2]), ("ASN00125", [3]), ("ASN00126", [6]),
+        ("ASN00127", [8])]
+
+
+def test_new_dossiers_are_announced_to_webhooks_by_the_worker(tmp_path: Path,
+                                                               samples: Path) -> None:
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    from threading import Thread
+
+    heard: list[dict] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            heard.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    Thread(target=server.serve_forever, daemon=True).start()
+    env = environment(tmp_path, f"redis://127.0.0.1:6379/{int(uuid.uuid4().int % 15) + 1}")
+    env["SOHOA_WEBHOOKS"] = json.dumps([{"url": f"http://127.0.0.1:{server.server_port}/h",
+                                         "secret": "s", "agencies": ["ASN"]}])
+    env["SOHOA_WEBHOOK_ALLOW_PRIVATE"] = "true"
+    worker = subprocess.Popen([str(SOHOA), "worker", "--concurrency", "2"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        batch_id = submit(env, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+        wait_for(tmp_path / "data" / "objects" / "batches" / batch_id / "batch.json")
+        deadline = time.monotonic() + 60
+        while len(heard) < 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
+        server.shutdown()
+    assert sorted(e["dossier_id"] for e in heard) == [f"ASN0012{i}" for i in range(3, 8)]
+    assert {e["kind"] for e in heard} == {"created"}
