@@ -9,6 +9,7 @@ they refer to dependencies local to create_app.)
 
 
 import base64
+import hmac
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from api.keys import ALL_AGENCIES, KeyStore, Principal
 from api.scanner_routes import add_scanner_routes
+from api.web.security import CSRF_HEADER, UNSAFE_METHODS, session_of
 from ingest.pipeline import Pipeline
 from ingest.settings import Settings
 from ocr.pdf import page_jpeg
@@ -95,9 +97,16 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                   docs_url="/api/v1/docs", redoc_url=None, lifespan=lifespan)
 
     def principal(request: Request) -> Principal:
+        """The API key's principal; without a key, the web app's signed-in user (whose writes
+        must carry the session's CSRF token in X-CSRF-Token), so pages can use these routes."""
         auth = request.headers.get("authorization", "")
         token = auth[7:] if auth.lower().startswith("bearer ") else request.headers.get("x-api-key")
         found = keys.authenticate(token.strip()) if token else None
+        if found is None and not token and (session := session_of(request)) is not None:
+            if request.method in UNSAFE_METHODS and not hmac.compare_digest(
+                    request.headers.get(CSRF_HEADER, "").encode(), session.csrf.encode()):
+                raise HTTPException(403, "the X-CSRF-Token header of the session is required")
+            return session.user.principal
         if found is None:
             raise HTTPException(401, "a valid API key is required",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -116,6 +125,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                      settings.scanner_discovery_seconds, settings.scanner_timeout_s),
             Spool(settings.spool_dir), submit, settings.data_dir / "scans")
     add_scanner_routes(app, scans, role, log, lambda code: bool(pipeline.grammar.match(code)))
+    app.state.scans = scans  # the web app's scanning station uses the same service
 
     def visible_dossier(code: str, who: Principal) -> dict[str, Any]:
         assert pipeline.catalog is not None

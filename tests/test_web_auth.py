@@ -277,14 +277,27 @@ def test_an_agency_admin_manages_only_users_of_their_agencies(live_app: LiveApp)
     assert live_app.users.get(outsider).active is True  # type: ignore[union-attr]
 
 
-def test_the_rest_api_ignores_the_session_cookie(live_app: LiveApp) -> None:
-    """Given a web session, when the REST API is called with its cookie and no key, then it still
-    answers 401: the API takes API keys only."""
-    admin, password = live_app.user("admin", ["*"])
-    client, csrf = http_login(live_app.url, admin, password)
+def test_the_rest_api_answers_a_signed_in_user_within_their_role(live_app: LiveApp) -> None:
+    """Given a web session of a scanning-staff user, when the pages call the REST API with its
+    cookie and no key, then it answers within the user's role, like a key of that role would."""
+    scanner, password = live_app.user("scanner", ["000.00.04.H40"])
+    client, _ = http_login(live_app.url, scanner, password)
     with closing(client):
-        r = client.get("/api/v1/dossiers", headers={"X-CSRF-Token": csrf})
-    assert r.status_code == 401 and r.json() == {"detail": "a valid API key is required"}
+        assert client.get("/api/v1/scanners").status_code == 200
+        assert client.get("/api/v1/dossiers").status_code == 403  # not a scanning-staff route
+
+
+def test_the_rest_api_refuses_a_session_write_without_its_csrf_token(live_app: LiveApp) -> None:
+    """Given a web session, when a write reaches the REST API with the cookie but without the
+    session's X-CSRF-Token (as a forged cross-site request would), then it is refused."""
+    scanner, password = live_app.user("scanner", ["000.00.04.H40"])
+    client, csrf = http_login(live_app.url, scanner, password)
+    files = {"file": ("scan.pdf", b"%PDF-1.4 not really", "application/pdf")}
+    with closing(client):
+        forged = client.post("/api/v1/batches", files=files)
+        wrong = client.post("/api/v1/batches", files=files, headers={"X-CSRF-Token": csrf + "x"})
+    assert forged.status_code == wrong.status_code == 403
+    assert list((live_app.settings.data_dir / "objects").glob("batches/*")) == []
 
 
 # without a browser

@@ -3,7 +3,8 @@
 Templates call `t("key")` or `t("key", name=...)` (str.format placeholders). The language is the
 `lang` cookie (set by /lang/{code}), else the browser's Accept-Language, else Vietnamese. A key
 missing in English falls back to Vietnamese, a key missing everywhere shows as itself. Add every
-new key to both catalogs (tests/test_web_auth.py checks they have the same keys).
+new key to both catalogs (tests/test_web_auth.py checks they have the same keys); a page module
+keeps its own messages beside its routes and registers them with `add(VI={...}, EN={...})`.
 """
 
 from __future__ import annotations
@@ -167,6 +168,18 @@ EN: dict[str, str] = {
 }
 
 MESSAGES: dict[str, dict[str, str]] = {"vi": VI, "en": EN}
+
+
+def add(vi: dict[str, str], en: dict[str, str]) -> None:
+    """A page module's own messages, added at its import: both languages, the same keys, none of
+    them taken by another module (keys are namespaced by page: "scan.", "review.", ...)."""
+    if set(vi) != set(en):
+        raise ValueError(f"messages missing in one language: {sorted(set(vi) ^ set(en))}")
+    taken = {k for k in vi if k in VI and VI[k] != vi[k]}
+    if taken:
+        raise ValueError(f"message keys already used: {sorted(taken)}")
+    VI.update(vi)
+    EN.update(en)
 
 
 def translate(lang: str, key: str, **values: Any) -> str:

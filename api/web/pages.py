@@ -1,5 +1,6 @@
-"""The web app's pages: login, logout, language, home, user management (and placeholders for the
-scanning station, review queue, dossiers and search).
+"""The web app's frame and its own pages: login, logout, language, home, user management. The
+scanning station, review queue and dossier pages live in their own modules (scan_pages,
+review_pages, dossier_pages), each adding its routes with `add_routes(app, state)`.
 
 `add_web_routes(app, settings, pipeline, log)` adds them to the API app. A page route renders with
 `render(request, "page.html", {...})`; templates extend base.html and call `t("key")`; forms carry
@@ -263,7 +264,11 @@ def add_web_routes(app: FastAPI, settings: Any, pipeline: Any = None,
         return RedirectResponse(START_PAGES.get(who.role, "/admin/users"), 303)
 
     _add_user_admin(app, users, state)
-    _add_placeholders(app)
+    # Each page of the app in its own module: add_routes(app, state) adds its routes.
+    from api.web import dossier_pages, review_pages, scan_pages
+
+    for module in (scan_pages, review_pages, dossier_pages):
+        module.add_routes(app, state)
 
 
 def _hours(value: float) -> timedelta:
@@ -393,17 +398,13 @@ def _add_user_admin(app: FastAPI, users: UserStore, state: WebState) -> None:
                                 303)
 
 
-def _add_placeholders(app: FastAPI) -> None:
-    """Start pages still to be built: replace each with its real page (and drop it here)."""
-    for item in NAV:
-        if item.href != "/admin/users":
-            app.add_api_route(item.href, _placeholder(item), methods=["GET"],
-                              response_class=HTMLResponse, include_in_schema=False,
-                              name=f"placeholder_{item.href.strip('/')}")
+def placeholder(app: FastAPI, href: str) -> None:
+    """A start page still to be built (page.coming_soon): replace it with the real page."""
+    item = next(i for i in NAV if i.href == href)
 
-
-def _placeholder(item: NavItem) -> Callable[..., HTMLResponse]:
     def route(request: Request,
               who: Annotated[Principal, Depends(require_role(*item.roles))]) -> HTMLResponse:
         return render(request, "placeholder.html", {"title_key": item.key})
-    return route
+
+    app.add_api_route(item.href, route, methods=["GET"], response_class=HTMLResponse,
+                      include_in_schema=False, name=f"placeholder_{item.href.strip('/')}")
