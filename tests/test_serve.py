@@ -26,7 +26,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_batches(objects: Path, count: int, timeout: float = 240) -> list[dict]:
+def wait_for_batches(objects: Path, count: int, log: Path, timeout: float = 240) -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         records = [json.loads(p.read_text()) for p in objects.glob("batches/*/batch.json")]
@@ -34,7 +34,10 @@ def wait_for_batches(objects: Path, count: int, timeout: float = 240) -> list[di
         if len(finished) >= count:
             return finished
         time.sleep(0.5)
-    raise AssertionError(f"{count} batch(es) not finished in {timeout}s")
+    states = {p.parent.name: json.loads(p.read_text())["status"]
+              for p in objects.glob("batches/*/batch.json")}
+    raise AssertionError(f"{count} batch(es) not finished in {timeout}s: {states}\n"
+                         + log.read_text(errors="replace")[-6000:])
 
 
 def test_serve_digitizes_what_scanners_push_to_its_folder_and_ftp(tmp_path: Path) -> None:
@@ -70,7 +73,7 @@ def test_serve_digitizes_what_scanners_push_to_its_folder_and_ftp(tmp_path: Path
         upload = subprocess.run(["curl", "-sS", "-T", str(other), "--user", "mfp2:s3cret",
                                  f"ftp://127.0.0.1:{ftp_port}/tờ-khai.pdf"], capture_output=True, text=True)
         assert upload.returncode == 0, upload.stderr
-        records = wait_for_batches(tmp_path / "data" / "objects", 2)
+        records = wait_for_batches(tmp_path / "data" / "objects", 2, tmp_path / "serve.log")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(90)
