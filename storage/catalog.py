@@ -6,11 +6,12 @@ SQLite by default; PostgreSQL with SOHOA_DATABASE_URL.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -26,11 +27,27 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from ocr.text import fold
 from storage import layout, migrate
 from storage.objects import ObjectStore
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _again_on_conflict(write: Callable[P, R]) -> Callable[P, R]:
+    """Runs a write once more when another process inserted the same row meanwhile (two workers
+    indexing versions of one dossier at once): the second try sees the row and updates it."""
+    @functools.wraps(write)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return write(*args, **kwargs)
+        except IntegrityError:
+            return write(*args, **kwargs)
+    return wrapper
 
 
 class Base(DeclarativeBase):
@@ -132,6 +149,7 @@ class Catalog:
 
     # ---- writes: each replaces what the catalog knew, so indexing twice changes nothing ----
 
+    @_again_on_conflict
     def index_batch(self, record: dict[str, Any], pages: list[dict[str, Any]]) -> None:
         roles: dict[int, tuple[str, str | None]] = {}
         for d in record.get("dossiers", []):
@@ -158,6 +176,7 @@ class Catalog:
                            confidence=ocr.get("confidence", 0.0),
                            text="\n".join(ocr.get("lines", []))))
 
+    @_again_on_conflict
     def index_version(self, manifest: dict[str, Any], fields: dict[str, dict[str, Any]],
                       text: list[dict[str, Any]] | None = None) -> None:
         code, version = manifest["dossier_id"], manifest["version"]
@@ -186,6 +205,7 @@ class Catalog:
                 s.add(FieldRow(code=code, version=version, name=name, value=f["value"],
                                page=f["page"], confidence=f["confidence"], source=f["source"]))
 
+    @_again_on_conflict
     def index_correction(self, correction: dict[str, Any]) -> None:
         """Applies a stored correction to its version's field (idempotent: by code and seq)."""
         code, version, name = correction["dossier_id"], correction["version"], correction["name"]
@@ -301,6 +321,16 @@ class Catalog:
         with self.session() as s:
             b = s.get(Batch, batch_id)
             return dict(b.record) if b else None
+
+    def recent_batches(self, agencies: tuple[str, ...] | None,
+                       limit: int = 20) -> list[dict[str, Any]]:
+        """The batch records indexed last (finished or failed), newest first; `agencies=None`
+        means all (the scanning station's batch list)."""
+        stmt = select(Batch.record).order_by(Batch.received_at.desc(), Batch.id).limit(limit)
+        if agencies is not None:
+            stmt = stmt.where(Batch.record["agency"].as_string().in_(agencies))
+        with self.session() as s:
+            return [dict(r) for r in s.scalars(stmt).all()]
 
     # ---- rebuild from the truth ----
 

@@ -1,0 +1,67 @@
+"""The catalog when two workers index versions of the same dossier at the same moment."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import event, insert
+from sqlalchemy.orm import Session
+
+from storage.catalog import Catalog, Dossier
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+CODE = "000.00.04.H40-230414-0002"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    if request.param == "sqlite":
+        yield Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite3'}")
+        return
+    name = f"sohoa_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    found = Catalog(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+    yield found
+    found.engine.dispose()
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def manifest(version: int) -> dict[str, Any]:
+    return {"dossier_id": CODE, "agency": "000.00.04.H40", "version": version,
+            "batch_id": f"b{version}", "created_at": f"2026-12-01T10:0{version}:00+00:00",
+            "objects": {"dossier.pdf": {"key": f"dossiers/{CODE}/v000{version}/dossier.pdf"}}}
+
+
+def test_a_version_indexed_while_another_worker_creates_the_dossier_is_kept(catalog: Catalog) -> None:
+    """Given a worker indexing version 2 of a new dossier, when another worker's version 1 creates
+    the dossier's row between this one's read and its write (the insert conflicts), then both
+    versions are indexed and the dossier points at version 2."""
+    other = {"code": CODE, "agency": "000.00.04.H40", "procedure": None, "latest_version": 1,
+             "updated_at": datetime(2026, 12, 1, 10, 1, tzinfo=UTC), "search": "v1"}
+    hits = []
+
+    def other_worker_commits_first(session: Session, *_: Any) -> None:
+        if not hits:
+            hits.append(1)
+            with catalog.engine.begin() as conn:  # its own connection and transaction
+                conn.execute(insert(Dossier).values(**other))
+
+    event.listen(Session, "before_flush", other_worker_commits_first)
+    try:
+        catalog.index_version(manifest(2), {"procedure": {"value": "Cấp phép", "page": 0,
+                                                          "confidence": 0.9, "source": "ocr"}})
+    finally:
+        event.remove(Session, "before_flush", other_worker_commits_first)
+    catalog.index_version(manifest(1), {})
+    found = catalog.dossier(CODE)
+    assert hits == [1]
+    assert found is not None and (found["version"], found["procedure"]) == (2, "Cấp phép")
+    assert [v["version"] for v in found["versions"]] == [1, 2]
