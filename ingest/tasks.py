@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 
 from ingest import webhooks
 from ingest.pipeline import Pipeline
@@ -71,7 +71,20 @@ def process_page(batch_id: str, index: int) -> int:
     return index
 
 
-@app.task(name="sohoa.finish_batch", **RETRY)
+class RecordsFailure(Task):  # type: ignore[misc]
+    """A batch whose finishing failed for good (retries spent, or an error no retry can fix) is
+    recorded as failed with the error, instead of staying `processing` with nobody told."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple[Any, ...],
+                   kwargs: dict[str, Any], einfo: Any) -> None:
+        pipeline = _pipeline()
+        record = pipeline.record(args[0])
+        if record["status"] not in ("done", "needs_review"):
+            record.update(status="failed", error=f"unexpected: {type(exc).__name__}: {exc}"[:2000])
+            pipeline.save_record(record)
+
+
+@app.task(name="sohoa.finish_batch", base=RecordsFailure, **RETRY)
 def finish_batch(batch_id: str) -> str:
     pipeline = _pipeline()
     if pipeline.record(batch_id)["status"] in ("done", "needs_review"):

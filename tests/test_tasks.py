@@ -115,3 +115,40 @@ def test_new_dossiers_are_announced_to_webhooks_by_the_worker(tmp_path: Path,
         server.shutdown()
     assert sorted(e["dossier_id"] for e in heard) == [f"ASN0012{i}" for i in range(3, 8)]
     assert {e["kind"] for e in heard} == {"created"}
+
+
+@pytest.fixture
+def local_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """ingest.tasks on settings of this test (its cached settings and pipeline reset around it)."""
+    from ingest import tasks
+    from ingest.page_stages import DetectBlank, ReadBarcodes
+
+    monkeypatch.setenv("SOHOA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SOHOA_DOSSIER_CODE_GRAMMAR", ASN)
+    tasks.get_settings.cache_clear()
+    tasks._pipeline.cache_clear()
+    tasks._pipeline().page_stages = [ReadBarcodes(), DetectBlank()]
+    yield tasks
+    tasks.get_settings.cache_clear()
+    tasks._pipeline.cache_clear()
+
+
+def test_a_batch_whose_finishing_fails_for_good_is_recorded_as_failed(
+        local_tasks, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a batch whose pages are done, when finishing it raises an error no retry can fix,
+    then the batch is recorded as failed with that error (not left `processing`), original kept."""
+    pipeline = local_tasks._pipeline()
+    batch_id = pipeline.receive(samples / "paperless-ngx" / "split-by-asn-1.pdf")
+    for index in range(pipeline.inspect(batch_id)["pages"]):
+        pipeline.process_page(batch_id, index)
+
+    def broken(self: object, batch_id: str) -> None:
+        raise ValueError("a bug in a dossier stage")
+
+    monkeypatch.setattr(type(pipeline), "finalize", broken)
+    result = local_tasks.finish_batch.apply(args=[batch_id])
+    record = pipeline.record(batch_id)
+    assert result.failed()
+    assert (record["status"], record["error"]) == ("failed",
+                                                   "unexpected: ValueError: a bug in a dossier stage")
+    assert pipeline.store.exists(record["original"])
