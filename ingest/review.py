@@ -6,15 +6,20 @@
     drop(code, position)              take a page out (it stays in its batch and original)
     split(code, position, new_code)   the pages from `position` on become dossier `new_code`
     merge(code, other)                `other`'s pages are appended to `code`
+    confirm(code)                     a person checked a code the machine read by OCR
+    discard(batch, pages)             unmatched pages that belong to no dossier are set aside
+    accept_incomplete(batch)          a person checked a scan that may lack pages
 
 Positions are 0-based places in the dossier's latest version. Every operation takes an
-`action_id` (the web form sends one): doing the same action twice makes one version, not two.
+`action_id` (the web form sends one): doing the same action twice makes one version, not two,
+and applies its change once (`replayed` finds the version the first run made).
 Nothing is ever deleted: older versions stay, and so do the batch and its original scan.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from ingest.pipeline import PageRef, Pipeline
@@ -51,6 +56,18 @@ class Review:
         return self.pipeline.store_version(code, agency, "user", refs, claim, actor=actor,
                                            extra={"change": change})
 
+    def replayed(self, code: str, action_id: str | None) -> dict[str, Any] | None:
+        """The version an earlier run of this action made (a form sent twice, a retried
+        request): returned as it is, so the change is not applied a second time."""
+        if not action_id:
+            return None
+        claim = f"review:{action_id}:{code}".encode()
+        for manifest in reversed(self.pipeline.versions(code)):
+            key = layout.version_prefix(code, manifest["version"]) + ".claim"
+            if self.pipeline.store.exists(key) and self.pipeline.store.get(key) == claim:
+                return manifest
+        return None
+
     def _position(self, refs: list[PageRef], position: int) -> None:
         if not 0 <= position < len(refs):
             raise ReviewError(f"the dossier has no page {position + 1}")
@@ -63,6 +80,8 @@ class Review:
         new dossier); the batch leaves review when no page is left unmatched."""
         code = code.strip().upper()
         agency = self._agency(code)
+        if done := self.replayed(code, action_id):
+            return done
         record = self.pipeline.record(batch_id)
         waiting = set(record.get("unmatched_pages", []))
         if not pages or not set(pages) <= waiting:
@@ -83,13 +102,7 @@ class Review:
 
     def _resolve(self, record: dict[str, Any], pages: list[int], code: str,
                  manifest: dict[str, Any], actor: str) -> None:
-        done = set(pages)
-        record["unmatched_pages"] = [p for p in record["unmatched_pages"] if p not in done]
-        record["unmatched_groups"] = [g for g in ([p for p in group if p not in done]
-                                                  for group in record.get("unmatched_groups", []))
-                                      if g]
-        record["review"] = [r for r in record.get("review", []) if not set(r["pages"]) & done
-                            or set(r["pages"]) - done]
+        self._take(record, pages)
         record.setdefault("resolved", []).append(
             {"pages": sorted(pages), "dossier_id": code, "version": manifest["version"], "by": actor})
         entry = next((d for d in record["dossiers"] if d["dossier_id"] == code), None)
@@ -98,15 +111,73 @@ class Review:
                    "pdf": manifest["objects"]["dossier.pdf"]["key"],
                    "fields": entry["fields"] if entry else {}}
         record["dossiers"] = [d for d in record["dossiers"] if d["dossier_id"] != code] + [summary]
-        if not record["unmatched_pages"] and not record.get("incomplete") and \
-                not [r for r in record["review"] if r["pages"]]:
-            record["status"] = "done"
+        self._settle(record)
         self.pipeline.save_record(record)
+
+    @staticmethod
+    def _take(record: dict[str, Any], pages: list[int]) -> None:
+        """These pages no longer wait for review."""
+        done = set(pages)
+        record["unmatched_pages"] = [p for p in record["unmatched_pages"] if p not in done]
+        record["unmatched_groups"] = [g for g in ([p for p in group if p not in done]
+                                                  for group in record.get("unmatched_groups", []))
+                                      if g]
+        record["review"] = [r for r in record.get("review", []) if not set(r["pages"]) & done
+                            or set(r["pages"]) - done]
+
+    @staticmethod
+    def _settle(record: dict[str, Any]) -> None:
+        """The batch leaves review when no page waits and an incomplete scan was checked."""
+        if not record["unmatched_pages"] and \
+                (not record.get("incomplete") or record.get("incomplete_checked")) and \
+                not [r for r in record.get("review", []) if r["pages"]]:
+            record["status"] = "done"
+
+    def discard(self, batch_id: str, pages: list[int], actor: str,
+                action_id: str | None = None) -> dict[str, Any]:
+        """Unmatched pages that belong to no dossier (a stray sheet, a page that cannot be read
+        and was scanned again) are set aside: they stay in the batch and its original, listed
+        with its dropped pages."""
+        record = self.pipeline.record(batch_id)
+        if action_id and any(d.get("action_id") == action_id
+                             for d in record.get("dropped_pages", [])):
+            return record
+        if not pages or not set(pages) <= set(record.get("unmatched_pages", [])):
+            raise ReviewError("only pages waiting for review can be set aside")
+        record["dropped_pages"] = record.get("dropped_pages", []) + [
+            {"page": p, "reason": "set_aside", "by": actor, "action_id": action_id}
+            for p in sorted(pages)]
+        self._take(record, pages)
+        self._settle(record)
+        self.pipeline.save_record(record)
+        self._audit(actor, "batch.pages.discard", record, pages=sorted(pages))
+        return record
+
+    def accept_incomplete(self, batch_id: str, actor: str) -> dict[str, Any]:
+        """A person checked a scan that may lack pages (what was missing was scanned again, or
+        nothing was): it no longer keeps the batch in review."""
+        record = self.pipeline.record(batch_id)
+        if not record.get("incomplete"):
+            raise ReviewError("this scan is not marked incomplete")
+        if not record.get("incomplete_checked"):
+            record["incomplete_checked"] = {"by": actor,
+                                            "at": datetime.now(UTC).isoformat(timespec="seconds")}
+            self._settle(record)
+            self.pipeline.save_record(record)
+            self._audit(actor, "batch.incomplete.checked", record, incomplete=record["incomplete"])
+        return record
+
+    def _audit(self, actor: str, action: str, record: dict[str, Any], **detail: Any) -> None:
+        if self.pipeline.audit:
+            self.pipeline.audit.append(actor, action, record["batch_id"], record.get("agency") or "",
+                                       detail=detail)
 
     def rotate(self, code: str, position: int, degrees: int, actor: str,
                action_id: str | None = None) -> dict[str, Any]:
         if degrees % 90:
             raise ReviewError("pages turn by quarter turns")
+        if done := self.replayed(code, action_id):
+            return done
         latest = self._latest(code)
         refs = Pipeline.page_refs(latest)
         self._position(refs, position)
@@ -117,6 +188,8 @@ class Review:
 
     def move(self, code: str, position: int, to: int, actor: str,
              action_id: str | None = None) -> dict[str, Any]:
+        if done := self.replayed(code, action_id):
+            return done
         latest = self._latest(code)
         refs = Pipeline.page_refs(latest)
         self._position(refs, position)
@@ -127,6 +200,8 @@ class Review:
 
     def drop(self, code: str, position: int, actor: str,
              action_id: str | None = None) -> dict[str, Any]:
+        if done := self.replayed(code, action_id):
+            return done
         latest = self._latest(code)
         refs = Pipeline.page_refs(latest)
         self._position(refs, position)
@@ -139,6 +214,9 @@ class Review:
               action_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Pages from `position` on become dossier `new_code` (appended if it exists)."""
         new_code = new_code.strip().upper()
+        kept, other = self.replayed(code, action_id), self.replayed(new_code, action_id)
+        if kept and other:
+            return kept, other
         latest = self._latest(code)
         refs = Pipeline.page_refs(latest)
         if not 1 <= position < len(refs):
@@ -160,6 +238,8 @@ class Review:
               action_id: str | None = None) -> dict[str, Any]:
         """`other`'s pages are appended to `code`; `other` keeps its versions (nothing is
         deleted) and its latest manifest names where its pages went."""
+        if done := self.replayed(code, action_id):
+            return done
         latest, theirs = self._latest(code), self._latest(other.strip().upper())
         if theirs["dossier_id"] == code:
             raise ReviewError("merge two different dossiers")
@@ -169,3 +249,14 @@ class Review:
         return self._save(code, latest["agency"], refs, actor,
                           {"action": "merge", "from": theirs["dossier_id"],
                            "from_version": theirs["version"]}, action_id)
+
+    def confirm(self, code: str, actor: str, action_id: str | None = None) -> dict[str, Any]:
+        """A person checked a code the machine read by OCR (or with low confidence) against the
+        page: the same pages make a new version whose code source is "user"."""
+        if done := self.replayed(code, action_id):
+            return done
+        latest = self._latest(code)
+        if latest["code_source"] in ("barcode", "user"):
+            raise ReviewError("this code was not read by OCR")
+        return self._save(code, latest["agency"], Pipeline.page_refs(latest), actor,
+                          {"action": "confirm", "code_source": latest["code_source"]}, action_id)

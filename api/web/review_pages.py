@@ -1,10 +1,969 @@
-"""The review queue: pages the machine could not match, codes read with low confidence."""
+"""The review queue: what the machine could not settle waits here for a person.
 
-from fastapi import FastAPI
+    GET  /review                          the queue: batches and codes to check, newest first
+    GET  /review/batches/{id}             a batch's unmatched pages, assigned by typing or scanning
+    POST /review/batches/{id}/{op}        assign | discard | incomplete
+    GET  /review/dossiers/{code}          a dossier's pages: rotate, move, drop, split, merge, confirm
+    POST /review/dossiers/{code}          one change (form field `op`)
+    GET  .../pages/{n}.jpg                page images of a batch or of a dossier version
 
-from api.web.pages import placeholder
-from api.web.security import WebState
+Every change goes through ingest/review.py, which makes a new dossier version and an audit entry
+in the name of the user (`user:<name>`). A form carries an action id, so sending it twice changes
+nothing the second time, and a dossier form the version it was made on, so a change made on a
+page that someone else changed meanwhile is refused instead of hitting the wrong page. Forms work
+without JavaScript (post, then redirect); with htmx a change swaps only the panel. Another agency's
+batch or dossier answers 404, like one that does not exist.
 
+(No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.)
+"""
+
+import io
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import and_, or_, select
+
+from api.keys import ALL_AGENCIES, Principal
+from api.web import i18n
+from api.web.pages import render
+from api.web.security import WebState, language, require_role
+from ingest.pipeline import PageRef, Pipeline
+from ingest.review import Review, ReviewError
+from ocr.pdf import page_jpeg, rotated
+from storage import layout
+from storage.catalog import Batch, Dossier, FieldRow
+from storage.objects import ObjectMissing
+
+ROLES = ("scanner", "processor")  # and admin
+LOW_CONFIDENCE = 0.9  # a dossier code read with less than this waits for a person
+QUEUE_LIMIT = 200  # rows of each kind the queue shows
+THUMB, LARGE = 320, 1400  # longest side of a thumbnail, of an enlarged page
+BATCH_ID = re.compile(r"b[0-9a-f]{24}")
+ACTION_ID = re.compile(r"[0-9a-f]{32}")
+
+Staff = Annotated[Principal, Depends(require_role(*ROLES))]
+Text = Annotated[str, Form(max_length=300)]
+
+
+# ---- what the queue and the screens show ------------------------------------------------------
+
+@dataclass
+class Reason:
+    """Why something waits (or what a version changed): an i18n key and its values."""
+    key: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class QueueItem:
+    kind: str  # batch | code
+    at: datetime
+    href: str
+    name: str  # the batch's file name, or the dossier code
+    reasons: list[Reason]
+
+
+def _aware(at: datetime | str) -> datetime:
+    found = datetime.fromisoformat(at) if isinstance(at, str) else at
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
+def _percent(confidence: float) -> int:
+    return round(confidence * 100)
+
+
+def batch_reasons(record: dict[str, Any]) -> list[Reason]:
+    """Why a batch waits: pages with no code, codes the registry does not know, pages that
+    could not be read, a scan that may lack pages."""
+    failed = {f["page"] for f in record.get("failed_pages", [])}
+    flagged = [r for r in record.get("review", []) if r.get("code") and r.get("pages")]
+    unmatched = record.get("unmatched_pages", [])
+    taken = failed | {p for r in flagged for p in r["pages"]}
+    reasons = []
+    if waiting := [p for p in unmatched if p not in taken]:
+        reasons.append(Reason("review.reason.unmatched", {"count": len(waiting)}))
+    reasons += [Reason("review.reason.registry", {"code": r["code"], "count": len(r["pages"])})
+                for r in flagged]
+    if unreadable := [p for p in unmatched if p in failed]:
+        reasons.append(Reason("review.reason.unreadable", {"count": len(unreadable)}))
+    if record.get("incomplete") and not record.get("incomplete_checked"):
+        reasons.append(Reason("review.reason.incomplete", {"why": record["incomplete"]}))
+    return reasons
+
+
+def code_reason(source: str, confidence: float) -> Reason:
+    if source != "ocr":
+        return Reason("review.reason.low", {"confidence": _percent(confidence)})
+    if confidence >= 1.0:  # the code was found, not read from its label line: no score
+        return Reason("review.reason.ocr_found")
+    return Reason("review.reason.ocr", {"confidence": _percent(confidence)})
+
+
+def _scope(who: Principal) -> tuple[str, ...] | None:
+    return None if ALL_AGENCIES in who.agencies else who.agencies
+
+
+def waiting_batches(pipeline: Pipeline, who: Principal) -> list[dict[str, Any]]:
+    """Batch records still in review, newest first, of the user's agencies."""
+    assert pipeline.catalog is not None
+    stmt = (select(Batch.record).where(Batch.status == "needs_review")
+            .order_by(Batch.received_at.desc(), Batch.id).limit(QUEUE_LIMIT))
+    if (agencies := _scope(who)) is not None:
+        stmt = stmt.where(Batch.record["agency"].as_string().in_(agencies))
+    with pipeline.catalog.session() as s:
+        return [dict(r) for r in s.scalars(stmt).all()]
+
+
+def codes_to_check(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
+    """Dossiers whose latest version has a code read by OCR or with low confidence."""
+    assert pipeline.catalog is not None
+    stmt = (select(Dossier.code, Dossier.updated_at, FieldRow.source, FieldRow.confidence)
+            .join(FieldRow, and_(FieldRow.code == Dossier.code,
+                                 FieldRow.version == Dossier.latest_version,
+                                 FieldRow.name == "dossier_id"))
+            .where(or_(FieldRow.source == "ocr", FieldRow.confidence < LOW_CONFIDENCE))
+            .order_by(Dossier.updated_at.desc()).limit(QUEUE_LIMIT))
+    if (agencies := _scope(who)) is not None:
+        stmt = stmt.where(Dossier.agency.in_(agencies))
+    with pipeline.catalog.session() as s:
+        rows = s.execute(stmt).all()
+    return [QueueItem("code", _aware(at), f"/review/dossiers/{code}", code,
+                      [code_reason(source, confidence)])
+            for code, at, source, confidence in rows]
+
+
+def queue(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
+    items = [QueueItem("batch", _aware(r["received_at"]), f"/review/batches/{r['batch_id']}",
+                       r["file"], batch_reasons(r))
+             for r in waiting_batches(pipeline, who)]
+    return sorted(items + codes_to_check(pipeline, who), key=lambda i: i.at, reverse=True)
+
+
+@dataclass
+class UnmatchedPage:
+    number: int  # 1-based, as staff count
+    readable: bool
+    selected: bool = False
+
+
+@dataclass
+class Group:
+    """Unmatched pages as separators and codes cut them; `code` is one the registry did not know."""
+    pages: list[UnmatchedPage]
+    code: str | None = None
+
+
+def unmatched_groups(pipeline: Pipeline, record: dict[str, Any],
+                     selected: set[int] | None) -> list[Group]:
+    """The batch's waiting pages in groups; without a choice made yet, the first readable
+    group is selected, so scanning a code assigns it at once."""
+    waiting = record.get("unmatched_pages", [])
+    failed = {f["page"] for f in record.get("failed_pages", [])}
+    codes = {p: r["code"] for r in record.get("review", []) if r.get("code") for p in r["pages"]}
+    groups = [[p for p in g if p in waiting] for g in record.get("unmatched_groups", [])]
+    grouped = {p for g in groups for p in g}
+    groups = [g for g in groups if g] + [[p] for p in waiting if p not in grouped]
+    out = []
+    for pages in groups:
+        shown = [UnmatchedPage(p + 1, p not in failed and pipeline.store.exists(
+            layout.page_pdf(record["batch_id"], p))) for p in pages]
+        suggested = {codes.get(p) for p in pages}
+        out.append(Group(shown, suggested.pop() if len(suggested) == 1 else None))
+    if selected is None:
+        first = next((g for g in out if all(p.readable for p in g.pages)), None)
+        selected = {p.number for p in first.pages} if first else set()
+    for group in out:
+        for page in group.pages:
+            page.selected = page.number in selected
+    return out
+
+
+@dataclass
+class BatchDossier:
+    code: str
+    pages: int
+    version: int
+    source: str
+    confidence: float
+
+
+def batch_dossiers(pipeline: Pipeline, record: dict[str, Any], who: Principal) -> list[BatchDossier]:
+    """The batch's dossiers as they are now (a later version may have changed them)."""
+    assert pipeline.catalog is not None
+    out = []
+    for entry in record.get("dossiers", []):
+        found = pipeline.catalog.dossier(entry["dossier_id"])
+        if found is None or not who.sees(found["agency"]):
+            continue
+        code_field = found["fields"].get("dossier_id") or {}
+        out.append(BatchDossier(found["dossier_id"], len(found["pages"]), found["version"],
+                                code_field.get("source", entry.get("code_source", "")),
+                                code_field.get("confidence", 1.0)))
+    return out
+
+
+@dataclass
+class DossierPage:
+    number: int
+    ref: PageRef
+
+
+def describe(code: str, manifest: dict[str, Any], file_of: Callable[[str], str]) -> Reason:
+    """What a version changed, for the versions list (`file_of` names a batch by its file)."""
+    change = manifest.get("change") or {}
+    action = change.get("action")
+    if action == "assign":
+        return Reason("review.change.assign", {"pages": _pages_text(change["pages"]),
+                                               "file": file_of(change["batch_id"])})
+    if action == "rotate":
+        turn = int(change["degrees"]) % 360
+        return Reason(f"review.change.rotate.{turn}", {"page": change["position"] + 1})
+    if action == "move":
+        return Reason("review.change.move", {"page": change["position"] + 1, "to": change["to"] + 1})
+    if action == "drop":
+        return Reason("review.change.drop", {"page": change["position"] + 1})
+    if action == "split":
+        if change["from"] == code:
+            return Reason("review.change.split_from", {"page": change["position"] + 1,
+                                                       "other": change["to"]})
+        return Reason("review.change.split_to", {"other": change["from"]})
+    if action == "merge":
+        return Reason("review.change.merge", {"other": change["from"]})
+    if action == "confirm":
+        return Reason("review.change.confirm")
+    return Reason("review.change.scan", {"file": manifest["original"]["file"]})
+
+
+def _pages_text(pages: list[int]) -> str:
+    """0-based page indexes as staff count them: "1, 2, 5"."""
+    return ", ".join(str(p + 1) for p in sorted(pages))
+
+
+# ---- errors -------------------------------------------------------------------------------
+
+class Refused(Exception):
+    """A change that cannot be made: shown on the page with its status; nothing was changed."""
+
+    def __init__(self, key: str, status_code: int = 422, **values: Any) -> None:
+        super().__init__(key)
+        self.key, self.status_code, self.values = key, status_code, values
+
+
+# ingest/review.py's messages, as the staff's language says them.
+_REVIEW_ERRORS = [
+    (re.compile(r"no dossier (?P<code>\S+)"), "review.error.no_dossier"),
+    (re.compile(r"'(?P<code>.*)' is not a dossier code"), "review.error.bad_code"),
+    (re.compile(r"only pages waiting for review"), "review.error.not_waiting"),
+    (re.compile(r"(?P<code>\S+) belongs to another agency"), "review.error.other_agency"),
+    (re.compile(r"dossiers of different agencies"), "review.error.merge_agency"),
+    (re.compile(r"page (?P<page>\d+) could not be read"), "review.error.unreadable"),
+    (re.compile(r"a dossier needs at least one page"), "review.error.last_page"),
+    (re.compile(r"the dossier has no page (?P<page>\d+)"), "review.error.no_page"),
+    (re.compile(r"split between two pages"), "review.error.split_position"),
+    (re.compile(r"split into another dossier code"), "review.error.split_same"),
+    (re.compile(r"merge two different dossiers"), "review.error.merge_same"),
+    (re.compile(r"this code was not read by OCR"), "review.error.not_ocr"),
+    (re.compile(r"this scan is not marked incomplete"), "review.error.not_incomplete"),
+]
+
+
+def refused(e: ReviewError) -> Refused:
+    for pattern, key in _REVIEW_ERRORS:
+        if found := pattern.match(str(e)):
+            return Refused(key, **found.groupdict())
+    return Refused("review.error.other", detail=str(e))
+
+
+# ---- routes ---------------------------------------------------------------------------------
 
 def add_routes(app: FastAPI, state: WebState) -> None:
-    placeholder(app, "/review")
+    pages = ReviewPages(state)
+    app.add_api_route("/review", pages.queue_page, methods=["GET"], response_class=HTMLResponse,
+                      include_in_schema=False)
+    app.add_api_route("/review/dossiers", pages.find_dossier, methods=["GET"],
+                      include_in_schema=False)
+    app.add_api_route("/review/batches/{batch_id}", pages.batch_page, methods=["GET"],
+                      response_class=HTMLResponse, include_in_schema=False)
+    app.add_api_route("/review/batches/{batch_id}/pages/{number}.jpg", pages.batch_image,
+                      methods=["GET"], include_in_schema=False)
+    app.add_api_route("/review/batches/{batch_id}/{op}", pages.batch_change, methods=["POST"],
+                      include_in_schema=False)
+    app.add_api_route("/review/dossiers/{code}", pages.dossier_page, methods=["GET"],
+                      response_class=HTMLResponse, include_in_schema=False)
+    app.add_api_route("/review/dossiers/{code}/v{version}/pages/{number}.jpg",
+                      pages.dossier_image, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/review/dossiers/{code}", pages.dossier_change, methods=["POST"],
+                      include_in_schema=False)
+
+
+def _htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def _new_action() -> str:
+    return uuid.uuid4().hex
+
+
+def _action_id(value: str) -> str:
+    if not ACTION_ID.fullmatch(value):
+        raise HTTPException(400)  # the page's own forms always send one: reload and retry
+    return value
+
+
+def _image(jpeg: bytes, etag: str, request: Request) -> Response:
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(jpeg, media_type="image/jpeg", headers=headers)
+
+
+class ReviewPages:
+    """The routes' work, sharing the app's pipeline."""
+
+    def __init__(self, state: WebState) -> None:
+        self.state = state
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.state.pipeline
+
+    @property
+    def review(self) -> Review:
+        return Review(self.pipeline)
+
+    # ---- lookups: another agency's batch or dossier is one that does not exist ----
+
+    def batch(self, batch_id: str, who: Principal) -> dict[str, Any]:
+        if not BATCH_ID.fullmatch(batch_id):
+            raise HTTPException(404)
+        try:
+            record = self.pipeline.record(batch_id)
+        except ObjectMissing:
+            raise HTTPException(404) from None
+        if not who.sees(record.get("agency") or ""):
+            raise HTTPException(404)
+        return record
+
+    def dossier(self, code: str, who: Principal) -> dict[str, Any]:
+        """The catalog's view of a dossier the user may see (fields, agency, version)."""
+        assert self.pipeline.catalog is not None
+        found = self.pipeline.grammar.match(code)
+        dossier = self.pipeline.catalog.dossier(found.code) if found else None
+        if dossier is None or not who.sees(dossier["agency"]):
+            raise HTTPException(404)
+        return dossier
+
+    def code(self, text: str) -> str:
+        """A typed or scanned code (a reader may send a URL holding it), checked with the
+        pipeline's grammar."""
+        text = text.strip()
+        if not text:
+            raise Refused("review.error.no_code")
+        grammar = self.pipeline.grammar
+        found = grammar.match(text) or (grammar.find(text) if "://" in text else None)
+        if found is None:
+            raise Refused("review.error.bad_code", code=text[:60])
+        return found.code
+
+    def message(self, request: Request, key: str, **values: Any) -> str:
+        return i18n.translate(language(request), key, **values)
+
+    # ---- the queue ----
+
+    def queue_page(self, request: Request, who: Staff) -> HTMLResponse:
+        return self.show_queue(request, who)
+
+    def show_queue(self, request: Request, who: Principal, error: str | None = None,
+                   code: str = "", status_code: int = 200) -> HTMLResponse:
+        return render(request, "review_queue.html", {
+            "items": queue(self.pipeline, who), "limit": QUEUE_LIMIT, "error": error,
+            "code": code}, status_code=status_code)
+
+    def find_dossier(self, request: Request, who: Staff,
+                     code: Annotated[str, Query(max_length=300)] = "") -> Response:
+        """The queue's "open a dossier by its code" box."""
+        try:
+            found = self.code(code)
+        except Refused as e:
+            return self.show_queue(request, who, self.message(request, e.key, **e.values),
+                                   code, e.status_code)
+        try:
+            self.dossier(found, who)
+        except HTTPException:
+            return self.show_queue(request, who,
+                                   self.message(request, "review.error.no_dossier", code=found),
+                                   code, 404)
+        return RedirectResponse(f"/review/dossiers/{found}", 303)
+
+    # ---- a batch ----
+
+    def batch_page(self, request: Request, batch_id: str, who: Staff,
+                   done: Annotated[str, Query(max_length=20)] = "",
+                   code: Annotated[str, Query(max_length=80)] = "",
+                   v: Annotated[int, Query(ge=0)] = 0,
+                   p: Annotated[str, Query(max_length=2000)] = "") -> HTMLResponse:
+        record = self.batch(batch_id, who)
+        self.state.audit(request, who, "batch.read", batch_id, record.get("agency") or "")
+        numbers = [int(n) for n in p.split(",") if n.isdigit()]
+        notice = self.batch_notice(request, done, code, v, [n - 1 for n in numbers])
+        return self.show_batch(request, record, who, notice=notice)
+
+    def batch_notice(self, request: Request, done: str, code: str, version: int,
+                     pages: list[int]) -> str | None:
+        if done == "assign" and self.pipeline.grammar.match(code) and version:
+            return self.message(request, "review.done.assign", pages=_pages_text(pages),
+                                code=code, version=version)
+        if done == "discard":
+            return self.message(request, "review.done.discard", pages=_pages_text(pages))
+        if done == "incomplete":
+            return self.message(request, "review.done.incomplete")
+        return None
+
+    def show_batch(self, request: Request, record: dict[str, Any], who: Principal,
+                   notice: str | None = None, error: str | None = None, code: str = "",
+                   selected: set[int] | None = None, status_code: int = 200,
+                   assigned: str | None = None) -> HTMLResponse:
+        template = "review_batch_panel.html" if _htmx(request) else "review_batch.html"
+        return render(request, template, {
+            "record": record, "groups": unmatched_groups(self.pipeline, record, selected),
+            "dossiers": batch_dossiers(self.pipeline, record, who),
+            "reasons": batch_reasons(record), "notice": notice, "error": error, "code": code,
+            "assigned": assigned, "action_id": _new_action(),
+            "incomplete": record.get("incomplete") and not record.get("incomplete_checked"),
+            "settled": record["status"] != "needs_review", "thumb": THUMB, "large": LARGE,
+        }, status_code=status_code)
+
+    def batch_image(self, request: Request, batch_id: str, number: int, who: Staff,
+                    size: Annotated[int, Query(ge=64, le=LARGE)] = THUMB) -> Response:
+        """A page of the batch as the scanner saw it (after straightening), for review."""
+        record = self.batch(batch_id, who)
+        if not 1 <= number <= record.get("pages", 0):
+            raise HTTPException(404)
+        try:
+            jpeg = self.page_jpeg(PageRef(batch_id, number - 1), size)
+        except ObjectMissing:
+            raise HTTPException(404) from None
+        self.state.audit(request, who, "batch.page.read", batch_id, record.get("agency") or "",
+                         page=number, size=size)
+        return _image(jpeg, f'"{batch_id}-{number}-{size}"', request)
+
+    def file_of(self, batch_id: str) -> str:
+        try:
+            return self.pipeline.record(batch_id)["file"]
+        except (ObjectMissing, ValueError):
+            return batch_id
+
+    def page_jpeg(self, ref: PageRef, size: int) -> bytes:
+        page = self.pipeline.store.get(layout.page_pdf(ref.batch_id, ref.index))
+        return page_jpeg(io.BytesIO(rotated(page, ref.rotate)), 0, size)
+
+    def batch_change(self, request: Request, batch_id: str, op: str, who: Staff,
+                     action_id: Text = "", code: Text = "",
+                     pages: Annotated[list[int], Form()] = []) -> Response:  # noqa: B006
+        """assign (the selected pages join the dossier of `code`), discard (they belong to
+        none), incomplete (the scan was checked for missing pages)."""
+        record = self.batch(batch_id, who)
+        if op not in ("assign", "discard", "incomplete"):
+            raise HTTPException(404)
+        action = _action_id(action_id)
+        indexes = sorted({n - 1 for n in pages})
+        try:
+            if op == "assign":
+                found = self.code(code)
+                manifest = self.assign(record, indexes, found, who, action)
+                query = {"done": op, "code": found, "v": manifest["version"]}
+            elif op == "discard":
+                self.check_pages(record, indexes)
+                self.review.discard(batch_id, indexes, who.key_id, action)
+                query = {"done": op}
+            else:
+                self.review.accept_incomplete(batch_id, who.key_id)
+                query = {"done": op}
+        except ReviewError as e:
+            return self.batch_refused(request, batch_id, who, refused(e), code, pages)
+        except Refused as e:
+            return self.batch_refused(request, batch_id, who, e, code, pages)
+        query["p"] = ",".join(str(i + 1) for i in indexes)
+        if not _htmx(request):
+            return RedirectResponse(f"/review/batches/{batch_id}?{urlencode(query)}", 303)
+        notice = self.batch_notice(request, op, str(query.get("code", "")), int(query.get("v", 0)),
+                                   indexes)
+        return self.show_batch(request, self.pipeline.record(batch_id), who, notice=notice,
+                               assigned=str(query.get("code") or "") or None)
+
+    def batch_refused(self, request: Request, batch_id: str, who: Principal, e: Refused,
+                      code: str, pages: list[int]) -> HTMLResponse:
+        return self.show_batch(request, self.pipeline.record(batch_id), who,
+                               error=self.message(request, e.key, **e.values), code=code[:300],
+                               selected=set(pages), status_code=e.status_code)
+
+    def check_pages(self, record: dict[str, Any], indexes: list[int]) -> None:
+        if not indexes:
+            raise Refused("review.error.no_pages")
+        if not set(indexes) <= set(record.get("unmatched_pages", [])):
+            raise Refused("review.error.not_waiting")
+
+    def assign(self, record: dict[str, Any], indexes: list[int], code: str, who: Principal,
+               action: str) -> dict[str, Any]:
+        if done := self.review.replayed(code, action):
+            return done  # the same form again: its pages were assigned the first time
+        self.check_pages(record, indexes)
+        agency = self.pipeline.grammar.match(code).agency  # type: ignore[union-attr]
+        if not who.sees(agency):
+            raise Refused("review.error.not_yours", code=code)
+        return self.review.assign(record["batch_id"], indexes, code, who.key_id, action)
+
+    # ---- a dossier ----
+
+    def dossier_page(self, request: Request, code: str, who: Staff,
+                     done: Annotated[str, Query(max_length=20)] = "",
+                     v: Annotated[int, Query(ge=0)] = 0,
+                     other: Annotated[str, Query(max_length=80)] = "") -> HTMLResponse:
+        dossier = self.dossier(code, who)
+        self.state.audit(request, who, "dossier.read", dossier["dossier_id"], dossier["agency"],
+                         version=dossier["version"], via="review")
+        return self.show_dossier(request, dossier, who,
+                                 notice=self.dossier_notice(request, done, v, other))
+
+    def dossier_notice(self, request: Request, done: str, version: int, other: str) -> str | None:
+        if not done or not version:
+            return None
+        if done == "split" and self.pipeline.grammar.match(other):
+            return self.message(request, "review.done.split", version=version, other=other)
+        return self.message(request, "review.done.version", version=version)
+
+    def show_dossier(self, request: Request, dossier: dict[str, Any], who: Principal,
+                     notice: str | None = None, error: str | None = None,
+                     status_code: int = 200) -> HTMLResponse:
+        code = dossier["dossier_id"]
+        versions = self.pipeline.versions(code)
+        latest = versions[-1]
+        code_field = dossier["fields"].get("dossier_id") or {}
+        source = code_field.get("source", latest["code_source"])
+        confidence = code_field.get("confidence", 1.0)
+        template = "review_dossier_panel.html" if _htmx(request) else "review_dossier.html"
+        return render(request, template, {
+            "code": code, "agency": dossier["agency"], "version": latest["version"],
+            "pages": [DossierPage(i + 1, r) for i, r in enumerate(Pipeline.page_refs(latest))],
+            "source": source, "confidence": _percent(confidence),
+            "needs_confirm": latest["code_source"] not in ("barcode", "user")
+            and (source == "ocr" or confidence < LOW_CONFIDENCE),
+            "versions": [(m, describe(code, m, self.file_of)) for m in reversed(versions)],
+            "notice": notice, "error": error, "action_id": _new_action(),
+            "thumb": THUMB, "large": LARGE,
+        }, status_code=status_code)
+
+    def dossier_image(self, request: Request, code: str, version: int, number: int, who: Staff,
+                      size: Annotated[int, Query(ge=64, le=LARGE)] = THUMB) -> Response:
+        """Page `number` of version `version` as it shows in that version (turned)."""
+        dossier = self.dossier(code, who)
+        code = dossier["dossier_id"]
+        manifest = next((m for m in self.pipeline.versions(code) if m["version"] == version), None)
+        refs = Pipeline.page_refs(manifest) if manifest else []
+        if not 1 <= number <= len(refs):
+            raise HTTPException(404)
+        self.state.audit(request, who, "dossier.page.read", code, dossier["agency"],
+                         version=version, page=number, size=size)
+        return _image(self.page_jpeg(refs[number - 1], size), f'"{code}-{version}-{number}-{size}"',
+                      request)
+
+    def dossier_change(self, request: Request, code: str, who: Staff,
+                       op: Annotated[str, Form(max_length=20)] = "",
+                       version: Annotated[int, Form(ge=1)] = 1,
+                       page: Annotated[int, Form()] = 0, to: Annotated[int, Form()] = 0,
+                       new_code: Text = "", other: Text = "",
+                       action_id: Text = "") -> Response:
+        dossier = self.dossier(code, who)
+        code = dossier["dossier_id"]
+        if op not in CHANGES:
+            raise HTTPException(400)
+        action = _action_id(action_id)
+        form = ChangeForm(op, page, to, new_code, other)
+        try:
+            manifest, other_code = self.change(dossier, who, form, version, action)
+        except ReviewError as e:
+            return self.dossier_refused(request, code, who, refused(e))
+        except Refused as e:
+            return self.dossier_refused(request, code, who, e)
+        if not _htmx(request):
+            query = {"done": op, "v": manifest["version"]}
+            query.update({"other": other_code} if other_code else {})
+            return RedirectResponse(f"/review/dossiers/{code}?{urlencode(query)}", 303)
+        notice = self.dossier_notice(request, op, manifest["version"], other_code or "")
+        return self.show_dossier(request, self.dossier(code, who), who, notice=notice)
+
+    def dossier_refused(self, request: Request, code: str, who: Principal,
+                        e: Refused) -> HTMLResponse:
+        return self.show_dossier(request, self.dossier(code, who), who,
+                                 error=self.message(request, e.key, **e.values),
+                                 status_code=e.status_code)
+
+    def change(self, dossier: dict[str, Any], who: Principal, form: "ChangeForm", version: int,
+               action: str) -> tuple[dict[str, Any], str | None]:
+        """Applies one change unless this action was already applied; returns the dossier's new
+        version (and the other dossier a split made)."""
+        code = dossier["dossier_id"]
+        if form.op == "split":
+            new_code = self.code(form.new_code)
+            kept, other = self.review.replayed(code, action), self.review.replayed(new_code, action)
+            if kept and other:
+                return kept, new_code
+        elif done := self.review.replayed(code, action):
+            return done, None
+        latest = self.pipeline.versions(code)[-1]
+        if latest["version"] != version:
+            raise Refused("review.error.stale", 409, version=latest["version"])
+        count = len(Pipeline.page_refs(latest))
+        return CHANGES[form.op](self, code, who, form, count, action)
+
+
+# ---- the changes a dossier form can ask for ---------------------------------------------------
+
+@dataclass
+class ChangeForm:
+    op: str
+    page: int  # 1-based, as staff count
+    to: int
+    new_code: str
+    other: str
+
+    def position(self, count: int, number: int | None = None) -> int:
+        """The 0-based position of page `number` (default: the form's page), checked."""
+        number = self.page if number is None else number
+        if not 1 <= number <= count:
+            raise Refused("review.error.no_page", page=number)
+        return number - 1
+
+
+ChangeResult = tuple[dict[str, Any], str | None]
+
+
+def _rotate(degrees: int) -> Any:
+    def change(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
+               action: str) -> ChangeResult:
+        return pages.review.rotate(code, form.position(count), degrees, who.key_id, action), None
+    return change
+
+
+def _shift(by: int) -> Any:
+    def change(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
+               action: str) -> ChangeResult:
+        at = form.position(count)
+        to = form.position(count, form.page + by)
+        return pages.review.move(code, at, to, who.key_id, action), None
+    return change
+
+
+def _move(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
+          action: str) -> ChangeResult:
+    at, to = form.position(count), form.position(count, form.to)
+    return pages.review.move(code, at, to, who.key_id, action), None
+
+
+def _drop(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
+          action: str) -> ChangeResult:
+    return pages.review.drop(code, form.position(count), who.key_id, action), None
+
+
+def _split(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
+           action: str) -> ChangeResult:
+    new_code = pages.code(form.new_code)
+    kept, _ = pages.review.split(code, form.position(count), new_code, who.key_id, action)
+    return kept, new_code
+
+
+def _merge(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
+           action: str) -> ChangeResult:
+    other = pages.code(form.other)
+    try:
+        pages.dossier(other, who)
+    except HTTPException:
+        raise Refused("review.error.no_dossier", code=other) from None
+    return pages.review.merge(code, other, who.key_id, action), None
+
+
+def _confirm(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
+             action: str) -> ChangeResult:
+    return pages.review.confirm(code, who.key_id, action), None
+
+
+CHANGES = {
+    "rotate_left": _rotate(-90), "rotate_right": _rotate(90), "earlier": _shift(-1),
+    "later": _shift(1), "move": _move, "drop": _drop, "split": _split, "merge": _merge,
+    "confirm": _confirm,
+}
+
+
+# ---- messages ---------------------------------------------------------------------------------
+
+VI = {
+    "review.title": "Hàng chờ kiểm tra",
+    "review.intro": "Các lô quét và mã hồ sơ mà máy chưa xử lý chắc chắn, mới nhất ở trên. "
+                    "Bấm “Kiểm tra” để xem và sửa.",
+    "review.empty": "Không còn gì cần kiểm tra.",
+    "review.limit": "Chỉ hiện {limit} mục mới nhất của mỗi loại.",
+    "review.col.when": "Thời gian",
+    "review.col.what": "Lô quét / Hồ sơ",
+    "review.col.why": "Cần kiểm tra",
+    "review.open": "Kiểm tra",
+    "review.kind.batch": "Lô quét",
+    "review.kind.code": "Hồ sơ",
+    "review.reason.unmatched": "{count} trang chưa xác định được hồ sơ",
+    "review.reason.registry": "Mã {code} không có trong hệ thống một cửa ({count} trang)",
+    "review.reason.unreadable": "{count} trang không đọc được",
+    "review.reason.incomplete": "Lô quét có thể thiếu trang: {why}",
+    "review.reason.ocr": "Mã hồ sơ đọc bằng OCR, không phải từ mã vạch (độ tin cậy {confidence}%)",
+    "review.reason.ocr_found": "Mã hồ sơ đọc bằng OCR, không phải từ mã vạch",
+    "review.reason.low": "Mã hồ sơ đọc với độ tin cậy thấp ({confidence}%)",
+    "review.find.title": "Mở hồ sơ theo mã",
+    "review.find.hint": "Để tách, gộp, xoay hoặc sắp xếp lại trang của một hồ sơ.",
+    "review.find.submit": "Mở hồ sơ",
+    "review.back": "← Về hàng chờ kiểm tra",
+    "review.batch.title": "Kiểm tra lô quét",
+    "review.batch.meta": "Nhận lúc {at} · {pages} trang",
+    "review.batch.settled": "Lô quét này không còn gì cần kiểm tra.",
+    "review.pages.title": "Trang chưa xác định được hồ sơ",
+    "review.pages.hint": "Chọn các trang của cùng một hồ sơ, rồi quét mã vạch trên giấy tiếp nhận "
+                         "hoặc gõ mã hồ sơ và nhấn Enter.",
+    "review.pages.none": "Không còn trang nào chờ gán hồ sơ.",
+    "review.group": "Nhóm {n}",
+    "review.group.suggest": "Mã đọc được: {code}, chưa có trong hệ thống một cửa.",
+    "review.group.assign_suggested": "Gán nhóm này vào {code}",
+    "review.page": "Trang {n}",
+    "review.page.enlarge": "Phóng to trang {n}",
+    "review.page.unreadable": "Không đọc được trang này. Hãy quét lại, rồi để riêng trang này.",
+    "review.code.label": "Mã hồ sơ",
+    "review.code.placeholder": "VD: 000.00.04.H40-230414-0002",
+    "review.assign": "Gán trang đã chọn",
+    "review.discard": "Để riêng",
+    "review.discard.title": "Các trang đã chọn không thuộc hồ sơ nào (vẫn lưu trong bản quét gốc)",
+    "review.discard.confirm": "Để riêng các trang đã chọn? Chúng không thuộc hồ sơ nào nhưng vẫn "
+                              "được lưu trong bản quét gốc.",
+    "review.select.all": "Chọn tất cả",
+    "review.select.none": "Bỏ chọn",
+    "review.incomplete.title": "Lô quét có thể thiếu trang",
+    "review.incomplete.text": "Lý do: {why}. Hãy quét lại các trang còn thiếu (thành một lô mới), "
+                              "rồi xác nhận đã kiểm tra.",
+    "review.incomplete.accept": "Đã kiểm tra đủ trang",
+    "review.dossiers.title": "Hồ sơ trong lô này",
+    "review.dossiers.none": "Lô này chưa có hồ sơ nào.",
+    "review.col.code": "Mã hồ sơ",
+    "review.col.pages": "Số trang",
+    "review.col.version": "Phiên bản",
+    "review.col.source": "Nguồn mã",
+    "review.col.at": "Lúc",
+    "review.col.change": "Thay đổi",
+    "review.edit": "Sửa trang",
+    "review.source.barcode": "Mã vạch",
+    "review.source.ocr": "OCR",
+    "review.source.user": "Người nhập",
+    "review.source.corrected": "Đã sửa",
+    "review.view_dossier": "Xem và sửa hồ sơ {code}",
+    "review.dossier.title": "Sửa trang hồ sơ",
+    "review.dossier.meta": "Phiên bản {version} · {pages} trang · cơ quan {agency}",
+    "review.confirm.text": "Mã hồ sơ này được đọc bằng OCR, không phải từ mã vạch. Hãy đối chiếu "
+                           "với giấy tiếp nhận rồi xác nhận.",
+    "review.confirm.button": "Xác nhận mã đúng",
+    "review.rotate.left": "↺ Trái",
+    "review.rotate.right": "Phải ↻",
+    "review.rotate.left_title": "Xoay trang {n} sang trái",
+    "review.rotate.right_title": "Xoay trang {n} sang phải",
+    "review.move.earlier": "← Trước",
+    "review.move.later": "Sau →",
+    "review.move.earlier_title": "Chuyển trang {n} lên trước một vị trí",
+    "review.move.later_title": "Chuyển trang {n} ra sau một vị trí",
+    "review.drop_title": "Bỏ trang {n} khỏi hồ sơ",
+    "review.more": "Thêm…",
+    "review.move.to": "Chuyển đến vị trí",
+    "review.move.submit": "Chuyển",
+    "review.drop": "Bỏ trang",
+    "review.drop.confirm": "Bỏ trang này khỏi hồ sơ? Các phiên bản trước vẫn giữ trang này.",
+    "review.split.label": "Tách từ trang này sang mã",
+    "review.split.submit": "Tách",
+    "review.merge.title": "Gộp hồ sơ",
+    "review.merge.hint": "Các trang của hồ sơ kia được thêm vào cuối hồ sơ này.",
+    "review.merge.label": "Mã hồ sơ cần gộp vào đây",
+    "review.merge.submit": "Gộp vào hồ sơ này",
+    "review.versions.title": "Các phiên bản",
+    "review.change.scan": "Số hóa từ tệp {file}",
+    "review.change.assign": "Gán trang {pages} của tệp {file}",
+    "review.change.rotate.90": "Xoay phải trang {page}",
+    "review.change.rotate.180": "Xoay ngược trang {page}",
+    "review.change.rotate.270": "Xoay trái trang {page}",
+    "review.change.rotate.0": "Xoay trang {page}",
+    "review.change.move": "Chuyển trang {page} đến vị trí {to}",
+    "review.change.drop": "Bỏ trang {page}",
+    "review.change.split_from": "Tách từ trang {page} sang hồ sơ {other}",
+    "review.change.split_to": "Nhận các trang tách từ hồ sơ {other}",
+    "review.change.merge": "Gộp các trang của hồ sơ {other}",
+    "review.change.confirm": "Xác nhận mã hồ sơ",
+    "review.done.assign": "Đã gán trang {pages} vào hồ sơ {code}: đã lưu phiên bản {version}.",
+    "review.done.discard": "Đã để riêng trang {pages}.",
+    "review.done.incomplete": "Đã ghi nhận: lô quét đã được kiểm tra đủ trang.",
+    "review.done.version": "Đã lưu phiên bản {version} của hồ sơ.",
+    "review.done.split": "Đã tách: hồ sơ này nay là phiên bản {version}, các trang tách ra ở hồ sơ "
+                         "{other}.",
+    "review.error.no_code": "Hãy quét hoặc gõ mã hồ sơ.",
+    "review.error.bad_code": "“{code}” không phải là mã hồ sơ hợp lệ. Mã hồ sơ có dạng "
+                             "000.00.04.H40-230414-0002.",
+    "review.error.no_pages": "Hãy chọn ít nhất một trang.",
+    "review.error.not_waiting": "Có trang đã chọn không còn chờ gán. Hãy tải lại trang.",
+    "review.error.not_yours": "Mã {code} thuộc cơ quan mà bạn không phụ trách.",
+    "review.error.other_agency": "Mã {code} thuộc cơ quan khác với lô quét hoặc hồ sơ này.",
+    "review.error.merge_agency": "Không gộp được hồ sơ của hai cơ quan khác nhau.",
+    "review.error.unreadable": "Trang {page} không đọc được nên không gán được. Hãy quét lại trang "
+                               "này.",
+    "review.error.no_page": "Hồ sơ không có trang {page}.",
+    "review.error.last_page": "Hồ sơ phải còn ít nhất một trang.",
+    "review.error.split_position": "Chỉ tách được từ trang thứ 2 trở đi.",
+    "review.error.split_same": "Hãy tách sang một mã hồ sơ khác.",
+    "review.error.merge_same": "Không gộp được một hồ sơ với chính nó.",
+    "review.error.no_dossier": "Không tìm thấy hồ sơ {code}.",
+    "review.error.stale": "Hồ sơ vừa được thay đổi (nay là phiên bản {version}). Hãy xem lại rồi "
+                          "thao tác lại.",
+    "review.error.not_ocr": "Mã của hồ sơ này không cần xác nhận.",
+    "review.error.not_incomplete": "Lô quét này không bị đánh dấu thiếu trang.",
+    "review.error.other": "Không thực hiện được: {detail}",
+    "review.viewer.close": "Đóng",
+}
+
+EN = {
+    "review.title": "Review queue",
+    "review.intro": "Batches and dossier codes the machine could not settle, newest first. "
+                    "Choose “Review” to check and fix them.",
+    "review.empty": "Nothing is waiting for review.",
+    "review.limit": "Only the newest {limit} items of each kind are shown.",
+    "review.col.when": "When",
+    "review.col.what": "Batch / Dossier",
+    "review.col.why": "To check",
+    "review.open": "Review",
+    "review.kind.batch": "Batch",
+    "review.kind.code": "Dossier",
+    "review.reason.unmatched": "Pages with no dossier: {count}",
+    "review.reason.registry": "Code {code} is unknown to the one-stop-shop system (pages: {count})",
+    "review.reason.unreadable": "Pages that could not be read: {count}",
+    "review.reason.incomplete": "The scan may lack pages: {why}",
+    "review.reason.ocr": "Dossier code read by OCR, not from a barcode (confidence {confidence}%)",
+    "review.reason.ocr_found": "Dossier code read by OCR, not from a barcode",
+    "review.reason.low": "Dossier code read with low confidence ({confidence}%)",
+    "review.find.title": "Open a dossier by its code",
+    "review.find.hint": "To split, merge, rotate or reorder the pages of a dossier.",
+    "review.find.submit": "Open dossier",
+    "review.back": "← Back to the review queue",
+    "review.batch.title": "Review a batch",
+    "review.batch.meta": "Received {at} · {pages} pages",
+    "review.batch.settled": "Nothing is left to fix in this batch.",
+    "review.pages.title": "Pages with no dossier",
+    "review.pages.hint": "Select the pages of one dossier, then scan the barcode on its receipt or "
+                         "type the dossier code and press Enter.",
+    "review.pages.none": "No page is waiting for a dossier.",
+    "review.group": "Group {n}",
+    "review.group.suggest": "Code read: {code}, unknown to the one-stop-shop system.",
+    "review.group.assign_suggested": "Assign this group to {code}",
+    "review.page": "Page {n}",
+    "review.page.enlarge": "Enlarge page {n}",
+    "review.page.unreadable": "This page could not be read. Scan it again, then set this one "
+                              "aside.",
+    "review.code.label": "Dossier code",
+    "review.code.placeholder": "e.g. 000.00.04.H40-230414-0002",
+    "review.assign": "Assign selected pages",
+    "review.discard": "Set aside",
+    "review.discard.title": "The selected pages belong to no dossier (kept in the original scan)",
+    "review.discard.confirm": "Set the selected pages aside? They belong to no dossier but stay in "
+                              "the original scan.",
+    "review.select.all": "Select all",
+    "review.select.none": "Select none",
+    "review.incomplete.title": "This scan may lack pages",
+    "review.incomplete.text": "Reason: {why}. Scan the missing pages again (as a new batch), then "
+                              "confirm that you checked.",
+    "review.incomplete.accept": "Checked: no page is missing",
+    "review.dossiers.title": "Dossiers of this batch",
+    "review.dossiers.none": "This batch has no dossier yet.",
+    "review.col.code": "Dossier code",
+    "review.col.pages": "Pages",
+    "review.col.version": "Version",
+    "review.col.source": "Code from",
+    "review.col.at": "At",
+    "review.col.change": "Change",
+    "review.edit": "Edit pages",
+    "review.source.barcode": "Barcode",
+    "review.source.ocr": "OCR",
+    "review.source.user": "Staff",
+    "review.source.corrected": "Corrected",
+    "review.view_dossier": "View and edit dossier {code}",
+    "review.dossier.title": "Edit the pages of dossier",
+    "review.dossier.meta": "Version {version} · {pages} pages · agency {agency}",
+    "review.confirm.text": "This dossier code was read by OCR, not from a barcode. Compare it "
+                           "with the receipt, then confirm.",
+    "review.confirm.button": "Confirm the code",
+    "review.rotate.left": "↺ Left",
+    "review.rotate.right": "Right ↻",
+    "review.rotate.left_title": "Turn page {n} to the left",
+    "review.rotate.right_title": "Turn page {n} to the right",
+    "review.move.earlier": "← Earlier",
+    "review.move.later": "Later →",
+    "review.move.earlier_title": "Move page {n} one place earlier",
+    "review.move.later_title": "Move page {n} one place later",
+    "review.drop_title": "Drop page {n} from the dossier",
+    "review.more": "More…",
+    "review.move.to": "Move to position",
+    "review.move.submit": "Move",
+    "review.drop": "Drop page",
+    "review.drop.confirm": "Drop this page from the dossier? Earlier versions keep it.",
+    "review.split.label": "Split from this page into code",
+    "review.split.submit": "Split",
+    "review.merge.title": "Merge dossiers",
+    "review.merge.hint": "The other dossier's pages are added at the end of this one.",
+    "review.merge.label": "Code of the dossier to merge in",
+    "review.merge.submit": "Merge into this dossier",
+    "review.versions.title": "Versions",
+    "review.change.scan": "Digitized from file {file}",
+    "review.change.assign": "Pages {pages} of file {file} assigned",
+    "review.change.rotate.90": "Page {page} turned right",
+    "review.change.rotate.180": "Page {page} turned upside down",
+    "review.change.rotate.270": "Page {page} turned left",
+    "review.change.rotate.0": "Page {page} turned",
+    "review.change.move": "Page {page} moved to position {to}",
+    "review.change.drop": "Page {page} dropped",
+    "review.change.split_from": "Split from page {page} into dossier {other}",
+    "review.change.split_to": "Pages split off dossier {other}",
+    "review.change.merge": "Pages of dossier {other} merged in",
+    "review.change.confirm": "Dossier code confirmed",
+    "review.done.assign": "Pages {pages} assigned to dossier {code}: version {version} saved.",
+    "review.done.discard": "Pages {pages} set aside.",
+    "review.done.incomplete": "Noted: the scan was checked for missing pages.",
+    "review.done.version": "Version {version} of the dossier saved.",
+    "review.done.split": "Split: this dossier is now version {version}; the pages split off are in "
+                         "dossier {other}.",
+    "review.error.no_code": "Scan or type a dossier code.",
+    "review.error.bad_code": "“{code}” is not a valid dossier code. Dossier codes look like "
+                             "000.00.04.H40-230414-0002.",
+    "review.error.no_pages": "Select at least one page.",
+    "review.error.not_waiting": "A selected page is no longer waiting. Reload the page.",
+    "review.error.not_yours": "Code {code} belongs to an agency you do not work for.",
+    "review.error.other_agency": "Code {code} belongs to another agency than this batch or dossier.",
+    "review.error.merge_agency": "Dossiers of two different agencies cannot be merged.",
+    "review.error.unreadable": "Page {page} could not be read, so it cannot be assigned. Scan it "
+                               "again.",
+    "review.error.no_page": "The dossier has no page {page}.",
+    "review.error.last_page": "A dossier must keep at least one page.",
+    "review.error.split_position": "A dossier can only be split from its second page on.",
+    "review.error.split_same": "Split into another dossier code.",
+    "review.error.merge_same": "A dossier cannot be merged with itself.",
+    "review.error.no_dossier": "There is no dossier {code}.",
+    "review.error.stale": "The dossier was just changed (it is now version {version}). Check it, "
+                          "then try again.",
+    "review.error.not_ocr": "This dossier's code needs no confirmation.",
+    "review.error.not_incomplete": "This scan is not marked as lacking pages.",
+    "review.error.other": "Could not do that: {detail}",
+    "review.viewer.close": "Close",
+}
+
+i18n.add(VI, EN)
