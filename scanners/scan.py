@@ -22,6 +22,8 @@ from scanners.escl import EsclError
 from scanners.escl_xml import ScanRequest
 from scanners.spool import Accept, Spool
 
+KEEP_DAYS = 30  # how long the progress of a finished scan is kept for the scanning station
+
 
 @dataclass
 class ScanProgress:
@@ -128,6 +130,7 @@ class ScanService:
         self.scanners, self.spool, self.accept = scanners, spool, accept
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
+        self.prune()
         self._scans: dict[str, ScanProgress] = {}
         self._busy: set[str] = set()
         self._lock = threading.Lock()
@@ -167,6 +170,16 @@ class ScanService:
             return None
         path = self.state_dir / f"{scan_id}.json"
         return ScanProgress(**json.loads(path.read_text())) if path.exists() else None
+
+    def prune(self, keep_days: float = KEEP_DAYS) -> int:
+        """Forgets the progress of scans older than `keep_days` (their batches stay: progress is
+        only what the scanning station shows while and shortly after a scan runs), so that listing
+        recent scans does not grow with years of scanning. Returns how many were forgotten."""
+        cutoff = time.time() - keep_days * 86400
+        old = [p for p in self.state_dir.glob("*.json") if p.stat().st_mtime < cutoff]
+        for path in old:
+            path.unlink(missing_ok=True)
+        return len(old)
 
     def recent(self, limit: int = 100) -> list[ScanProgress]:
         paths = sorted(self.state_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)[-limit:]

@@ -23,7 +23,7 @@ from ingest.settings import Settings
 from scanners.devices import ScannerConfig, Scanners
 from scanners.emulator import EmulatorConfig, EsclEmulator
 from scanners.escl_xml import ScanRequest
-from scanners.scan import ScanService, run_scan
+from scanners.scan import ScanProgress, ScanService, run_scan
 from scanners.spool import Spool
 from tests import synth
 
@@ -220,3 +220,19 @@ def test_a_scan_killed_midway_is_kept_and_ingested_once_after_restart(tmp_path: 
     assert record["pages"] == 2 and record["status"] == "needs_review"
     assert "sohoa stopped while receiving; 2 page(s) kept" in record["incomplete"]
     assert record["device"] == emulator.config.uuid
+
+
+def test_the_progress_of_month_old_scans_is_forgotten_at_start(tmp_path: Path) -> None:
+    """Given saved progress of a scan finished 40 days ago and of one from today, when the scan
+    service starts, then only today's is still listed (the station's list does not grow forever)."""
+    state = tmp_path / "scans"
+    state.mkdir()
+    for scan_id, age_days in (("old", 40), ("new", 0)):
+        path = state / f"{scan_id}.json"
+        path.write_text(json.dumps(ScanProgress(scan_id, "dev", "MFP", "feeder", False,
+                                                state="done").public()))
+        stamp = time.time() - age_days * 86400
+        os.utime(path, (stamp, stamp))
+    service = ScanService(Scanners([], tmp_path, False), Spool(tmp_path / "spool"),
+                          lambda *a, **k: {}, state)
+    assert [p.id for p in service.recent()] == ["new"]
