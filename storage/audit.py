@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, create_engine, select, text
+from sqlalchemy import JSON, Engine, Integer, String, create_engine, event, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from storage import migrate
@@ -31,6 +31,22 @@ log = logging.getLogger(__name__)
 HEAD_KEY = "audit/head.json"
 ENTRIES_PREFIX = "audit/entries/"
 GENESIS = "0" * 64
+_APPENDING = threading.Lock()  # appends of this process, one at a time
+
+
+def _write_lock_first(engine: Engine) -> None:
+    """SQLite transactions of this engine take the write lock when they begin (BEGIN IMMEDIATE),
+    waiting up to 60 s for it: an appender reads the last entry and writes the next one, and
+    another process (the API beside a worker) must not read the same last entry meanwhile.
+    (SQLAlchemy's documented recipe: pysqlite would otherwise begin only at the first write.)"""
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        dbapi_connection.execute("PRAGMA busy_timeout = 60000")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class AuditBase(DeclarativeBase):
@@ -138,6 +154,8 @@ class Break:
 class AuditLog:
     def __init__(self, url: str, store: ObjectStore) -> None:
         self.engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            _write_lock_first(self.engine)
         migrate.upgrade(url)
         self.store = store
 
@@ -148,6 +166,10 @@ class AuditLog:
     def append_many(self, events: list[Event]) -> list[Entry]:
         """Appends in one transaction: the chain needs one appender at a time, so a busy API
         batches its entries (AuditWriter) instead of queueing on the lock one by one."""
+        with _APPENDING:  # SQLite has no advisory lock: the writer thread and a request's
+            return self._append_many(events)  # own append would both take the next seq
+
+    def _append_many(self, events: list[Event]) -> list[Entry]:
         entries = []
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             if self.engine.dialect.name == "postgresql":  # one appender at a time

@@ -1,5 +1,6 @@
 """The audit log: hash-chained, anchored in object storage; edits and removals are detected."""
 
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,27 @@ def test_a_lost_audit_table_is_restored_from_object_storage(log: AuditLog) -> No
     sql(log, "DELETE FROM audit_log")
     assert log.restore() == 5
     assert log.entries() == before and log.verify() == []
+
+
+def _append_from_another_process(root: str, actor: str, count: int) -> None:
+    log = AuditLog(f"sqlite:///{root}/catalog.sqlite3", LocalObjectStore(Path(root) / "objects"))
+    for i in range(count):
+        log.append(actor, "dossier.read", f"000.00.04.H40-230414-{i:04d}", "000.00.04.H40")
+
+
+@pytest.mark.parametrize("appenders", [2])
+def test_processes_appending_at_once_make_one_unbroken_chain(tmp_path: Path, appenders: int) -> None:
+    """Given the embedded SQLite audit log, when an API process and a worker process append at
+    the same moment, then every entry is kept, in one chain that verifies."""
+    AuditLog(f"sqlite:///{tmp_path}/catalog.sqlite3", LocalObjectStore(tmp_path / "objects"))
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_from_another_process, args=(str(tmp_path), f"p{n}", 60))
+               for n in range(appenders)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    log = AuditLog(f"sqlite:///{tmp_path}/catalog.sqlite3", LocalObjectStore(tmp_path / "objects"))
+    assert [w.exitcode for w in workers] == [0] * appenders
+    assert len(log.entries(None, 0, 1000)) == 60 * appenders
+    assert log.verify() == []
