@@ -128,8 +128,19 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
     app.state.scans = scans  # the web app's scanning station uses the same service
 
     def visible_dossier(code: str, who: Principal) -> dict[str, Any]:
+        """The live dossier; 404 if missing or another agency's; 410 Gone if a person withdrew
+        the code as misread (its pages are now dossier `renamed_to`, which the key also sees)."""
         assert pipeline.catalog is not None
-        found = pipeline.catalog.dossier(code.strip().upper())
+        code = code.strip().upper()
+        found = pipeline.catalog.dossier(code)
+        if found is None:
+            gone = pipeline.catalog.withdrawal(code)
+            to = gone["to"] if gone else None
+            if gone and to and who.sees(gone["agency"]) and \
+                    (found_to := pipeline.grammar.match(to)) and who.sees(found_to.agency):
+                raise HTTPException(410, {"message": f"dossier {code} was renamed to {to}",
+                                          "dossier_id": code, "renamed_to": to,
+                                          "version": gone["version"], "at": gone["at"]})
         if found is None or not who.sees(found["agency"]):
             raise HTTPException(404, "no such dossier")
         return found
@@ -250,6 +261,11 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
     def dossier(code: str, request: Request,
                 who: Annotated[Principal, Depends(role("processor", "auditor"))]
                 ) -> dict[str, Any]:
+        """Fields, pages, versions and checksums of the latest version. A code that a person
+        withdrew as misread (review: "correct the code") answers 410 Gone with
+        `{"detail": {"message", "dossier_id", "renamed_to", "version", "at"}}`: its pages are
+        now dossier `renamed_to` (the feed has a `withdrawn` event for it). So do its PDF and
+        page routes. Another agency's code, or one whose new code is another agency's, is 404."""
         found = visible_dossier(code, who)
         log(request, who, "dossier.read", found["dossier_id"], found["agency"],
             version=found["version"])

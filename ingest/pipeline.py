@@ -40,7 +40,7 @@ from ocr.dossier_code import DossierCodeGrammar
 from ocr.errors import DocumentError, ToolError
 from storage import layout
 from storage.audit import AuditLog
-from storage.catalog import Catalog
+from storage.catalog import Catalog, version_event
 from storage.errors import TRANSIENT
 from storage.objects import LocalObjectStore, ObjectStore, sha256_file
 from storage.s3 import S3ObjectStore
@@ -327,6 +327,45 @@ class Pipeline:
             self.audit.append(actor, "dossier.version.create", code, agency,
                               detail={"version": version, "batch_id": batch_id,
                                       "pdf_sha256": objects["dossier.pdf"]["sha256"],
+                                      **({"change": extra.get("change")} if extra else {})})
+        return manifest
+
+    def withdraw(self, code: str, to: str, claim: str, actor: str,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A version of dossier `code` that withdraws the code: a person found it was misread
+        and its pages are now dossier `to`. It has no pages and no objects; its manifest says
+        `withdrawn: {to, by, at}` and keeps the original scan's checksum (so it verifies). The
+        catalog then lists the code no more; a later version (a real dossier of that code
+        scanned later) brings it back. Indexed, announced as a `withdrawn` event, audited;
+        `claim` makes it idempotent like store_version's."""
+        latest = self.versions(code)[-1]
+        version = self._claim_version(code, claim)
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        manifest = {
+            "format": FORMAT_VERSION, "dossier_id": code, "agency": latest["agency"],
+            "version": version, "batch_id": latest["batch_id"],
+            "code_source": latest["code_source"], "pages": [], "created_at": at,
+            "original": latest["original"], "objects": {},
+            "retention_days": latest.get("retention_days"),
+            "withdrawn": {"to": to, "by": actor, "at": at, "from_version": latest["version"]},
+            **(extra or {}),
+        }
+        key = layout.version_prefix(code, version) + "manifest.json"
+        if self.store.exists(key):  # stored by an earlier run of this claim, cut short
+            manifest = json.loads(self.store.get(key))
+        else:
+            self.store.put(key, _json(manifest), retention_days=manifest["retention_days"])
+        if self.catalog:
+            self.catalog.index_version(manifest, {}, [])
+        if self.on_event:
+            try:
+                self.on_event(version_event(manifest, manifest["agency"], "",
+                                            datetime.fromisoformat(manifest["created_at"])))
+            except Exception:
+                log.exception("could not announce the withdrawal of %s", code)
+        if self.audit:
+            self.audit.append(actor, "dossier.withdraw", code, manifest["agency"],
+                              detail={"version": version, "to": to,
                                       **({"change": extra.get("change")} if extra else {})})
         return manifest
 

@@ -7,8 +7,13 @@
     split(code, position, new_code)   the pages from `position` on become dossier `new_code`
     merge(code, other)                `other`'s pages are appended to `code`
     confirm(code)                     a person checked a code the machine read by OCR
+    recode(code, new_code)            the code was read wrong: the pages are dossier `new_code`
     discard(batch, pages)             unmatched pages that belong to no dossier are set aside
     accept_incomplete(batch)          a person checked a scan that may lack pages
+
+Only the acts that assert a code (assign, confirm, recode, and the code typed for a split) mark
+it as given by a person (code source "user"); rotate, move, drop and merge keep the code source
+of the version they change, so a code read by OCR still waits for its confirmation.
 
 Positions are 0-based places in the dossier's latest version. Every operation takes an
 `action_id` (the web form sends one): doing the same action twice makes one version, not two,
@@ -18,6 +23,7 @@ Nothing is ever deleted: older versions stay, and so do the batch and its origin
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +46,17 @@ class Review:
         versions = self.pipeline.versions(code)
         if not versions:
             raise ReviewError(f"no dossier {code}")
+        if withdrawn := versions[-1].get("withdrawn"):
+            raise ReviewError(f"{code} was renamed to {withdrawn['to']}")
         return versions[-1]
+
+    @staticmethod
+    def _live(versions: list[dict[str, Any]]) -> list[PageRef]:
+        """The pages of a dossier's latest version; none if it has none yet or its code was
+        withdrawn (pages added to such a code make it a dossier again)."""
+        if not versions or versions[-1].get("withdrawn"):
+            return []
+        return Pipeline.page_refs(versions[-1])
 
     def _agency(self, code: str) -> str:
         found = self.pipeline.grammar.match(code)
@@ -49,12 +65,17 @@ class Review:
         return found.agency
 
     def _save(self, code: str, agency: str, refs: list[PageRef], actor: str, change: dict[str, Any],
-              action_id: str | None) -> dict[str, Any]:
+              action_id: str | None, code_source: str = "user") -> dict[str, Any]:
+        """A new version; `code_source` stays "user" only for acts that assert the code."""
         if not refs:
             raise ReviewError("a dossier needs at least one page")
-        claim = f"review:{action_id or uuid.uuid4().hex}:{code}"
-        return self.pipeline.store_version(code, agency, "user", refs, claim, actor=actor,
+        return self.pipeline.store_version(code, agency, code_source, refs,
+                                           self._claim(code, action_id), actor=actor,
                                            extra={"change": change})
+
+    @staticmethod
+    def _claim(code: str, action_id: str | None) -> str:
+        return f"review:{action_id or uuid.uuid4().hex}:{code}"
 
     def replayed(self, code: str, action_id: str | None) -> dict[str, Any] | None:
         """The version an earlier run of this action made (a form sent twice, a retried
@@ -91,8 +112,7 @@ class Review:
         for index in pages:
             if not self.pipeline.store.exists(layout.page_pdf(batch_id, index)):
                 raise ReviewError(f"page {index + 1} could not be read and cannot be assigned")
-        existing = self.pipeline.versions(code)
-        refs = Pipeline.page_refs(existing[-1]) if existing else []
+        refs = self._live(self.pipeline.versions(code))
         refs += [PageRef(batch_id, i) for i in sorted(pages)]
         manifest = self._save(code, agency, refs, actor,
                               {"action": "assign", "batch_id": batch_id, "pages": sorted(pages)},
@@ -184,7 +204,8 @@ class Review:
         page = refs[position]
         refs[position] = PageRef(page.batch_id, page.index, (page.rotate + degrees) % 360)
         return self._save(code, latest["agency"], refs, actor,
-                          {"action": "rotate", "position": position, "degrees": degrees}, action_id)
+                          {"action": "rotate", "position": position, "degrees": degrees}, action_id,
+                          latest["code_source"])
 
     def move(self, code: str, position: int, to: int, actor: str,
              action_id: str | None = None) -> dict[str, Any]:
@@ -196,7 +217,8 @@ class Review:
         self._position(refs, to)
         refs.insert(to, refs.pop(position))
         return self._save(code, latest["agency"], refs, actor,
-                          {"action": "move", "position": position, "to": to}, action_id)
+                          {"action": "move", "position": position, "to": to}, action_id,
+                          latest["code_source"])
 
     def drop(self, code: str, position: int, actor: str,
              action_id: str | None = None) -> dict[str, Any]:
@@ -208,7 +230,7 @@ class Review:
         dropped = refs.pop(position)
         return self._save(code, latest["agency"], refs, actor,
                           {"action": "drop", "position": position, "page": dropped.to_dict()},
-                          action_id)
+                          action_id, latest["code_source"])
 
     def split(self, code: str, position: int, new_code: str, actor: str,
               action_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -227,11 +249,11 @@ class Review:
         if agency != latest["agency"]:
             raise ReviewError(f"{new_code} belongs to another agency")
         action_id = action_id or uuid.uuid4().hex
-        existing = self.pipeline.versions(new_code)
-        moved = (Pipeline.page_refs(existing[-1]) if existing else []) + refs[position:]
+        moved = self._live(self.pipeline.versions(new_code)) + refs[position:]
         change = {"action": "split", "from": code, "to": new_code, "position": position}
         other = self._save(new_code, agency, moved, actor, change, action_id)
-        kept = self._save(code, latest["agency"], refs[:position], actor, change, action_id)
+        kept = self._save(code, latest["agency"], refs[:position], actor, change, action_id,
+                          latest["code_source"])
         return kept, other
 
     def merge(self, code: str, other: str, actor: str,
@@ -248,7 +270,7 @@ class Review:
         refs = Pipeline.page_refs(latest) + Pipeline.page_refs(theirs)
         return self._save(code, latest["agency"], refs, actor,
                           {"action": "merge", "from": theirs["dossier_id"],
-                           "from_version": theirs["version"]}, action_id)
+                           "from_version": theirs["version"]}, action_id, latest["code_source"])
 
     def confirm(self, code: str, actor: str, action_id: str | None = None) -> dict[str, Any]:
         """A person checked a code the machine read by OCR (or with low confidence) against the
@@ -260,3 +282,61 @@ class Review:
             raise ReviewError("this code was not read by OCR")
         return self._save(code, latest["agency"], Pipeline.page_refs(latest), actor,
                           {"action": "confirm", "code_source": latest["code_source"]}, action_id)
+
+    def recode(self, code: str, new_code: str, actor: str,
+               action_id: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The code was read wrong (OCR, a damaged barcode): the right code is `new_code`. The
+        dossier's pages become dossier `new_code`, its code given by a person: its version 1,
+        or, if it exists, its next version with these pages appended (like merge). Then `code`
+        gets a version that withdraws it (manifest `withdrawn: {to, by, at}`, no pages), so
+        object storage alone says where its pages went, and the batches that held it name the
+        new code. Pages may only become a code of their batch's agency. Returns (the version
+        withdrawing `code`, the version of `new_code`)."""
+        new_code = new_code.strip().upper()
+        agency = self._agency(new_code)
+        if new_code == code:
+            raise ReviewError("recode to another dossier code")
+        withdrawn, moved = self.replayed(code, action_id), self.replayed(new_code, action_id)
+        if withdrawn and moved:
+            return withdrawn, moved
+        action_id = action_id or uuid.uuid4().hex
+        if moved is None:
+            latest = self._latest(code)
+            refs = Pipeline.page_refs(latest)
+            for batch_id in dict.fromkeys(r.batch_id for r in refs):
+                batch_agency = self.pipeline.record(batch_id).get("agency")
+                if batch_agency and batch_agency != agency:
+                    raise ReviewError(f"{new_code} belongs to another agency than the scans of "
+                                      f"this dossier")
+            change = {"action": "recode", "from": code, "to": new_code,
+                      "from_version": latest["version"]}
+            moved = self._save(new_code, agency, self._live(self.pipeline.versions(new_code))
+                               + refs, actor, change, action_id)
+        if withdrawn is None:  # a run cut short after the pages moved goes on here
+            withdrawn = self.pipeline.withdraw(code, new_code, self._claim(code, action_id), actor,
+                                               extra={"change": moved["change"]})
+        self._rename_in_batches(code, new_code, moved, actor)
+        return withdrawn, moved
+
+    def _rename_in_batches(self, code: str, new_code: str, moved: dict[str, Any],
+                           actor: str) -> None:
+        """The batch records that list `code` among their dossiers list `new_code` instead (as
+        the batch API and the catalog's pages show them), noting the change."""
+        refs = Pipeline.page_refs(moved)
+        fields = None
+        for batch_id in dict.fromkeys(r.batch_id for r in refs):
+            record = self.pipeline.record(batch_id)
+            old = next((d for d in record.get("dossiers", []) if d["dossier_id"] == code), None)
+            if old is None:
+                continue  # not one of this batch's dossiers, or renamed already
+            if fields is None:
+                fields = json.loads(self.pipeline.store.get(moved["objects"]["fields.json"]["key"]))
+            summary = {"dossier_id": new_code,
+                       "pages": sorted({r.index for r in refs if r.batch_id == batch_id}),
+                       "version": moved["version"], "code_source": "user",
+                       "pdf": moved["objects"]["dossier.pdf"]["key"], "fields": fields}
+            record["dossiers"] = [d for d in record["dossiers"]
+                                  if d["dossier_id"] not in (code, new_code)] + [summary]
+            record.setdefault("renamed", []).append(
+                {"from": code, "to": new_code, "version": moved["version"], "by": actor})
+            self.pipeline.save_record(record)

@@ -90,6 +90,9 @@ class Dossier(Base):
     # Accent-folded fields and OCR text of the latest version (ocr.text.fold): "nguyen van an"
     # finds "Nguyễn Văn An".
     search: Mapped[str] = mapped_column(Text, default="")
+    # Set when the latest version withdraws the code (a person corrected a misread code: the
+    # pages are now dossier `withdrawn_to`): the code is then no live dossier, not listed.
+    withdrawn_to: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class DossierVersion(Base):
@@ -136,6 +139,19 @@ class Correction(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+def version_event(manifest: dict[str, Any], agency: str, pdf_key: str,
+                  at: datetime) -> dict[str, Any]:
+    """The change-feed event of a stored version (also what webhooks receive): `created`,
+    `new_version`, or `withdrawn` with `to`, the code that now holds its pages."""
+    version = manifest["version"]
+    event = {"kind": "created" if version == 1 else "new_version",
+             "dossier_id": manifest["dossier_id"], "agency": agency, "version": version,
+             "batch_id": manifest["batch_id"], "pdf": pdf_key or None, "at": at.isoformat()}
+    if withdrawn := manifest.get("withdrawn"):
+        event.update(kind="withdrawn", to=withdrawn["to"])
+    return event
+
+
 class Catalog:
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url, future=True)
@@ -179,24 +195,30 @@ class Catalog:
     @_again_on_conflict
     def index_version(self, manifest: dict[str, Any], fields: dict[str, dict[str, Any]],
                       text: list[dict[str, Any]] | None = None) -> None:
+        """A stored version; a withdrawing version (manifest `withdrawn`, no pages, no objects)
+        takes its code out of listing and search until a later version brings it back."""
         code, version = manifest["dossier_id"], manifest["version"]
         created = datetime.fromisoformat(manifest["created_at"])
         words = [code] + [str(f["value"]) for f in fields.values()]
         words += [line for page in text or [] for line in page.get("lines", [])]
         search = fold(" ".join(words))
+        withdrawn_to = (manifest.get("withdrawn") or {}).get("to")
+        pdf = manifest["objects"].get("dossier.pdf")
         with self.session() as s:
             dossier = s.get(Dossier, code)
             procedure = (fields.get("procedure") or {}).get("value")
             if dossier is None:
                 s.add(Dossier(code=code, agency=manifest["agency"], procedure=procedure,
-                              latest_version=version, updated_at=created, search=search))
+                              latest_version=version, updated_at=created, search=search,
+                              withdrawn_to=withdrawn_to))
             elif version >= dossier.latest_version:
                 dossier.latest_version, dossier.updated_at = version, created
                 dossier.procedure = procedure or dossier.procedure
                 dossier.search = search
+                dossier.withdrawn_to = withdrawn_to
             s.flush()
             s.merge(DossierVersion(code=code, version=version, batch_id=manifest["batch_id"],
-                                   pdf_key=manifest["objects"]["dossier.pdf"]["key"],
+                                   pdf_key=pdf["key"] if pdf else "",
                                    manifest_key=layout.version_prefix(code, version)
                                    + "manifest.json",
                                    manifest=manifest, created_at=created))
@@ -229,9 +251,11 @@ class Catalog:
     # ---- reads ----
 
     def dossier(self, code: str) -> dict[str, Any] | None:
+        """The live dossier of this code; None when there is none, or when its code was
+        withdrawn (see `withdrawal`)."""
         with self.session() as s:
             d = s.get(Dossier, code)
-            if d is None:
+            if d is None or d.withdrawn_to is not None:
                 return None
             versions = s.scalars(select(DossierVersion).where(DossierVersion.code == code)
                                  .order_by(DossierVersion.version)).all()
@@ -250,13 +274,27 @@ class Catalog:
                               "created_at": v.created_at.isoformat()} for v in versions],
             }
 
+    def withdrawal(self, code: str) -> dict[str, Any] | None:
+        """What the latest version of a withdrawn code says (its pages went to dossier `to`,
+        by whom, when); None for a live or unknown code."""
+        with self.session() as s:
+            d = s.get(Dossier, code)
+            if d is None or d.withdrawn_to is None:
+                return None
+            latest = s.get(DossierVersion, (code, d.latest_version))
+            said = (latest.manifest.get("withdrawn") or {}) if latest else {}
+            return {"dossier_id": d.code, "agency": d.agency, "version": d.latest_version,
+                    "to": d.withdrawn_to, "by": said.get("by"), "at": said.get("at")}
+
     def list_dossiers(self, agencies: tuple[str, ...] | None, q: str = "",
                       procedure: str | None = None, updated_from: datetime | None = None,
                       updated_to: datetime | None = None, after: str | None = None,
                       limit: int = 50) -> tuple[list[dict[str, Any]], str | None]:
-        """Dossiers by code, filtered; `agencies=None` means all. Returns a page and the cursor
-        of the next page (the last code), or None at the end. No totals: counts would leak."""
-        stmt = select(Dossier).order_by(Dossier.code).limit(limit + 1)
+        """Live dossiers by code (not withdrawn codes), filtered; `agencies=None` means all.
+        Returns a page and the cursor of the next page (the last code), or None at the end. No
+        totals: counts would leak."""
+        stmt = (select(Dossier).where(Dossier.withdrawn_to.is_(None)).order_by(Dossier.code)
+                .limit(limit + 1))
         if agencies is not None:
             stmt = stmt.where(Dossier.agency.in_(agencies))
         for token in fold(q).split():
@@ -281,8 +319,10 @@ class Catalog:
                after: tuple[str, str, int, int] | None = None,
                limit: int = 100) -> list[dict[str, Any]]:
         """The change feed, oldest first: a `created` or `new_version` event per stored dossier
-        version and a `field_corrected` event per correction. Derived from what is stored (so it
-        survives `reindex`); each event's position (at, code, kind rank, number) is its cursor."""
+        version (`withdrawn`, with the code its pages went `to`, for a version that withdraws
+        its code) and a `field_corrected` event per correction. Derived from what is stored (so
+        it survives `reindex`); each event's position (at, code, kind rank, number) is its
+        cursor."""
         def since(at_col: Any, number_col: Any, rank: int) -> Any:
             assert after is not None
             at, code, after_rank, number = datetime.fromisoformat(after[0]), after[1], after[2], after[3]
@@ -302,9 +342,7 @@ class Catalog:
             versions = versions.where(since(DossierVersion.created_at, DossierVersion.version, 0))
             corrections = corrections.where(since(Correction.at, Correction.seq, 1))
         with self.session() as s:
-            events = [({"kind": "created" if v.version == 1 else "new_version", "dossier_id": v.code,
-                        "agency": agency, "version": v.version, "batch_id": v.batch_id,
-                        "pdf": v.pdf_key, "at": _aware(v.created_at).isoformat()},
+            events = [(version_event(v.manifest, agency, v.pdf_key, _aware(v.created_at)),
                        (_aware(v.created_at), v.code, 0, v.version))
                       for v, agency in s.execute(versions).all()]
             events += [({"kind": "field_corrected", "dossier_id": c.code, "agency": agency,
@@ -350,8 +388,11 @@ class Catalog:
         for key in store.list("dossiers/"):
             if key.endswith("/manifest.json"):
                 manifest = json.loads(store.get(key))
-                fields = json.loads(store.get(manifest["objects"]["fields.json"]["key"]))
-                text = json.loads(store.get(manifest["objects"]["text.json"]["key"]))
+                objects = manifest["objects"]  # none in a version that withdraws its code
+                fields = json.loads(store.get(objects["fields.json"]["key"])) \
+                    if "fields.json" in objects else {}
+                text = json.loads(store.get(objects["text.json"]["key"])) \
+                    if "text.json" in objects else []
                 self.index_version(manifest, fields, text)
                 versions += 1
         corrections = [json.loads(store.get(k)) for k in store.list("dossiers/")

@@ -521,3 +521,132 @@ def test_a_code_from_a_barcode_needs_no_confirmation(live_app: LiveApp, scanned)
     r = post(http, f"/review/dossiers/{scan.code}", csrf, op="confirm", version="1")
     assert r.status_code == 422 and "không cần xác nhận" in alert(r)
     assert versions(live_app, scan.code) == [1]
+
+
+# correcting a code read wrong
+
+
+def ocr_read(live_app: LiveApp, scan: Scan, code: str) -> None:
+    """Dossier `code` as if OCR had read it (wrongly) on page 2 of the scan."""
+    agency = live_app.pipeline.grammar.match(code).agency  # type: ignore[union-attr]
+    live_app.pipeline.store_version(code, agency, "ocr", [PageRef(scan.batch_id, 1)],
+                                    claim=f"ocr-test:{code}")
+
+
+def test_a_code_read_wrong_is_corrected_by_typing_the_right_one(live_app: LiveApp, page: Page,
+                                                                 scanned) -> None:
+    """Given a dossier whose code OCR read wrong, when a processor opens it from the queue, its
+    "correct the code" box has the focus, and a barcode reader types the right code and Enter
+    (into that box even after a click elsewhere on the page), then
+    the right code's page opens with a notice, its version 1 holds the page with the code from a
+    person, the wrong code leaves the queue, and its old address leads to the right code."""
+    scan = scanned()
+    wrong, right = f"{H40}-230416-{next(_numbers):04d}", f"{H40}-230416-{next(_numbers):04d}"
+    ocr_read(live_app, scan, wrong)
+    login(page, live_app.url, *live_app.user("processor", [H40], name="Lê Văn Minh"))
+    page.goto(f"{live_app.url}/review")
+    page.locator("#queue tr", has_text=wrong).get_by_role("link", name="Kiểm tra").click()
+    expect(page.locator("#recode")).to_contain_text("Sửa mã hồ sơ")
+    expect(page.locator("#recode-code")).to_be_focused()
+    shot(page, "code-in-doubt")
+    page.locator("#dossier-meta").click()  # the focus leaves the box: a scan still lands in it
+    expect(page.locator("#recode-code")).not_to_be_focused()
+    page.keyboard.type(right, delay=5)  # what a USB barcode reader does
+    expect(page.locator("#recode-code")).to_have_value(right)
+    shot(page, "right-code-typed")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(re.escape(f"/review/dossiers/{right}?")))
+    expect(page.locator("#review-notice")).to_have_text(
+        f"Đã sửa mã {wrong} thành {right}: đã lưu phiên bản 1 của hồ sơ {right}. "
+        f"Mã {wrong} không còn dùng.")
+    expect(page.locator("main h1 code")).to_have_text(right)
+    expect(page.locator("#confirm-code")).to_have_count(0)
+    expect(page.locator("#versions li").first).to_contain_text(f"nhận các trang của mã {wrong}")
+    shot(page, "recoded")
+    page.goto(f"{live_app.url}/review")
+    expect(page.locator("main h1")).to_have_text("Hàng chờ kiểm tra")
+    expect(page.locator("main")).not_to_contain_text(wrong)
+    shot(page, "queue-after")
+    page.goto(f"{live_app.url}/review/dossiers/{wrong}")
+    expect(page.locator("#review-notice")).to_have_text(f"Mã {wrong} đã được sửa thành {right}.")
+    expect(page.locator("main h1 code")).to_have_text(right)
+    shot(page, "old-address")
+    assert refs(live_app, right) == [(1, 0)] and versions(live_app, wrong) == [1, 2]
+    assert live_app.pipeline.versions(right)[-1]["code_source"] == "user"
+    assert live_app.pipeline.versions(wrong)[-1]["withdrawn"]["to"] == right
+
+
+def test_a_wrong_code_typed_to_correct_a_code_is_refused_and_kept_for_fixing(live_app: LiveApp,
+                                                                          scanned) -> None:
+    """Given a dossier, when its code is corrected to a malformed code, to its own code or to a
+    code of an agency the user does not work for, then each answers 422 saying why, keeps what
+    was typed in the box, and nothing changes."""
+    scan = scanned()
+    http, csrf = client(live_app, "processor")
+    url = f"/review/dossiers/{scan.code}"
+    for typed, message in [("HS-123", "“HS-123” không phải là mã hồ sơ hợp lệ"),
+                           (scan.code, "Đây đã là mã của hồ sơ này"),
+                           (f"{H22}-230414-0001", "thuộc cơ quan mà bạn không phụ trách")]:
+        r = post(http, url, csrf, op="recode", version="1", new_code=typed)
+        assert r.status_code == 422 and message in alert(r), (typed, alert(r))
+        assert f'value="{typed}"' in r.text
+    assert versions(live_app, scan.code) == [1] and versions(live_app, f"{H22}-230414-0001") == []
+
+
+def test_correcting_a_code_is_for_its_agencys_staff_only(live_app: LiveApp, scanned) -> None:
+    """Given a dossier of H40, when a processor of H22 corrects its code, then it answers 404
+    like a dossier that does not exist; an auditor gets 403; nothing changes."""
+    scan = scanned()
+    right = f"{H40}-230417-{next(_numbers):04d}"
+    for role, agencies, status_code in [("processor", (H22,), 404), ("auditor", (H40,), 403)]:
+        http, csrf = client(live_app, role, agencies)
+        r = post(http, f"/review/dossiers/{scan.code}", csrf, op="recode", version="1",
+                 new_code=right)
+        assert r.status_code == status_code, role
+    assert versions(live_app, scan.code) == [1] and versions(live_app, right) == []
+
+
+def test_a_correction_sent_twice_leads_to_the_same_page_and_changes_nothing(live_app: LiveApp,
+                                                                           scanned) -> None:
+    """Given a code corrected, when the same form is sent again (a double Enter), then it leads
+    to the same page and makes no second version of either code."""
+    scan = scanned()
+    right = f"{H40}-230418-{next(_numbers):04d}"
+    http, csrf = client(live_app, "scanner")
+    data = {"csrf": csrf, "action_id": action(), "op": "recode", "version": "1",
+            "new_code": right}
+    first = http.post(f"/review/dossiers/{scan.code}", data=data)
+    assert first.status_code == 303
+    assert first.headers["location"] == \
+        f"/review/dossiers/{right}?done=recode&v=1&other={scan.code}"
+    again = http.post(f"/review/dossiers/{scan.code}", data=data)
+    assert (again.status_code, again.headers["location"]) == (303, first.headers["location"])
+    assert versions(live_app, scan.code) == [1, 2] and versions(live_app, right) == [1]
+    record = live_app.pipeline.record(scan.batch_id)
+    assert [d["dossier_id"] for d in record["dossiers"]] == [right]
+
+
+def test_the_api_answers_gone_for_a_corrected_code(live_app: LiveApp, scanned) -> None:
+    """Given a code corrected in review, when a processing system asks the REST API for it, then
+    it answers 410 Gone naming the right code, the listing has only the right code, and the
+    change feed says the old code was withdrawn to it; another agency's user still gets 404."""
+    scan = scanned()
+    right = f"{H40}-230419-{next(_numbers):04d}"
+    http, csrf = client(live_app, "processor")
+    assert post(http, f"/review/dossiers/{scan.code}", csrf, op="recode", version="1",
+                new_code=right).status_code == 303
+    r = http.get(f"/api/v1/dossiers/{scan.code}")
+    assert r.status_code == 410
+    assert {k: r.json()["detail"][k] for k in ("dossier_id", "renamed_to", "version")} == {
+        "dossier_id": scan.code, "renamed_to": right, "version": 2}
+    assert http.get(f"/api/v1/dossiers/{scan.code}/pdf").status_code == 410
+    assert http.get(f"/api/v1/dossiers/{right}").json()["pages"] == [1, 2]
+    listed = [d["dossier_id"] for d in http.get("/api/v1/dossiers", params={"limit": 200}).json()["items"]]
+    assert right in listed and scan.code not in listed
+    feed = [(e["kind"], e["dossier_id"], e.get("to"))
+            for e in http.get("/api/v1/events", params={"limit": 500}).json()["items"]
+            if e["dossier_id"] in (scan.code, right)]
+    assert sorted(feed) == sorted([("created", scan.code, None), ("created", right, None),
+                                   ("withdrawn", scan.code, right)])
+    other, _ = client(live_app, "processor", (H22,))
+    assert other.get(f"/api/v1/dossiers/{scan.code}").status_code == 404

@@ -1,11 +1,1036 @@
-"""Dossiers: search (accent-insensitive, with filters) and one dossier's view."""
+"""Dossiers: search (accent-insensitive, with filters) and one dossier's view.
 
-from fastapi import FastAPI
+    GET  /dossiers, /search          the search page (/search is the auditors' one: integrity first)
+    GET  /dossiers/{code}            preview, thumbnails, fields, versions, checksums, integrity, trail
+    GET  /dossiers/{code}/pdf        the latest version's PDF, inline (the preview frame)
+    POST /dossiers/{code}/verify     re-hashes the dossier's objects now (audited)
+    POST /dossiers/{code}/fields/{name}  a person's correction of a field (Pipeline.correct_field)
 
-from api.web.pages import placeholder
-from api.web.security import WebState
+Everything is scoped like the REST API: a dossier of an agency the user does not hold answers the
+same 404 as one that does not exist and never shows in results. Downloads and thumbnails use the
+REST API's routes, which accept the session.
+
+The last verification of a dossier is its newest `dossier.verify` entry in the audit log, which is
+hash-chained, outlives `sohoa reindex`, and says who checked what and when; without one (or when a
+newer version was stored since) the dossier reads "not verified yet".
+
+(No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.)
+"""
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.keys import ALL_AGENCIES, Principal
+from api.web import i18n
+from api.web.pages import error_page, render
+from api.web.security import WebState, language, require_role, safe_next
+from ocr.text import nfc
+from storage import layout
+from storage.audit import Entry
+from storage.catalog import Correction, Dossier, DossierVersion, FieldRow
+from storage.integrity import verify
+from storage.objects import LocalObjectStore, ObjectMissing
+
+LOW_CONFIDENCE = 0.85  # fields read below this are highlighted for a person to check
+MAX_QUERY = 200  # characters of a search, as the REST API allows
+MAX_PROCEDURE = 500
+DEFAULT_LIMIT, MAX_LIMIT = 25, 100
+STATUS_ROUNDS = 8  # catalog pages read per request when filtering by integrity status
+TRAIL_PAGE = 50
+MAX_PROBLEMS = 50  # differences kept in one verification's audit entry
+VERIFY_ACTION = "dossier.verify"
+STATUSES = ("ok", "problem", "unverified")
+APPLICANT_FIELDS = ("applicant_name", "full_name", "registry_applicant")
+FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?([+-]\d{2}:\d{2}|Z)?$")
+FIELD_ORDER = ("dossier_id", "applicant_name", "full_name", "procedure", "address", "phone",
+               "email", "received_at", "due_at", "citizen_id", "date_of_birth", "sex",
+               "permanent_address", "id_issue_date", "registry_applicant", "registry_procedure")
+ADDABLE_FIELDS = ("applicant_name", "procedure", "address", "phone", "email", "received_at",
+                  "due_at")
+READ_SUFFIXES = (".read", ".search")
+
+Viewer = Annotated[Principal, Depends(require_role("processor", "auditor"))]
+Corrector = Annotated[Principal, Depends(require_role("scanner", "processor"))]
+
+
+# ---- search --------------------------------------------------------------------------------
+
+
+@dataclass
+class SearchForm:
+    """The search page's filters as typed; `errors` are message keys of what is wrong."""
+
+    q: str = ""
+    agency: str = ""
+    procedure: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    status: str = ""
+    after: str = ""
+    limit: int = DEFAULT_LIMIT
+    cursor: str | None = None
+    updated_from: datetime | None = None
+    updated_to: datetime | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def query(self, **changes: Any) -> str:
+        """This search's URL query with `changes` (empty values left out)."""
+        values = {"q": self.q, "agency": self.agency, "procedure": self.procedure,
+                  "from": self.date_from, "to": self.date_to, "status": self.status,
+                  "limit": "" if self.limit == DEFAULT_LIMIT else str(self.limit)}
+        values.update(changes)
+        return urlencode({k: v for k, v in values.items() if v})
+
+
+def encode_cursor(code: str) -> str:
+    return base64.urlsafe_b64encode(code.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> str | None:
+    """The code a cursor we handed out stands for, else None."""
+    try:
+        code = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeError, ValueError):
+        return None
+    return code if 0 < len(code) <= 64 and code.isprintable() else None
+
+
+def office_zone(settings: Any) -> timezone:
+    offset = settings.timezone_offset
+    sign = -1 if offset.startswith("-") else 1
+    hours, _, minutes = offset.lstrip("+-").partition(":")
+    return timezone(sign * timedelta(hours=int(hours or 0), minutes=int(minutes or 0)))
+
+
+def _day_start(text: str, zone: timezone, days: int = 0) -> datetime:
+    """Midnight (office time) of a yyyy-mm-dd day, plus `days`, in UTC: the catalog keeps UTC."""
+    day = date.fromisoformat(text) + timedelta(days=days)
+    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+
+
+def parse_search(params: Any, agencies: list[str], zone: timezone) -> SearchForm:
+    """The filters of a search page's query string, each checked with a message for people."""
+    def get(name: str) -> str:
+        return str(params.get(name, "")).strip()
+
+    form = SearchForm(q=nfc(get("q")), agency=get("agency").upper(), procedure=get("procedure"),
+                      date_from=get("from"), date_to=get("to"), status=get("status"),
+                      after=get("after"))
+    if len(form.q) > MAX_QUERY:
+        form.errors.append("search.error.q_long")
+    if form.agency and form.agency not in agencies and ALL_AGENCIES not in agencies:
+        form.errors.append("search.error.agency")
+    if len(form.procedure) > MAX_PROCEDURE:
+        form.errors.append("search.error.procedure")
+    if form.status and form.status not in STATUSES:
+        form.errors.append("search.error.status")
+    _parse_dates(form, zone)
+    _parse_limit(form, get("limit"))
+    if form.after:
+        form.cursor = decode_cursor(form.after)
+        if form.cursor is None:
+            form.errors.append("search.error.cursor")
+    return form
+
+
+def _parse_dates(form: SearchForm, zone: timezone) -> None:
+    try:
+        form.updated_from = _day_start(form.date_from, zone) if form.date_from else None
+        form.updated_to = _day_start(form.date_to, zone, days=1) if form.date_to else None
+    except (ValueError, OverflowError):  # not a day, or one no calendar holds (year 1, 9999)
+        form.errors.append("search.error.date")
+        return
+    if form.updated_from and form.updated_to and form.updated_from >= form.updated_to:
+        form.errors.append("search.error.date_order")
+
+
+def _parse_limit(form: SearchForm, text: str) -> None:
+    if not text:
+        return
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        form.errors.append("search.error.limit")
+        return
+    form.limit = int(text)
+
+
+def agency_choices(pipeline: Any, who: Principal) -> list[str]:
+    """The agencies the user may filter by: theirs, or every agency in the catalog for '*'."""
+    if ALL_AGENCIES not in who.agencies:
+        return sorted(who.agencies)
+    with pipeline.catalog.session() as s:
+        return list(s.scalars(select(Dossier.agency).distinct().order_by(Dossier.agency)
+                              .limit(500)))
+
+
+def procedure_choices(pipeline: Any, scope: tuple[str, ...] | None) -> list[str]:
+    """Procedures of the dossiers the user sees (never another agency's)."""
+    stmt = (select(Dossier.procedure).where(Dossier.procedure.is_not(None)).distinct()
+            .order_by(Dossier.procedure).limit(300))
+    if scope is not None:
+        stmt = stmt.where(Dossier.agency.in_(scope))
+    with pipeline.catalog.session() as s:
+        return [p for p in s.scalars(stmt) if p]
+
+
+def summaries(pipeline: Any, items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Applicant, page count and PDF size of each listed dossier's latest version: two queries
+    for the whole page of results."""
+    latest = {i["dossier_id"]: i["version"] for i in items}
+    found: dict[str, dict[str, Any]] = {code: {"applicant": "", "pages": 0, "size": 0}
+                                        for code in latest}
+    if not latest:
+        return found
+    with pipeline.catalog.session() as s:
+        for code, version, manifest in s.execute(
+                select(DossierVersion.code, DossierVersion.version, DossierVersion.manifest)
+                .where(DossierVersion.code.in_(latest))):
+            if latest[code] == version:
+                found[code]["pages"] = len(manifest.get("pages", []))
+                found[code]["size"] = manifest["objects"]["dossier.pdf"].get("size", 0)
+        names: dict[str, dict[str, str]] = {}
+        for code, version, name, value in s.execute(
+                select(FieldRow.code, FieldRow.version, FieldRow.name, FieldRow.value)
+                .where(FieldRow.code.in_(latest), FieldRow.name.in_(APPLICANT_FIELDS))):
+            if latest[code] == version:
+                names.setdefault(code, {})[name] = value
+    for code, by_name in names.items():
+        found[code]["applicant"] = next((by_name[n] for n in APPLICANT_FIELDS if by_name.get(n)), "")
+    return found
+
+
+def last_verifications(pipeline: Any, codes: list[str]) -> dict[str, dict[str, Any]]:
+    """The newest `dossier.verify` audit entry of each code."""
+    if not codes or pipeline.audit is None:
+        return {}
+    newest = (select(func.max(Entry.seq)).where(Entry.action == VERIFY_ACTION,
+                                                Entry.target.in_(codes))
+              .group_by(Entry.target))
+    with Session(pipeline.audit.engine) as s:
+        rows = s.scalars(select(Entry).where(Entry.seq.in_(newest))).all()
+    return {e.target: {**e.detail, "at": e.at, "actor": e.actor} for e in rows}
+
+
+def integrity_state(check: dict[str, Any] | None, latest_version: int) -> dict[str, Any]:
+    """ok | problem | unverified (never checked, or a newer version was stored since), with the
+    differences the check found."""
+    if check is None:
+        return {"status": "unverified", "check": None, "stale": False, "problems": []}
+    problems = [{**p, "name": _object_name(p)} for p in check.get("problems", [])]
+    if check.get("version", 0) < latest_version:
+        return {"status": "unverified", "check": check, "stale": True, "problems": problems}
+    return {"status": "ok" if check.get("result") == "ok" else "problem", "check": check,
+            "stale": False, "problems": problems}
+
+
+def _object_name(problem: dict[str, Any]) -> str:
+    """An object's key without the dossier's own prefix (originals keep their batch key)."""
+    prefix = layout.dossier_prefix(problem.get("dossier_id", ""))
+    key = str(problem.get("key", ""))
+    return key[len(prefix):] if key.startswith(prefix) else key
+
+
+def search(pipeline: Any, form: SearchForm, scope: tuple[str, ...] | None
+           ) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of result rows and the cursor of the next page (None at the end). Filtering by
+    integrity status reads at most STATUS_ROUNDS catalog pages per request; a page may then
+    hold fewer rows but its cursor goes on where the reading stopped."""
+    rows: list[dict[str, Any]] = []
+    cursor = form.cursor
+    for _ in range(STATUS_ROUNDS if form.status else 1):
+        items, last = pipeline.catalog.list_dossiers(
+            scope, form.q, form.procedure or None, form.updated_from, form.updated_to, cursor,
+            form.limit)
+        for row in _rows(pipeline, items):
+            if form.status and row["integrity"]["status"] != form.status:
+                continue
+            rows.append(row)
+            if len(rows) == form.limit:
+                more = last is not None or not _is_last(row, items)
+                return rows, row["code"] if more else None
+        if last is None:
+            return rows, None
+        cursor = last
+    return rows, cursor
+
+
+def _rows(pipeline: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    codes = [i["dossier_id"] for i in items]
+    info = summaries(pipeline, items)
+    checks = last_verifications(pipeline, codes)
+    return [{"code": i["dossier_id"], "agency": i["agency"], "procedure": i["procedure"] or "",
+             "updated_at": i["updated_at"], "version": i["version"], **info[i["dossier_id"]],
+             "integrity": integrity_state(checks.get(i["dossier_id"]), i["version"])}
+            for i in items]
+
+
+def _is_last(row: dict[str, Any], items: list[dict[str, Any]]) -> bool:
+    return bool(items) and row["code"] == items[-1]["dossier_id"]
+
+
+# ---- one dossier ---------------------------------------------------------------------------
+
+
+def visible(pipeline: Any, code: str, who: Principal) -> dict[str, Any]:
+    """The catalog's dossier, or the same 404 whether it is missing or another agency's."""
+    found = pipeline.catalog.dossier(code.strip().upper()) if len(code) <= 64 else None
+    if found is None or not who.sees(found["agency"]):
+        raise HTTPException(404, "dossier.missing")
+    return found
+
+
+def renamed_to(pipeline: Any, code: str, who: Principal) -> str | None:
+    """The code now holding the pages of a code a person withdrew as misread, when the user
+    sees both (else None: then it answers like any missing dossier)."""
+    withdrawal = getattr(pipeline.catalog, "withdrawal", None)
+    gone = withdrawal(code.strip().upper()) if withdrawal and len(code) <= 64 else None
+    if not gone or not who.sees(gone["agency"]):
+        return None
+    target = pipeline.catalog.dossier(gone["to"])
+    return gone["to"] if target and who.sees(target["agency"]) else None
+
+
+def field_label(lang: str, name: str) -> str:
+    key = f"dossier.field.{name}"
+    return i18n.translate(lang, key) if key in i18n.VI else name
+
+
+def display_value(value: str) -> str:
+    """ISO dates and times as offices write them (dd/mm/yyyy hh:mm, in the value's own offset);
+    anything else as it is."""
+    try:
+        if ISO_DATE.match(value):
+            return date.fromisoformat(value).strftime("%d/%m/%Y")
+        if ISO_DATETIME.match(value):
+            return datetime.fromisoformat(value).strftime("%d/%m/%Y %H:%M")
+    except ValueError:
+        pass  # a date typed wrong is shown as typed
+    return value
+
+
+def source_label(lang: str, source: str) -> str:
+    key = f"dossier.source.{source}"
+    return i18n.translate(lang, key) if key in i18n.VI else source
+
+
+def _position(page: int, pages: list[int]) -> int | None:
+    """A field's page (an index in its batch) as a page number of the dossier."""
+    return pages.index(page) + 1 if page in pages else None
+
+
+def field_rows(lang: str, fields: dict[str, dict[str, Any]], machine: dict[str, dict[str, Any]],
+               pages: list[int], corrections: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fields in reading order, each with what the machine read beside a correction."""
+    order = {name: i for i, name in enumerate(FIELD_ORDER)}
+    rows = []
+    for name in sorted(fields, key=lambda n: (order.get(n, len(order)), n)):
+        f = fields[name]
+        rows.append({
+            "name": name, "label": field_label(lang, name), "value": f["value"],
+            "display": display_value(f["value"]),
+            "confidence": round(f["confidence"] * 100), "source": f["source"],
+            "low": f["source"] != "corrected" and f["confidence"] < LOW_CONFIDENCE,
+            "source_label": source_label(lang, f["source"]),
+            "page": _position(f["page"], pages), "machine": machine.get(name),
+            "history": [c for c in corrections if c["name"] == name],
+        })
+    return rows
+
+
+def corrections_of(pipeline: Any, code: str, version: int) -> list[dict[str, Any]]:
+    with pipeline.catalog.session() as s:
+        rows = s.scalars(select(Correction).where(Correction.code == code,
+                                                  Correction.version == version)
+                         .order_by(Correction.seq)).all()
+    return [{"name": c.name, "value": c.value, "previous": c.previous, "actor": c.actor,
+             "reason": c.reason, "at": c.at} for c in rows]
+
+
+def audit_entries(pipeline: Any, code: str, actions: tuple[str, ...] = (), reads: bool = True,
+                  before: int | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    """The dossier's audit entries, newest first."""
+    if pipeline.audit is None:
+        return []
+    stmt = select(Entry).where(Entry.target == code).order_by(Entry.seq.desc()).limit(limit)
+    if actions:
+        stmt = stmt.where(Entry.action.in_(actions))
+    if not reads:
+        for suffix in READ_SUFFIXES:
+            stmt = stmt.where(Entry.action.not_like(f"%{suffix}"))
+    if before is not None:
+        stmt = stmt.where(Entry.seq < before)
+    with Session(pipeline.audit.engine) as s:
+        return [e.to_dict() for e in s.scalars(stmt)]
+
+
+def actor_label(lang: str, actor: str) -> str:
+    if actor.startswith("user:"):
+        return actor[5:]
+    if actor == "pipeline":
+        return i18n.translate(lang, "dossier.actor.pipeline")
+    if actor.startswith("cli:"):
+        return i18n.translate(lang, "dossier.actor.cli", name=actor[4:])
+    return i18n.translate(lang, "dossier.actor.key", name=actor)
+
+
+def change_text(lang: str, manifest: dict[str, Any]) -> str:
+    """What made this version, in words."""
+    change = manifest.get("change") or {}
+    action = change.get("action")
+    if manifest.get("withdrawn"):
+        return i18n.translate(lang, "dossier.change.withdrawn", to=manifest["withdrawn"]["to"])
+    values = {"batch": manifest["batch_id"], "file": manifest["original"].get("file", ""),
+              **{k: v for k, v in change.items() if isinstance(v, str | int)}}
+    for key in ("position", "to"):
+        if isinstance(change.get(key), int):
+            values[key] = change[key] + 1  # people count pages from 1
+    values["count"] = len(change.get("pages", []))
+    if action is None:
+        action = "scan" if manifest["version"] == 1 else "rescan"
+    key = f"dossier.change.{action}"
+    if key not in i18n.VI:
+        return str(action)
+    try:
+        return i18n.translate(lang, key, **values)
+    except (KeyError, IndexError):
+        return str(action)
+
+
+def version_rows(lang: str, manifests: list[dict[str, Any]],
+                 created: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Versions newest first with who stored each (from the audit log) and their checksums."""
+    by_version = {e["detail"].get("version"): e["actor"] for e in reversed(created)}
+    rows = []
+    for m in reversed(manifests):
+        objects = [{"name": name, **o} for name, o in sorted(m.get("objects", {}).items())]
+        rows.append({"version": m["version"], "created_at": m["created_at"],
+                     "change": change_text(lang, m), "pages": len(m.get("pages", [])),
+                     "actor": actor_label(lang, by_version.get(m["version"], "pipeline")),
+                     "objects": objects, "original": m["original"]})
+    return rows
+
+
+def trail_rows(lang: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"seq": e["seq"], "at": e["at"], "actor": actor_label(lang, e["actor"]),
+             "action": _action_label(lang, e["action"]), "detail": _detail_text(e["detail"]),
+             "remote": e["remote"]} for e in entries]
+
+
+def _action_label(lang: str, action: str) -> str:
+    key = f"dossier.action.{action}"
+    return i18n.translate(lang, key) if key in i18n.VI else action
+
+
+def _detail_text(detail: dict[str, Any]) -> str:
+    """A short line of an entry's details (long values and lists cut)."""
+    parts = []
+    for key, value in detail.items():
+        if value in (None, "", [], {}):
+            continue
+        if isinstance(value, list | dict):
+            value = f"[{len(value)}]"
+        parts.append(f"{key}: {str(value)[:80]}")
+    return "; ".join(parts)[:300]
+
+
+def machine_fields(pipeline: Any, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The fields as the machine read them (the version's fields.json, never corrected); none
+    when that object is gone or damaged (verification reports it; the page still opens)."""
+    try:
+        return json.loads(pipeline.store.get(manifest["objects"]["fields.json"]["key"]))
+    except (ObjectMissing, KeyError, ValueError):
+        return {}
+
+
+def manifests_of(pipeline: Any, found: dict[str, Any]) -> list[dict[str, Any]]:
+    """The versions' manifests as stored; one missing from object storage (which verification
+    reports) is shown from the catalog's copy, so the page still opens."""
+    stored = {m["version"]: m for m in pipeline.versions(found["dossier_id"])}
+    missing = [v["version"] for v in found["versions"] if v["version"] not in stored]
+    if missing:
+        with pipeline.catalog.session() as s:
+            for m in s.scalars(select(DossierVersion.manifest).where(
+                    DossierVersion.code == found["dossier_id"],
+                    DossierVersion.version.in_(missing))):
+                stored[m["version"]] = m
+    return [stored[v] for v in sorted(stored)]
+
+
+# ---- verification --------------------------------------------------------------------------
+
+
+def check_dossier(pipeline: Any, found: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+    """Re-hashes every stored object of every version against its manifest, and also checks
+    that each version the catalog knows still has its manifest and that the PDF checksum each
+    manifest names is the one the audit log recorded when the version was made (so a manifest
+    rewritten to match a changed PDF is caught too). Returns (objects checked, problems)."""
+    code = found["dossier_id"]
+    findings = verify(pipeline.store, code)
+    problems = [f.to_dict() for f in findings if f.problem != "ok"]
+    manifests = {m["version"]: m for m in pipeline.versions(code)}
+    for v in found["versions"]:
+        if v["version"] not in manifests:
+            problems.append({"dossier_id": code, "version": v["version"], "key": v["manifest"],
+                             "problem": "missing", "expected": "manifest.json", "actual": None})
+    recorded = {e["detail"].get("version"): e["detail"].get("pdf_sha256")
+                for e in audit_entries(pipeline, code, ("dossier.version.create",))}
+    for version, m in sorted(manifests.items()):
+        pdf = m["objects"].get("dossier.pdf")  # none in a version that withdrew the code
+        if pdf and recorded.get(version) and recorded[version] != pdf["sha256"]:
+            problems.append({"dossier_id": code, "version": version,
+                             "key": layout.version_prefix(code, version) + "manifest.json",
+                             "problem": "manifest", "expected": recorded[version],
+                             "actual": pdf["sha256"]})
+    return len(findings), problems
+
+
+# ---- routes --------------------------------------------------------------------------------
+
+
+def _scope(who: Principal, agency: str = "") -> tuple[str, ...] | None:
+    if agency:
+        return (agency,)
+    return None if ALL_AGENCIES in who.agencies else who.agencies
+
+
+def exact_code(pipeline: Any, form: SearchForm, who: Principal) -> str | None:
+    """A search that is exactly the code of a dossier the user sees (typed, or scanned from
+    the receipt's barcode, which a USB reader types with an Enter): that dossier."""
+    if form.errors or form.after or not (code := pipeline.grammar.match(form.q)):
+        return None
+    found = pipeline.catalog.dossier(code.code)
+    return found["dossier_id"] if found and who.sees(found["agency"]) else None
+
+
+def _search_page(request: Request, who: Principal, mode: str) -> Response:
+    state: WebState = request.app.state.web
+    pipeline = state.pipeline
+    form = parse_search(request.query_params, list(who.agencies), office_zone(state.settings))
+    if (code := exact_code(pipeline, form, who)) is not None:
+        return RedirectResponse(f"/dossiers/{code}", 303)
+    agencies = agency_choices(pipeline, who)
+    rows: list[dict[str, Any]] = []
+    next_cursor = None
+    if not form.errors:
+        rows, last = search(pipeline, form, _scope(who, form.agency))
+        next_cursor = encode_cursor(last) if last else None
+        state.audit(request, who, "dossier.search", form.q, who.agencies[0],
+                    results=[r["code"] for r in rows], via="web")
+    lang = language(request)
+    return render(request, "search.html", {
+        "mode": mode, "form": form, "rows": rows, "next_cursor": next_cursor,
+        "errors": [i18n.translate(lang, e, max=MAX_QUERY, limit=MAX_LIMIT) for e in form.errors],
+        "agencies": agencies, "procedures": procedure_choices(pipeline, _scope(who)),
+        "statuses": STATUSES, "page_sizes": (25, 50, 100), "actor_label": actor_label,
+    }, status_code=400 if form.errors else 200)
+
+
+def _dossier_page(request: Request, who: Principal, code: str, status_code: int = 200,
+                  **extra: Any) -> HTMLResponse:
+    state: WebState = request.app.state.web
+    pipeline = state.pipeline
+    found = visible(pipeline, code, who)
+    code = found["dossier_id"]
+    lang = language(request)
+    manifests = manifests_of(pipeline, found)
+    latest = manifests[-1]
+    state.audit(request, who, "dossier.read", code, found["agency"], version=found["version"],
+                via="web")
+    check = last_verifications(pipeline, [code]).get(code)
+    can_audit = who.role in ("auditor", "admin")
+    reads = request.query_params.get("reads") == "1"
+    before = request.query_params.get("before", "")
+    trail = audit_entries(pipeline, code, reads=reads, limit=TRAIL_PAGE + 1,
+                          before=int(before) if before.isdigit() else None) if can_audit else []
+    return render(request, "dossier.html", {
+        "d": found, "manifest": latest, "pdf": latest["objects"]["dossier.pdf"],
+        "fields": field_rows(lang, found["fields"], machine_fields(pipeline, latest),
+                             latest.get("pages", []), corrections_of(pipeline, code, found["version"])),
+        "addable": [(n, field_label(lang, n)) for n in ADDABLE_FIELDS if n not in found["fields"]],
+        "applicant": next((found["fields"][n]["value"] for n in APPLICANT_FIELDS
+                           if n in found["fields"]), ""),
+        "versions": version_rows(lang, manifests, audit_entries(
+            pipeline, code, ("dossier.version.create",))),
+        "integrity": integrity_state(check, found["version"]),
+        "can_correct": who.role in ("processor", "admin"), "can_audit": can_audit,
+        "trail": trail_rows(lang, trail[:TRAIL_PAGE]), "trail_reads": reads,
+        "trail_older": trail[TRAIL_PAGE - 1]["seq"] if len(trail) > TRAIL_PAGE else None,
+        "low_confidence": round(LOW_CONFIDENCE * 100), "actor_label": actor_label,
+        **extra,
+    }, status_code=status_code)
+
+
+def _pdf_response(pipeline: Any, key: str, filename: str) -> Response:
+    """Inline, so the preview frame shows it; Range requests are answered for local storage.
+    Kept in the browser's private cache for an hour (pages link it with its version), so
+    turning the preview to another page does not fetch it again over a slow network."""
+    disposition = {"Content-Disposition": f'inline; filename="{filename}"',
+                   "Cache-Control": "private, max-age=3600"}
+    try:
+        if isinstance(pipeline.store, LocalObjectStore):
+            with pipeline.store.local_path(key) as path:
+                return FileResponse(path, media_type="application/pdf", headers=disposition)
+        stream = pipeline.store.open(key)
+    except ObjectMissing:
+        raise HTTPException(404, "dossier.error.pdf_missing") from None
+
+    def body() -> Any:
+        with stream:
+            while chunk := stream.read(1 << 20):
+                yield chunk
+    return StreamingResponse(body(), media_type="application/pdf", headers=disposition)
+
+
+def _correction_error(value: str, reason: str, current: str | None) -> str | None:
+    if not value:
+        return "dossier.error.value_empty"
+    if len(value) > 2000:
+        return "dossier.error.value_long"
+    if len(reason) > 500:
+        return "dossier.error.reason_long"
+    if value == current:
+        return "dossier.error.same_value"
+    return None
 
 
 def add_routes(app: FastAPI, state: WebState) -> None:
-    placeholder(app, "/dossiers")
-    placeholder(app, "/search")
+    @app.get("/dossiers", response_class=HTMLResponse, include_in_schema=False)
+    def dossiers(request: Request, who: Viewer) -> Response:
+        return _search_page(request, who, "dossiers")
+
+    @app.get("/search", response_class=HTMLResponse, include_in_schema=False)
+    def search_page(request: Request, who: Viewer) -> Response:
+        return _search_page(request, who, "search")
+
+    @app.get("/dossiers/{code}", response_class=HTMLResponse, include_in_schema=False)
+    def dossier(request: Request, code: str, who: Viewer) -> HTMLResponse:
+        if (to := renamed_to(state.pipeline, code, who)) is not None:
+            return render(request, "dossier_renamed.html", {"code": code.strip().upper(),
+                                                            "to": to}, status_code=410)
+        notice = {"corrected": "dossier.corrected_ok"}.get(request.query_params.get("done", ""))
+        return _dossier_page(request, who, code, notice=i18n.translate(language(request), notice)
+                             if notice else None)
+
+    @app.get("/dossiers/{code}/pdf", include_in_schema=False)
+    def dossier_pdf(request: Request, code: str, who: Viewer) -> Response:
+        found = visible(state.pipeline, code, who)
+        manifest = manifests_of(state.pipeline, found)[-1]
+        state.audit(request, who, "dossier.pdf.read", found["dossier_id"], found["agency"],
+                    version=manifest["version"], range=request.headers.get("range"), via="web")
+        return _pdf_response(state.pipeline, manifest["objects"]["dossier.pdf"]["key"],
+                             f"{found['dossier_id']}.pdf")
+
+    @app.post("/dossiers/{code}/verify", include_in_schema=False)
+    def verify_now(request: Request, code: str, who: Viewer,
+                   view: Annotated[str, Form(max_length=10)] = "panel",
+                   next: Annotated[str, Form(max_length=2000)] = "") -> Response:
+        found = visible(state.pipeline, code, who)
+        checked, problems = check_dossier(state.pipeline, found)
+        result = "ok" if not problems else "problem"
+        state.audit(request, who, VERIFY_ACTION, found["dossier_id"], found["agency"],
+                    result=result, version=found["version"], objects=checked,
+                    problems=problems[:MAX_PROBLEMS])
+        if not request.headers.get("hx-request"):
+            target = safe_next(next) or f"/dossiers/{found['dossier_id']}#integrity"
+            return RedirectResponse(target, 303)
+        check = last_verifications(state.pipeline, [found["dossier_id"]]).get(found["dossier_id"])
+        return render(request, "dossier_verified.html", {
+            "d": found, "view": view if view in ("panel", "badge") else "panel",
+            "integrity": integrity_state(check, found["version"]), "just_checked": True,
+            "actor_label": actor_label})
+
+    @app.post("/dossiers/{code}/fields/{name}", include_in_schema=False)
+    def correct_field(request: Request, code: str, name: str, who: Corrector,
+                      value: Annotated[str, Form(max_length=10_000)] = "",
+                      reason: Annotated[str, Form(max_length=10_000)] = "",
+                      next: Annotated[str, Form(max_length=2000)] = "") -> Response:
+        return _correct(request, who, code, name, value, reason, next)
+
+    @app.post("/dossiers/{code}/fields", include_in_schema=False)
+    def add_field(request: Request, code: str, who: Corrector,
+                  name: Annotated[str, Form(max_length=100)] = "",
+                  value: Annotated[str, Form(max_length=10_000)] = "",
+                  reason: Annotated[str, Form(max_length=10_000)] = "") -> Response:
+        return _correct(request, who, code, name, value, reason)
+
+
+def _correct(request: Request, who: Principal, code: str, name: str, value: str, reason: str,
+             next_: str = "") -> Response:
+    """Stores a correction (Pipeline.correct_field: kept beside what the machine read, audited,
+    in the change feed); a mistake re-shows the page with the message at the field."""
+    state: WebState = request.app.state.web
+    found = visible(state.pipeline, code, who)
+    if not FIELD_NAME.match(name):
+        raise HTTPException(400, "dossier.error.field")
+    value, reason = nfc(value).strip(), nfc(reason).strip()
+    error = _correction_error(value, reason, found["fields"].get(name, {}).get("value"))
+    if error is not None:
+        if who.role not in ("processor", "admin"):  # scanning staff do not see dossier pages
+            return error_page(request, 400, error)
+        message = i18n.translate(language(request), error)
+        typed = {"name": name, "value": value, "reason": reason, "error": message}
+        return _dossier_page(request, who, code, 400, typed=typed)
+    remote = request.client.host if request.client else ""
+    try:
+        state.pipeline.correct_field(found["dossier_id"], name, value, who.key_id, reason, remote)
+    except ObjectMissing:  # the version's fields are gone from storage: verification says more
+        raise HTTPException(409, "dossier.error.storage") from None
+    default = f"/dossiers/{found['dossier_id']}?done=corrected#field-{name}"
+    return RedirectResponse(safe_next(next_) or default, 303)
+
+
+# ---- messages ------------------------------------------------------------------------------
+
+VI = {
+    "search.title.dossiers": "Hồ sơ",
+    "search.title.search": "Tra cứu và kiểm tra toàn vẹn",
+    "search.intro.dossiers": "Tìm hồ sơ theo mã, tên người nộp hoặc nội dung; gõ không dấu cũng được.",
+    "search.intro.search": "Tìm hồ sơ đã số hóa, xem kết quả kiểm tra toàn vẹn gần nhất và "
+                           "kiểm tra lại ngay khi cần.",
+    "search.q": "Từ khóa",
+    "search.q_hint": "Mã hồ sơ (gõ hoặc quét mã vạch), tên người nộp, địa chỉ… — gõ không dấu "
+                     "được: nguyen van an",
+    "search.agency": "Cơ quan",
+    "search.procedure": "Thủ tục",
+    "search.from": "Cập nhật từ ngày",
+    "search.to": "đến ngày",
+    "search.status": "Toàn vẹn",
+    "search.limit": "Số dòng",
+    "search.all": "Tất cả",
+    "search.submit": "Tìm kiếm",
+    "search.reset": "Xóa bộ lọc",
+    "search.none": "Không tìm thấy hồ sơ nào phù hợp.",
+    "search.results": "Kết quả",
+    "search.col.code": "Mã hồ sơ",
+    "search.col.applicant": "Người nộp",
+    "search.col.procedure": "Thủ tục",
+    "search.col.updated": "Cập nhật",
+    "search.col.pages": "Số trang",
+    "search.col.integrity": "Toàn vẹn",
+    "search.col.download": "Tải về",
+    "search.download": "PDF",
+    "search.download_title": "Tải tệp PDF của hồ sơ {code}",
+    "search.verify": "Kiểm tra",
+    "search.next": "Trang sau →",
+    "search.first": "← Về trang đầu",
+    "search.end": "Đã hết kết quả.",
+    "search.error.q_long": "Từ khóa quá dài: tối đa {max} ký tự.",
+    "search.error.agency": "Bạn chỉ tra cứu được hồ sơ của cơ quan mình.",
+    "search.error.procedure": "Tên thủ tục quá dài.",
+    "search.error.status": "Trạng thái toàn vẹn không hợp lệ.",
+    "search.error.date": "Ngày không hợp lệ: hãy chọn ngày theo lịch (ngày/tháng/năm).",
+    "search.error.date_order": "Ngày bắt đầu phải trước hoặc bằng ngày kết thúc.",
+    "search.error.limit": "Số dòng mỗi trang phải từ 1 đến {limit}.",
+    "search.error.cursor": "Liên kết trang kết quả không hợp lệ hoặc đã cũ. Hãy tìm kiếm lại "
+                           "từ trang đầu.",
+    "dossier.status.ok": "Toàn vẹn",
+    "dossier.status.problem": "Có sai khác",
+    "dossier.status.unverified": "Chưa kiểm tra",
+    "dossier.title": "Hồ sơ {code}",
+    "dossier.heading": "Hồ sơ",
+    "dossier.back": "← Danh sách hồ sơ",
+    "dossier.missing": "Không tìm thấy hồ sơ này (hoặc hồ sơ không thuộc cơ quan của bạn).",
+    "dossier.agency": "Cơ quan",
+    "dossier.version": "Phiên bản",
+    "dossier.pages": "{n} trang",
+    "dossier.updated": "Cập nhật",
+    "dossier.download": "Tải PDF",
+    "dossier.preview": "Xem trước",
+    "dossier.preview_title": "Bản xem trước PDF của hồ sơ {code}",
+    "dossier.thumbnails": "Các trang",
+    "dossier.page_n": "Trang {n}",
+    "dossier.fields": "Thông tin trích xuất",
+    "dossier.fields_hint": "Ô tô vàng: máy đọc với độ tin cậy dưới {pct}%, cần đối chiếu với bản quét.",
+    "dossier.col.field": "Trường",
+    "dossier.col.value": "Giá trị",
+    "dossier.col.confidence": "Độ tin cậy",
+    "dossier.col.source": "Nguồn",
+    "dossier.col.page": "Trang",
+    "dossier.low": "Cần kiểm tra",
+    "dossier.machine": "Máy đọc",
+    "dossier.machine_none": "Máy không đọc được trường này",
+    "dossier.corrected_by": "{who} sửa lúc {at}",
+    "dossier.correct": "Sửa",
+    "dossier.correct_value": "Giá trị đúng",
+    "dossier.correct_reason": "Lý do sửa",
+    "dossier.correct_reason_hint": "Ví dụ: đối chiếu với giấy tiếp nhận",
+    "dossier.correct_submit": "Lưu giá trị đúng",
+    "dossier.corrected_ok": "Đã lưu giá trị sửa. Giá trị máy đọc vẫn được giữ lại.",
+    "dossier.add_field": "Bổ sung trường máy không đọc được",
+    "dossier.add_field_name": "Trường",
+    "dossier.add_submit": "Bổ sung",
+    "dossier.no_fields": "Chưa có trường nào được trích xuất.",
+    "dossier.integrity": "Toàn vẹn dữ liệu",
+    "dossier.integrity_ok": "Toàn vẹn: mọi tệp khớp với mã kiểm tra SHA-256 đã ghi khi số hóa.",
+    "dossier.integrity_problem": "Phát hiện sai khác so với mã kiểm tra đã ghi:",
+    "dossier.integrity_never": "Chưa kiểm tra lần nào.",
+    "dossier.integrity_stale": "Đã có phiên bản mới hơn kể từ lần kiểm tra trước; cần kiểm tra lại.",
+    "dossier.integrity_last": "Kiểm tra lần cuối {at} bởi {who} ({n} tệp).",
+    "dossier.verify": "Kiểm tra ngay",
+    "dossier.verifying": "Đang kiểm tra…",
+    "dossier.problem.changed": "Nội dung đã bị thay đổi",
+    "dossier.problem.missing": "Tệp bị mất",
+    "dossier.problem.manifest": "Bản kê khác với nhật ký lúc số hóa",
+    "dossier.col.object": "Tệp",
+    "dossier.col.problem": "Sai khác",
+    "dossier.col.expected": "SHA-256 đã ghi",
+    "dossier.col.actual": "SHA-256 hiện tại",
+    "dossier.versions": "Các phiên bản",
+    "dossier.col.version": "Phiên bản",
+    "dossier.col.date": "Thời điểm",
+    "dossier.col.change": "Nội dung thay đổi",
+    "dossier.col.by": "Người thực hiện",
+    "dossier.col.checksums": "Mã kiểm tra",
+    "dossier.show_checksums": "Xem SHA-256",
+    "dossier.checksums": "Mã kiểm tra SHA-256 (phiên bản hiện tại)",
+    "dossier.col.size": "Dung lượng",
+    "dossier.original": "Bản quét gốc",
+    "dossier.original_file": "Bản quét gốc ({file})",
+    "dossier.change.scan": "Số hóa từ lô {batch} (tệp {file})",
+    "dossier.change.rescan": "Quét lại: lô {batch} (tệp {file})",
+    "dossier.change.assign": "Thêm {count} trang từ lô {batch_id}",
+    "dossier.change.rotate": "Xoay trang {position} {degrees}°",
+    "dossier.change.move": "Chuyển trang {position} đến vị trí {to}",
+    "dossier.change.drop": "Bỏ trang {position}",
+    "dossier.change.split": "Tách từ trang {position}: {from} → {to}",
+    "dossier.change.merge": "Gộp hồ sơ {from} (phiên bản {from_version}) vào",
+    "dossier.change.withdrawn": "Thu hồi mã đọc nhầm: các trang nay thuộc hồ sơ {to}",
+    "dossier.renamed_title": "Mã hồ sơ đã được sửa",
+    "dossier.renamed": "Mã {code} là mã đọc nhầm và đã được thu hồi; các trang của nó nay "
+                       "thuộc hồ sơ {to}.",
+    "dossier.renamed_open": "Mở hồ sơ {to}",
+    "dossier.action.dossier.withdraw": "Thu hồi mã",
+    "dossier.trail": "Nhật ký truy cập và thay đổi",
+    "dossier.trail_reads": "Hiện cả các lượt xem",
+    "dossier.trail_show": "Lọc",
+    "dossier.trail_none": "Chưa có mục nhật ký nào.",
+    "dossier.trail_older": "Xem các mục cũ hơn →",
+    "dossier.trail_newest": "← Mới nhất",
+    "dossier.col.seq": "Số",
+    "dossier.col.action": "Thao tác",
+    "dossier.col.detail": "Chi tiết",
+    "dossier.col.remote": "Địa chỉ máy",
+    "dossier.actor.pipeline": "hệ thống số hóa",
+    "dossier.actor.cli": "dòng lệnh ({name})",
+    "dossier.actor.key": "khóa API {name}",
+    "dossier.action.dossier.read": "Xem hồ sơ",
+    "dossier.action.dossier.pdf.read": "Xem/tải PDF",
+    "dossier.action.dossier.page.read": "Xem ảnh trang",
+    "dossier.action.dossier.version.create": "Tạo phiên bản",
+    "dossier.action.dossier.field.correct": "Sửa trường",
+    "dossier.action.dossier.verify": "Kiểm tra toàn vẹn",
+    "dossier.source.ocr": "Nhận dạng chữ",
+    "dossier.source.barcode": "Mã vạch/QR",
+    "dossier.source.corrected": "Người sửa",
+    "dossier.source.registry": "Phần mềm một cửa",
+    "dossier.source.user": "Người nhập",
+    "dossier.error.value_empty": "Hãy nhập giá trị đúng.",
+    "dossier.error.value_long": "Giá trị quá dài: tối đa 2000 ký tự.",
+    "dossier.error.reason_long": "Lý do quá dài: tối đa 500 ký tự.",
+    "dossier.error.same_value": "Giá trị mới giống giá trị hiện tại: không có gì để sửa.",
+    "dossier.error.field": "Tên trường không hợp lệ.",
+    "dossier.error.storage": "Kho lưu trữ thiếu tệp của hồ sơ nên chưa sửa được. Hãy bấm "
+                             "“Kiểm tra ngay” để xem chi tiết.",
+    "dossier.error.pdf_missing": "Không đọc được tệp PDF của hồ sơ trong kho lưu trữ. Hãy bấm "
+                                 "“Kiểm tra ngay” để xem chi tiết.",
+    "dossier.field.dossier_id": "Mã hồ sơ",
+    "dossier.field.applicant_name": "Người nộp hồ sơ",
+    "dossier.field.full_name": "Họ và tên (CCCD)",
+    "dossier.field.procedure": "Thủ tục / nội dung yêu cầu",
+    "dossier.field.address": "Địa chỉ",
+    "dossier.field.phone": "Số điện thoại",
+    "dossier.field.email": "Email",
+    "dossier.field.received_at": "Thời gian nhận hồ sơ",
+    "dossier.field.due_at": "Thời gian trả kết quả",
+    "dossier.field.citizen_id": "Số CCCD",
+    "dossier.field.date_of_birth": "Ngày sinh",
+    "dossier.field.sex": "Giới tính",
+    "dossier.field.permanent_address": "Nơi thường trú (CCCD)",
+    "dossier.field.id_issue_date": "Ngày cấp CCCD",
+    "dossier.field.registry_applicant": "Người nộp (phần mềm một cửa)",
+    "dossier.field.registry_procedure": "Thủ tục (phần mềm một cửa)",
+}
+
+EN = {
+    "search.title.dossiers": "Dossiers",
+    "search.title.search": "Search and integrity",
+    "search.intro.dossiers": "Find dossiers by code, applicant or content; accents are optional.",
+    "search.intro.search": "Find digitized dossiers, see their last integrity check and check "
+                           "again whenever needed.",
+    "search.q": "Search",
+    "search.q_hint": "Dossier code (typed or scanned from its barcode), applicant, address… — "
+                     "accents optional: nguyen van an",
+    "search.agency": "Agency",
+    "search.procedure": "Procedure",
+    "search.from": "Updated from",
+    "search.to": "to",
+    "search.status": "Integrity",
+    "search.limit": "Rows",
+    "search.all": "All",
+    "search.submit": "Search",
+    "search.reset": "Clear filters",
+    "search.none": "No dossier matches.",
+    "search.results": "Results",
+    "search.col.code": "Dossier code",
+    "search.col.applicant": "Applicant",
+    "search.col.procedure": "Procedure",
+    "search.col.updated": "Updated",
+    "search.col.pages": "Pages",
+    "search.col.integrity": "Integrity",
+    "search.col.download": "Download",
+    "search.download": "PDF",
+    "search.download_title": "Download the PDF of dossier {code}",
+    "search.verify": "Verify",
+    "search.next": "Next page →",
+    "search.first": "← First page",
+    "search.end": "No more results.",
+    "search.error.q_long": "The search is too long: at most {max} characters.",
+    "search.error.agency": "You can only search the dossiers of your own agencies.",
+    "search.error.procedure": "The procedure name is too long.",
+    "search.error.status": "Unknown integrity status.",
+    "search.error.date": "Invalid date: pick a day on the calendar (day/month/year).",
+    "search.error.date_order": "The start date must be on or before the end date.",
+    "search.error.limit": "Rows per page must be between 1 and {limit}.",
+    "search.error.cursor": "This results link is invalid or outdated. Please search again from "
+                           "the first page.",
+    "dossier.status.ok": "Intact",
+    "dossier.status.problem": "Differences",
+    "dossier.status.unverified": "Not verified yet",
+    "dossier.title": "Dossier {code}",
+    "dossier.heading": "Dossier",
+    "dossier.back": "← Dossier list",
+    "dossier.missing": "No such dossier (or it does not belong to your agencies).",
+    "dossier.agency": "Agency",
+    "dossier.version": "Version",
+    "dossier.pages": "{n} pages",
+    "dossier.updated": "Updated",
+    "dossier.download": "Download PDF",
+    "dossier.preview": "Preview",
+    "dossier.preview_title": "PDF preview of dossier {code}",
+    "dossier.thumbnails": "Pages",
+    "dossier.page_n": "Page {n}",
+    "dossier.fields": "Extracted fields",
+    "dossier.fields_hint": "Yellow: read with less than {pct}% confidence, check against the scan.",
+    "dossier.col.field": "Field",
+    "dossier.col.value": "Value",
+    "dossier.col.confidence": "Confidence",
+    "dossier.col.source": "Source",
+    "dossier.col.page": "Page",
+    "dossier.low": "Check this",
+    "dossier.machine": "Machine read",
+    "dossier.machine_none": "The machine did not read this field",
+    "dossier.corrected_by": "corrected by {who} at {at}",
+    "dossier.correct": "Correct",
+    "dossier.correct_value": "Correct value",
+    "dossier.correct_reason": "Reason",
+    "dossier.correct_reason_hint": "E.g. checked against the receipt",
+    "dossier.correct_submit": "Save the correct value",
+    "dossier.corrected_ok": "The correction is saved. What the machine read is kept too.",
+    "dossier.add_field": "Add a field the machine did not read",
+    "dossier.add_field_name": "Field",
+    "dossier.add_submit": "Add",
+    "dossier.no_fields": "No field was extracted yet.",
+    "dossier.integrity": "Integrity",
+    "dossier.integrity_ok": "Intact: every file matches the SHA-256 recorded when it was digitized.",
+    "dossier.integrity_problem": "Differences from the recorded checksums:",
+    "dossier.integrity_never": "Never verified.",
+    "dossier.integrity_stale": "A newer version was stored since the last check; verify again.",
+    "dossier.integrity_last": "Last verified {at} by {who} ({n} files).",
+    "dossier.verify": "Verify now",
+    "dossier.verifying": "Verifying…",
+    "dossier.problem.changed": "Content was changed",
+    "dossier.problem.missing": "File is missing",
+    "dossier.problem.manifest": "Manifest differs from the log at digitization",
+    "dossier.col.object": "File",
+    "dossier.col.problem": "Difference",
+    "dossier.col.expected": "Recorded SHA-256",
+    "dossier.col.actual": "Current SHA-256",
+    "dossier.versions": "Versions",
+    "dossier.col.version": "Version",
+    "dossier.col.date": "Date",
+    "dossier.col.change": "What changed",
+    "dossier.col.by": "By",
+    "dossier.col.checksums": "Checksums",
+    "dossier.show_checksums": "Show SHA-256",
+    "dossier.checksums": "SHA-256 checksums (current version)",
+    "dossier.col.size": "Size",
+    "dossier.original": "Original scan",
+    "dossier.original_file": "Original scan ({file})",
+    "dossier.change.scan": "Digitized from batch {batch} (file {file})",
+    "dossier.change.rescan": "Rescanned: batch {batch} (file {file})",
+    "dossier.change.assign": "{count} pages added from batch {batch_id}",
+    "dossier.change.rotate": "Page {position} turned {degrees}°",
+    "dossier.change.move": "Page {position} moved to position {to}",
+    "dossier.change.drop": "Page {position} dropped",
+    "dossier.change.split": "Split from page {position}: {from} → {to}",
+    "dossier.change.merge": "Dossier {from} (version {from_version}) merged in",
+    "dossier.change.withdrawn": "Misread code withdrawn: its pages are now dossier {to}",
+    "dossier.renamed_title": "The dossier code was corrected",
+    "dossier.renamed": "{code} was a misread code and is withdrawn; its pages are now dossier "
+                       "{to}.",
+    "dossier.renamed_open": "Open dossier {to}",
+    "dossier.action.dossier.withdraw": "Code withdrawn",
+    "dossier.trail": "Audit trail",
+    "dossier.trail_reads": "Include views",
+    "dossier.trail_show": "Filter",
+    "dossier.trail_none": "No audit entries yet.",
+    "dossier.trail_older": "Older entries →",
+    "dossier.trail_newest": "← Newest",
+    "dossier.col.seq": "No.",
+    "dossier.col.action": "Action",
+    "dossier.col.detail": "Details",
+    "dossier.col.remote": "Address",
+    "dossier.actor.pipeline": "digitization system",
+    "dossier.actor.cli": "command line ({name})",
+    "dossier.actor.key": "API key {name}",
+    "dossier.action.dossier.read": "Viewed the dossier",
+    "dossier.action.dossier.pdf.read": "Viewed/downloaded the PDF",
+    "dossier.action.dossier.page.read": "Viewed a page image",
+    "dossier.action.dossier.version.create": "Version created",
+    "dossier.action.dossier.field.correct": "Field corrected",
+    "dossier.action.dossier.verify": "Integrity verified",
+    "dossier.source.ocr": "OCR",
+    "dossier.source.barcode": "Barcode/QR",
+    "dossier.source.corrected": "Corrected",
+    "dossier.source.registry": "One-stop-shop software",
+    "dossier.source.user": "Typed by staff",
+    "dossier.error.value_empty": "Please type the correct value.",
+    "dossier.error.value_long": "The value is too long: at most 2000 characters.",
+    "dossier.error.reason_long": "The reason is too long: at most 500 characters.",
+    "dossier.error.same_value": "The new value is the current one: nothing to correct.",
+    "dossier.error.field": "Invalid field name.",
+    "dossier.error.storage": "A file of the dossier is missing from storage, so nothing was "
+                             "corrected. Press “Verify now” for the details.",
+    "dossier.error.pdf_missing": "The dossier's PDF cannot be read from storage. Press "
+                                 "“Verify now” for the details.",
+    "dossier.field.dossier_id": "Dossier code",
+    "dossier.field.applicant_name": "Applicant",
+    "dossier.field.full_name": "Full name (ID card)",
+    "dossier.field.procedure": "Procedure / request",
+    "dossier.field.address": "Address",
+    "dossier.field.phone": "Phone",
+    "dossier.field.email": "Email",
+    "dossier.field.received_at": "Received at",
+    "dossier.field.due_at": "Result due at",
+    "dossier.field.citizen_id": "Citizen ID number",
+    "dossier.field.date_of_birth": "Date of birth",
+    "dossier.field.sex": "Sex",
+    "dossier.field.permanent_address": "Permanent address (ID card)",
+    "dossier.field.id_issue_date": "ID card issued on",
+    "dossier.field.registry_applicant": "Applicant (one-stop-shop software)",
+    "dossier.field.registry_procedure": "Procedure (one-stop-shop software)",
+}
+
+i18n.add(VI, EN)

@@ -3,7 +3,8 @@
     GET  /review                          the queue: batches and codes to check, newest first
     GET  /review/batches/{id}             a batch's unmatched pages, assigned by typing or scanning
     POST /review/batches/{id}/{op}        assign | discard | incomplete
-    GET  /review/dossiers/{code}          a dossier's pages: rotate, move, drop, split, merge, confirm
+    GET  /review/dossiers/{code}          a dossier's pages: rotate, move, drop, split, merge, confirm,
+                                          recode (correct a code read wrong)
     POST /review/dossiers/{code}          one change (form field `op`)
     GET  .../pages/{n}.jpg                page images of a batch or of a dossier version
 
@@ -12,7 +13,9 @@ in the name of the user (`user:<name>`). A form carries an action id, so sending
 nothing the second time, and a dossier form the version it was made on, so a change made on a
 page that someone else changed meanwhile is refused instead of hitting the wrong page. Forms work
 without JavaScript (post, then redirect); with htmx a change swaps only the panel. Another agency's
-batch or dossier answers 404, like one that does not exist.
+batch or dossier answers 404, like one that does not exist. Correcting a code (op `recode`) moves
+the pages to the right code and withdraws the old one: the form posts without htmx and lands on
+the new code's page; the old code's page then leads there too.
 
 (No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.)
 """
@@ -128,7 +131,8 @@ def codes_to_check(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
             .join(FieldRow, and_(FieldRow.code == Dossier.code,
                                  FieldRow.version == Dossier.latest_version,
                                  FieldRow.name == "dossier_id"))
-            .where(or_(FieldRow.source == "ocr", FieldRow.confidence < LOW_CONFIDENCE))
+            .where(or_(FieldRow.source == "ocr", FieldRow.confidence < LOW_CONFIDENCE),
+                   Dossier.withdrawn_to.is_(None))
             .order_by(Dossier.updated_at.desc()).limit(QUEUE_LIMIT))
     if (agencies := _scope(who)) is not None:
         stmt = stmt.where(Dossier.agency.in_(agencies))
@@ -238,6 +242,10 @@ def describe(code: str, manifest: dict[str, Any], file_of: Callable[[str], str])
         return Reason("review.change.merge", {"other": change["from"]})
     if action == "confirm":
         return Reason("review.change.confirm")
+    if manifest.get("withdrawn"):
+        return Reason("review.change.withdrawn", {"other": manifest["withdrawn"]["to"]})
+    if action == "recode":
+        return Reason("review.change.recode", {"other": change["from"]})
     return Reason("review.change.scan", {"file": manifest["original"]["file"]})
 
 
@@ -271,6 +279,8 @@ _REVIEW_ERRORS = [
     (re.compile(r"merge two different dossiers"), "review.error.merge_same"),
     (re.compile(r"this code was not read by OCR"), "review.error.not_ocr"),
     (re.compile(r"this scan is not marked incomplete"), "review.error.not_incomplete"),
+    (re.compile(r"recode to another dossier code"), "review.error.recode_same"),
+    (re.compile(r"(?P<code>\S+) was renamed to (?P<other>\S+)"), "review.error.renamed"),
 ]
 
 
@@ -360,6 +370,16 @@ class ReviewPages:
             raise HTTPException(404)
         return dossier
 
+    def renamed_to(self, code: str, who: Principal) -> str | None:
+        """The code a person corrected this (withdrawn) code to, if the user sees both."""
+        assert self.pipeline.catalog is not None
+        found = self.pipeline.grammar.match(code)
+        gone = self.pipeline.catalog.withdrawal(found.code) if found else None
+        if gone is None or not who.sees(gone["agency"]):
+            return None
+        to = self.pipeline.grammar.match(gone["to"])
+        return to.code if to and who.sees(to.agency) else None
+
     def code(self, text: str) -> str:
         """A typed or scanned code (a reader may send a URL holding it), checked with the
         pipeline's grammar."""
@@ -397,6 +417,9 @@ class ReviewPages:
         try:
             self.dossier(found, who)
         except HTTPException:
+            if to := self.renamed_to(found, who):
+                return RedirectResponse(f"/review/dossiers/{to}?"
+                                        + urlencode({"done": "renamed", "other": found}), 303)
             return self.show_queue(request, who,
                                    self.message(request, "review.error.no_dossier", code=found),
                                    code, 404)
@@ -525,36 +548,54 @@ class ReviewPages:
     def dossier_page(self, request: Request, code: str, who: Staff,
                      done: Annotated[str, Query(max_length=20)] = "",
                      v: Annotated[int, Query(ge=0)] = 0,
-                     other: Annotated[str, Query(max_length=80)] = "") -> HTMLResponse:
-        dossier = self.dossier(code, who)
+                     other: Annotated[str, Query(max_length=80)] = "") -> Response:
+        """A dossier's page editor; a code corrected in review leads to the right code's."""
+        try:
+            dossier = self.dossier(code, who)
+        except HTTPException:
+            if to := self.renamed_to(code, who):
+                return RedirectResponse(f"/review/dossiers/{to}?" + urlencode(
+                    {"done": "renamed", "other": self.pipeline.grammar.match(code).code}), 303)  # type: ignore[union-attr]
+            raise
         self.state.audit(request, who, "dossier.read", dossier["dossier_id"], dossier["agency"],
                          version=dossier["version"], via="review")
-        return self.show_dossier(request, dossier, who,
-                                 notice=self.dossier_notice(request, done, v, other))
+        return self.show_dossier(request, dossier, who, notice=self.dossier_notice(
+            request, dossier["dossier_id"], done, v, other))
 
-    def dossier_notice(self, request: Request, done: str, version: int, other: str) -> str | None:
+    def dossier_notice(self, request: Request, code: str, done: str, version: int,
+                       other: str) -> str | None:
+        other_ok = bool(self.pipeline.grammar.match(other))
+        if done == "renamed" and other_ok:
+            return self.message(request, "review.error.renamed", code=other, other=code)
         if not done or not version:
             return None
-        if done == "split" and self.pipeline.grammar.match(other):
+        if done == "split" and other_ok:
             return self.message(request, "review.done.split", version=version, other=other)
+        if done == "recode" and other_ok:
+            return self.message(request, "review.done.recode", version=version, code=code,
+                                other=other)
         return self.message(request, "review.done.version", version=version)
 
     def show_dossier(self, request: Request, dossier: dict[str, Any], who: Principal,
                      notice: str | None = None, error: str | None = None,
-                     status_code: int = 200) -> HTMLResponse:
+                     status_code: int = 200, recode: str | None = None) -> HTMLResponse:
+        """The page editor; `recode` is a code typed into the "correct the code" box that was
+        refused: shown again there, with the focus."""
         code = dossier["dossier_id"]
         versions = self.pipeline.versions(code)
         latest = versions[-1]
         code_field = dossier["fields"].get("dossier_id") or {}
         source = code_field.get("source", latest["code_source"])
         confidence = code_field.get("confidence", 1.0)
+        needs_confirm = latest["code_source"] not in ("barcode", "user") \
+            and (source == "ocr" or confidence < LOW_CONFIDENCE)
         template = "review_dossier_panel.html" if _htmx(request) else "review_dossier.html"
         return render(request, template, {
             "code": code, "agency": dossier["agency"], "version": latest["version"],
             "pages": [DossierPage(i + 1, r) for i, r in enumerate(Pipeline.page_refs(latest))],
             "source": source, "confidence": _percent(confidence),
-            "needs_confirm": latest["code_source"] not in ("barcode", "user")
-            and (source == "ocr" or confidence < LOW_CONFIDENCE),
+            "needs_confirm": needs_confirm, "recode": recode or "",
+            "recode_refused": recode is not None, "recode_focus": needs_confirm or recode is not None,
             "versions": [(m, describe(code, m, self.file_of)) for m in reversed(versions)],
             "notice": notice, "error": error, "action_id": _new_action(),
             "thumb": THUMB, "large": LARGE,
@@ -580,6 +621,8 @@ class ReviewPages:
                        page: Annotated[int, Form()] = 0, to: Annotated[int, Form()] = 0,
                        new_code: Text = "", other: Text = "",
                        action_id: Text = "") -> Response:
+        if op == "recode":
+            return self.recode(request, code, who, version, new_code, action_id)
         dossier = self.dossier(code, who)
         code = dossier["dossier_id"]
         if op not in CHANGES:
@@ -596,14 +639,62 @@ class ReviewPages:
             query = {"done": op, "v": manifest["version"]}
             query.update({"other": other_code} if other_code else {})
             return RedirectResponse(f"/review/dossiers/{code}?{urlencode(query)}", 303)
-        notice = self.dossier_notice(request, op, manifest["version"], other_code or "")
+        notice = self.dossier_notice(request, code, op, manifest["version"], other_code or "")
         return self.show_dossier(request, self.dossier(code, who), who, notice=notice)
 
     def dossier_refused(self, request: Request, code: str, who: Principal,
-                        e: Refused) -> HTMLResponse:
+                        e: Refused, recode: str | None = None) -> HTMLResponse:
         return self.show_dossier(request, self.dossier(code, who), who,
                                  error=self.message(request, e.key, **e.values),
-                                 status_code=e.status_code)
+                                 status_code=e.status_code, recode=recode)
+
+    def recode(self, request: Request, code: str, who: Principal, version: int, typed: str,
+               action_id: str) -> Response:
+        """The "correct the code" form: the dossier's pages become dossier `typed` (typed, or
+        scanned with a barcode reader, which ends with Enter) and the old code is withdrawn;
+        then the right code's page, with a notice. The right code must be of an agency the user
+        works for. Sent again (same action id), it leads to the same page and changes nothing."""
+        action = _action_id(action_id)
+        found = self.pipeline.grammar.match(code)
+        try:
+            target: str | None = self.code(typed)
+        except Refused:
+            target = None
+        if found and target and (moved := self.recoded_already(found.code, target, action, who)):
+            return self.recoded(request, found.code, target, moved)
+        dossier = self.dossier(code, who)
+        code = dossier["dossier_id"]
+        try:
+            target = self.code(typed)
+            if not who.sees(self.pipeline.grammar.match(target).agency):  # type: ignore[union-attr]
+                raise Refused("review.error.not_yours", code=target)
+            latest = self.pipeline.versions(code)[-1]
+            if latest["version"] != version:
+                raise Refused("review.error.stale", 409, version=latest["version"])
+            _, moved = self.review.recode(code, target, who.key_id, action)
+        except ReviewError as e:
+            return self.dossier_refused(request, code, who, refused(e), recode=typed[:300])
+        except Refused as e:
+            return self.dossier_refused(request, code, who, e, recode=typed[:300])
+        return self.recoded(request, code, target, moved)
+
+    def recoded_already(self, code: str, target: str, action: str,
+                        who: Principal) -> dict[str, Any] | None:
+        """The new code's version an earlier run of this same form made (the old code is
+        withdrawn by now, so its page would be a 404)."""
+        withdrawn, moved = self.review.replayed(code, action), self.review.replayed(target, action)
+        if withdrawn and moved and withdrawn.get("withdrawn") and who.sees(withdrawn["agency"]) \
+                and who.sees(moved["agency"]):
+            return moved
+        return None
+
+    def recoded(self, request: Request, code: str, target: str,
+                moved: dict[str, Any]) -> Response:
+        url = f"/review/dossiers/{target}?" + urlencode(
+            {"done": "recode", "v": moved["version"], "other": code})
+        if _htmx(request):
+            return Response(headers={"HX-Redirect": url})
+        return RedirectResponse(url, 303)
 
     def change(self, dossier: dict[str, Any], who: Principal, form: "ChangeForm", version: int,
                action: str) -> tuple[dict[str, Any], str | None]:
@@ -771,6 +862,12 @@ VI = {
     "review.confirm.text": "Mã hồ sơ này được đọc bằng OCR, không phải từ mã vạch. Hãy đối chiếu "
                            "với giấy tiếp nhận rồi xác nhận.",
     "review.confirm.button": "Xác nhận mã đúng",
+    "review.recode.title": "Sửa mã hồ sơ",
+    "review.recode.hint": "Nếu mã bị đọc sai: quét mã vạch trên giấy tiếp nhận hoặc gõ mã đúng "
+                          "rồi nhấn Enter. Các trang chuyển sang mã đúng, mã cũ không còn dùng "
+                          "(các phiên bản cũ vẫn được lưu).",
+    "review.recode.label": "Mã đúng",
+    "review.recode.submit": "Sửa mã",
     "review.rotate.left": "↺ Trái",
     "review.rotate.right": "Phải ↻",
     "review.rotate.left_title": "Xoay trang {n} sang trái",
@@ -804,12 +901,16 @@ VI = {
     "review.change.split_to": "Nhận các trang tách từ hồ sơ {other}",
     "review.change.merge": "Gộp các trang của hồ sơ {other}",
     "review.change.confirm": "Xác nhận mã hồ sơ",
+    "review.change.recode": "Sửa mã: nhận các trang của mã {other} (mã đọc sai)",
+    "review.change.withdrawn": "Mã đọc sai, đã sửa thành {other}: các trang chuyển sang hồ sơ đó",
     "review.done.assign": "Đã gán trang {pages} vào hồ sơ {code}: đã lưu phiên bản {version}.",
     "review.done.discard": "Đã để riêng trang {pages}.",
     "review.done.incomplete": "Đã ghi nhận: lô quét đã được kiểm tra đủ trang.",
     "review.done.version": "Đã lưu phiên bản {version} của hồ sơ.",
     "review.done.split": "Đã tách: hồ sơ này nay là phiên bản {version}, các trang tách ra ở hồ sơ "
                          "{other}.",
+    "review.done.recode": "Đã sửa mã {other} thành {code}: đã lưu phiên bản {version} của hồ sơ "
+                          "{code}. Mã {other} không còn dùng.",
     "review.error.no_code": "Hãy quét hoặc gõ mã hồ sơ.",
     "review.error.bad_code": "“{code}” không phải là mã hồ sơ hợp lệ. Mã hồ sơ có dạng "
                              "000.00.04.H40-230414-0002.",
@@ -830,6 +931,8 @@ VI = {
                           "thao tác lại.",
     "review.error.not_ocr": "Mã của hồ sơ này không cần xác nhận.",
     "review.error.not_incomplete": "Lô quét này không bị đánh dấu thiếu trang.",
+    "review.error.recode_same": "Đây đã là mã của hồ sơ này: không có gì để sửa.",
+    "review.error.renamed": "Mã {code} đã được sửa thành {other}.",
     "review.error.other": "Không thực hiện được: {detail}",
     "review.viewer.close": "Đóng",
 }
@@ -903,6 +1006,12 @@ EN = {
     "review.confirm.text": "This dossier code was read by OCR, not from a barcode. Compare it "
                            "with the receipt, then confirm.",
     "review.confirm.button": "Confirm the code",
+    "review.recode.title": "Correct the dossier code",
+    "review.recode.hint": "If the code was read wrong: scan the barcode on the receipt or type the "
+                          "right code, then press Enter. The pages move to the right code and the "
+                          "old code is withdrawn (its versions are kept).",
+    "review.recode.label": "Right code",
+    "review.recode.submit": "Correct the code",
     "review.rotate.left": "↺ Left",
     "review.rotate.right": "Right ↻",
     "review.rotate.left_title": "Turn page {n} to the left",
@@ -936,12 +1045,17 @@ EN = {
     "review.change.split_to": "Pages split off dossier {other}",
     "review.change.merge": "Pages of dossier {other} merged in",
     "review.change.confirm": "Dossier code confirmed",
+    "review.change.recode": "Code corrected: pages of code {other} (read wrong) taken in",
+    "review.change.withdrawn": "Code read wrong, corrected to {other}: the pages moved to that "
+                               "dossier",
     "review.done.assign": "Pages {pages} assigned to dossier {code}: version {version} saved.",
     "review.done.discard": "Pages {pages} set aside.",
     "review.done.incomplete": "Noted: the scan was checked for missing pages.",
     "review.done.version": "Version {version} of the dossier saved.",
     "review.done.split": "Split: this dossier is now version {version}; the pages split off are in "
                          "dossier {other}.",
+    "review.done.recode": "Code {other} corrected to {code}: version {version} of dossier {code} "
+                          "saved. Code {other} is no longer used.",
     "review.error.no_code": "Scan or type a dossier code.",
     "review.error.bad_code": "“{code}” is not a valid dossier code. Dossier codes look like "
                              "000.00.04.H40-230414-0002.",
@@ -962,6 +1076,8 @@ EN = {
                           "then try again.",
     "review.error.not_ocr": "This dossier's code needs no confirmation.",
     "review.error.not_incomplete": "This scan is not marked as lacking pages.",
+    "review.error.recode_same": "That is already this dossier's code: nothing to correct.",
+    "review.error.renamed": "Code {code} was corrected to {other}.",
     "review.error.other": "Could not do that: {detail}",
     "review.viewer.close": "Close",
 }

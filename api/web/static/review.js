@@ -40,7 +40,11 @@
     focusCode();
   });
 
-  function codeBox() { return document.getElementById("code"); }
+  /* The batch page's code box, or a dossier's "correct the code" box while its code is in doubt
+     (read by OCR): the box a scanned code belongs in. */
+  function codeBox() {
+    return document.getElementById("code") || document.querySelector("input[data-scan-target]");
+  }
 
   function focusCode() {
     var box = codeBox();
