@@ -35,7 +35,6 @@ from scanners.spool import Spool
 from storage import layout
 from storage.audit import AuditWriter, Event
 from storage.objects import LocalObjectStore, ObjectMissing
-from storage.s3 import S3ObjectStore
 
 UPLOAD_CHUNK = 1 << 20
 
@@ -292,6 +291,8 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                 return FileResponse(path, media_type="application/pdf", headers=headers,
                                     filename=f"{found['dossier_id']}.pdf")
         store = pipeline.store
+        from storage.s3 import S3ObjectStore
+
         assert isinstance(store, S3ObjectStore)
         size = store.size(pdf["key"])
         headers["Accept-Ranges"] = "bytes"

@@ -43,7 +43,6 @@ from storage.audit import AuditLog
 from storage.catalog import Catalog, version_event
 from storage.errors import TRANSIENT
 from storage.objects import LocalObjectStore, ObjectStore, sha256_file
-from storage.s3 import S3ObjectStore
 
 FORMAT_VERSION = 1
 log = logging.getLogger(__name__)
@@ -78,6 +77,8 @@ class Pipeline:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store: ObjectStore
         if settings.s3_endpoint:
+            from storage.s3 import S3ObjectStore  # minio loads only when configured
+
             store = S3ObjectStore.connect(settings.s3_endpoint, settings.s3_access_key,
                                           settings.s3_secret_key, settings.s3_bucket,
                                           settings.s3_secure, settings.s3_region,

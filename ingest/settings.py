@@ -11,10 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.webhooks import WebhookTarget
 from ocr.dossier_code import STRICT, TOLERANT
+from scanners.config import EmailConfig, FolderConfig, FtpConfig
 from scanners.devices import ScannerConfig
-from scanners.email import EmailConfig
-from scanners.folder import FolderConfig
-from scanners.ftp import FtpConfig
 
 
 class Settings(BaseSettings):

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from pydantic import BaseModel, Field, field_validator
 
+from scanners.config import EmailConfig
 from scanners.receivers import SCAN_EXTENSIONS, Drainer, fsync_dir, safe_name
 from scanners.spool import Accept, Spool
 
@@ -44,19 +44,6 @@ SCAN_TYPES = {
     "image/tif": ".tiff", "image/jpeg": ".jpg", "image/jpg": ".jpg", "image/pjpeg": ".jpg",
     "image/png": ".png",
 }
-
-
-class EmailConfig(BaseModel):
-    senders: dict[str, str]  # envelope sender address (any case) -> device name
-    host: str = "127.0.0.1"
-    port: int = Field(default=0, ge=0, le=65535)  # 0: any free port (see EmailReceiver.port)
-    max_message_bytes: int = Field(default=64 << 20, gt=0)  # larger messages get 552
-    hostname: str = "sohoa"  # announced in the SMTP greeting (no DNS lookup at start)
-
-    @field_validator("senders")
-    @classmethod
-    def _lowercase(cls, v: dict[str, str]) -> dict[str, str]:
-        return {address.strip().lower(): device for address, device in v.items()}
 
 
 def scan_attachments(message: EmailMessage) -> list[tuple[str, bytes]]:

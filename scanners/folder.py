@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, Field
 from watchdog.events import (
     FileClosedEvent,
     FileMovedEvent,
@@ -32,6 +31,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from scanners.config import FolderConfig
 from scanners.receivers import SCAN_EXTENSIONS, fsync_dir, is_temporary_name
 from scanners.spool import Accept, Spool, SpoolItem
 
@@ -41,17 +41,6 @@ DONE = ".sohoa-done"
 REJECTED = ".sohoa-rejected"
 
 Key = tuple[int, int]  # (size, mtime_ns): a file that keeps this key has stopped changing
-
-
-class FolderConfig(BaseModel):
-    devices: dict[str, Path]  # scanner (device) name -> the folder it writes to
-    poll_seconds: float = Field(default=10.0, gt=0)
-    settle_seconds: float = Field(default=5.0, ge=0)
-    # A PDF whose end marker (%%EOF) is missing is still being written, unless it stays unchanged
-    # this long (then it is taken, and the pipeline reports it as truncated, keeping the original).
-    unfinished_pdf_seconds: float = Field(default=120.0, ge=0)
-    inotify: bool = True  # False on network mounts that never deliver events: polling only
-    delete_after: bool = False  # True: delete a stored file instead of moving it to .sohoa-done
 
 
 @dataclass

@@ -25,58 +25,16 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pyftpdlib.authorizers import AuthenticationFailed, DummyAuthorizer
 from pyftpdlib.handlers import DTPHandler, FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
+from scanners.config import FtpAccount, FtpConfig
 from scanners.receivers import Drainer, fsync_dir, safe_name
 from scanners.spool import Accept, Spool, SpoolItem
 
 log = logging.getLogger(__name__)
-
-
-class FtpAccount(BaseModel):
-    device: str  # the scanner this account belongs to, recorded on its batches
-    username: str
-    password: SecretStr
-
-    @field_validator("username")
-    @classmethod
-    def _not_anonymous(cls, v: str) -> str:
-        if not v or v.lower() in ("anonymous", "ftp"):
-            raise ValueError("anonymous FTP is refused: give each scanner a named account")
-        return v
-
-    @field_validator("password")
-    @classmethod
-    def _has_password(cls, v: SecretStr) -> SecretStr:
-        if not v.get_secret_value():
-            raise ValueError("an FTP account needs a password")
-        return v
-
-
-class FtpConfig(BaseModel):
-    accounts: list[FtpAccount]
-    host: str = "127.0.0.1"
-    port: int = Field(default=0, ge=0, le=65535)  # 0: any free port (see FtpReceiver.port)
-    passive_ports: tuple[int, int] | None = None  # (first, last) for firewalls; default: any
-    masquerade_address: str | None = None  # address announced in PASV replies behind NAT
-    max_file_bytes: int = Field(default=2 << 30, gt=0)  # larger uploads are cut and kept incomplete
-    max_connections: int = Field(default=32, gt=0)  # sessions at once
-    max_connections_per_ip: int = Field(default=8, ge=0)  # 0: no per-address limit
-    idle_timeout_seconds: float = Field(default=300.0, gt=0)  # control and data connections
-    auth_failed_delay_seconds: float = Field(default=3.0, ge=0)  # slows password guessing
-
-    @model_validator(mode="after")
-    def _check(self) -> FtpConfig:
-        names = [a.username for a in self.accounts]
-        if len(set(names)) != len(names):
-            raise ValueError("FTP usernames must be unique")
-        if self.passive_ports and not 0 < self.passive_ports[0] <= self.passive_ports[1] <= 65535:
-            raise ValueError("passive_ports is (first, last) with first <= last")
-        return self
 
 
 def _digest(secret: str) -> bytes:

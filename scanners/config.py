@@ -1,0 +1,77 @@
+"""What the push receivers are told by configuration (SOHOA_FOLDER, SOHOA_FTP, SOHOA_SMTP).
+
+Kept apart from the receivers themselves so that reading the settings does not load the FTP and
+SMTP servers (pyftpdlib, aiosmtpd) in every process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+
+
+class FolderConfig(BaseModel):
+    devices: dict[str, Path]  # scanner (device) name -> the folder it writes to
+    poll_seconds: float = Field(default=10.0, gt=0)
+    settle_seconds: float = Field(default=5.0, ge=0)
+    # A PDF whose end marker (%%EOF) is missing is still being written, unless it stays unchanged
+    # this long (then it is taken, and the pipeline reports it as truncated, keeping the original).
+    unfinished_pdf_seconds: float = Field(default=120.0, ge=0)
+    inotify: bool = True  # False on network mounts that never deliver events: polling only
+    delete_after: bool = False  # True: delete a stored file instead of moving it to .sohoa-done
+
+
+class FtpAccount(BaseModel):
+    device: str  # the scanner this account belongs to, recorded on its batches
+    username: str
+    password: SecretStr
+
+    @field_validator("username")
+    @classmethod
+    def _not_anonymous(cls, v: str) -> str:
+        if not v or v.lower() in ("anonymous", "ftp"):
+            raise ValueError("anonymous FTP is refused: give each scanner a named account")
+        return v
+
+    @field_validator("password")
+    @classmethod
+    def _has_password(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value():
+            raise ValueError("an FTP account needs a password")
+        return v
+
+
+class FtpConfig(BaseModel):
+    accounts: list[FtpAccount]
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)  # 0: any free port (see FtpReceiver.port)
+    passive_ports: tuple[int, int] | None = None  # (first, last) for firewalls; default: any
+    masquerade_address: str | None = None  # address announced in PASV replies behind NAT
+    max_file_bytes: int = Field(default=2 << 30, gt=0)  # larger uploads are cut and kept incomplete
+    max_connections: int = Field(default=32, gt=0)  # sessions at once
+    max_connections_per_ip: int = Field(default=8, ge=0)  # 0: no per-address limit
+    idle_timeout_seconds: float = Field(default=300.0, gt=0)  # control and data connections
+    auth_failed_delay_seconds: float = Field(default=3.0, ge=0)  # slows password guessing
+
+    @model_validator(mode="after")
+    def _check(self) -> FtpConfig:
+        names = [a.username for a in self.accounts]
+        if len(set(names)) != len(names):
+            raise ValueError("FTP usernames must be unique")
+        if self.passive_ports and not 0 < self.passive_ports[0] <= self.passive_ports[1] <= 65535:
+            raise ValueError("passive_ports is (first, last) with first <= last")
+        return self
+
+
+class EmailConfig(BaseModel):
+    senders: dict[str, str]  # envelope sender address (any case) -> device name
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)  # 0: any free port (see EmailReceiver.port)
+    max_message_bytes: int = Field(default=64 << 20, gt=0)  # larger messages get 552
+    hostname: str = "sohoa"  # announced in the SMTP greeting (no DNS lookup at start)
+
+    @field_validator("senders")
+    @classmethod
+    def _lowercase(cls, v: dict[str, str]) -> dict[str, str]:
+        return {address.strip().lower(): device for address, device in v.items()}
