@@ -19,25 +19,22 @@ class Run:
     stderr: str
 
 
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
 def _tree_rss_kb(root: int) -> int:
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2:].split()
-            pid, ppid = int(entry.name), int(fields[1])
-            rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") // 1024
-            children.setdefault(ppid, []).append(pid)
-        except (OSError, ValueError, IndexError):
-            continue
+    """Resident memory of `root` and its descendants, found through /proc/PID/task/TID/children:
+    a handful of reads per sample, so that measuring memory does not slow the tool measured
+    (reading every process's stat every 50 ms cost the tool ~4 % of its time on 2 cores)."""
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo += children.get(pid, [])
+        try:
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KB
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
     return total
 
 
@@ -52,7 +49,7 @@ def run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = No
         nonlocal peak
         while not done.is_set():
             peak = max(peak, _tree_rss_kb(proc.pid))
-            time.sleep(0.05)
+            time.sleep(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 WORK_DPI = 150  # profile resolution; fine search still reaches ~0.05 degree
+COARSE_POINTS = 60_000  # ink pixels the coarse search looks at
 
 
 @dataclass(frozen=True)
@@ -60,29 +61,39 @@ def _energy(points: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
     return out
 
 
-def _best_angle(points: np.ndarray, limit: float) -> tuple[float, float]:
-    coarse = np.arange(-limit, limit + 1e-9, 0.5)
-    e = _energy(points, coarse)
-    best = coarse[int(np.argmax(e))]
+def _refine(points: np.ndarray, best: float) -> float:
+    """From the coarse angle down to 0.02 degree, on every point."""
     for step, span in ((0.1, 0.5), (0.02, 0.1)):
         fine = np.arange(best - span, best + span + 1e-9, step)
-        fe = _energy(points, fine)
-        best = fine[int(np.argmax(fe))]
-    peak = float(_energy(points, np.array([best]))[0])
-    return float(best), peak / max(float(np.median(e)), 1.0)
+        best = float(fine[int(np.argmax(_energy(points, fine)))])
+    return best
 
 
 def detect(gray: np.ndarray, dpi: int, limit: float = 15.0) -> Skew:
-    """Skew angle within ±limit degrees, and whether the text runs vertically."""
+    """Skew angle within ±limit degrees, and whether the text runs vertically.
+
+    The coarse search (every half degree, both ways round) only has to find the right half
+    degree and which way the lines run: it looks at a sample of COARSE_POINTS ink pixels; the
+    fine search then uses them all. (Half of the deskew time, for the same angles.)"""
     points = _text_points(gray, dpi)
     if points.shape[1] < 200:
         return Skew(0.0, False, 0.0)
-    angle, score = _best_angle(points, limit)
-    turned = np.stack([points[1], -points[0]])  # the same ink, a quarter turn
-    angle_v, score_v = _best_angle(turned, limit)
-    if score_v > score * 1.5:
-        return Skew(angle_v, True, score_v)
-    return Skew(angle, False, score)
+    sample = points[:, :: max(1, points.shape[1] // COARSE_POINTS)]
+    coarse = np.arange(-limit, limit + 1e-9, 0.5)
+    scores = []
+    for turn in (False, True):
+        e = _energy(_quarter_turn(sample) if turn else sample, coarse)
+        scores.append((float(e.max()) / max(float(np.median(e)), 1.0), float(coarse[int(np.argmax(e))])))
+    (score, best), (score_v, best_v) = scores
+    sideways = score_v > score * 1.5
+    if sideways:
+        return Skew(_refine(_quarter_turn(points), best_v), True, score_v)
+    return Skew(_refine(points, best), False, score)
+
+
+def _quarter_turn(points: np.ndarray) -> np.ndarray:
+    """The same ink, a quarter turn round."""
+    return np.stack([points[1], -points[0]])
 
 
 def rotate(img: Image.Image, angle: float) -> Image.Image:
