@@ -35,7 +35,7 @@ from ingest.settings import Settings
 from ingest.split import DossierSplit, SplitPlan, split
 from ingest.stages import DossierStage, DossierWork, PageStage, PageWork
 from ocr import pdf as pdfmod
-from ocr.decode import DecodeLimits, count_pages, open_document
+from ocr.decode import DecodeLimits, count_pages, open_document, page_weights
 from ocr.dossier_code import DossierCodeGrammar
 from ocr.errors import DocumentError, ToolError
 from storage import layout
@@ -187,6 +187,15 @@ class Pipeline:
         if record["status"] == "failed" and self.catalog:
             self.catalog.index_batch(record, [])
         return record
+
+    def heaviest_first(self, batch_id: str, pages: list[int]) -> list[int]:
+        """`pages` in the order to process them: heaviest first (ocr.decode.page_weights)."""
+        record = self.record(batch_id)
+        with self._original(record) as path:
+            weights = page_weights(path) if record.get("pages", 0) > 1 else []
+        if len(weights) != record.get("pages"):
+            return pages
+        return sorted(pages, key=lambda i: -weights[i])
 
     def process_page(self, batch_id: str, index: int) -> dict[str, Any]:
         facts_key = layout.page_facts(batch_id, index)

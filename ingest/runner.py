@@ -41,8 +41,8 @@ def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source:
     if record["status"] in ("failed", "done", "needs_review"):
         return {**record, "already_ingested": True}
     total = record["pages"]
-    todo = [i for i in range(total)
-            if not pipeline.store.exists(layout.page_facts(batch_id, i))]
+    todo = pipeline.heaviest_first(batch_id, [i for i in range(total) if not pipeline.store.exists(
+        layout.page_facts(batch_id, i))])
     if progress:
         progress(total - len(todo), total)
     workers = min(pipeline.settings.workers, max(1, len(todo)))

@@ -121,7 +121,8 @@ def submit(path: Path, dossier: str | None = None, source: str = "upload",
                                 agency=agency, device=device, incomplete=incomplete)
     record = pipeline.inspect(batch_id)
     if record["status"] == "processing":
-        for i in range(record["pages"]):
-            if not pipeline.store.exists(layout.page_facts(batch_id, i)):
-                process_page.delay(batch_id, i)
+        todo = [i for i in range(record["pages"])
+                if not pipeline.store.exists(layout.page_facts(batch_id, i))]
+        for i in pipeline.heaviest_first(batch_id, todo):
+            process_page.delay(batch_id, i)
     return record

@@ -280,4 +280,25 @@ def count_pages(path: Path, limits: DecodeLimits | None = None) -> int:
         doc.close()
 
 
-__all__ = ["DecodeLimits", "Document", "DocumentError", "PageImage", "count_pages", "open_document"]
+def page_weights(path: Path) -> list[int]:
+    """A cheap guess of each page's work: the compressed size of a PDF page's images (pages of
+    dense text compress worst and take OCR longest), 1 for every page of other files. Runners
+    start the heaviest pages first, so that no core waits alone on a long page at the end."""
+    try:
+        with pikepdf.open(path) as pdf:
+            return [_image_bytes(page) for page in pdf.pages]
+    except (pikepdf.PdfError, OSError, ValueError):
+        return []
+
+
+def _image_bytes(page: pikepdf.Page) -> int:
+    try:
+        images = page.resources.get("/XObject", {})
+        return sum(int(x.get("/Length", 0)) for x in images.values()
+                   if x.get("/Subtype") == "/Image") or 1
+    except (AttributeError, TypeError, ValueError, pikepdf.PdfError):
+        return 1
+
+
+__all__ = ["DecodeLimits", "Document", "DocumentError", "PageImage", "count_pages", "open_document",
+           "page_weights"]

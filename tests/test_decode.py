@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ocr.decode import DecodeLimits, open_document
+from ocr.decode import DecodeLimits, open_document, page_weights
 from ocr.errors import (
     EmptyDocument,
     EncryptedDocument,
@@ -167,3 +167,13 @@ def test_half_written_scan_is_refused_as_truncated(tmp_path: Path) -> None:
     (tmp_path / "half.pdf").write_bytes(whole[: len(whole) // 2])  # the scanner was still writing
     with pytest.raises(TruncatedDocument):
         open_document(tmp_path / "half.pdf")
+
+
+def test_dense_pages_weigh_more_than_blank_ones_so_they_start_first() -> None:
+    """Given the bundled sample batch (receipts, an ID copy, text pages and a blank backside),
+    when pages are weighed for scheduling, then the blank page weighs least and a PDF-less
+    input (or a broken one) gets no weights, so it keeps its order."""
+    weights = page_weights(Path(__file__).resolve().parents[1] / "examples" / "sample-batch.pdf")
+    assert len(weights) == 7
+    assert min(weights) == weights[3]  # the blank backside
+    assert page_weights(Path(__file__)) == []
