@@ -19,6 +19,9 @@ def _gray(work: PageWork) -> np.ndarray:
     return np.asarray(img if img.mode == "L" else img.convert("L"))
 
 
+TWO_D = {"QRCode", "MicroQRCode", "rMQRCode", "DataMatrix", "Aztec", "PDF417"}
+
+
 class ReadBarcodes:
     """Barcodes as scanned; with `retry=True`, once more on the straightened page if none were
     found (a long 1-D code skewed by a few degrees leaves no scan line crossing all its bars)."""
@@ -30,8 +33,12 @@ class ReadBarcodes:
     def __call__(self, work: PageWork) -> None:
         if self.retry and (work.facts.get("barcodes") or abs(work.facts.get("skew", 0)) < 1):
             return
-        found = barcodes.read(_gray(work), tuple(work.settings.barcode_engines),
-                              tuple(work.settings.barcode_formats))
+        formats = tuple(work.settings.barcode_formats)
+        if self.retry:  # 2-D codes are found at any angle: only 1-D ones can hide in a skew
+            formats = tuple(f for f in formats if f not in TWO_D)
+            if not formats:
+                return
+        found = barcodes.read(_gray(work), tuple(work.settings.barcode_engines), formats)
         work.facts["barcodes"] = [b.to_dict() for b in found]
         separators = {s.upper() for s in work.settings.separator_barcodes}
         if any(b.value.strip().upper() in separators for b in found):

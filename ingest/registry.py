@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import httpx
-
 from ingest.webhooks import Refused, check_destination
 
 
@@ -28,6 +26,8 @@ class Registry:
 
     def lookup(self, code: str) -> dict[str, Any] | None:
         """The registry's record of `code`, or None if it does not know it."""
+        import httpx  # here: loading it costs every sohoa process ~60 ms
+
         url = self.template.replace("{code}", quote(code, safe=""))
         try:
             check_destination(url, self.allow_private)

@@ -22,7 +22,6 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
@@ -68,6 +67,8 @@ def check_destination(url: str, allow_private: bool = False) -> None:
 
 def deliver(target: WebhookTarget, event: dict[str, Any], allow_private: bool = False,
             timeout: float = 10.0) -> int:
+    import httpx  # here: loading it costs every sohoa process ~60 ms
+
     check_destination(target.url, allow_private)
     body = json.dumps(event, ensure_ascii=False, sort_keys=True).encode()
     ts = int(time.time())

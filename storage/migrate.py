@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -42,9 +42,7 @@ def config(url: str) -> Config:
 
 
 def upgrade(url: str) -> None:
-    """Once per process and database: migrate to head. A database made before migrations existed
-    (tables but no alembic_version) gets the tables it lacks and is stamped as the head revision,
-    whose schema it then has."""
+    """Once per process and database: bring it to the head revision (see _upgrade)."""
     with _lock:
         if url in _done:
             return
@@ -94,26 +92,43 @@ def _upgrade(url: str) -> None:
                 current = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
             if current == HEAD:
                 return
+        elif not tables:
+            # A new database: the current schema at once, stamped at HEAD (Alembic's own advice
+            # for building a database from scratch; tests/test_migrate.py checks that it equals
+            # the migrations' schema).
+            with engine.begin() as connection:
+                _create_current_tables(connection)
+                connection.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) "
+                                        "NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY "
+                                        "(version_num))"))
+                connection.execute(text("INSERT INTO alembic_version VALUES (:v)"), {"v": HEAD})
+            return
+        elif "dossiers" in tables:
+            # Made before migrations existed: the tables it lacks, then stamped as the head
+            # revision, whose schema it then has.
+            with engine.begin() as connection:
+                _create_current_tables(connection)
+            _alembic("stamp", url)
+            return
     finally:
         engine.dispose()
+    _alembic("upgrade", url)
+
+
+def _create_current_tables(connection: Connection) -> None:
+    from api.keys import KeyBase
+    from api.web.users import UserBase
+    from storage.audit import AuditBase
+    from storage.catalog import Base
+
+    for metadata in (Base.metadata, KeyBase.metadata, AuditBase.metadata, UserBase.metadata):
+        metadata.create_all(connection)  # only the missing ones
+
+
+def _alembic(verb: str, url: str) -> None:
     from alembic import command
 
-    cfg = config(url)
-    if "alembic_version" not in tables and "dossiers" in tables:
-        from api.keys import KeyBase
-        from api.web.users import UserBase
-        from storage.audit import AuditBase
-        from storage.catalog import Base
-
-        engine = create_engine(url)
-        try:
-            for metadata in (Base.metadata, KeyBase.metadata, AuditBase.metadata, UserBase.metadata):
-                metadata.create_all(engine)  # only the missing ones
-        finally:
-            engine.dispose()
-        command.stamp(cfg, "head")
-        return
-    command.upgrade(cfg, "head")
+    getattr(command, verb)(config(url), "head")
 
 
 def head() -> str:
