@@ -1,0 +1,87 @@
+"""Tesseract options A/B: CPU seconds and CER of sohoa's OCR call with and without extra options.
+
+    .venv/bin/python bench/tesseract_ab.py "-c load_system_dawg=0 -c load_freq_dawg=0"
+    .venv/bin/python bench/tesseract_ab.py --no-pdf      # TSV only, no text-only PDF renderer
+
+Both variants read the same straightened pages of the benchmark batch (bench/ocr_throughput.py),
+alternating A/B and B/A page by page over two rounds, so that the drift of a shared machine falls
+on both alike. CPU is the Tesseract processes' own (user + system), not wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytesseract
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ["OMP_THREAD_LIMIT"] = "1"
+
+from ocr_throughput import cer, make_batch  # noqa: E402
+
+from ocr import deskew, tesseract  # noqa: E402
+from tests import synth  # noqa: E402
+
+
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def without_pdf_renderer() -> None:
+    """Tesseract writes TSV only (an empty PDF stands in for the text layer)."""
+    original = pytesseract.pytesseract.run_tesseract
+
+    def run(src: str, base: str, ext: str, lang: str, config: str, **kw: object) -> object:
+        if "textonly_pdf" not in config:
+            ext = "tsv"
+            Path(base + ".pdf").write_bytes(b"")
+        return original(src, base, ext, lang, config, **kw)
+
+    pytesseract.pytesseract.run_tesseract = run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("options", nargs="?", default="", help="extra tesseract options for B")
+    parser.add_argument("--no-pdf", action="store_true", help="B without the text-only PDF")
+    parser.add_argument("--pages", type=int, default=12)
+    args = parser.parse_args()
+    batch = make_batch(args.pages, (0, 2, -3, 5, -5, 7, -8, 10, -10))
+    pages = []
+    for page, scan in batch.pages:
+        img = synth.degrade(page, scan)
+        skew = deskew.detect(np.asarray(img.convert("L")), 300, 15)
+        pages.append((page, deskew.rotate(img, -skew.angle)))
+    config_b = tesseract.CONFIG + (" " + args.options if args.options else "")
+    if args.no_pdf:
+        config_b = config_b.replace(" -c textonly_pdf=1", "")
+        without_pdf_renderer()
+    configs = {"A": tesseract.CONFIG, "B": config_b}
+    cpu = {"A": 0.0, "B": 0.0}
+    cers: dict[str, list[float]] = {"A": [], "B": []}
+    for rnd in range(2):
+        for k, (page, img) in enumerate(pages):
+            for name in ("A", "B") if (k + rnd) % 2 == 0 else ("B", "A"):
+                tesseract.CONFIG = configs[name]
+                start = children_cpu()
+                out = tesseract.run(img, 300, "vie", 300, 200)
+                cpu[name] += children_cpu() - start
+                if page.kind == "text" and rnd == 0:
+                    cers[name].append(cer(page.text, out.text))
+    for name in "AB":
+        print(f"{name}: {configs[name]}\n   Tesseract CPU {cpu[name]:.2f} s, CER median "
+              f"{statistics.median(cers[name]):.4f}, worst {max(cers[name]):.4f}")
+    print(f"B / A CPU: {cpu['B'] / cpu['A']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
