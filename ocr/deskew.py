@@ -105,7 +105,7 @@ def rotate(img: Image.Image, angle: float) -> Image.Image:
     h, w = arr.shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
     paper = _paper_colour(arr)
-    out = cv2.warpAffine(arr, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+    out = cv2.warpAffine(arr, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT,
                          borderValue=paper)
     result = Image.fromarray(out)
     return result.convert("1") if img.mode == "1" else result
