@@ -530,7 +530,9 @@ def test_killed_mid_ftp_upload_keeps_the_partial_upload_and_stores_the_full_one_
     for receiver in receivers:
         receiver.stop()
     by_file = {r["file"]: r for r in batches(pipeline)}
-    assert sorted(by_file) == ["full.pdf", "partial.pdf"]
+    assert sorted(by_file) == ["full.pdf", "partial.pdf"], (
+        sorted(str(p.relative_to(data_dir)) for p in (data_dir / "spool").rglob("*")),
+        (tmp_path / "child.log").read_text()[-3000:])
     assert by_file["full.pdf"]["incomplete"] is None
     assert by_file["full.pdf"]["status"] in ("done", "needs_review")
     assert stored_original(pipeline, by_file["full.pdf"]) == full
