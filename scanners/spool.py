@@ -164,7 +164,10 @@ class Spool:
         Items another live process is still receiving (locked) are left alone."""
         recovered = []
         for path in sorted(self.incoming.iterdir()):
-            if path.name in self._receiving or not self._hold(path):
+            if path.name in self._receiving:
+                continue
+            if not self._hold(path):
+                log.info("spool item %s is still being received by another process", path.name)
                 continue
             item = SpoolItem(path)
             if not (path / META).exists() or (not item.pages and item.payload() is None):

@@ -135,16 +135,19 @@ def test_an_auditor_verifies_a_dossier_from_the_search_results(
 def test_verify_now_on_an_intact_dossier_says_ok_and_is_audited(
         live_app: LiveApp, page: Page, manifests: dict[str, dict]) -> None:
     """Given an intact dossier never verified, when an auditor presses "verify now", then the
-    panel says every file matches, the status reads intact, and the check is in the audit log."""
+    panel says every file matches, the status reads intact, and the check is in the audit log
+    and in the page's audit trail at once."""
     username, password = live_app.user("auditor", [H40])
     login(page, live_app.url, username, password, next_path=f"/dossiers/{AN}")
     panel = page.locator("#integrity")
     expect(panel.locator(".badge")).to_have_text("Chưa kiểm tra")
+    expect(page.locator("#trail")).not_to_contain_text("Kiểm tra toàn vẹn")
     snap(page, "not-verified-yet")
     panel.locator("button[type=submit]").click()
     expect(panel.locator(".result-ok")).to_contain_text("mọi tệp khớp với mã kiểm tra SHA-256")
     expect(panel.locator(".badge")).to_have_text("Toàn vẹn")
     expect(page.locator("#head-badge .badge")).to_have_text("Toàn vẹn")
+    expect(page.locator("#trail")).to_contain_text("Kiểm tra toàn vẹn")  # no reload needed
     snap(page, "verified-ok")
     (entry,) = audit_of(live_app, AN, "dossier.verify")
     assert entry["actor"] == f"user:{username}"

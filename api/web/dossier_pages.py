@@ -646,10 +646,16 @@ def add_routes(app: FastAPI, state: WebState) -> None:
             target = safe_next(next) or f"/dossiers/{found['dossier_id']}#integrity"
             return RedirectResponse(target, 303)
         check = last_verifications(state.pipeline, [found["dossier_id"]]).get(found["dossier_id"])
+        view = view if view in ("panel", "badge") else "panel"
+        trail = None  # on the dossier page, an auditor's trail shows the check at once
+        if view == "panel" and who.role in ("auditor", "admin"):
+            trail = audit_entries(state.pipeline, found["dossier_id"], reads=False,
+                                  limit=TRAIL_PAGE + 1)
         return render(request, "dossier_verified.html", {
-            "d": found, "view": view if view in ("panel", "badge") else "panel",
-            "integrity": integrity_state(check, found["version"]), "just_checked": True,
-            "actor_label": actor_label})
+            "d": found, "view": view, "integrity": integrity_state(check, found["version"]),
+            "just_checked": True, "actor_label": actor_label,
+            "trail": trail_rows(language(request), trail[:TRAIL_PAGE]) if trail is not None else None,
+            "trail_older": trail[TRAIL_PAGE - 1]["seq"] if trail and len(trail) > TRAIL_PAGE else None})
 
     @app.post("/dossiers/{code}/fields/{name}", include_in_schema=False)
     def correct_field(request: Request, code: str, name: str, who: Corrector,
