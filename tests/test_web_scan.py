@@ -263,6 +263,9 @@ def test_another_agencys_scan_batch_and_thumbnails_are_404(station: Station) -> 
         assert thumb.headers["content-type"] == "image/jpeg" and len(thumb.content) < 20_000
         assert "max-age" in thumb.headers["cache-control"]
         assert client.get(f"/scan/scans/{scan.id}/pages/4.jpg").status_code == 404
+        stored = client.get(f"/scan/batches/{scan.batch_id}/pages/1.jpg")  # the batch is done:
+        assert stored.headers["content-type"] == "image/jpeg"  # the page as the pipeline stored it
+        assert "immutable" in stored.headers["cache-control"] and "scan" not in stored.headers["etag"]
 
 
 @pytest.mark.parametrize(("form", "message"), [

@@ -158,6 +158,15 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None,
                                       headers=headers)
 
 
+def jpeg_response(request: Request, data: bytes, etag: str,
+                  cache_control: str = "private, max-age=86400") -> Response:
+    """A page image or thumbnail; 304 when the browser already holds this ETag (slow networks)."""
+    headers = {"ETag": etag, "Cache-Control": cache_control}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type="image/jpeg", headers=headers)
+
+
 def error_page(request: Request, status_code: int, key: str, headers: dict[str, str] | None = None,
                **values: Any) -> HTMLResponse:
     message = i18n.translate(language(request), key, **values)

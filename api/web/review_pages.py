@@ -35,7 +35,7 @@ from sqlalchemy import and_, or_, select
 
 from api.keys import ALL_AGENCIES, Principal
 from api.web import i18n
-from api.web.pages import render
+from api.web.pages import jpeg_response, render
 from api.web.security import WebState, language, require_role
 from ingest.pipeline import PageRef, Pipeline
 from ingest.review import Review, ReviewError
@@ -327,13 +327,6 @@ def _action_id(value: str) -> str:
     return value
 
 
-def _image(jpeg: bytes, etag: str, request: Request) -> Response:
-    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=headers)
-    return Response(jpeg, media_type="image/jpeg", headers=headers)
-
-
 class ReviewPages:
     """The routes' work, sharing the app's pipeline."""
 
@@ -475,7 +468,7 @@ class ReviewPages:
             raise HTTPException(404) from None
         self.state.audit(request, who, "batch.page.read", batch_id, record.get("agency") or "",
                          page=number, size=size)
-        return _image(jpeg, f'"{batch_id}-{number}-{size}"', request)
+        return jpeg_response(request, jpeg, f'"{batch_id}-{number}-{size}"')
 
     def file_of(self, batch_id: str) -> str:
         try:
@@ -612,8 +605,8 @@ class ReviewPages:
             raise HTTPException(404)
         self.state.audit(request, who, "dossier.page.read", code, dossier["agency"],
                          version=version, page=number, size=size)
-        return _image(self.page_jpeg(refs[number - 1], size), f'"{code}-{version}-{number}-{size}"',
-                      request)
+        return jpeg_response(request, self.page_jpeg(refs[number - 1], size),
+                             f'"{code}-{version}-{number}-{size}"')
 
     def dossier_change(self, request: Request, code: str, who: Staff,
                        op: Annotated[str, Form(max_length=20)] = "",

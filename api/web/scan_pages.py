@@ -4,7 +4,8 @@ scanner, scan, batch or thumbnail answers 404, as if it did not exist.
 
 Pages are rendered on the server; htmx polls small fragments (the running scan every second, the
 batch list every few seconds while something is under way) because office networks are slow.
-Thumbnails are small JPEGs made once per page, kept under data_dir/thumbs and cached by browsers.
+Thumbnails are small JPEGs made once per page, kept under data_dir/thumbs and cached by browsers:
+a batch page is shown as the pipeline stored it (straightened), or from the original until then.
 
 (No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.)
 """
@@ -27,15 +28,17 @@ from PIL import Image
 
 from api.keys import ALL_AGENCIES, Principal
 from api.web import i18n
-from api.web.pages import render
+from api.web.pages import jpeg_response, render
 from api.web.security import WebState, language, require_role
 from ocr.decode import open_document
 from ocr.errors import DocumentError
+from ocr.pdf import page_jpeg
 from scanners.devices import Device
 from scanners.escl import ADF_PROBLEMS, EsclError
 from scanners.escl_xml import ScanRequest
 from scanners.scan import ScanProgress, ScanService
 from scanners.spool import PAGES, Spool
+from storage import layout
 from storage.objects import ObjectMissing
 
 THUMB_SIDE = 200  # pixels, longest side: ~6 KB a page
@@ -538,6 +541,15 @@ def _spool_pages(spool: Spool) -> SpoolPages:
     return SpoolPages(spool)
 
 
+def _processed_page(state: WebState, batch_id: str, index: int) -> bytes | None:
+    """Page `index` (0-based) as the pipeline stored it, as a thumbnail; None before that."""
+    key = layout.page_pdf(batch_id, index)
+    try:
+        return page_jpeg(io.BytesIO(state.pipeline.store.get(key)), 0, THUMB_SIDE, quality=70)
+    except ObjectMissing:
+        return None
+
+
 def _batch_page(state: WebState, record: dict[str, Any], index: int) -> bytes | None:
     """Page `index` (0-based) of the batch's original, as a thumbnail."""
     try:
@@ -551,13 +563,6 @@ def _batch_page(state: WebState, record: dict[str, Any], index: int) -> bytes | 
                 document.close()
     except (DocumentError, ObjectMissing, OSError, ValueError):
         return None
-
-
-def _jpeg(data: bytes, etag: str, request: Request) -> Response:
-    headers = {"ETag": etag, "Cache-Control": THUMB_CACHE}
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=headers)
-    return Response(data, media_type="image/jpeg", headers=headers)
 
 
 # ---- routes ----------------------------------------------------------------------------------
@@ -679,7 +684,7 @@ def add_routes(app: FastAPI, state: WebState) -> None:
         data = _cached(thumbs / "scans" / scan_id / f"{number:04d}.jpg", make)
         if data is None:
             raise HTTPException(404)
-        return _jpeg(data, f'"s-{scan_id}-{number}"', request)
+        return jpeg_response(request, data, f'"s-{scan_id}-{number}"', THUMB_CACHE)
 
     @app.get("/scan/batches/{batch_id}/pages/{number}.jpg", include_in_schema=False)
     def batch_thumbnail(request: Request, who: Staff, batch_id: str, number: int) -> Response:
@@ -687,10 +692,13 @@ def add_routes(app: FastAPI, state: WebState) -> None:
         if not 1 <= number <= (record.get("pages") or 0):
             raise HTTPException(404)
         data = _cached(thumbs / "batches" / batch_id / f"{number:04d}.jpg",
-                       lambda: _batch_page(state, record, number - 1))
+                       lambda: _processed_page(state, batch_id, number - 1))
+        if data is not None:  # the page as stored: straightened, turned upright
+            return jpeg_response(request, data, f'"b-{batch_id}-{number}"', THUMB_CACHE)
+        data = _batch_page(state, record, number - 1)  # not processed yet: from the original
         if data is None:
             raise HTTPException(404)
-        return _jpeg(data, f'"b-{batch_id}-{number}"', request)
+        return jpeg_response(request, data, f'"b-{batch_id}-{number}-scan"', "no-cache")
 
 
 def _checked(state: WebState, service: ScanService, who: Principal,
