@@ -2,10 +2,12 @@
 
     .venv/bin/python bench/tesseract_ab.py "-c load_system_dawg=0 -c load_freq_dawg=0"
     .venv/bin/python bench/tesseract_ab.py --no-pdf      # TSV only, no text-only PDF renderer
+    .venv/bin/python bench/tesseract_ab.py --library     # the program (A) vs libtesseract (B)
 
 Both variants read the same straightened pages of the benchmark batch (bench/ocr_throughput.py),
 alternating A/B and B/A page by page over two rounds, so that the drift of a shared machine falls
-on both alike. CPU is the Tesseract processes' own (user + system), not wall time.
+on both alike. CPU is this process's and its children's (user + system), not wall time. A runs
+the `tesseract` program per page (options apply to it); B too, unless `--library`.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from ocr import deskew, tesseract  # noqa: E402
 from tests import synth  # noqa: E402
 
 
-def children_cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
+def cpu_seconds() -> float:
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 def without_pdf_renderer() -> None:
@@ -53,6 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("options", nargs="?", default="", help="extra tesseract options for B")
     parser.add_argument("--no-pdf", action="store_true", help="B without the text-only PDF")
+    parser.add_argument("--library", action="store_true", help="B through libtesseract")
     parser.add_argument("--pages", type=int, default=12)
     args = parser.parse_args()
     batch = make_batch(args.pages, (0, 2, -3, 5, -5, 7, -8, 10, -10))
@@ -66,19 +69,20 @@ def main() -> None:
         config_b = config_b.replace(" -c textonly_pdf=1", "")
         without_pdf_renderer()
     configs = {"A": tesseract.CONFIG, "B": config_b}
+    engines = {"A": "cli", "B": "library" if args.library else "cli"}
     cpu = {"A": 0.0, "B": 0.0}
     cers: dict[str, list[float]] = {"A": [], "B": []}
     for rnd in range(2):
         for k, (page, img) in enumerate(pages):
             for name in ("A", "B") if (k + rnd) % 2 == 0 else ("B", "A"):
                 tesseract.CONFIG = configs[name]
-                start = children_cpu()
-                out = tesseract.run(img, 300, "vie", 300, 200)
-                cpu[name] += children_cpu() - start
+                start = cpu_seconds()
+                out = tesseract.run(img, 300, "vie", 300, 200, engines[name])
+                cpu[name] += cpu_seconds() - start
                 if page.kind == "text" and rnd == 0:
                     cers[name].append(cer(page.text, out.text))
     for name in "AB":
-        print(f"{name}: {configs[name]}\n   Tesseract CPU {cpu[name]:.2f} s, CER median "
+        print(f"{name}: {engines[name]} {configs[name]}\n   Tesseract CPU {cpu[name]:.2f} s, CER median "
               f"{statistics.median(cers[name]):.4f}, worst {max(cers[name]):.4f}")
     print(f"B / A CPU: {cpu['B'] / cpu['A']:.3f}")
 

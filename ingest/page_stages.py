@@ -86,7 +86,8 @@ class Recognize:
         readings: list[dict[str, object]] = []  # what ran, for the facts (BENCHMARKS.md counts them)
 
         def read(img: Image.Image, languages: str, turned: int = 0) -> tesseract.OcrResult:
-            out = tesseract.run(img, work.dpi, languages, s.ocr_timeout_s, s.ocr_max_dpi)
+            out = tesseract.run(img, work.dpi, languages, s.ocr_timeout_s, s.ocr_max_dpi,
+                                s.ocr_engine)
             readings.append({"languages": languages, "turned": turned,
                              "confidence": round(out.mean_confidence / 100, 3)})
             return out

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.webhooks import WebhookTarget
 from ocr.dossier_code import STRICT, TOLERANT
-from scanners.config import EmailConfig, FolderConfig, FtpConfig
-from scanners.devices import ScannerConfig
+from scanners.config import EmailConfig, FolderConfig, FtpConfig, ScannerConfig
 
 
 class Settings(BaseSettings):
@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     ocr_second_languages: str = "vie+eng"  # "" disables the second reading
     ocr_second_reading_below: float = 90.0
     ocr_timeout_s: int = 300
+    # "library": libtesseract loaded once per worker (saves ~0.2 s of model loading per page);
+    # "cli": one `tesseract` program run per page. Same results (BENCHMARKS.md).
+    ocr_engine: Literal["library", "cli"] = "library"
     # Scans finer than this are OCR'd from a copy downscaled to it (0: as scanned); the stored page
     # keeps its resolution. 200 dpi reads as well as 300 in a quarter less time (BENCHMARKS.md).
     ocr_max_dpi: int = Field(default=200, ge=0)

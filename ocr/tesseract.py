@@ -18,9 +18,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytesseract
 from PIL import Image
 
+from ocr import tesseract_api
 from ocr.errors import ToolError
 from ocr.text import clean_line, nfc
 
@@ -60,26 +60,42 @@ class OcrResult:
 
 
 # tessedit_do_invert=0: Tesseract 5 otherwise reads every weak line again as white-on-black.
-CONFIG = "--psm 3 -c tessedit_create_tsv=1 -c textonly_pdf=1 -c tessedit_do_invert=0"
+VARIABLES = {"tessedit_do_invert": "0"}
+CONFIG = "--psm 3 -c tessedit_create_tsv=1 -c textonly_pdf=1 " + " ".join(
+    f"-c {k}={v}" for k, v in VARIABLES.items())
+ENGINES = ("library", "cli")
 
 
 def run(img: Image.Image, dpi: int, languages: str = "vie+eng", timeout: float = 300,
-        max_dpi: int = 0) -> OcrResult:
-    """Reads `img` (at `dpi`); with `max_dpi`, from a copy downscaled to it when the scan is finer."""
+        max_dpi: int = 0, engine: str = "library") -> OcrResult:
+    """Reads `img` (at `dpi`); with `max_dpi`, from a copy downscaled to it when the scan is finer.
+    `engine`: "library", libtesseract kept loaded in this process (ocr/tesseract_api.py), or "cli",
+    one `tesseract` program run per call. Both give the same result."""
     src_img, scale = downscale(img, dpi, max_dpi)
     ocr_dpi = max_dpi if scale != 1 else dpi
     with tempfile.TemporaryDirectory(prefix="sohoa-ocr-") as tmp:
         src, base = Path(tmp) / "page.pnm", Path(tmp) / "out"
         write_pnm(src_img, src)  # uncompressed: cheapest hand-over; the dpi goes on the command line
-        try:
-            pytesseract.pytesseract.run_tesseract(str(src), str(base), "pdf tsv", languages,
-                                                  f"--dpi {ocr_dpi} {CONFIG}", timeout=timeout)
-        except pytesseract.TesseractNotFoundError as e:
-            raise ToolError("tesseract", "not installed (see README: make run installs it)") from e
-        except (pytesseract.TesseractError, RuntimeError) as e:
-            raise ToolError("tesseract", str(e)) from e
+        if engine == "library":
+            tesseract_api.engine(languages).read(src, base, ocr_dpi, VARIABLES, timeout)
+        elif engine == "cli":
+            _run_program(src, base, languages, ocr_dpi, timeout)
+        else:
+            raise ValueError(f"unknown tesseract engine {engine!r}; one of {ENGINES}")
         words, lines = parse_tsv(base.with_suffix(".tsv").read_text(encoding="utf-8"), 1 / scale)
         return OcrResult(words, lines, base.with_suffix(".pdf").read_bytes())
+
+
+def _run_program(src: Path, base: Path, languages: str, dpi: int, timeout: float) -> None:
+    import pytesseract  # only here: it costs 60 ms of start-up (packaging), the library needs none
+
+    try:
+        pytesseract.pytesseract.run_tesseract(str(src), str(base), "pdf tsv", languages,
+                                              f"--dpi {dpi} {CONFIG}", timeout=timeout)
+    except pytesseract.TesseractNotFoundError as e:
+        raise ToolError("tesseract", "not installed (see README: make run installs it)") from e
+    except (pytesseract.TesseractError, RuntimeError) as e:
+        raise ToolError("tesseract", str(e)) from e
 
 
 def write_pnm(img: Image.Image, path: Path) -> None:

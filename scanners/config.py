@@ -1,7 +1,8 @@
-"""What the push receivers are told by configuration (SOHOA_FOLDER, SOHOA_FTP, SOHOA_SMTP).
+"""What scanners and the push receivers are told by configuration (SOHOA_SCANNERS, SOHOA_FOLDER,
+SOHOA_FTP, SOHOA_SMTP).
 
-Kept apart from the receivers themselves so that reading the settings does not load the FTP and
-SMTP servers (pyftpdlib, aiosmtpd) in every process.
+Kept apart from the clients and receivers themselves so that reading the settings does not load
+the eSCL client (httpx), the FTP and SMTP servers (pyftpdlib, aiosmtpd) in every process.
 """
 
 from __future__ import annotations
@@ -75,3 +76,15 @@ class EmailConfig(BaseModel):
     @classmethod
     def _lowercase(cls, v: dict[str, str]) -> dict[str, str]:
         return {address.strip().lower(): device for address, device in v.items()}
+
+
+class ScannerConfig(BaseModel):
+    """One scanner given by URL (SOHOA_SCANNERS, a JSON list of these)."""
+
+    url: str = Field(pattern=r"^https?://")
+    name: str | None = None
+    uuid: str | None = None
+    agency: str | None = None  # batches from this scanner belong to this agency
+    host_header: str | None = None  # quirk: some HP models want "localhost"
+    page_delay: float = Field(default=0.0, ge=0, le=10)  # quirk: some Brother models
+    certificate_sha256: str | None = None  # expected certificate; else trusted on first use

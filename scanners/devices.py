@@ -14,8 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, Field
-
+from scanners.config import ScannerConfig
 from scanners.discovery import Advertised
 from scanners.escl import (
     CertificateMismatch,
@@ -26,18 +25,6 @@ from scanners.escl import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class ScannerConfig(BaseModel):
-    """One scanner given by URL (SOHOA_SCANNERS, a JSON list of these)."""
-
-    url: str = Field(pattern=r"^https?://")
-    name: str | None = None
-    uuid: str | None = None
-    agency: str | None = None  # batches from this scanner belong to this agency
-    host_header: str | None = None  # quirk: some HP models want "localhost"
-    page_delay: float = Field(default=0.0, ge=0, le=10)  # quirk: some Brother models
-    certificate_sha256: str | None = None  # expected certificate; else trusted on first use
 
 
 @dataclass

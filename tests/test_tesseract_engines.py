@@ -1,0 +1,87 @@
+"""libtesseract in the worker (the default) reads exactly as the `tesseract` program does."""
+
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ocr import deskew, tesseract, tesseract_api
+from ocr.errors import ToolError
+from tests import synth
+
+
+@pytest.fixture(scope="module")
+def page() -> Image.Image:
+    """A straightened, noisy 300-dpi page of Vietnamese prose."""
+    text_page, _ = synth.text_page(synth.corpus_paragraphs()[40:44], 300)
+    img = synth.degrade(text_page, synth.Scan(skew=4.0, noise=5, blur=0.7, seed=3))
+    return deskew.rotate(img, -deskew.detect(np.asarray(img.convert("L")), 300, 15).angle)
+
+
+def pdf_text(pdf: bytes, tmp_path: Path, name: str) -> str:
+    path = tmp_path / name
+    path.write_bytes(pdf)
+    return subprocess.run(["pdftotext", "-raw", str(path), "-"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_library_and_program_give_the_same_words_and_text_layer(page, tmp_path) -> None:
+    # Given a page, when both engines read it
+    lib = tesseract.run(page, 300, "vie", 60, 200, engine="library")
+    cli = tesseract.run(page, 300, "vie", 60, 200, engine="cli")
+    # Then words, boxes, confidences and lines are identical, and so is the PDF's text
+    assert len(lib.words) > 100
+    assert lib.words == cli.words and lib.lines == cli.lines
+    assert pdf_text(lib.text_pdf, tmp_path, "lib.pdf") == pdf_text(cli.text_pdf, tmp_path, "cli.pdf")
+
+
+def test_the_engine_is_loaded_once_per_language_set() -> None:
+    # When the same languages are asked for twice, then it is the same loaded engine
+    assert tesseract_api.engine("vie") is tesseract_api.engine("vie")
+    # and another language set gets its own
+    assert tesseract_api.engine("vie+eng") is not tesseract_api.engine("vie")
+
+
+def test_unknown_language_is_a_tool_error() -> None:
+    with pytest.raises(ToolError, match="language data for 'xxq'"):
+        tesseract_api.engine("xxq")
+
+
+def test_an_image_it_cannot_open_is_a_tool_error_and_the_engine_reads_on(page, tmp_path) -> None:
+    # Given a file that is not an image
+    bad = tmp_path / "bad.pnm"
+    bad.write_bytes(b"P5\n10 10\n255\n")  # header, no pixels
+    # When the engine reads it, then a ToolError
+    with pytest.raises(ToolError):
+        tesseract_api.engine("vie").read(bad, tmp_path / "out", 300, {}, 30)
+    # And the next page reads as usual
+    assert len(tesseract.run(page, 300, "vie", 60, 200, engine="library").words) > 100
+
+
+def test_a_page_over_its_time_limit_is_a_tool_error(page) -> None:
+    with pytest.raises(ToolError, match="timeout"):
+        tesseract.run(page, 300, "vie", 0.001, 200, engine="library")
+
+
+def _words_in_child(img: Image.Image, queue: multiprocessing.Queue) -> None:
+    queue.put(len(tesseract.run(img, 300, "vie", 60, 200, engine="library").words))
+
+
+def test_a_forked_worker_reads_with_its_own_engine(page) -> None:
+    # Given an engine loaded in this process (as a CLI run in one process leaves it)
+    parent_engine = tesseract_api.engine("vie")
+    # When a forked child (ProcessPoolExecutor, Celery prefork) reads a page
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_words_in_child, args=(page, queue))
+    child.start()
+    words = queue.get(timeout=120)
+    child.join(30)
+    # Then it reads it, and the parent's engine is still there and usable
+    assert child.exitcode == 0 and words > 100
+    assert tesseract_api.engine("vie") is parent_engine
