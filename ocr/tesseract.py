@@ -1,5 +1,7 @@
-"""Thin wrapper over the tesseract program (through pytesseract): one call gives the page's words with
-boxes and confidences (TSV) and an invisible-text PDF page (text-only PDF) to lay over the image.
+"""Tesseract behind one call: the page's words with boxes and confidences, and an invisible-text PDF
+page (text-only PDF) to lay over the image. Two engines give the same result: libtesseract kept
+loaded in the worker (ocr/tesseract_api.py, the default) or the `tesseract` program run per page
+(through pytesseract; its TSV output).
 
 Scans finer than `max_dpi` are read from a downscaled copy: Tesseract's page layout analysis costs in
 proportion to the pixels, while its line recognizer rescales every text line to a fixed height anyway
@@ -13,6 +15,7 @@ import csv
 import io
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,17 +76,21 @@ def run(img: Image.Image, dpi: int, languages: str = "vie+eng", timeout: float =
     one `tesseract` program run per call. Both give the same result."""
     src_img, scale = downscale(img, dpi, max_dpi)
     ocr_dpi = max_dpi if scale != 1 else dpi
-    with tempfile.TemporaryDirectory(prefix="sohoa-ocr-") as tmp:
-        src, base = Path(tmp) / "page.pnm", Path(tmp) / "out"
-        write_pnm(src_img, src)  # uncompressed: cheapest hand-over; the dpi goes on the command line
-        if engine == "library":
-            tesseract_api.engine(languages).read(src, base, ocr_dpi, VARIABLES, timeout)
-        elif engine == "cli":
+    if engine == "library":
+        raw, text_pdf = tesseract_api.engine(languages).read(
+            np.asarray(_gray_or_rgb(src_img)), ocr_dpi, VARIABLES, timeout)
+        rows = ((w.line, w.text, w.confidence, w.box) for w in raw)
+    elif engine == "cli":
+        with tempfile.TemporaryDirectory(prefix="sohoa-ocr-") as tmp:
+            src, base = Path(tmp) / "page.pnm", Path(tmp) / "out"
+            write_pnm(src_img, src)  # uncompressed: the cheapest hand-over
             _run_program(src, base, languages, ocr_dpi, timeout)
-        else:
-            raise ValueError(f"unknown tesseract engine {engine!r}; one of {ENGINES}")
-        words, lines = parse_tsv(base.with_suffix(".tsv").read_text(encoding="utf-8"), 1 / scale)
-        return OcrResult(words, lines, base.with_suffix(".pdf").read_bytes())
+            rows = tsv_rows(base.with_suffix(".tsv").read_text(encoding="utf-8"))
+            text_pdf = base.with_suffix(".pdf").read_bytes()
+    else:
+        raise ValueError(f"unknown tesseract engine {engine!r}; one of {ENGINES}")
+    words, lines = group_lines(rows, 1 / scale)
+    return OcrResult(words, lines, text_pdf)
 
 
 def _run_program(src: Path, base: Path, languages: str, dpi: int, timeout: float) -> None:
@@ -98,10 +105,15 @@ def _run_program(src: Path, base: Path, languages: str, dpi: int, timeout: float
         raise ToolError("tesseract", str(e)) from e
 
 
+def _gray_or_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("L", "RGB"):
+        return img
+    return img.convert("RGB" if img.mode in ("RGBA", "P", "CMYK") else "L")
+
+
 def write_pnm(img: Image.Image, path: Path) -> None:
     """Greyscale (P5) or colour (P6) PNM in one write: PIL's encoder takes ~35 ms for an A4 page."""
-    if img.mode not in ("L", "RGB"):
-        img = img.convert("RGB" if img.mode in ("RGBA", "P", "CMYK") else "L")
+    img = _gray_or_rgb(img)
     arr = np.asarray(img)
     magic = b"P5" if img.mode == "L" else b"P6"
     with path.open("wb") as f:
@@ -119,27 +131,37 @@ def downscale(img: Image.Image, dpi: int, max_dpi: int) -> tuple[Image.Image, fl
     return Image.fromarray(cv2.resize(arr, size, interpolation=cv2.INTER_AREA)), scale
 
 
-def parse_tsv(tsv: str, box_scale: float = 1.0) -> tuple[list[Word], list[str]]:
-    """Words (level 5 rows) grouped into lines in reading order, text NFC-normalized; boxes
+Row = tuple[object, str, float, tuple[int, int, int, int]]  # line key, text, confidence, box
+
+
+def tsv_rows(tsv: str) -> Iterator[Row]:
+    """The words (level 5 rows) of Tesseract's TSV output, keyed by their line."""
+    for row in csv.DictReader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE):
+        if row.get("level") != "5":
+            continue
+        x, y, w, h = (int(row[k]) for k in ("left", "top", "width", "height"))
+        yield ((row["block_num"], row["par_num"], row["line_num"]), row.get("text") or "",
+               float(row["conf"]), (x, y, x + w, y + h))
+
+
+def group_lines(rows: Iterable[Row], box_scale: float = 1.0) -> tuple[list[Word], list[str]]:
+    """Words grouped into lines in reading order, text NFC-normalized, empty words dropped; boxes
     multiplied by `box_scale`."""
     words: list[Word] = []
     lines: list[str] = []
-    current: tuple[str, str, str] | None = None
+    current: object = None
     parts: list[str] = []
-    reader = csv.DictReader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE)
-    for row in reader:
-        if row.get("level") != "5" or not (row.get("text") or "").strip():
+    for key, raw_text, conf, box in rows:
+        if not raw_text.strip():
             continue
-        key = (row["block_num"], row["par_num"], row["line_num"])
         if key != current:
             if parts:
                 lines.append(clean_line(" ".join(parts)))
             current, parts = key, []
-        text = nfc(row["text"].strip())
+        text = nfc(raw_text.strip())
         parts.append(text)
-        x, y, w, h = (int(row[k]) for k in ("left", "top", "width", "height"))
-        x0, y0, x1, y1 = (round(v * box_scale) for v in (x, y, x + w, y + h))
-        words.append(Word(text, max(0.0, float(row["conf"])), (x0, y0, x1, y1), len(lines)))
+        x0, y0, x1, y1 = (round(v * box_scale) for v in box)
+        words.append(Word(text, max(0.0, conf), (x0, y0, x1, y1), len(lines)))
     if parts:
         lines.append(clean_line(" ".join(parts)))
     return words, lines

@@ -3,9 +3,10 @@ process, kept for the life of the worker.
 
 Why: every `tesseract` program run spends ~0.2 s of CPU before it reads a pixel (loading the
 language model and, in the Debian build, parsing its table of character ambiguities), a fifth of a
-page's OCR time at 200 dpi. The library reads a page exactly as the program does (same code, same
-renderers: TSV and the text-only PDF page; tests/test_ocr.py compares the two byte for byte), but
-loads the model once. BENCHMARKS.md has the measurement.
+page's OCR time at 200 dpi. The library also takes the page from memory (the program reads its
+input file byte by byte) and gives the words through its result iterator (the TSV writer walks each
+text line again for every word). Same code, same result: tests/test_tesseract_engines.py compares
+the words and the text layer with the program's. BENCHMARKS.md has the measurements.
 
 The library ships with the `tesseract-ocr` package (libtesseract5); no compiler, no extra wheel.
 """
@@ -15,16 +16,29 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from ocr.errors import ToolError
 
 PSM_AUTO = 3  # TessPageSegMode: fully automatic page segmentation, no OSD (the program's --psm 3)
+RIL_TEXTLINE, RIL_WORD = 2, 3  # TessPageIteratorLevel
 
 _lib: ctypes.CDLL | None = None
 _lib_error: str | None = None
 _local = threading.local()  # engines are not shared between threads
+
+
+@dataclass(frozen=True)
+class RawWord:
+    text: str
+    confidence: float  # 0..100, as the TSV output prints it
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1
+    line: tuple[int, int, int, int]  # the box of its text line: words of one line share it
 
 
 def _load() -> ctypes.CDLL:
@@ -47,7 +61,8 @@ def _load() -> ctypes.CDLL:
 
 
 def _declare(lib: ctypes.CDLL) -> None:
-    p, s, i = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int
+    p, s, i, f = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.c_float
+    ip = ctypes.POINTER(ctypes.c_int)
     for name, res, args in [
         ("TessBaseAPICreate", p, []),
         ("TessBaseAPIDelete", None, [p]),
@@ -55,11 +70,25 @@ def _declare(lib: ctypes.CDLL) -> None:
         ("TessBaseAPISetVariable", i, [p, s, s]),
         ("TessBaseAPISetPageSegMode", None, [p, i]),
         ("TessBaseAPIGetDatapath", s, [p]),
-        ("TessBaseAPIProcessPages", i, [p, s, s, i, p]),
+        ("TessBaseAPISetImage", None, [p, p, i, i, i, i]),
+        ("TessBaseAPISetSourceResolution", None, [p, i]),
+        ("TessBaseAPIRecognize", i, [p, p]),
         ("TessBaseAPIClear", None, [p]),
+        ("TessBaseAPIGetIterator", p, [p]),
+        ("TessResultIteratorDelete", None, [p]),
+        ("TessResultIteratorNext", i, [p, i]),
+        ("TessResultIteratorGetUTF8Text", p, [p, i]),
+        ("TessResultIteratorConfidence", f, [p, i]),
+        ("TessResultIteratorGetPageIterator", p, [p]),
+        ("TessPageIteratorBoundingBox", i, [p, i, ip, ip, ip, ip]),
+        ("TessDeleteText", None, [p]),
+        ("TessMonitorCreate", p, []),
+        ("TessMonitorDelete", None, [p]),
+        ("TessMonitorSetDeadlineMSecs", None, [p, i]),
         ("TessPDFRendererCreate", p, [s, s, i]),
-        ("TessTsvRendererCreate", p, [s]),
-        ("TessResultRendererInsert", None, [p, p]),
+        ("TessResultRendererBeginDocument", i, [p, s]),
+        ("TessResultRendererAddImage", i, [p, p]),
+        ("TessResultRendererEndDocument", i, [p]),
         ("TessDeleteResultRenderer", None, [p]),
     ]:
         fn = getattr(lib, name)
@@ -86,25 +115,69 @@ class Engine:
         if not self.lib.TessBaseAPISetVariable(self.handle, name.encode(), value.encode()):
             raise ToolError("tesseract", f"unknown variable {name}")
 
-    def read(self, image: Path, out_base: Path, dpi: int, variables: dict[str, str],
-             timeout_s: float) -> None:
-        """Writes `out_base`.tsv and `out_base`.pdf (text only) for the image file, as
-        `tesseract IMAGE OUT_BASE --dpi DPI -c textonly_pdf=1 pdf tsv` does."""
+    def read(self, pixels: np.ndarray, dpi: int, variables: dict[str, str], timeout_s: float
+             ) -> tuple[list[RawWord], bytes]:
+        """The words of a greyscale (H x W) or RGB (H x W x 3) page, and its text-only PDF page,
+        as `tesseract PAGE OUT --dpi DPI -c textonly_pdf=1 pdf tsv` gives them."""
+        lib, handle = self.lib, self.handle
+        pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+        height, width = pixels.shape[:2]
+        depth = 1 if pixels.ndim == 2 else pixels.shape[2]
         self.set("user_defined_dpi", str(dpi))
         for name, value in variables.items():
             self.set(name, value)
-        base = str(out_base).encode()
-        renderer = self.lib.TessPDFRendererCreate(base, self.datapath, 1)
-        self.lib.TessResultRendererInsert(renderer, self.lib.TessTsvRendererCreate(base))
+        lib.TessBaseAPISetImage(handle, pixels.ctypes.data, width, height, depth, width * depth)
+        lib.TessBaseAPISetSourceResolution(handle, dpi)
+        monitor = lib.TessMonitorCreate()
         try:
-            ok = self.lib.TessBaseAPIProcessPages(self.handle, str(image).encode(), None,
-                                                  int(timeout_s * 1000), renderer)
+            lib.TessMonitorSetDeadlineMSecs(monitor, max(1, int(timeout_s * 1000)))
+            if lib.TessBaseAPIRecognize(handle, monitor) != 0:
+                raise ToolError("tesseract", f"could not read the page (over its time limit of "
+                                             f"{timeout_s:g} s, or an image it cannot use)")
+            return self._words(), self._text_pdf()
         finally:
-            self.lib.TessDeleteResultRenderer(renderer)  # closes (flushes) both output files
-            self.lib.TessBaseAPIClear(self.handle)
-        if not ok:
-            raise ToolError("tesseract", f"could not read the page (timeout {timeout_s:g} s or "
-                                         "an image it cannot open)")
+            lib.TessMonitorDelete(monitor)
+            lib.TessBaseAPIClear(handle)
+
+    def _words(self) -> list[RawWord]:
+        lib = self.lib
+        words: list[RawWord] = []
+        it = lib.TessBaseAPIGetIterator(self.handle)
+        if not it:  # nothing on the page
+            return words
+        page_it = lib.TessResultIteratorGetPageIterator(it)
+        box = [ctypes.c_int() for _ in range(4)]
+        try:
+            while True:
+                text_p = lib.TessResultIteratorGetUTF8Text(it, RIL_WORD)
+                if text_p:
+                    text = ctypes.string_at(text_p).decode("utf-8", "replace")
+                    lib.TessDeleteText(text_p)
+                    conf = float(f"{lib.TessResultIteratorConfidence(it, RIL_WORD):.6f}")
+                    lib.TessPageIteratorBoundingBox(page_it, RIL_WORD, *box)
+                    word_box = tuple(b.value for b in box)
+                    lib.TessPageIteratorBoundingBox(page_it, RIL_TEXTLINE, *box)
+                    words.append(RawWord(text, conf, word_box, tuple(b.value for b in box)))
+                if not lib.TessResultIteratorNext(it, RIL_WORD):
+                    return words
+        finally:
+            lib.TessResultIteratorDelete(it)
+
+    def _text_pdf(self) -> bytes:
+        """Tesseract's own invisible-text PDF page (its renderer writes only to a file)."""
+        lib = self.lib
+        with tempfile.TemporaryDirectory(prefix="sohoa-ocr-") as tmp:
+            base = Path(tmp) / "page"
+            renderer = lib.TessPDFRendererCreate(str(base).encode(), self.datapath, 1)
+            try:
+                ok = (lib.TessResultRendererBeginDocument(renderer, b"")
+                      and lib.TessResultRendererAddImage(renderer, self.handle)
+                      and lib.TessResultRendererEndDocument(renderer))
+            finally:
+                lib.TessDeleteResultRenderer(renderer)  # closes (flushes) the file
+            if not ok:
+                raise ToolError("tesseract", "could not write the text layer")
+            return base.with_suffix(".pdf").read_bytes()
 
     def close(self) -> None:
         self.lib.TessBaseAPIDelete(self.handle)

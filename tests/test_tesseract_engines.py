@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pydantic import ValidationError
+from rapidfuzz.distance import Levenshtein
 
+from ingest.page_stages import Recognize
+from ingest.settings import Settings
+from ingest.stages import PageWork
 from ocr import deskew, tesseract, tesseract_api
 from ocr.errors import ToolError
 from tests import synth
@@ -52,19 +57,26 @@ def test_unknown_language_is_a_tool_error() -> None:
         tesseract_api.engine("xxq")
 
 
-def test_an_image_it_cannot_open_is_a_tool_error_and_the_engine_reads_on(page, tmp_path) -> None:
-    # Given a file that is not an image
-    bad = tmp_path / "bad.pnm"
-    bad.write_bytes(b"P5\n10 10\n255\n")  # header, no pixels
-    # When the engine reads it, then a ToolError
-    with pytest.raises(ToolError):
-        tesseract_api.engine("vie").read(bad, tmp_path / "out", 300, {}, 30)
+def test_a_page_without_text_gives_no_words_and_an_empty_text_layer(page, tmp_path) -> None:
+    # Given a white page
+    white = Image.new("L", (1654, 2339), 255)
+    # When the engine reads it, then no words, and a text-layer page with nothing on it
+    result = tesseract.run(white, 200, "vie", 60, 200, engine="library")
+    assert result.words == [] and result.lines == []
+    assert pdf_text(result.text_pdf, tmp_path, "white.pdf").strip() == ""
     # And the next page reads as usual
     assert len(tesseract.run(page, 300, "vie", 60, 200, engine="library").words) > 100
 
 
+def test_a_colour_page_reads_like_its_grey_copy(page) -> None:
+    colour = tesseract.run(page.convert("RGB"), 300, "vie", 60, 200, engine="library")
+    grey = tesseract.run(page, 300, "vie", 60, 200, engine="library")
+    assert len(colour.words) > 100
+    assert Levenshtein.normalized_distance(colour.text, grey.text) < 0.01
+
+
 def test_a_page_over_its_time_limit_is_a_tool_error(page) -> None:
-    with pytest.raises(ToolError, match="timeout"):
+    with pytest.raises(ToolError, match="time limit"):
         tesseract.run(page, 300, "vie", 0.001, 200, engine="library")
 
 
@@ -85,3 +97,20 @@ def test_a_forked_worker_reads_with_its_own_engine(page) -> None:
     # Then it reads it, and the parent's engine is still there and usable
     assert child.exitcode == 0 and words > 100
     assert tesseract_api.engine("vie") is parent_engine
+
+
+def test_the_cli_setting_reads_through_the_program_without_the_library(page, monkeypatch) -> None:
+    # Given SOHOA_OCR_ENGINE=cli, and a library that would fail if used
+    def no_library(languages: str) -> None:
+        raise AssertionError("the library was used")
+
+    monkeypatch.setattr(tesseract_api, "engine", no_library)
+    work = PageWork("test", 0, page, 300, Settings(ocr_engine="cli"), {})
+    # When the OCR stage runs, then the page is read (by the program)
+    Recognize()(work)
+    assert len(work.facts["ocr"]["words"]) > 100
+
+
+def test_an_unknown_engine_setting_is_refused() -> None:
+    with pytest.raises(ValidationError, match="ocr_engine"):
+        Settings(ocr_engine="gpu")
