@@ -82,7 +82,8 @@ def main() -> None:
                 if page.kind == "text" and rnd == 0:
                     cers[name].append(cer(page.text, out.text))
     for name in "AB":
-        print(f"{name}: {engines[name]} {configs[name]}\n   Tesseract CPU {cpu[name]:.2f} s, CER median "
+        shown = configs[name] if engines[name] == "cli" else "libtesseract, same options"
+        print(f"{name}: {engines[name]} {shown}\n   Tesseract CPU {cpu[name]:.2f} s, CER median "
               f"{statistics.median(cers[name]):.4f}, worst {max(cers[name]):.4f}")
     print(f"B / A CPU: {cpu['B'] / cpu['A']:.3f}")
 

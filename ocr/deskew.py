@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 WORK_DPI = 150  # profile resolution; fine search still reaches ~0.05 degree
-COARSE_POINTS = 60_000  # ink pixels the coarse search looks at
+COARSE_POINTS = 30_000  # ink pixels the coarse search looks at (60k: same angles, +25 ms a page)
 
 
 @dataclass(frozen=True)
