@@ -1,7 +1,7 @@
 """Tesseract behind one call: the page's words with boxes and confidences, and an invisible-text PDF
 page (text-only PDF) to lay over the image. Two engines give the same result: libtesseract kept
-loaded in the worker (ocr/tesseract_api.py, the default) or the `tesseract` program run per page
-(through pytesseract; its TSV output).
+loaded in a child process of the worker (ocr/tesseract_child.py, the default) or the `tesseract`
+program run per page (through pytesseract; its TSV output).
 
 Scans finer than `max_dpi` are read from a downscaled copy: Tesseract's page layout analysis costs in
 proportion to the pixels, while its line recognizer rescales every text line to a fixed height anyway
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ocr import tesseract_api
+from ocr import tesseract_child
 from ocr.errors import ToolError
 from ocr.text import clean_line, nfc
 
@@ -72,13 +72,13 @@ ENGINES = ("library", "cli")
 def run(img: Image.Image, dpi: int, languages: str = "vie+eng", timeout: float = 300,
         max_dpi: int = 0, engine: str = "library") -> OcrResult:
     """Reads `img` (at `dpi`); with `max_dpi`, from a copy downscaled to it when the scan is finer.
-    `engine`: "library", libtesseract kept loaded in this process (ocr/tesseract_api.py), or "cli",
+    `engine`: "library", libtesseract kept loaded (ocr/tesseract_child.py), or "cli",
     one `tesseract` program run per call. Both give the same result."""
     src_img, scale = downscale(img, dpi, max_dpi)
     ocr_dpi = max_dpi if scale != 1 else dpi
     if engine == "library":
-        raw, text_pdf = tesseract_api.engine(languages).read(
-            np.asarray(_gray_or_rgb(src_img)), ocr_dpi, VARIABLES, timeout)
+        raw, text_pdf = tesseract_child.reader().read(
+            languages, np.asarray(_gray_or_rgb(src_img)), ocr_dpi, VARIABLES, timeout)
         rows = ((w.line, w.text, w.confidence, w.box) for w in raw)
     elif engine == "cli":
         with tempfile.TemporaryDirectory(prefix="sohoa-ocr-") as tmp:

@@ -1,5 +1,5 @@
-"""Tesseract's own library (libtesseract, its C API through ctypes), one engine per language set and
-process, kept for the life of the worker.
+"""Tesseract's own library (libtesseract, its C API through ctypes): one engine per language set,
+loaded once and kept (in a child process of the worker: ocr/tesseract_child.py says why).
 
 Why: every `tesseract` program run spends ~0.2 s of CPU before it reads a pixel (loading the
 language model and, in the Debian build, parsing its table of character ambiguities), a fifth of a
@@ -17,7 +17,6 @@ import ctypes
 import ctypes.util
 import os
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,6 @@ RIL_TEXTLINE, RIL_WORD = 2, 3  # TessPageIteratorLevel
 
 _lib: ctypes.CDLL | None = None
 _lib_error: str | None = None
-_local = threading.local()  # engines are not shared between threads
 
 
 @dataclass(frozen=True)
@@ -182,12 +180,3 @@ class Engine:
     def close(self) -> None:
         self.lib.TessBaseAPIDelete(self.handle)
 
-
-def engine(languages: str) -> Engine:
-    """This thread's engine for `languages`, created at first use. A forked child makes its own:
-    an engine copied from the parent shares nothing safely."""
-    engines: dict[tuple[int, str], Engine] = _local.__dict__.setdefault("engines", {})
-    key = (os.getpid(), languages)
-    if key not in engines:
-        engines[key] = Engine(languages)
-    return engines[key]

@@ -1,9 +1,13 @@
-"""libtesseract in the worker (the default) reads exactly as the `tesseract` program does."""
+"""libtesseract kept loaded (the default engine) reads exactly as the `tesseract` program does, and
+a crash in it costs one page, not the worker."""
 
 from __future__ import annotations
 
 import multiprocessing
+import re
+import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +19,7 @@ from rapidfuzz.distance import Levenshtein
 from ingest.page_stages import Recognize
 from ingest.settings import Settings
 from ingest.stages import PageWork
-from ocr import deskew, tesseract, tesseract_api
+from ocr import deskew, tesseract, tesseract_child
 from ocr.errors import ToolError
 from tests import synth
 
@@ -45,16 +49,56 @@ def test_library_and_program_give_the_same_words_and_text_layer(page, tmp_path) 
     assert pdf_text(lib.text_pdf, tmp_path, "lib.pdf") == pdf_text(cli.text_pdf, tmp_path, "cli.pdf")
 
 
-def test_the_engine_is_loaded_once_per_language_set() -> None:
-    # When the same languages are asked for twice, then it is the same loaded engine
-    assert tesseract_api.engine("vie") is tesseract_api.engine("vie")
-    # and another language set gets its own
-    assert tesseract_api.engine("vie+eng") is not tesseract_api.engine("vie")
+def test_the_child_with_the_library_is_reused_page_after_page(page) -> None:
+    # Given a page read once
+    tesseract.run(page, 300, "vie", 60, 200, engine="library")
+    child = tesseract_child.reader().proc
+    # When another is read, then by the same child process
+    tesseract.run(page, 300, "vie", 60, 200, engine="library")
+    assert child is not None and tesseract_child.reader().proc is child and child.poll() is None
 
 
 def test_unknown_language_is_a_tool_error() -> None:
     with pytest.raises(ToolError, match="language data for 'xxq'"):
-        tesseract_api.engine("xxq")
+        tesseract.run(Image.new("L", (100, 100), 255), 300, "xxq", 60, engine="library")
+
+
+def test_a_crash_on_one_page_is_a_tool_error_and_the_next_page_reads(page) -> None:
+    # Given a child that dies while it reads a page (as on a Tesseract assertion: abort())
+    tesseract.run(page, 300, "vie", 60, 200, engine="library")
+    child = tesseract_child.reader().proc
+    assert child is not None
+    threading.Timer(0.3, child.send_signal, [signal.SIGABRT]).start()
+    # When the page is read, then a ToolError says so, and this process goes on
+    with pytest.raises(ToolError, match=re.escape("crashed on this page (signal SIGABRT)")):
+        tesseract.run(page, 300, "vie", 60, 200, engine="library")
+    # And the next page is read by a new child
+    assert len(tesseract.run(page, 300, "vie", 60, 200, engine="library").words) > 100
+    assert tesseract_child.reader().proc is not child
+
+
+def test_a_child_that_hangs_is_stopped_at_the_time_limit(page, monkeypatch) -> None:
+    # Given a child that stops answering (SIGSTOP: not even Tesseract's own deadline can fire)
+    monkeypatch.setattr(tesseract_child, "_KILL_GRACE_S", 0.5)
+    tesseract.run(page, 300, "vie", 60, 200, engine="library")
+    child = tesseract_child.reader().proc
+    assert child is not None
+    child.send_signal(signal.SIGSTOP)
+    # When a page with a 1-second limit is read, then a ToolError, and the child is gone
+    with pytest.raises(ToolError, match="time limit"):
+        tesseract.run(page, 300, "vie", 1, 200, engine="library")
+    assert child.poll() is not None
+    # And the next page is read by a new child
+    assert len(tesseract.run(page, 300, "vie", 60, 200, engine="library").words) > 100
+
+
+def test_a_child_gone_between_pages_is_replaced_silently(page) -> None:
+    tesseract.run(page, 300, "vie", 60, 200, engine="library")
+    child = tesseract_child.reader().proc
+    assert child is not None
+    child.kill()
+    child.wait()
+    assert len(tesseract.run(page, 300, "vie", 60, 200, engine="library").words) > 100
 
 
 def test_a_page_without_text_gives_no_words_and_an_empty_text_layer(page, tmp_path) -> None:
@@ -80,31 +124,33 @@ def test_a_page_over_its_time_limit_is_a_tool_error(page) -> None:
         tesseract.run(page, 300, "vie", 0.001, 200, engine="library")
 
 
-def _words_in_child(img: Image.Image, queue: multiprocessing.Queue) -> None:
-    queue.put(len(tesseract.run(img, 300, "vie", 60, 200, engine="library").words))
+def _words_in_forked_worker(img: Image.Image, queue: multiprocessing.Queue) -> None:
+    queue.put((len(tesseract.run(img, 300, "vie", 60, 200, engine="library").words),
+               tesseract_child.reader().proc.pid))
 
 
-def test_a_forked_worker_reads_with_its_own_engine(page) -> None:
-    # Given an engine loaded in this process (as a CLI run in one process leaves it)
-    parent_engine = tesseract_api.engine("vie")
-    # When a forked child (ProcessPoolExecutor, Celery prefork) reads a page
+def test_a_forked_worker_reads_through_a_child_of_its_own(page) -> None:
+    # Given a child started by this process (as a CLI run in one process leaves it)
+    tesseract.run(page, 300, "vie", 60, 200, engine="library")
+    ours = tesseract_child.reader().proc
+    # When a forked worker (ProcessPoolExecutor, Celery prefork) reads a page
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    child = ctx.Process(target=_words_in_child, args=(page, queue))
-    child.start()
-    words = queue.get(timeout=120)
-    child.join(30)
-    # Then it reads it, and the parent's engine is still there and usable
-    assert child.exitcode == 0 and words > 100
-    assert tesseract_api.engine("vie") is parent_engine
+    worker = ctx.Process(target=_words_in_forked_worker, args=(page, queue))
+    worker.start()
+    words, child_pid = queue.get(timeout=120)
+    worker.join(30)
+    # Then it reads it through its own child, and ours is still there and usable
+    assert worker.exitcode == 0 and words > 100 and child_pid != ours.pid
+    assert tesseract_child.reader().proc is ours and ours.poll() is None
 
 
 def test_the_cli_setting_reads_through_the_program_without_the_library(page, monkeypatch) -> None:
     # Given SOHOA_OCR_ENGINE=cli, and a library that would fail if used
-    def no_library(languages: str) -> None:
+    def no_library() -> None:
         raise AssertionError("the library was used")
 
-    monkeypatch.setattr(tesseract_api, "engine", no_library)
+    monkeypatch.setattr(tesseract_child, "reader", no_library)
     work = PageWork("test", 0, page, 300, Settings(ocr_engine="cli"), {})
     # When the OCR stage runs, then the page is read (by the program)
     Recognize()(work)

@@ -1,0 +1,175 @@
+"""libtesseract in a child process of its own, kept for the life of the worker.
+
+Why a child: Tesseract ends the process on an internal assertion (`ASSERT_HOST` calls abort()), and
+a page that crashes the worker itself would be handed to the next worker, and the next. In a child,
+a crash or a page over its time limit costs only that child: the page gets a ToolError (recorded,
+retried like any tool failure), and the next page starts a new child. The price is one copy of the
+page through a pipe (a few milliseconds for a 200-dpi page).
+
+Protocol on the child's stdin/stdout, one page at a time: a 4-byte little-endian length, a JSON
+header, then raw bytes (pixels in, the text-layer PDF out).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from ocr.errors import ToolError
+from ocr.tesseract_api import Engine, RawWord
+
+_HEAD = struct.Struct("<I")
+_KILL_GRACE_S = 10.0  # past the page's own deadline (which Tesseract checks between words)
+_local = threading.local()
+
+
+class Reader:
+    """The worker's side: sends pages to its child, starting (or restarting) it as needed."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def read(self, languages: str, pixels: np.ndarray, dpi: int, variables: dict[str, str],
+             timeout_s: float) -> tuple[list[RawWord], bytes]:
+        pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+        header = json.dumps({"languages": languages, "dpi": dpi, "variables": variables,
+                             "timeout": timeout_s, "shape": pixels.shape}).encode()
+        request = _HEAD.pack(len(header)) + header
+        deadline = time.monotonic() + timeout_s + _KILL_GRACE_S
+        self._child()
+        try:
+            self._write(request, deadline)
+        except (BrokenPipeError, ConnectionResetError):  # gone between pages: once more, new one
+            self.close()
+            self._child()
+            self._write(request, deadline)
+        try:
+            self._write(memoryview(pixels).cast("B"), deadline)
+            answer = json.loads(self._read(_HEAD.unpack(self._read(_HEAD.size, deadline))[0],
+                                           deadline))
+            pdf = self._read(answer.get("pdf", 0), deadline)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close()
+            raise ToolError("tesseract", "crashed on this page (while taking it)") from None
+        except ToolError:
+            self.close()
+            raise
+        if "error" in answer:
+            raise ToolError("tesseract", answer["error"])
+        return [RawWord(t, c, tuple(b), tuple(ln)) for t, c, b, ln in answer["words"]], pdf
+
+    def _child(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            root = str(Path(__file__).resolve().parents[1])
+            env = {**os.environ, "OMP_THREAD_LIMIT": os.environ.get("OMP_THREAD_LIMIT", "1"),
+                   "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+            self.proc = subprocess.Popen([sys.executable, "-m", "ocr.tesseract_child"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+            assert self.proc.stdin is not None
+            os.set_blocking(self.proc.stdin.fileno(), False)  # writes wait in select(), timed
+
+    def _write(self, data: bytes | memoryview, deadline: float) -> None:
+        """All of `data` into the child's stdin, or ToolError at the deadline (a child that stopped
+        reading would otherwise block the worker for good once the pipe is full)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        fd = self.proc.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
+                raise ToolError("tesseract", "over the page's time limit: stopped")
+            try:
+                view = view[os.write(fd, view[: 1 << 16]):]
+            except BlockingIOError:  # less room in the pipe than select() promised
+                continue
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        chunks: list[bytes] = []
+        while n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                raise ToolError("tesseract", "over the page's time limit: stopped")
+            chunk = os.read(fd, min(n, 1 << 20))
+            if not chunk:
+                code = self.proc.wait()
+                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                raise ToolError("tesseract", f"crashed on this page ({how})")
+            chunks.append(chunk)
+            n -= len(chunk)
+        return b"".join(chunks)
+
+    def close(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            for stream in (self.proc.stdin, self.proc.stdout):
+                if stream is not None:
+                    stream.close()
+            self.proc = None
+
+
+def reader() -> Reader:
+    """This thread's reader. A forked worker makes its own: the parent's pipe is not its to use."""
+    readers: dict[int, Reader] = _local.__dict__.setdefault("readers", {})
+    pid = os.getpid()
+    if pid not in readers:
+        readers[pid] = Reader()
+    return readers[pid]
+
+
+def _read_exact(stream: IO[bytes], n: int) -> bytes:
+    data = stream.read(n)
+    if len(data) != n:
+        raise EOFError
+    return data
+
+
+def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
+    """The child's loop: one engine per language set, loaded at first use."""
+    engines: dict[str, Engine] = {}
+    while True:
+        try:
+            head = _read_exact(requests, _HEAD.size)
+        except EOFError:
+            return  # the worker closed the pipe: its end is ours
+        req = json.loads(_read_exact(requests, _HEAD.unpack(head)[0]))
+        shape = tuple(req["shape"])
+        pixels = np.frombuffer(_read_exact(requests, int(np.prod(shape))), np.uint8).reshape(shape)
+        pdf = b""
+        try:
+            languages = req["languages"]
+            if languages not in engines:
+                engines[languages] = Engine(languages)
+            words, pdf = engines[languages].read(pixels, req["dpi"], req["variables"],
+                                                 req["timeout"])
+            answer: dict[str, object] = {"words": [[w.text, w.confidence, w.box, w.line]
+                                                   for w in words], "pdf": len(pdf)}
+        except ToolError as e:
+            answer = {"error": str(e).removeprefix("tesseract: ")}
+        body = json.dumps(answer, ensure_ascii=False).encode()
+        answers.write(_HEAD.pack(len(body)) + body + pdf)
+        answers.flush()
+
+
+def main() -> None:
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever a library prints goes to stderr, not into the answers
+    serve(sys.stdin.buffer, answers)
+
+
+if __name__ == "__main__":
+    main()
