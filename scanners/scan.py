@@ -42,6 +42,8 @@ class ScanProgress:
     agency: str | None = None
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
+    color_mode: str = "Grayscale8"  # as asked; eSCL names
+    resolution: int = 300  # as asked (the scanner may use its nearest)
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,7 +60,9 @@ def run_scan(scanners: Scanners, device: Device, request: ScanRequest, spool: Sp
     """Scans, stores and queues; never raises for scanner trouble: `progress` says what happened,
     and `notify` hears of every page and change of state."""
     progress = progress or ScanProgress(uuid.uuid4().hex[:16], device.id, device.name,
-                                        request.source, request.duplex)
+                                        request.source, request.duplex,
+                                        color_mode=request.color_mode,
+                                        resolution=request.resolution)
     tell = notify or (lambda _: None)
     try:
         return _scan(scanners, device, request, spool, accept, dossier, agency, progress, cancel, tell)
@@ -142,7 +146,8 @@ class ScanService:
                 raise EsclError("This scanner is already scanning for sohoa.")
             self._busy.add(device.id)
             progress = ScanProgress(uuid.uuid4().hex[:16], device.id, device.name,
-                                    request.source, request.duplex, agency=agency or device.agency)
+                                    request.source, request.duplex, agency=agency or device.agency,
+                                    color_mode=request.color_mode, resolution=request.resolution)
             self._scans[progress.id] = progress
 
         def work() -> None:

@@ -53,6 +53,7 @@ def closed_port() -> int:
 class Station:
     app: LiveApp
     ids: dict[str, str]  # scanner name -> device id
+    emulators: dict[str, EsclEmulator]
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
     try:
         with serve(settings) as app:
             yield Station(app, {**{n: e.config.uuid for n, e in emulators.items()},
-                                GONE: gone.uuid or ""})
+                                GONE: gone.uuid or ""}, emulators)
     finally:
         for emulator in emulators.values():
             emulator.stop()
@@ -96,6 +97,17 @@ def finished(station: Station, scan_id: str, timeout: float = 60) -> ScanProgres
             return progress
         time.sleep(0.05)
     raise AssertionError(f"scan {scan_id} did not finish")
+
+
+def processed(station: Station, batch_id: str, timeout: float = 120) -> dict[str, Any]:
+    """The batch's record once the worker has processed every page."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = station.app.pipeline.record(batch_id)
+        if record["status"] in ("done", "needs_review", "failed"):
+            return record
+        time.sleep(0.2)
+    raise AssertionError(f"batch {batch_id} was not processed")
 
 
 def start(client: httpx.Client, csrf: str, **form: Any) -> httpx.Response:
@@ -275,6 +287,9 @@ def test_another_agencys_scan_batch_and_thumbnails_are_404(station: Station) -> 
     ({"scanner": "no-such-scanner"}, "Không tìm thấy máy quét này."),
     ({"scanner": OWN_H12}, "Không tìm thấy máy quét này."),  # another agency's: as if missing
     ({"scanner": ""}, "Hãy chọn một máy quét."),
+    ({"color": "CMYK32"}, "Hãy chọn chế độ màu và độ phân giải trong danh sách."),
+    ({"resolution": "1200"}, "Hãy chọn chế độ màu và độ phân giải trong danh sách."),
+    ({"resolution": "3OO"}, "Hãy chọn chế độ màu và độ phân giải trong danh sách."),
 ])
 def test_malformed_start_requests_get_a_clear_error(station: Station, form: dict[str, str],
                                                      message: str) -> None:
@@ -333,6 +348,28 @@ def test_the_feeders_trouble_is_told_in_vietnamese(station: Station, scanner: st
         panel = client.get(f"/scan/scans/{scan.id}")
     assert scan.state == state
     assert message in panel.text
+
+
+def test_a_colour_scan_at_200_dpi_asks_the_scanner_for_that(station: Station) -> None:
+    """Given scanning staff, when they choose colour at 200 dpi, then the scanner is asked for
+    RGB24 at 200 dpi, the batch is stored at 200 dpi, and the station shows the choice again."""
+    username, password = station.app.user("scanner", [H40])
+    client, csrf = http_login(station.app.url, username, password)
+    emulator = station.emulators[MAIN]
+    before = set(emulator.jobs)
+    with closing(client):
+        answer = start(client, csrf, scanner=station.ids[MAIN], color="RGB24", resolution="200")
+        scan_id = scan_id_of(answer)
+        progress = finished(station, scan_id)
+        shown = client.get(f"/scan?scan={scan_id}").text
+    (job,) = [emulator.jobs[j] for j in set(emulator.jobs) - before]
+    assert job.settings["ColorMode"] == "RGB24"
+    assert (job.settings["XResolution"], job.settings["YResolution"]) == (200, 200)
+    assert (progress.color_mode, progress.resolution) == ("RGB24", 200)
+    assert progress.batch_id is not None
+    assert processed(station, progress.batch_id)["pages"] == 3
+    assert station.app.pipeline.page_facts_for(progress.batch_id, [0])[0]["dpi"] == 200
+    assert '<option value="RGB24" selected>' in shown and '<option value="200" selected>' in shown
 
 
 def test_starting_a_scan_is_audited(station: Station) -> None:

@@ -72,6 +72,12 @@ i18n.add(vi={
     "scan.form.platen_hint": "một trang",
     "scan.form.duplex": "Quét hai mặt",
     "scan.form.duplex_hint": "chỉ dùng với khay nạp giấy",
+    "scan.form.color": "Màu",
+    "scan.form.color.Grayscale8": "Thang xám",
+    "scan.form.color.RGB24": "Màu",
+    "scan.form.color.BlackAndWhite1": "Đen trắng (tệp nhỏ)",
+    "scan.form.resolution": "Độ phân giải",
+    "scan.form.resolution_hint": "300 dpi cho hồ sơ thường; 200 dpi: tệp nhỏ hơn",
     "scan.form.dossier": "Mã hồ sơ",
     "scan.form.optional": "không bắt buộc",
     "scan.form.dossier_hint": "Gán cho cả lô khi các trang không có mã vạch; gõ tay hoặc "
@@ -128,7 +134,7 @@ i18n.add(vi={
                                 "nối mạng, rồi thử lại.",
     "scan.problem.refused": "Máy quét từ chối lượt quét: kiểm tra máy rồi thử lại.",
     "scan.problem.unsupported": "Máy quét này không hỗ trợ cách quét đã chọn (ví dụ quét hai "
-                                "mặt hoặc mặt kính).",
+                                "mặt, mặt kính hoặc chế độ màu này).",
     "scan.problem.certificate_changed": "Chứng chỉ bảo mật của máy quét đã thay đổi: hãy báo "
                                         "quản trị viên.",
     "scan.problem.device_error": "Máy quét báo lỗi: kiểm tra máy rồi thử lại.",
@@ -151,6 +157,7 @@ i18n.add(vi={
     "scan.error.source": "Nguồn giấy phải là khay nạp giấy hoặc mặt kính.",
     "scan.error.duplex": "Chỉ quét hai mặt được khi dùng khay nạp giấy, không dùng với mặt "
                          "kính.",
+    "scan.error.settings": "Hãy chọn chế độ màu và độ phân giải trong danh sách.",
     "scan.error.dossier": "“{code}” không phải là mã hồ sơ hợp lệ (ví dụ "
                           "000.00.04.H40-240315-0001).",
     "scan.error.agency": "Hãy chọn cơ quan sở hữu lô này.",
@@ -209,6 +216,12 @@ i18n.add(vi={
     "scan.form.platen_hint": "one page",
     "scan.form.duplex": "Both sides (duplex)",
     "scan.form.duplex_hint": "feeder only",
+    "scan.form.color": "Colour",
+    "scan.form.color.Grayscale8": "Greyscale",
+    "scan.form.color.RGB24": "Colour",
+    "scan.form.color.BlackAndWhite1": "Black and white (small files)",
+    "scan.form.resolution": "Resolution",
+    "scan.form.resolution_hint": "300 dpi for ordinary dossiers; 200 dpi: smaller files",
     "scan.form.dossier": "Dossier code",
     "scan.form.optional": "optional",
     "scan.form.dossier_hint": "For the whole batch, when its pages carry no barcode; type it "
@@ -283,6 +296,7 @@ i18n.add(vi={
     "scan.error.scanner": "No such scanner. Press “Refresh states” and pick one again.",
     "scan.error.source": "The paper source is the feeder or the flatbed.",
     "scan.error.duplex": "Both sides can only be scanned from the feeder, not the flatbed.",
+    "scan.error.settings": "Pick a colour mode and a resolution from the lists.",
     "scan.error.dossier": "“{code}” is not a valid dossier code (for example "
                           "000.00.04.H40-240315-0001).",
     "scan.error.agency": "Pick the agency this batch belongs to.",
@@ -344,6 +358,12 @@ class ScanForm:
     duplex: bool = False
     dossier: str = ""
     agency: str = ""
+    color: str = "Grayscale8"
+    resolution: int = 300
+
+
+COLOR_MODES = ("Grayscale8", "RGB24", "BlackAndWhite1")  # eSCL names; the first is the default
+RESOLUTIONS = (200, 300, 400, 600)  # a scanner without the one chosen scans at its nearest
 
 
 @dataclass
@@ -597,6 +617,7 @@ def add_routes(app: FastAPI, state: WebState) -> None:
              status_code: int = 200) -> HTMLResponse:
         return render(request, "scan.html", {
             "form": form, "error": error, "agencies": _agency_choices(who),
+            "color_modes": COLOR_MODES, "resolutions": RESOLUTIONS,
             "any_agency": ALL_AGENCIES in who.agencies,
             **scan_context(request, current), **batches_context(who, request)},
             status_code=status_code)
@@ -604,8 +625,9 @@ def add_routes(app: FastAPI, state: WebState) -> None:
     @app.get("/scan", response_class=HTMLResponse, include_in_schema=False)
     def scan_page(request: Request, who: Staff, scan: str = "") -> HTMLResponse:
         current = _visible_scan(_service(request), scan, who) if scan else None
-        form = ScanForm(scanner=current.device_id, source=current.source,
-                        duplex=current.duplex) if current else ScanForm()
+        form = ScanForm(scanner=current.device_id, source=current.source, duplex=current.duplex,
+                        color=current.color_mode, resolution=current.resolution) \
+            if current else ScanForm()
         return page(request, who, form, current)
 
     @app.post("/scan", include_in_schema=False)
@@ -614,14 +636,18 @@ def add_routes(app: FastAPI, state: WebState) -> None:
                    source: Annotated[str, Form(max_length=20)] = "feeder",
                    duplex: Annotated[str, Form(max_length=10)] = "",
                    dossier: Annotated[str, Form(max_length=200)] = "",
-                   agency: Annotated[str, Form(max_length=60)] = "") -> Response:
+                   agency: Annotated[str, Form(max_length=60)] = "",
+                   color: Annotated[str, Form(max_length=20)] = COLOR_MODES[0],
+                   resolution: Annotated[str, Form(max_length=5)] = "300") -> Response:
         form = ScanForm(scanner.strip(), source.strip(), duplex in ("1", "on", "true"),
-                        dossier.strip().upper(), agency.strip().upper())
+                        dossier.strip().upper(), agency.strip().upper(), color.strip(),
+                        int(resolution) if resolution.strip().isdigit() else 0)
         service = _service(request)
         try:
             device, for_agency = _checked(state, service, who, form)
-            progress = service.start(device, ScanRequest(source=form.source, duplex=form.duplex),
-                                     form.dossier or None, for_agency)
+            scan = ScanRequest(source=form.source, duplex=form.duplex, color_mode=form.color,
+                               resolution=form.resolution)
+            progress = service.start(device, scan, form.dossier or None, for_agency)
         except FormError as e:
             message = i18n.translate(language(request), e.key, **e.values)
             return page(request, who, form, error=message, status_code=e.status)
@@ -629,7 +655,8 @@ def add_routes(app: FastAPI, state: WebState) -> None:
             message = i18n.translate(language(request), "scan.error.busy")
             return page(request, who, form, error=message, status_code=409)
         state.audit(request, who, "scan.start", progress.id, for_agency or "", device=device.id,
-                    source=form.source, duplex=form.duplex, dossier=form.dossier or None)
+                    source=form.source, duplex=form.duplex, color=form.color,
+                    resolution=form.resolution, dossier=form.dossier or None)
         return RedirectResponse(f"/scan?scan={progress.id}", 303)
 
     @app.get("/scan/scanners", response_class=HTMLResponse, include_in_schema=False)
@@ -716,6 +743,8 @@ def _checked(state: WebState, service: ScanService, who: Principal,
         raise FormError("scan.error.source")
     if form.duplex and form.source != "feeder":
         raise FormError("scan.error.duplex")
+    if form.color not in COLOR_MODES or form.resolution not in RESOLUTIONS:
+        raise FormError("scan.error.settings")
     if form.dossier:
         code = state.pipeline.grammar.match(form.dossier)
         if code is None:
