@@ -258,19 +258,31 @@ class Review:
 
     def merge(self, code: str, other: str, actor: str,
               action_id: str | None = None) -> dict[str, Any]:
-        """`other`'s pages are appended to `code`; `other` keeps its versions (nothing is
-        deleted) and its latest manifest names where its pages went."""
-        if done := self.replayed(code, action_id):
-            return done
-        latest, theirs = self._latest(code), self._latest(other.strip().upper())
-        if theirs["dossier_id"] == code:
-            raise ReviewError("merge two different dossiers")
-        if theirs["agency"] != latest["agency"]:
-            raise ReviewError("dossiers of different agencies cannot be merged")
-        refs = Pipeline.page_refs(latest) + Pipeline.page_refs(theirs)
-        return self._save(code, latest["agency"], refs, actor,
-                          {"action": "merge", "from": theirs["dossier_id"],
-                           "from_version": theirs["version"]}, action_id, latest["code_source"])
+        """`other`'s pages are appended to `code`, and `other` is withdrawn in its favour (a version
+        without pages that names `code`, as a recode leaves it): pages live in one dossier only,
+        and systems that ask for `other` are told where its pages went (410 with `renamed_to`).
+        Nothing is deleted: `other`'s earlier versions stay. Returns `code`'s new version."""
+        other = other.strip().upper()
+        merged, withdrawn = self.replayed(code, action_id), self.replayed(other, action_id)
+        if merged and withdrawn:
+            return merged
+        action_id = action_id or uuid.uuid4().hex
+        if merged is None:
+            latest, theirs = self._latest(code), self._latest(other)
+            if theirs["dossier_id"] == code:
+                raise ReviewError("merge two different dossiers")
+            if theirs["agency"] != latest["agency"]:
+                raise ReviewError("dossiers of different agencies cannot be merged")
+            refs = Pipeline.page_refs(latest) + Pipeline.page_refs(theirs)
+            merged = self._save(code, latest["agency"], refs, actor,
+                                {"action": "merge", "from": theirs["dossier_id"],
+                                 "from_version": theirs["version"]}, action_id,
+                                latest["code_source"])
+        if withdrawn is None:  # a run cut short after the pages moved goes on here
+            self.pipeline.withdraw(other, code, self._claim(other, action_id), actor,
+                                   extra={"change": merged["change"]})
+        self._rename_in_batches(other, code, merged, actor)
+        return merged
 
     def confirm(self, code: str, actor: str, action_id: str | None = None) -> dict[str, Any]:
         """A person checked a code the machine read by OCR (or with low confidence) against the

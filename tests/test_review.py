@@ -126,6 +126,47 @@ def test_split_and_merge(done) -> None:
     assert merged["version"] == 3 and pages_of(pipeline, code) == [(1, 0), (2, 0)]
 
 
+def test_a_merged_dossier_is_withdrawn_in_favour_of_the_one_it_joined(done) -> None:
+    """Given a dossier split in two, when the second part is merged back, then its pages are in
+    the first only: the second gets a version without pages naming where they went, leaves
+    listing, its feed says `withdrawn`, and it all verifies and reads the same from storage
+    alone."""
+    pipeline, _, batch = done
+    code = batch.dossiers[0].code
+    other = code[:-4] + "9998"
+    review = Review(pipeline)
+    review.split(code, 1, other, "user:lan")
+    merged = review.merge(code, other.lower(), "user:lan", "m1")
+    assert pages_of(pipeline, code) == [(1, 0), (2, 0)]
+    gone = pipeline.versions(other)[-1]
+    assert (gone["version"], gone["pages"], gone["withdrawn"]["to"]) == (2, [], code)
+    assert gone["change"] == merged["change"] == {"action": "merge", "from": other,
+                                                  "from_version": 1}
+    assert pipeline.catalog.dossier(other) is None
+    assert pipeline.catalog.withdrawal(other)["to"] == code
+    assert other not in listed(pipeline) and code in listed(pipeline)
+    assert ("withdrawn", other, 2, code) in events_of(pipeline, other, code)
+    assert [f for f in verify(pipeline.store) if f.problem != "ok"] == []
+    before = pipeline.catalog.withdrawal(other)
+    pipeline.catalog.rebuild(pipeline.store)
+    assert pipeline.catalog.withdrawal(other) == before and pipeline.catalog.dossier(other) is None
+
+
+def test_the_same_merge_sent_twice_changes_nothing_the_second_time(done) -> None:
+    pipeline, _, batch = done
+    code = batch.dossiers[0].code
+    other = code[:-4] + "9997"
+    review = Review(pipeline)
+    review.split(code, 1, other, "user:lan")
+    first = review.merge(code, other, "user:lan", action_id="m2")
+    entries, events = pipeline.audit.entries(limit=10_000), events_of(pipeline, other, code)
+    assert review.merge(code, other, "user:lan", action_id="m2") == first
+    assert [m["version"] for m in pipeline.versions(code)] == [1, 2, 3]
+    assert [m["version"] for m in pipeline.versions(other)] == [1, 2]
+    assert pipeline.audit.entries(limit=10_000) == entries
+    assert events_of(pipeline, other, code) == events
+
+
 def test_review_versions_verify_and_survive_a_rebuild(done) -> None:
     pipeline, record, batch = done
     code = batch.dossiers[0].code

@@ -878,7 +878,8 @@ VI = {
     "review.split.label": "Tách từ trang này sang mã",
     "review.split.submit": "Tách",
     "review.merge.title": "Gộp hồ sơ",
-    "review.merge.hint": "Các trang của hồ sơ kia được thêm vào cuối hồ sơ này.",
+    "review.merge.hint": "Các trang của hồ sơ kia được thêm vào cuối hồ sơ này; mã hồ sơ kia "
+                         "được rút và chỉ sang hồ sơ này.",
     "review.merge.label": "Mã hồ sơ cần gộp vào đây",
     "review.merge.submit": "Gộp vào hồ sơ này",
     "review.versions.title": "Các phiên bản",
@@ -1022,7 +1023,8 @@ EN = {
     "review.split.label": "Split from this page into code",
     "review.split.submit": "Split",
     "review.merge.title": "Merge dossiers",
-    "review.merge.hint": "The other dossier's pages are added at the end of this one.",
+    "review.merge.hint": "The other dossier's pages are added at the end of this one; its code "
+                         "is withdrawn and points here.",
     "review.merge.label": "Code of the dossier to merge in",
     "review.merge.submit": "Merge into this dossier",
     "review.versions.title": "Versions",
