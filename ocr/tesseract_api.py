@@ -177,6 +177,3 @@ class Engine:
                 raise ToolError("tesseract", "could not write the text layer")
             return base.with_suffix(".pdf").read_bytes()
 
-    def close(self) -> None:
-        self.lib.TessBaseAPIDelete(self.handle)
-

@@ -47,14 +47,11 @@ class Reader:
                              "timeout": timeout_s, "shape": pixels.shape}).encode()
         request = _HEAD.pack(len(header)) + header
         deadline = time.monotonic() + timeout_s + _KILL_GRACE_S
+        if self.proc is not None and self.proc.poll() is not None:
+            self.close()  # gone between pages (killed, out of memory): a new one takes this page
         self._child()
         try:
             self._write(request, deadline)
-        except (BrokenPipeError, ConnectionResetError):  # gone between pages: once more, new one
-            self.close()
-            self._child()
-            self._write(request, deadline)
-        try:
             self._write(memoryview(pixels).cast("B"), deadline)
             answer = json.loads(self._read(_HEAD.unpack(self._read(_HEAD.size, deadline))[0],
                                            deadline))
@@ -70,7 +67,7 @@ class Reader:
         return [RawWord(t, c, tuple(b), tuple(ln)) for t, c, b, ln in answer["words"]], pdf
 
     def _child(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             root = str(Path(__file__).resolve().parents[1])
             env = {**os.environ, "OMP_THREAD_LIMIT": os.environ.get("OMP_THREAD_LIMIT", "1"),
                    "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
@@ -161,8 +158,11 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
         except ToolError as e:
             answer = {"error": str(e).removeprefix("tesseract: ")}
         body = json.dumps(answer, ensure_ascii=False).encode()
-        answers.write(_HEAD.pack(len(body)) + body + pdf)
-        answers.flush()
+        try:
+            answers.write(_HEAD.pack(len(body)) + body + pdf)
+            answers.flush()
+        except BrokenPipeError:
+            return  # the worker is gone (killed mid-page): nobody to answer
 
 
 def main() -> None:
