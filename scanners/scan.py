@@ -20,7 +20,7 @@ from typing import Any
 from scanners.devices import Device, Scanners
 from scanners.escl import EsclError
 from scanners.escl_xml import ScanRequest
-from scanners.spool import Accept, Spool
+from scanners.spool import Accept, ItemGone, Spool
 
 KEEP_DAYS = 30  # how long the progress of a finished scan is kept for the scanning station
 
@@ -111,9 +111,16 @@ def _scan(scanners: Scanners, device: Device, request: ScanRequest, spool: Spool
         return progress
     progress.state = "storing"
     tell(progress)
-    ready = spool.complete(item, incomplete=incomplete)
+    # Held from completion until stored and deleted: a server draining the same spool leaves it.
+    ready = spool.complete(item, incomplete=incomplete, hold=True)
     try:
         record = spool.store(ready, accept)
+    except ItemGone:  # another sohoa process stored it (stores come before deletes)
+        progress.state = "incomplete" if incomplete else "done"
+        progress.message = (progress.message + " " if progress.message else "") + \
+            "The pages were stored by another sohoa process (a server on the same data)."
+        progress.finished_at = time.time()
+        return progress
     except Exception as e:  # kept in the spool: the next drain stores it
         progress.state, progress.problem = "failed", "storage"
         progress.message = f"The pages are kept and will be stored when storage is back: {e}"

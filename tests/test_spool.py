@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pikepdf
 import pytest
 from PIL import Image
 
 from ocr.pdf import scan_pdf
-from scanners.spool import Spool
+from scanners.spool import ItemBusy, ItemGone, Spool
 
 
 def jpeg(shade: int, size: tuple[int, int] = (120, 170)) -> bytes:
@@ -110,3 +118,194 @@ def test_an_item_that_received_nothing_is_not_a_batch(tmp_path: Path) -> None:
     assert spool.recover() == []
     accept = Recorder()
     assert spool.drain(accept) == [] and accept.calls == []
+
+
+# ---- a scan CLI and a server on one spool ---------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+SOHOA = Path(sys.executable).parent / "sohoa"
+
+
+def _race_side(role: str, root: str, log: str, count: int) -> None:
+    """One side of the race, in a process of its own: the server's Drainer (`drainer`), or the
+    scan CLI completing its items and storing them itself (`storer`). Every hand-off to `accept`
+    is appended to `log`: "<item> <role>"."""
+    from scanners.receivers import Drainer
+
+    spool = Spool(Path(root) / "spool")
+
+    def accept(path: Path, **kw: Any) -> dict[str, Any]:
+        assert path.read_bytes().startswith(b"%PDF")
+        time.sleep(0.003)  # a store takes a while: time enough for the other side to step in
+        with open(log, "a") as f:
+            f.write(f"{kw['file_name']} {role}\n")
+        return {"batch_id": kw["file_name"]}
+
+    if role == "drainer":
+        drainer = Drainer(spool, accept, retry_seconds=0.001).start()  # drains back to back
+        (Path(root) / "drainer.ready").touch()
+        while not (Path(root) / "stop").exists():
+            time.sleep(0.01)
+        drainer.stop()
+        spool.drain(accept)  # what the storer left, if anything
+        return
+    for i in range(count):
+        item = spool.open("escl", "uuid-1", file_name=f"item-{i:03d}")
+        item.add_page(jpeg(i % 250, (40, 60)))
+        ready = spool.complete(item, hold=True)  # as scanners/scan.py does
+        assert spool.store(ready, accept) == {"batch_id": f"item-{i:03d}"}
+
+
+def _side(role: str, root: Path, log: Path, count: int = 0) -> subprocess.Popen:
+    code = (f"from tests.test_spool import _race_side; "
+            f"_race_side({role!r}, {str(root)!r}, {str(log)!r}, {count})")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def test_a_scan_storing_its_own_items_beside_a_draining_server_stores_each_once(
+        tmp_path: Path) -> None:
+    """Given a server process draining the spool back to back, when another process (the scan CLI)
+    completes 60 items and stores each itself, then every item is handed over exactly once, the
+    storing process never meets an error, and the spool ends empty."""
+    count, log = 60, tmp_path / "accepted.log"
+    drainer = _side("drainer", tmp_path, log)
+    storer = None
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "drainer.ready").exists():
+            assert drainer.poll() is None and time.monotonic() < deadline, drainer.stdout.read()
+            time.sleep(0.02)
+        storer = _side("storer", tmp_path, log, count)
+        out, _ = storer.communicate(timeout=60)
+        (tmp_path / "stop").touch()
+        drained, _ = drainer.communicate(timeout=30)
+    finally:
+        for process in (drainer, storer):
+            if process is not None:
+                _kill(process)
+    assert storer.returncode == 0, out
+    assert drainer.returncode == 0, drained
+    handed = log.read_text().split("\n")[:-1]
+    items = [line.split()[0] for line in handed]
+    assert sorted(items) == [f"item-{i:03d}" for i in range(count)], handed  # each exactly once
+    assert all(line.endswith(" storer") for line in handed), handed  # held: the drainer left them
+    spool = Spool(tmp_path / "spool")
+    assert list(spool.ready.iterdir()) == [] and list(spool.incoming.iterdir()) == []
+
+
+def test_drain_leaves_an_item_another_holder_is_storing(tmp_path: Path) -> None:
+    """Given an item completed by one spool that keeps its lock to store it, when another spool on
+    the same directory drains, then it leaves the item alone; the holder stores it once."""
+    scanning, server = Spool(tmp_path / "spool"), Spool(tmp_path / "spool")
+    item = scanning.open("escl", "uuid-1", file_name="scan.pdf")
+    item.add_page(jpeg(10))
+    ready = scanning.complete(item, hold=True)
+    drained = Recorder()
+    assert server.drain(drained) == [] and drained.calls == []
+    with pytest.raises(ItemBusy):
+        server.store(ready, drained)
+    stored = Recorder()
+    assert scanning.store(ready, stored) == {"batch_id": "b1"}
+    assert len(stored.calls) == 1
+    assert server.drain(drained) == [] and drained.calls == []
+    with pytest.raises(ItemGone):
+        server.store(ready, drained)
+    assert list(server.ready.iterdir()) == []
+
+
+def test_an_item_removed_while_being_stored_is_still_stored_from_the_bytes_held(
+        tmp_path: Path) -> None:
+    """Given an item that vanishes while being handed over (another process stored and removed it:
+    a lock that did not hold), when the hand-off fails for its missing file, then it is handed
+    over again from the bytes still held open, and the same batch is returned (not an error)."""
+    spool = Spool(tmp_path / "spool")
+    item = spool.open("ftp", "mfp-2", file_name="a.pdf")
+    item.file("a.pdf").write_bytes(b"%PDF-1.4 the bytes")
+    ready = spool.complete(item, hold=True)
+    seen: list[bytes] = []
+
+    def accept(path: Path, **kw: Any) -> dict[str, Any]:
+        if ready.path.exists():
+            shutil.rmtree(ready.path)  # the other process deletes it after storing
+        seen.append(path.read_bytes())
+        return {"batch_id": "b-same"}
+
+    assert spool.store(ready, accept) == {"batch_id": "b-same"}
+    assert seen == [b"%PDF-1.4 the bytes"]
+
+
+def test_a_scan_whose_item_another_process_stored_is_not_reported_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scanners.devices import ScannerConfig, Scanners
+    from scanners.emulator import EmulatorConfig, EsclEmulator, numbered_pages
+    from scanners.escl_xml import ScanRequest
+    from scanners.scan import run_scan
+
+    def gone(self: Spool, item: Any, accept: Any) -> dict[str, Any]:
+        shutil.rmtree(item.path)
+        self._release(item.id)
+        raise ItemGone(item.id)
+
+    monkeypatch.setattr(Spool, "store", gone)
+    with EsclEmulator(EmulatorConfig(pages=numbered_pages(1, size=(200, 280)))) as emulator:
+        scanners = Scanners([ScannerConfig(url=emulator.url, name="quay-1")], tmp_path, False)
+        device, _ = scanners.find("quay-1")
+        progress = run_scan(scanners, device, ScanRequest(), Spool(tmp_path / "spool"),
+                            Recorder())
+    assert progress.state == "done" and progress.pages == 1
+    assert "stored by another sohoa process" in progress.message
+
+
+def test_sohoa_scan_beside_sohoa_serve_on_the_same_data_names_the_stored_batch(
+        tmp_path: Path) -> None:
+    """Given `sohoa serve` running on a data directory, when `sohoa scan` runs on the same one,
+    then it exits 0 and names the batch, which the server's data holds."""
+    from scanners.emulator import EmulatorConfig, EsclEmulator, numbered_pages
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp_path / "data"
+    with EsclEmulator(EmulatorConfig(pages=numbered_pages(2, size=(413, 585)))) as emulator:
+        env = {**os.environ, "SOHOA_DATA_DIR": str(data), "SOHOA_WORKERS": "1",
+               "SOHOA_SCANNER_DISCOVERY": "false",
+               "SOHOA_SCANNERS": json.dumps([{"url": emulator.url, "name": "quay-1"}])}
+        log = (tmp_path / "serve.log").open("w")
+        server = subprocess.Popen([str(SOHOA), "serve", "--port", str(port)], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/api/v1/batches/x").status_code == 401:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline and server.poll() is None, \
+                    (tmp_path / "serve.log").read_text()
+                time.sleep(0.2)
+            out = subprocess.run([str(SOHOA), "scan", "quay-1", "--json"], env=env,
+                                 capture_output=True, text=True, timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(30)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.pid, signal.SIGKILL)  # nothing of it may outlive the test
+                server.wait(10)
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    assert result["scan"]["state"] == "done" and result["scan"]["pages"] == 2
+    batch_id = result["scan"]["batch_id"]
+    assert batch_id and result["batch"]["batch_id"] == batch_id
+    assert (data / "objects" / "batches" / batch_id / "batch.json").exists()
+    assert list((data / "spool" / "ready").iterdir()) == []
