@@ -95,10 +95,16 @@ def test_processes_appending_at_once_make_one_unbroken_chain(tmp_path: Path, app
     context = multiprocessing.get_context("spawn")
     workers = [context.Process(target=_append_from_another_process, args=(str(tmp_path), f"p{n}", 60))
                for n in range(appenders)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
+    try:
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(120)
+    finally:
+        for w in workers:  # one that hangs is not left running
+            if w.is_alive():
+                w.kill()
+                w.join(10)
     log = AuditLog(f"sqlite:///{tmp_path}/catalog.sqlite3", LocalObjectStore(tmp_path / "objects"))
     assert [w.exitcode for w in workers] == [0] * appenders
     assert len(log.entries(None, 0, 1000)) == 60 * appenders

@@ -108,10 +108,16 @@ def test_processes_starting_together_on_a_fresh_database_all_migrate_it(tmp_path
         url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_migrate_in_a_new_process, args=(url,)) for _ in range(4)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(120)
+    try:
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(120)
+    finally:
+        for process in processes:  # one that hangs is not left running
+            if process.is_alive():
+                process.kill()
+                process.join(10)
     assert [p.exitcode for p in processes] == [0, 0, 0, 0]
     if backend == "postgresql":
         with psycopg.connect(ADMIN, autocommit=True) as conn:

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import smtplib
 import socket
 import struct
@@ -482,15 +483,22 @@ def start_child(tmp_path: Path, data: Path, hang: str | None, folder: dict[str, 
             "folder": folder, "ftp": ftp}
     log = (tmp_path / "child.log").open("wb")
     child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args, default=str)],
-                             cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    ready = marker.with_name(marker.name + ".ready")
-    wait_for(lambda: ready.exists() or child.poll() is not None, timeout=30, what="the child")
-    assert child.poll() is None, (tmp_path / "child.log").read_text()
-    return child, marker, int(ready.read_text())
+                             cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                             start_new_session=True)  # its own group: killed with all it started
+    try:
+        ready = marker.with_name(marker.name + ".ready")
+        wait_for(lambda: ready.exists() or child.poll() is not None, timeout=30, what="the child")
+        assert child.poll() is None, (tmp_path / "child.log").read_text()
+        return child, marker, int(ready.read_text())
+    except BaseException:
+        kill(child)
+        raise
 
 
 def kill(child: subprocess.Popen) -> None:
-    child.kill()  # SIGKILL: no cleanup of any kind
+    """SIGKILL (no cleanup of any kind) to the child and every process of its group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
     child.wait(10)
 
 

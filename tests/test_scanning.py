@@ -3,8 +3,10 @@ and told, never lost. The scanner is the emulator (scanners/emulator.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -200,14 +202,17 @@ def test_a_scan_killed_midway_is_kept_and_ingested_once_after_restart(tmp_path: 
                "SOHOA_SCANNER_DISCOVERY": "false",
                "SOHOA_SCANNERS": json.dumps([{"url": emulator.url, "name": "quay-1"}])}
         scan = subprocess.Popen([str(SOHOA), "scan", "quay-1"], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        incoming = tmp_path / "data" / "spool" / "incoming"
-        deadline = time.monotonic() + 60
-        while len(list(incoming.glob("*/pages/*.img"))) < 2:
-            assert time.monotonic() < deadline and scan.poll() is None
-            time.sleep(0.05)
-        scan.kill()
-        scan.wait()
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            incoming = tmp_path / "data" / "spool" / "incoming"
+            deadline = time.monotonic() + 60
+            while len(list(incoming.glob("*/pages/*.img"))) < 2:
+                assert time.monotonic() < deadline and scan.poll() is None
+                time.sleep(0.05)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # SIGKILL mid-scan, all it started
+                os.killpg(scan.pid, signal.SIGKILL)  # (also when the test fails)
+            scan.wait()
     pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     for _ in range(2):  # two restarts

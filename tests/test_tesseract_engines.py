@@ -138,8 +138,13 @@ def test_a_forked_worker_reads_through_a_child_of_its_own(page) -> None:
     queue = ctx.Queue()
     worker = ctx.Process(target=_words_in_forked_worker, args=(page, queue))
     worker.start()
-    words, child_pid = queue.get(timeout=120)
-    worker.join(30)
+    try:
+        words, child_pid = queue.get(timeout=120)
+        worker.join(30)
+    finally:
+        if worker.is_alive():  # it hung: not left running (its own child ends with its pipe)
+            worker.kill()
+            worker.join(10)
     # Then it reads it through its own child, and ours is still there and usable
     assert worker.exitcode == 0 and words > 100 and child_pid != ours.pid
     assert tesseract_child.reader().proc is ours and ours.poll() is None
