@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +41,12 @@ from ocr.errors import DocumentError, ToolError
 from storage import layout
 from storage.audit import AuditLog
 from storage.catalog import Catalog, version_event
-from storage.errors import TRANSIENT
+from storage.errors import TRANSIENT, dependency_of, describe
 from storage.objects import LocalObjectStore, ObjectStore, sha256_file
 
 FORMAT_VERSION = 1
+# A batch in one of these states is settled: nothing resumes it by itself.
+FINAL = frozenset({"done", "needs_review", "failed"})
 log = logging.getLogger(__name__)
 
 
@@ -166,6 +168,8 @@ class Pipeline:
             "status": "received", "error": None, "pages": 0, "dossiers": [],
             "unmatched_pages": [], "dropped_pages": [], "failed_pages": [],
         })
+        if self.catalog:  # so the watchdog knows of it, should nobody ever start it
+            self.catalog.index_batch(self.record(batch_id), [])
         return batch_id
 
     def inspect(self, batch_id: str) -> dict[str, Any]:
@@ -184,7 +188,69 @@ class Pipeline:
             log.exception("batch %s could not be opened", batch_id)
             record.update(status="failed", error=f"unreadable: {type(e).__name__}: {e}")
         self._save_record(record)
-        if record["status"] == "failed" and self.catalog:
+        if self.catalog:
+            self.catalog.index_batch(record, [])
+        return record
+
+    def wait(self, batch_id: str, error: BaseException) -> dict[str, Any]:
+        """A dependency (registry, object store, database) stopped the batch: it waits, with
+        the dependency named, until its next try (`resume`). Never `failed` for good. Recorded
+        in the object store, or only in the catalog while the store is the one down."""
+        try:
+            record = self.record(batch_id)
+            in_store = True
+        except TRANSIENT:
+            found = self.catalog.batch(batch_id) if self.catalog else None
+            if found is None:
+                raise
+            record, in_store = found, False
+        if record["status"] in FINAL:
+            return record
+        now = datetime.now(UTC)
+        waiting = record.get("waiting_for") or {}
+        tries = int(waiting.get("tries", 0))
+        # A page failing after another of the same batch does not push the next try later.
+        next_try = waiting.get("next_try") or self._after_pause(now, tries)
+        record.update(status="waiting", error=describe(error)[:2000], waiting_for={
+            "dependency": dependency_of(error), "error": describe(error)[:2000],
+            "since": waiting.get("since") or now.isoformat(timespec="seconds"),
+            "tries": tries, "next_try": next_try})
+        if in_store:
+            self._save_record(record)
+        if self.catalog:
+            self.catalog.index_batch(record, [])
+        return record
+
+    def _after_pause(self, now: datetime, tries: int) -> str:
+        """When to try again after `tries` tries: the pause doubles, up to the maximum."""
+        pause = min(self.settings.recovery.backoff_s * 2 ** tries,
+                    self.settings.recovery.backoff_max_s)
+        return (now + timedelta(seconds=pause)).isoformat(timespec="seconds")
+
+    def resume(self, batch_id: str, reset: bool = False) -> dict[str, Any]:
+        """Starts another try of a waiting batch (the caller queues its missing work); it stays
+        `waiting`, with the time of the try after this one, until its work gets done. With
+        `reset` (a person asked: `sohoa batch retry`), also a failed batch, and the pauses start
+        short again."""
+        record = self.record(batch_id)
+        status = record["status"]
+        if status in ("done", "needs_review") or (status == "failed" and not reset):
+            return record
+        if status == "failed":
+            record["retried_failure"] = record.get("retried_failure") or record.get("error")
+            record["status"] = "processing" if record.get("pages") else "received"
+            record["error"] = None
+        elif status == "waiting":
+            waiting = dict(record.get("waiting_for") or {})
+            tries = 0 if reset else int(waiting.get("tries", 0)) + 1
+            waiting.update(tries=tries, next_try=self._after_pause(datetime.now(UTC), tries))
+            record["waiting_for"] = waiting
+            if not record.get("pages"):
+                record["status"] = "received"  # it waited before its pages were counted
+        else:
+            return record
+        self._save_record(record)
+        if self.catalog:
             self.catalog.index_batch(record, [])
         return record
 
@@ -466,6 +532,8 @@ class Pipeline:
             record["review"].append({"pages": [], "code": None,
                                      "reason": f"scan incomplete: {record['incomplete']}"})
         record["status"] = "needs_review" if plan.unmatched or record.get("incomplete") else "done"
+        if record.pop("waiting_for", None) is not None:
+            record["error"] = None  # what it waited for answered in the end
         record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         self._save_record(record)
         if self.catalog:

@@ -12,10 +12,11 @@ from typing import Any
 from urllib.parse import quote
 
 from ingest.webhooks import Refused, check_destination
+from storage.errors import Unavailable
 
 
-class RegistryUnavailable(ConnectionError):
-    pass
+class RegistryUnavailable(Unavailable):
+    dependency = "registry"
 
 
 class Registry:

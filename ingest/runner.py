@@ -5,15 +5,18 @@ The steps are the same ones a task queue runs (ingest/pipeline.py); this runner 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from ingest.pipeline import Pipeline
+from ingest.pipeline import FINAL, Pipeline
 from ingest.settings import Settings
 from ingest.stages import PageStage
 from storage import layout
+from storage.errors import TRANSIENT
+from storage.leases import Leases, batch_key, this_process
 
 _worker: Pipeline | None = None
 
@@ -37,8 +40,24 @@ def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source:
     """Ingests one file and waits; returns the batch record. Same file again: same record."""
     batch_id = pipeline.receive(path, source=source, dossier=dossier, file_name=file_name,
                                 agency=agency, device=device, incomplete=incomplete)
+    # Held while this process runs the batch, so that a server's watchdog on the same data
+    # leaves it alone, and takes it over if this process dies.
+    leases = Leases(pipeline.settings.catalog_url)
+    with leases.holding(batch_key(batch_id), pipeline.settings.recovery.lease_s,
+                        holder=f"cli@{this_process()}", batch_id=batch_id):
+        try:
+            return _run(pipeline, batch_id, progress)
+        except TRANSIENT as e:  # told to the user; a server on the same data resumes it
+            with contextlib.suppress(Exception):
+                pipeline.wait(batch_id, e)
+            raise
+
+
+def _run(pipeline: Pipeline, batch_id: str,
+         progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+    pipeline.resume(batch_id)  # a batch that waited for a dependency: now, by this process
     record = pipeline.inspect(batch_id)
-    if record["status"] in ("failed", "done", "needs_review"):
+    if record["status"] in FINAL:
         return {**record, "already_ingested": True}
     total = record["pages"]
     todo = pipeline.heaviest_first(batch_id, [i for i in range(total) if not pipeline.store.exists(

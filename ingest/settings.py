@@ -7,12 +7,30 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.webhooks import WebhookTarget
 from ocr.dossier_code import STRICT, TOLERANT
 from scanners.config import EmailConfig, FolderConfig, FtpConfig, ScannerConfig
+
+
+class RecoveryConfig(BaseModel):
+    """How work stranded by a crash or an outage comes back (ingest/watchdog.py).
+
+    A worker renews its lease on a page every third of `lease_s`; a lease not renewed for
+    `lease_s` is dead. The watchdog looks every `tick_s`. A batch stopped by a dependency
+    (registry, object store, database) waits `backoff_s`, doubling up to `backoff_max_s`, between
+    tries, for as long as it takes."""
+
+    lease_s: float = Field(default=60.0, ge=1, le=3600)
+    tick_s: float = Field(default=15.0, ge=0.2, le=600)
+    backoff_s: float = Field(default=30.0, ge=0.1, le=3600)
+    backoff_max_s: float = Field(default=1800.0, ge=1, le=86400)
+    # Quick retries of a task in place (2 s, 4 s, 8 s...) before its batch waits.
+    task_retries: int = Field(default=3, ge=0, le=20)
+    # Redis: an unacknowledged task of a worker that vanished is handed out again after this.
+    visibility_timeout_s: int = Field(default=900, ge=60, le=86400)
 
 
 class Settings(BaseSettings):
@@ -55,6 +73,9 @@ class Settings(BaseSettings):
     @property
     def broker(self) -> str:
         return self.broker_url or f"sqla+sqlite:///{self.data_dir.resolve() / 'broker.sqlite3'}"
+
+    # SOHOA_RECOVERY='{"lease_s": 60, "tick_s": 15}' or SOHOA_RECOVERY__LEASE_S=60
+    recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
 
     # Webhooks: JSON list of {"url", "secret", "agencies"}; see ingest/webhooks.py.
     webhooks: list[WebhookTarget] = Field(default_factory=list)

@@ -152,6 +152,13 @@ def version_event(manifest: dict[str, Any], agency: str, pdf_key: str,
     return event
 
 
+# Tables on this metadata that are not an index of object storage (storage/leases.py): a
+# rebuild leaves them alone.
+_NOT_INDEX = frozenset({"leases"})
+
+UNFINISHED = ("received", "processing", "waiting")
+
+
 class Catalog:
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url, future=True)
@@ -360,6 +367,14 @@ class Catalog:
             b = s.get(Batch, batch_id)
             return dict(b.record) if b else None
 
+    def unfinished_batches(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Records of batches not yet done, needs_review or failed (the watchdog's round),
+        oldest first."""
+        stmt = (select(Batch.record).where(Batch.status.in_(UNFINISHED))
+                .order_by(Batch.received_at, Batch.id).limit(limit))
+        with self.session() as s:
+            return [dict(r) for r in s.scalars(stmt).all()]
+
     def recent_batches(self, agencies: tuple[str, ...] | None,
                        limit: int = 20) -> list[dict[str, Any]]:
         """The batch records indexed last (finished or failed), newest first; `agencies=None`
@@ -374,8 +389,9 @@ class Catalog:
 
     def rebuild(self, store: ObjectStore) -> tuple[int, int]:
         """Drops every row and re-indexes all batch records and dossier manifests."""
-        Base.metadata.drop_all(self.engine)
-        Base.metadata.create_all(self.engine)
+        index = [t for t in Base.metadata.sorted_tables if t.name not in _NOT_INDEX]
+        Base.metadata.drop_all(self.engine, tables=index)
+        Base.metadata.create_all(self.engine, tables=index)
         batches = versions = 0
         for key in store.list("batches/"):
             if key.endswith("/batch.json"):

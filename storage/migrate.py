@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # The newest revision under migrations/versions (tests/test_migrate.py checks it against Alembic):
 # a database already there is opened without loading Alembic (a quarter of a second per process).
-HEAD = "0004"
+HEAD = "0005"
 
 _PG_LOCK_KEY = 0x50_48_4F_41  # "SOHOA"-ish; any constant all sohoa processes share
 
@@ -120,6 +120,7 @@ def _create_current_tables(connection: Connection) -> None:
     from api.web.users import UserBase
     from storage.audit import AuditBase
     from storage.catalog import Base
+    from storage.leases import LeaseRow  # noqa: F401  (its table is on Base's metadata)
 
     for metadata in (Base.metadata, KeyBase.metadata, AuditBase.metadata, UserBase.metadata):
         metadata.create_all(connection)  # only the missing ones

@@ -7,6 +7,7 @@ from api.keys import KeyBase
 from api.web.users import UserBase
 from storage.audit import AuditBase
 from storage.catalog import Base
+from storage.leases import LeaseRow  # noqa: F401  (registers the leases table on Base)
 
 target_metadata = [Base.metadata, KeyBase.metadata, AuditBase.metadata, UserBase.metadata]
 config = context.config
