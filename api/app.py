@@ -10,6 +10,7 @@ they refer to dependencies local to create_app.)
 
 import base64
 import hmac
+import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ from storage.audit import AuditWriter, Event
 from storage.objects import LocalObjectStore, ObjectMissing
 
 UPLOAD_CHUNK = 1 << 20
+BATCH_ID = re.compile(r"b[0-9a-f]{24}")  # ingest.pipeline.Pipeline.receive
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -67,9 +69,11 @@ def _decode(cursor: str) -> str:
 
 
 def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None = None,
-               scans: ScanService | None = None) -> FastAPI:
+               scans: ScanService | None = None,
+               resume: Callable[[str], dict[str, Any]] | None = None) -> FastAPI:
     """`submit(path, dossier=, source=, file_name=, agency=, device=, incomplete=)` queues a stored
-    upload; by default the Celery tasks of ingest/tasks.py. `scans` runs scans on the office's
+    upload; by default the Celery tasks of ingest/tasks.py (and `resume(batch_id)`, their
+    retry). `scans` runs scans on the office's
     eSCL scanners; by default those of the settings."""
     pipeline = Pipeline.from_settings(settings)
     keys = KeyStore(settings.catalog_url)
@@ -87,6 +91,10 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         from ingest.tasks import submit as celery_submit
 
         submit = celery_submit
+    if resume is None:
+        from ingest.tasks import retry as celery_retry
+
+        resume = celery_retry
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
@@ -144,6 +152,18 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
             raise HTTPException(404, "no such dossier")
         return found
 
+    def visible_batch(batch_id: str, who: Principal) -> dict[str, Any]:
+        """The batch record; 404 if missing, malformed or another agency's."""
+        if not BATCH_ID.fullmatch(batch_id):
+            raise HTTPException(404, "no such batch")
+        try:
+            record = pipeline.record(batch_id)
+        except (ObjectMissing, ValueError):
+            raise HTTPException(404, "no such batch") from None
+        if not who.sees(record.get("agency") or ""):
+            raise HTTPException(404, "no such batch")
+        return record
+
     @app.post("/api/v1/batches", status_code=202)
     def upload_batch(request: Request, who: Annotated[Principal, Depends(role("scanner"))],
                      file: Annotated[UploadFile, File()],
@@ -182,18 +202,31 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
     @app.get("/api/v1/batches/{batch_id}")
     def batch_status(batch_id: str, request: Request,
                      who: Annotated[Principal, Depends(role("scanner"))]) -> dict[str, Any]:
-        try:
-            record = pipeline.record(batch_id)
-        except (ObjectMissing, ValueError):
-            raise HTTPException(404, "no such batch") from None
-        if not who.sees(record.get("agency") or ""):
-            raise HTTPException(404, "no such batch")
+        record = visible_batch(batch_id, who)
         done = sum(pipeline.store.exists(layout.page_facts(batch_id, i))
                    for i in range(record.get("pages", 0)))
         log(request, who, "batch.read", batch_id, record.get("agency") or "")
         keys_ = ("batch_id", "file", "status", "error", "pages", "dossiers", "unmatched_pages",
-                 "dropped_pages", "received_at", "source", "device", "incomplete")
+                 "dropped_pages", "received_at", "source", "device", "incomplete", "waiting_for")
         return {**{k: record.get(k) for k in keys_}, "pages_done": done}
+
+    @app.post("/api/v1/batches/{batch_id}/retry", status_code=202)
+    def retry_batch(batch_id: str, request: Request,
+                    who: Annotated[Principal, Depends(role("scanner"))]) -> dict[str, Any]:
+        """Resumes a batch now: one waiting for a dependency (registry, object store, database),
+        one that failed, or one whose work was lost; 409 if it is already done or in review."""
+        record = visible_batch(batch_id, who)
+        if record["status"] in ("done", "needs_review"):
+            raise HTTPException(409, f"the batch is already {record['status']}")
+        try:
+            record = resume(batch_id)
+        except OperationalError as e:
+            raise HTTPException(503, "the batch could not be queued (task broker unreachable); "
+                                     "try again") from e
+        log(request, who, "batch.retry", batch_id, record.get("agency") or "",
+            status=record["status"])
+        return {"batch_id": batch_id, "status": record["status"], "error": record.get("error"),
+                "waiting_for": record.get("waiting_for")}
 
     @app.get("/api/v1/dossiers")
     def list_dossiers(request: Request, who: Annotated[Principal, Depends(role("processor", "auditor"))],
