@@ -209,8 +209,14 @@ class Pipeline:
         now = datetime.now(UTC)
         waiting = record.get("waiting_for") or {}
         tries = int(waiting.get("tries", 0))
-        # A page failing after another of the same batch does not push the next try later.
-        next_try = waiting.get("next_try") or self._after_pause(now, tries)
+        due = waiting.get("next_try")
+        if record["status"] == "waiting" and due and datetime.fromisoformat(due) > now:
+            next_try = due  # another page of the same try failed: the next try stays put
+        elif record["status"] == "waiting":  # a try that could not even begin
+            tries += 1
+            next_try = self._after_pause(now, tries)
+        else:
+            next_try = self._after_pause(now, tries)
         record.update(status="waiting", error=describe(error)[:2000], waiting_for={
             "dependency": dependency_of(error), "error": describe(error)[:2000],
             "since": waiting.get("since") or now.isoformat(timespec="seconds"),
@@ -247,7 +253,9 @@ class Pipeline:
             record["waiting_for"] = waiting
             if not record.get("pages"):
                 record["status"] = "received"  # it waited before its pages were counted
-        else:
+        else:  # it never waited in the store (the store was what was down): the catalog did
+            if self.catalog:
+                self.catalog.index_batch(record, [])
             return record
         self._save_record(record)
         if self.catalog:

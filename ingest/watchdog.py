@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 
 from ingest.pipeline import Pipeline
 from ingest.settings import RecoveryConfig
+from storage.errors import TRANSIENT
 from storage.leases import Leases, batch_key, this_process
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,11 @@ class Watchdog:
                 if record["status"] == "waiting":
                     due = (record.get("waiting_for") or {}).get("next_try")
                     if due is None or datetime.fromisoformat(due) <= now:
-                        self.pipeline.resume(batch_id)
+                        try:
+                            self.pipeline.resume(batch_id)
+                        except TRANSIENT as e:  # still down: the next try moves on
+                            self.pipeline.wait(batch_id, e)
+                            continue
                         done = self.queue_missing(batch_id, only_if_idle=False)
                         actions.append(f"{batch_id}: resumed ({', '.join(done) or 'nothing to queue'})")
                     continue

@@ -206,3 +206,137 @@ def test_a_batch_waits_while_the_registry_is_down_and_finishes_when_it_answers(
     manifest = json.loads((objects / "dossiers" / SAMPLE_DOSSIERS[0][0] / "v0001" /
                            "manifest.json").read_text())
     assert manifest["registry"]["procedure"] == "1.000948"
+
+
+class Cuttable:
+    """A TCP proxy in front of a server, to cut it off: while down, connections are refused and
+    those open are dropped, as when the server or its network goes away."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import socket
+
+        self.target, self._socket_mod = target, socket
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._open: list = []
+        self._listener = None
+        self.up()
+
+    def up(self) -> None:
+        socket = self._socket_mod
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        for conn in self._open:
+            with contextlib.suppress(OSError):
+                conn.close()
+        self._open.clear()
+
+    def _accept(self, listener) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = self._socket_mod.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            self._open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b) -> None:  # type: ignore[no-untyped-def]
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+
+def test_a_batch_waits_while_object_storage_is_down_and_finishes_when_it_is_back(
+        tmp_path: Path) -> None:
+    """Given `sohoa serve` on S3 (moto's server behind a proxy we can cut), when object storage
+    goes away while a batch is being processed, then the batch waits for `object storage`
+    (recorded in the catalog while the store cannot take it), and once the store is back it
+    finishes by itself, every dossier stored once."""
+    from moto.server import ThreadedMotoServer
+
+    from storage.catalog import Catalog
+    from storage.s3 import S3ObjectStore
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    proxy = Cuttable((host, port))
+    bucket = f"sohoa-{uuid.uuid4().hex[:12]}"
+    folder = tmp_path / "mfp-1"
+    folder.mkdir()
+    env = environment(tmp_path, None, SOHOA_S3_ENDPOINT=f"127.0.0.1:{proxy.port}",
+                      SOHOA_S3_ACCESS_KEY="test", SOHOA_S3_SECRET_KEY="test",
+                      SOHOA_S3_SECURE="false", SOHOA_S3_REGION="us-east-1", SOHOA_S3_BUCKET=bucket,
+                      SOHOA_FOLDER=json.dumps({"devices": {"mfp-1": str(folder)},
+                                               "poll_seconds": 0.5, "settle_seconds": 0.5}))
+    log = tmp_path / "serve.log"
+    try:
+        with running([str(SOHOA), "serve", "--port", "0"], env, log):
+            wait_until(lambda: b"Application startup complete" in log.read_bytes(), 60,
+                       "serve started", [log])
+            store = S3ObjectStore.connect(f"{host}:{port}", "test", "test", bucket, secure=False,
+                                          region="us-east-1")
+            (folder / "scan.pdf").write_bytes(SAMPLE.read_bytes())
+
+            def batch_id() -> str | None:
+                keys = [k for k in store.list("batches/") if k.endswith("/batch.json")]
+                return keys[0].split("/")[1] if keys else None
+
+            def s3_record() -> dict:
+                found = batch_id()
+                return json.loads(store.get(f"batches/{found}/batch.json")) if found else {}
+
+            def pages() -> int:
+                found = batch_id()
+                return len([k for k in store.list(f"batches/{found}/pages/")
+                            if k.endswith(".json")]) if found else 0
+
+            wait_until(lambda: pages() >= 1, 120, "a first page stored", [log])
+            proxy.down()
+            catalog = Catalog(f"sqlite:///{tmp_path / 'data' / 'catalog.sqlite3'}")
+            found = batch_id()
+
+            def waiting() -> bool:
+                record = catalog.batch(found) or {}
+                return record.get("status") == "waiting"
+
+            wait_until(waiting, 120, "the batch waiting", [log])
+            assert catalog.batch(found)["waiting_for"]["dependency"] == "object storage"
+            assert catalog.batch(found)["error"].startswith("object storage unavailable: ")
+            time.sleep(6)  # down for several tries: still waiting, never failed
+            assert catalog.batch(found)["status"] == "waiting"
+            proxy.up()
+            wait_until(lambda: s3_record().get("status") == "done", 120, "the batch done", [log])
+        done = s3_record()
+        assert [(d["dossier_id"], d["pages"]) for d in done["dossiers"]] == SAMPLE_DOSSIERS
+        for code, _ in SAMPLE_DOSSIERS:
+            manifests = [k for k in store.list(f"dossiers/{code}/") if k.endswith("manifest.json")]
+            assert manifests == [f"dossiers/{code}/v0001/manifest.json"]
+        assert catalog.batch(found)["status"] == "done"
+    finally:
+        proxy.down()
+        moto.stop()
