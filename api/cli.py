@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -246,15 +252,38 @@ def dossier_pdf(code: str, output: Path, version: int | None) -> None:
     click.echo(f"{output}")
 
 
+def _clean_leftovers(pipeline: Pipeline) -> None:
+    """What crashed processes left half written (older than an hour) goes, one log line each."""
+    import logging
+
+    from storage.cleanup import log, remove_leftovers
+
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/%(name)s] %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    remove_leftovers(pipeline.store, pipeline.settings.data_dir)
+
+
 @main.command()
 @click.option("--concurrency", type=int, help="Worker processes (default: SOHOA_WORKERS).")
-def worker(concurrency: int | None) -> None:
-    """Run pipeline tasks from the broker (SOHOA_BROKER_URL) on this machine."""
-    from ingest.tasks import app
+@click.option("--hostname", "-n", help="Node name (default: sohoa-<pid>@<host>; Celery's %h, %n "
+                                       "and %d work). Each worker needs its own.")
+@click.option("--broker-retries", type=click.IntRange(min=0),
+              help="Attempts to reach the broker before giving up with exit status 1 (default: "
+                   "Celery's 100, about 45 minutes).")
+def worker(concurrency: int | None, hostname: str | None, broker_retries: int | None) -> None:
+    """Run pipeline tasks from the broker (SOHOA_BROKER_URL) on this machine.
 
-    settings = _pipeline().settings
-    app.worker_main(["worker", "--loglevel=INFO", "--queues=sohoa",
-                     f"--concurrency={concurrency or settings.workers}"])
+    SIGTERM or SIGINT: pages in hand finish (25 s at most, then they go back to the queue); a
+    second signal stops at once. Exit status 1 if the worker could not start or stop cleanly."""
+    from ingest.worker import main as run_worker
+
+    pipeline = _pipeline()
+    _clean_leftovers(pipeline)
+    run_worker(concurrency or pipeline.settings.workers, hostname, broker_retries)
 
 
 @main.command()
@@ -264,39 +293,167 @@ def worker(concurrency: int | None) -> None:
 @click.option("--processes", default=1, show_default=True, type=int,
               help="API server processes (one per core serves most).")
 def serve(host: str, port: int, no_worker: bool, processes: int) -> None:
-    """Serve the API, with a worker on this machine (embedded broker unless SOHOA_BROKER_URL)."""
-    import subprocess
+    """Serve the API, with a worker on this machine (embedded broker unless SOHOA_BROKER_URL).
+
+    SIGTERM or SIGINT stops the API, the worker (pages in hand finish or go back to the queue) and
+    the receivers within 30 s; a second signal forces the stop. Exit status 0 on a clean stop."""
+    from multiprocessing import resource_tracker
 
     import uvicorn
 
     from ingest.tasks import submit
+    from ingest.worker import become_subreaper, die_with_parent, end_children
     from scanners.receivers import Drainer, start_receivers
     from scanners.spool import Spool
 
-    settings = _pipeline().settings  # fail early and clearly on bad configuration or storage
-    worker = None if no_worker else subprocess.Popen([sys.argv[0], "worker"])
-    # What scanners push (folder, FTP, e-mail), and scans an earlier run left in the spool; the
-    # drainer retries items whose storing failed (storage down) once a minute.
-    spool = Spool(settings.spool_dir)
-    receivers = start_receivers(spool, submit, settings.folder, settings.ftp, settings.smtp)
-    drainer = Drainer(spool, submit).start()
-    for receiver in receivers:
-        where = f" on port {receiver.port}" if hasattr(receiver, "port") else ""
-        click.echo(f"receiving scans: {type(receiver).__name__}{where}", err=True)
+    pipeline = _pipeline()  # fail early and clearly on bad configuration or storage
+    settings = pipeline.settings
+    _clean_leftovers(pipeline)
+    become_subreaper()  # what outlives the worker (its pool's Tesseract children) comes back here
+    config = uvicorn.Config("api.app:app_from_env", factory=True, host=host, port=port,
+                            workers=processes, log_level="info",
+                            timeout_graceful_shutdown=_API_STOP_SECONDS)
+    stop = _ServeStop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop.on_signal)
+    # In a process group of its own: Ctrl-C on a terminal reaches serve alone, which stops the
+    # worker itself (one warm stop, then cold on a second signal).
+    if not no_worker:
+        stop.worker = subprocess.Popen([sys.argv[0], "worker"], stdin=subprocess.DEVNULL,
+                                       process_group=0, preexec_fn=die_with_parent)
+        if stop.started:  # a signal came before it was there
+            stop.worker.send_signal(signal.SIGTERM)
+    receivers: list[Any] = []
+    drainer = None
     try:
-        uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port,
-                    workers=processes, log_level="info")
-    finally:
+        # What scanners push (folder, FTP, e-mail), and scans an earlier run left in the spool; the
+        # drainer retries items whose storing failed (storage down) once a minute.
+        spool = Spool(settings.spool_dir)
+        receivers = start_receivers(spool, submit, settings.folder, settings.ftp, settings.smtp)
+        drainer = Drainer(spool, submit).start()
         for receiver in receivers:
-            receiver.stop()
-        drainer.stop()
-        if worker is not None:
-            worker.terminate()  # warm shutdown: the page in hand is finished (or redelivered)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()  # acks are late: its unfinished tasks go back to the queue
-                worker.wait()
+            where = f" on port {receiver.port}" if hasattr(receiver, "port") else ""
+            click.echo(f"receiving scans: {type(receiver).__name__}{where}", err=True)
+        stop.run_api(config)
+    finally:
+        stop.begin()  # the API ended on its own (it could not start, say): stop the rest
+        stopping = [*receivers, *([drainer] if drainer else [])]
+        closer = threading.Thread(target=lambda: [r.stop() for r in stopping], daemon=True)
+        closer.start()
+        stop.end_worker()
+        closer.join(max(0.0, stop.deadline - time.monotonic()) if not stop.forced else 0)
+        tracker = getattr(resource_tracker._resource_tracker, "_pid", None)  # ends with serve
+        left = end_children(spare={tracker} if tracker else set())
+        if left:
+            click.echo(f"ended {len(left)} processes left behind: {left}", err=True)
+    status = stop.status(closer.is_alive() or bool(left))
+    click.echo(f"stopped in {time.monotonic() - stop.started:.1f} s"
+               + ("" if status == 0 else " (not cleanly: forced, cut short or failed)"), err=True)
+    if closer.is_alive():  # a receiver still storing, forced: its item stays in the spool
+        sys.stderr.flush()
+        os._exit(status or 1)
+    sys.exit(status)
+
+
+_STOP_SECONDS = 30.0  # a stop of serve, from the first signal: API, worker, receivers, children
+_API_STOP_SECONDS = 20  # requests in flight (an upload arriving) may finish meanwhile
+_COLD_SECONDS = 10.0  # for a forced worker to hand its pages back (Celery takes ~5 s) before it is killed
+
+
+class _ServeStop:
+    """The stop of `sohoa serve`: the first SIGTERM/SIGINT asks the API and the worker to stop
+    (warm), a second one forces both (cold stop of the worker: its pages go back to the queue)."""
+
+    def __init__(self) -> None:
+        self.signals = 0
+        self.forced = False
+        self.started = self.deadline = 0.0
+        self.worker: Any = None  # subprocess.Popen of `sohoa worker`
+        self.api: Any = None  # uvicorn.Server, or its Multiprocess supervisor
+        self.api_failed = False
+
+    def on_signal(self, sig: int, frame: Any) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            click.echo(f"{signal.Signals(sig).name}: stopping within {_STOP_SECONDS:.0f} s "
+                       "(again to force)", err=True)
+            self.begin()
+        elif not self.forced:
+            click.echo(f"{signal.Signals(sig).name} again: forcing the stop", err=True)
+            self.force()
+
+    def begin(self) -> None:
+        if self.started:
+            return
+        self.started = time.monotonic()
+        self.deadline = self.started + _STOP_SECONDS - 2  # leaves time to kill what is left
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGTERM)  # warm stop, cold by itself after 25 s
+        self._stop_api(force=False)
+
+    def force(self) -> None:
+        self.begin()
+        self.forced = True
+        self.deadline = min(self.deadline, time.monotonic() + _COLD_SECONDS)
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGQUIT)  # cold stop: pages in hand go back to the queue
+        self._stop_api(force=True)
+
+    def _stop_api(self, force: bool) -> None:
+        from uvicorn.supervisors import Multiprocess
+
+        if isinstance(self.api, Multiprocess):
+            self.api.should_exit.set()
+            if force:
+                for process in self.api.processes:
+                    with contextlib.suppress(ProcessLookupError, TypeError):
+                        os.kill(process.pid, signal.SIGKILL)
+        elif self.api is not None:
+            self.api.should_exit = True
+            self.api.force_exit = self.api.force_exit or force
+
+    def run_api(self, config: Any) -> None:
+        import uvicorn
+        from uvicorn.supervisors import Multiprocess
+
+        class Server(uvicorn.Server):
+            def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+                # uvicorn would take SIGTERM/SIGINT, then raise it again with the handler from
+                # before it ran: SIGTERM's default ended serve before it stopped the worker.
+                return contextlib.nullcontext()
+
+        if config.workers > 1:
+            self.api = Multiprocess(config, sockets=[config.bind_socket()])
+            for sig in (signal.SIGINT, signal.SIGTERM):  # it takes them in its constructor
+                signal.signal(sig, self.on_signal)
+            if self.started:
+                self.api.should_exit.set()
+            self.api.run()
+        else:
+            self.api = Server(config)
+            if self.started:
+                self.api.should_exit = True
+            self.api.run()
+            self.api_failed = not self.api.started
+
+    def end_worker(self) -> None:
+        if self.worker is None:
+            return
+        while self.worker.poll() is None and time.monotonic() < self.deadline:
+            time.sleep(0.1)  # polled: a second signal shortens the deadline
+        if self.worker.poll() is not None:
+            return
+        if not self.forced:  # past the warm stop and the cold one: force it
+            self.force()
+        click.echo(f"worker {self.worker.pid} did not stop: killed", err=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.worker.pid, signal.SIGKILL)  # acks are late: its pages are redelivered
+        self.worker.wait()
+
+    def status(self, cut_short: bool) -> int:
+        # (ended by the SIGTERM it was sent before it had set up its own stop: nothing was running)
+        worker_failed = self.worker is not None and self.worker.returncode not in (0, -signal.SIGTERM)
+        return 1 if self.forced or cut_short or worker_failed or self.api_failed else 0
 
 
 @main.group()

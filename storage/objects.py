@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,16 @@ class ObjectInfo:
     key: str
     size: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """What a process killed mid-write left behind (a half-written object, an unfinished upload):
+    never data, removed at start-up once old enough (storage/cleanup.py)."""
+    name: str  # a path, or s3://bucket/key?uploadId=...
+    size: int
+    modified: float  # epoch seconds
+    remove: Callable[[], None]
 
 
 class ObjectStore(Protocol):
@@ -172,3 +183,18 @@ class LocalObjectStore:
         if not path.is_file():
             raise ObjectMissing(key)
         yield path
+
+    def leftovers(self, older_than: float) -> Iterator[Leftover]:
+        """`.tmp-*` files of `_write` last modified more than `older_than` seconds ago."""
+        cutoff = time.time() - older_than
+        for folder, _, names in os.walk(self.root):
+            for name in names:
+                if name.startswith(".tmp-"):
+                    path = Path(folder) / name
+                    try:
+                        stat = path.stat()
+                    except FileNotFoundError:
+                        continue  # renamed into place or removed meanwhile
+                    if stat.st_mtime < cutoff:
+                        yield Leftover(str(path), stat.st_size, stat.st_mtime,
+                                       lambda path=path: path.unlink(missing_ok=True))

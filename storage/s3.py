@@ -25,7 +25,7 @@ from minio.error import S3Error
 from minio.retention import Retention
 from minio.versioningconfig import VersioningConfig
 
-from storage.objects import CHUNK, ObjectExists, ObjectInfo, ObjectMissing, _check_key, sha256_file
+from storage.objects import CHUNK, Leftover, ObjectExists, ObjectInfo, ObjectMissing, _check_key, sha256_file
 
 PART_SIZE = 16 * 1024 * 1024
 _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchVersion", "ResourceNotFound"}
@@ -176,6 +176,33 @@ class S3ObjectStore:
                     tmp.write(chunk)
             tmp.flush()
             yield Path(tmp.name)
+
+    def leftovers(self, older_than: float) -> Iterator[Leftover]:
+        """Multipart uploads started more than `older_than` seconds ago and never completed (the
+        uploader died): their parts take space and are no object. minio's SDK lists and aborts
+        them only through its private calls."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
+        key_marker = upload_marker = None
+        while True:
+            page = self.client._list_multipart_uploads(self.bucket, key_marker=key_marker,
+                                                       upload_id_marker=upload_marker)
+            for up in page.uploads:
+                if up.initiated_time is None or up.initiated_time >= cutoff:
+                    continue
+                parts = self.client._list_parts(self.bucket, up.object_name, up.upload_id).parts
+                yield Leftover(f"s3://{self.bucket}/{up.object_name}?uploadId={up.upload_id}",
+                               sum(p.size or 0 for p in parts), up.initiated_time.timestamp(),
+                               lambda up=up: self._abort(up.object_name, up.upload_id))
+            if not page.is_truncated:
+                return
+            key_marker, upload_marker = page.next_key_marker, page.next_upload_id_marker
+
+    def _abort(self, key: str, upload_id: str) -> None:
+        try:
+            self.client._abort_multipart_upload(self.bucket, key, upload_id)
+        except S3Error as e:
+            if e.code != "NoSuchUpload":  # another process aborted it first
+                raise
 
 
 class _ResponseStream(io.RawIOBase):

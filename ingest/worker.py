@@ -1,0 +1,188 @@
+"""`sohoa worker` as a well-behaved process: Celery's worker, run in this process, with
+
+- a node name of its own: `sohoa-<pid>@<host>` unless given (`--hostname`, Celery's `%h`, `%n`,
+  `%d` work). Any number of workers then run on one machine: two with Celery's default
+  `celery@<host>` collide (on RabbitMQ the second cannot take the node's pidbox queue and dies).
+- a bounded stop: SIGTERM or SIGINT is Celery's warm stop (no new task is taken, the pages in hand
+  finish); pages still running STOP_SECONDS later are stopped cold (Celery's SIGQUIT), which hands
+  them back to the queue (acks are late). A second SIGTERM or SIGINT stops cold at once.
+- nothing left behind: the worker adopts the orphans of its subtree (a child subreaper), so the
+  Tesseract child of a pool process that died first comes back to it; whatever of its subtree is
+  still running when Celery is done is ended before it exits.
+- an exit status that tells: 0 after a stop asked for by a signal in which every page in hand
+  finished; 1 if the worker never became ready (broker unreachable after its retries, node name
+  taken, bad configuration), stopped on an error, or had to stop cold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+STOP_SECONDS = 25.0  # warm stop, then cold: a stop is over within 30 s (systemd allows 90)
+END_GRACE_SECONDS = 2.0  # for leftover children between SIGTERM and SIGKILL
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_PDEATHSIG = 1
+
+log = logging.getLogger("sohoa.worker")
+
+
+def default_node_name() -> str:
+    return f"sohoa-{os.getpid()}@%h"
+
+
+def _prctl() -> Any:
+    return ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+_PRCTL = _prctl()  # loaded here, not between fork and exec (die_with_parent)
+
+
+def become_subreaper() -> bool:
+    """Orphans of this process's subtree become its children instead of init's (Linux)."""
+    return _PRCTL is not None and _PRCTL(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def die_with_parent() -> None:
+    """For Popen's preexec_fn: the child gets SIGTERM (a warm stop for a worker) if its parent
+    dies, even by SIGKILL."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def children(pid: int | None = None) -> list[int]:
+    """Live or unreaped children of `pid` (this process by default), from /proc."""
+    parent, found = pid or os.getpid(), []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(entry.name))
+    return found
+
+
+def _reap(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        if not done:
+            alive.append(pid)
+    return alive
+
+
+def end_children(patience: float = 1.0, grace: float = END_GRACE_SECONDS,
+                 spare: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """Reaps every child (but `spare`): those exiting by themselves get `patience` seconds (a
+    Tesseract child whose pool process is gone exits at end of file), then SIGTERM, then SIGKILL
+    after `grace`. Returns the pids that had to be signalled. Call it once the children one waits
+    for have been waited for."""
+    ended: list[int] = []
+    start = time.monotonic()
+    while True:
+        alive = [pid for pid in _reap(children()) if pid not in spare]
+        if not alive:
+            return ended
+        waited = time.monotonic() - start
+        if waited >= patience:
+            how = signal.SIGTERM if waited < patience + grace else signal.SIGKILL
+            for pid in alive:
+                if pid not in ended or how == signal.SIGKILL:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, how)
+            ended += [pid for pid in alive if pid not in ended]
+        time.sleep(0.05)
+
+
+@dataclass
+class Lifecycle:
+    """What happened to the worker, from Celery's signals."""
+    ready: bool = False
+    stop_signals: int = 0  # SIGTERM/SIGINT/SIGQUIT received
+    cold: bool = False
+    timer: threading.Timer | None = None
+
+    def on_ready(self, **_: Any) -> None:
+        self.ready = True
+
+    def on_shutting_down(self, sig: str = "", how: str = "", **_: Any) -> None:
+        """Runs in the main process inside Celery's handler of each stop signal."""
+        self.stop_signals += 1
+        if how == "Cold":
+            if not self.cold:  # a SIGQUIT from outside (serve forcing its stop)
+                self.cold = True
+                log.warning("cold stop (%s): pages in hand go back to the queue", sig)
+        elif self.stop_signals == 1:
+            log.warning("warm stop: pages in hand may finish for %.0f s, then they go back to the "
+                        "queue (a second SIGTERM or SIGINT: at once)", STOP_SECONDS)
+            self.timer = threading.Timer(STOP_SECONDS, self.go_cold, ("pages still running",))
+            self.timer.daemon = True
+            self.timer.start()
+        else:
+            self.go_cold(f"second stop signal ({sig})")
+
+    def go_cold(self, why: str) -> None:
+        if not self.cold:
+            self.cold = True
+            log.warning("cold stop (%s): pages in hand go back to the queue", why)
+            os.kill(os.getpid(), signal.SIGQUIT)
+
+    def exit_status(self, code: int | None) -> int:
+        if self.stop_signals:
+            return 1 if self.cold else 0
+        if not self.ready:
+            log.error("the worker did not start (see above)")
+            return 1
+        return 0 if code in (0, None) else 1
+
+
+def run(concurrency: int, hostname: str | None = None, broker_retries: int | None = None) -> int:
+    """Runs a worker until it is stopped; returns its exit status."""
+    from celery import signals
+
+    from ingest.tasks import app
+
+    if broker_retries is not None:
+        app.conf.broker_connection_max_retries = broker_retries
+    become_subreaper()
+    life = Lifecycle()
+    signals.worker_ready.connect(life.on_ready, weak=False)
+    signals.worker_shutting_down.connect(life.on_shutting_down, weak=False)
+    try:
+        code = app.start(["worker", "--loglevel=INFO", "--queues=sohoa",
+                          f"--concurrency={concurrency}", f"--hostname={hostname or default_node_name()}"])
+    finally:
+        if life.timer is not None:
+            life.timer.cancel()
+        signals.worker_ready.disconnect(life.on_ready)
+        signals.worker_shutting_down.disconnect(life.on_shutting_down)
+        left = end_children()
+        if left:
+            log.warning("ended %d processes left by the pool: %s", len(left), left)
+    return life.exit_status(code)
+
+
+def main(concurrency: int, hostname: str | None = None, broker_retries: int | None = None) -> NoReturn:
+    """`run`, then exit at once: after a cold stop, billiard's exit-time finalizer can wait for ever
+    on a queue lock that a terminated pool process held (seen after a second signal)."""
+    status = run(concurrency, hostname, broker_retries)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
