@@ -1,0 +1,133 @@
+"""Faults on demand for tests and bench/faults.py: a command killed with everything it started,
+a TCP service we can cut off, and a registry that is down until told otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import ClassVar
+
+
+class Group:
+    """A command in a session of its own: killed with everything it started, whatever happens."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self._out = log.open("ab")
+        self.proc = subprocess.Popen(args, env=env, stdout=self._out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+        self._out.close()
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(40)
+        self.kill()
+
+
+@contextlib.contextmanager
+def running(args: list[str], env: dict[str, str], log: Path) -> Iterator[Group]:
+    group = Group(args, env, log)
+    try:
+        yield group
+    finally:
+        group.stop()
+
+
+class Registry(BaseHTTPRequestHandler):
+    """The processing system's registry: every code is known, unless it is down (503)."""
+
+    up = threading.Event()
+    asked: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.asked.append(self.path)
+        if not self.up.is_set():
+            self.send_response(503)
+            self.end_headers()
+            return
+        body = json.dumps({"procedure": "1.000948", "applicant": "Nguyễn Văn An"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class Cuttable:
+    """A TCP proxy in front of a server, to cut it off: while down, connections are refused and
+    those open are dropped, as when the server or its network goes away."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._open: list = []
+        self._listener = None
+        self.up()
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        for conn in self._open:
+            with contextlib.suppress(OSError):
+                conn.close()
+        self._open.clear()
+
+    def _accept(self, listener) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            self._open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b) -> None:  # type: ignore[no-untyped-def]
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+
