@@ -76,9 +76,11 @@ def test_serve_digitizes_what_scanners_push_to_its_folder_and_ftp(tmp_path: Path
         records = wait_for_batches(tmp_path / "data" / "objects", 2, tmp_path / "serve.log")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(90)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)  # nothing of it may outlive the test
+        try:
+            server.wait(90)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)  # nothing of it may outlive the test
     by_device = {r["device"]: r for r in records}
     assert set(by_device) == {"mfp-1", "mfp-2"}
     assert (by_device["mfp-1"]["source"], by_device["mfp-2"]["source"]) == ("folder", "ftp")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.faults import Group
 
 ASN = r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"
 SOHOA = Path(sys.executable).parent / "sohoa"
@@ -56,9 +57,8 @@ def test_worker_processes_a_batch_page_by_page(tmp_path: Path, samples: Path,
     if broker and "{db}" in broker:
         broker = broker.format(db=int(uuid.uuid4().int % 15) + 1)
     env = environment(tmp_path, broker)
-    log = (tmp_path / "worker.log").open("w")  # a pipe nobody reads would stall the worker
-    worker = subprocess.Popen([str(SOHOA), "worker", "--concurrency", "2"], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    # In a session of its own, logged to a file (a pipe nobody reads would stall the worker).
+    worker = Group([str(SOHOA), "worker", "--concurrency", "2"], env, tmp_path / "worker.log")
     try:
         batch_id = submit(env, samples / "paperless-ngx" / "split-by-asn-1.pdf")
         try:
@@ -67,12 +67,7 @@ def test_worker_processes_a_batch_page_by_page(tmp_path: Path, samples: Path,
             print((tmp_path / "worker.log").read_text()[-5000:])
             raise
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-        log.close()
+        worker.stop()  # SIGTERM, then SIGKILL to the whole group if it lingers
     assert record["status"] == "done"
     assert [(d["dossier_id"], d["pages"]) for d in record["dossiers"]] == [
         ("ASN00123", [0]), ("ASN00124", [2]), ("ASN00125", [3]), ("ASN00126", [6]),
@@ -101,8 +96,7 @@ def test_new_dossiers_are_announced_to_webhooks_by_the_worker(tmp_path: Path,
     env["SOHOA_WEBHOOKS"] = json.dumps([{"url": f"http://127.0.0.1:{server.server_port}/h",
                                          "secret": "s", "agencies": ["ASN"]}])
     env["SOHOA_WEBHOOK_ALLOW_PRIVATE"] = "true"
-    worker = subprocess.Popen([str(SOHOA), "worker", "--concurrency", "2"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = Group([str(SOHOA), "worker", "--concurrency", "2"], env, tmp_path / "worker.log")
     try:
         batch_id = submit(env, samples / "paperless-ngx" / "split-by-asn-1.pdf")
         wait_for(tmp_path / "data" / "objects" / "batches" / batch_id / "batch.json")
@@ -110,8 +104,7 @@ def test_new_dossiers_are_announced_to_webhooks_by_the_worker(tmp_path: Path,
         while len(heard) < 5 and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
+        worker.stop()
         server.shutdown()
     assert sorted(e["dossier_id"] for e in heard) == [f"ASN0012{i}" for i in range(3, 8)]
     assert {e["kind"] for e in heard} == {"created"}
