@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ingest.pipeline import Pipeline
 from ingest.runner import public_view, run_file
 from ingest.settings import Settings
-from storage.errors import TRANSIENT
+from storage.errors import TRANSIENT, describe
 
 
 def _pipeline() -> Pipeline:
@@ -32,7 +32,7 @@ def _pipeline() -> Pipeline:
     try:
         return Pipeline.from_settings(settings)
     except TRANSIENT as e:
-        raise click.ClickException(f"storage is unavailable: {_reason(e)}") from e
+        raise click.ClickException(describe(e)) from e
 
 
 def _reason(e: BaseException) -> str:
@@ -62,8 +62,9 @@ def ingest(files: tuple[Path, ...], dossier: str | None, as_json: bool) -> None:
                 else _run_with_bar(pipeline, path, dossier)
         except TRANSIENT as e:
             raise click.ClickException(
-                f"{path.name}: interrupted, storage is unavailable ({_reason(e)}). What was "
-                "received is kept: run the same command again to resume.") from e
+                f"{path.name}: interrupted, {describe(e)}. What was received is kept: run the "
+                "same command again to resume (a running `sohoa serve` resumes it by itself "
+                "when the dependency answers).") from e
         if not as_json:
             _print_summary(record)
         batches.append(public_view(record))
@@ -454,6 +455,60 @@ class _ServeStop:
         # (ended by the SIGTERM it was sent before it had set up its own stop: nothing was running)
         worker_failed = self.worker is not None and self.worker.returncode not in (0, -signal.SIGTERM)
         return 1 if self.forced or cut_short or worker_failed or self.api_failed else 0
+
+
+@main.group()
+def batch() -> None:
+    """Batches: their state, and resuming one now."""
+
+
+@batch.command("show")
+@click.argument("batch_id")
+@click.option("--json", "as_json", is_flag=True)
+def batch_show(batch_id: str, as_json: bool) -> None:
+    """The state of batch BATCH_ID (and what it waits for, if it waits)."""
+    pipeline = _pipeline()
+    record = _batch_record(pipeline, batch_id)
+    if as_json:
+        click.echo(json.dumps({**public_view(record), "waiting_for": record.get("waiting_for")},
+                              ensure_ascii=False, indent=1))
+        return
+    _print_summary(record)
+    if waiting := record.get("waiting_for"):
+        click.echo(f"  waiting for the {waiting['dependency']} since {waiting['since']}"
+                   + (f"; next try at {waiting['next_try']}" if waiting.get("next_try") else ""))
+
+
+@batch.command("retry")
+@click.argument("batch_id")
+def batch_retry(batch_id: str) -> None:
+    """Resume BATCH_ID now: one waiting for a dependency, one that failed, or one whose work
+    was lost; the workers of `sohoa serve` / `sohoa worker` take it (nothing runs here)."""
+    from kombu.exceptions import OperationalError
+
+    from ingest.tasks import retry
+
+    pipeline = _pipeline()
+    record = _batch_record(pipeline, batch_id)
+    if record["status"] in ("done", "needs_review"):
+        raise click.ClickException(f"batch {batch_id} is already {record['status']}")
+    try:
+        record = retry(record["batch_id"])
+    except TRANSIENT as e:
+        raise click.ClickException(f"batch {batch_id} not resumed: {describe(e)}") from e
+    except OperationalError as e:
+        raise click.ClickException(f"batch {batch_id} not resumed: task broker unavailable: "
+                                   f"{_reason(e)}") from e
+    click.echo(f"batch {record['batch_id']}: {record['status']}, queued for the workers")
+
+
+def _batch_record(pipeline: Pipeline, batch_id: str) -> dict[str, Any]:
+    from storage.objects import ObjectMissing
+
+    try:
+        return pipeline.record(batch_id.strip())
+    except (ObjectMissing, ValueError, OSError):
+        raise click.ClickException(f"no batch {batch_id}") from None
 
 
 @main.group()

@@ -4,6 +4,7 @@ scoped like reads and refuse what they cannot do with a clear answer, never a 5x
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -128,3 +129,40 @@ def test_the_cli_retries_a_waiting_batch_and_names_a_missing_one(tmp_path: Path)
     missing = subprocess.run([str(SOHOA), "batch", "retry", "b" + "0" * 24], env=env,
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no batch b000" in missing.stderr
+
+
+def test_sohoa_ingest_names_the_registry_when_it_is_down_and_resumes_the_batch_later(
+        tmp_path: Path) -> None:
+    """Given a registry that is down, when `sohoa ingest` finishes the pages, then it exits 1
+    saying the registry is unavailable (not storage), the batch waits for the registry, and the
+    same command once the registry answers finishes it without reading the pages again."""
+    from http.server import ThreadingHTTPServer
+    from threading import Thread
+
+    from tests.faults import Registry
+
+    Registry.up.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    Thread(target=server.serve_forever, daemon=True).start()
+    env = {**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data"), "SOHOA_WORKERS": "2",
+           "SOHOA_REGISTRY_URL": f"http://127.0.0.1:{server.server_port}/d/{{code}}",
+           "SOHOA_REGISTRY_ALLOW_PRIVATE": "true", "SOHOA_SCANNER_DISCOVERY": "false"}
+    try:
+        first = subprocess.run([str(SOHOA), "ingest", str(SAMPLE)], env=env, capture_output=True,
+                               text=True, timeout=300)
+        assert first.returncode == 1
+        assert "interrupted, registry unavailable: registry answered 503" in first.stderr
+        assert "storage" not in first.stderr
+        records = list((tmp_path / "data" / "objects").glob("batches/*/batch.json"))
+        waiting = json.loads(records[0].read_text())
+        assert (waiting["status"], waiting["waiting_for"]["dependency"]) == ("waiting", "registry")
+        pages = {p: p.stat().st_mtime_ns for p in records[0].parent.glob("pages/*.json")}
+        Registry.up.set()
+        second = subprocess.run([str(SOHOA), "ingest", str(SAMPLE)], env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert second.returncode == 0, second.stderr
+        assert ": done (batch" in second.stdout
+        assert {p: p.stat().st_mtime_ns for p in pages} == pages  # pages not read again
+    finally:
+        server.shutdown()
+        server.server_close()
