@@ -222,3 +222,56 @@ def test_a_batch_waits_while_object_storage_is_down_and_finishes_when_it_is_back
     finally:
         proxy.down()
         moto.stop()
+
+
+def test_an_upload_cut_by_a_killed_server_leaves_no_batch_and_is_taken_when_sent_again(
+        tmp_path: Path) -> None:
+    """Given `sohoa serve` receiving an upload, when the server is killed (SIGKILL to all of it)
+    with half the body sent, then no batch exists (the client got no 202 and still has the
+    file), and the restarted server takes the same upload and digitizes it."""
+    import socket
+
+    import httpx
+
+    env = environment(tmp_path, None)
+    key = subprocess.run([str(SOHOA), "apikey", "create", "--role", "scanner", "--agency", "*"],
+                         env=env, capture_output=True, text=True, timeout=60).stdout.strip()
+    port = free_port()
+    log = tmp_path / "serve.log"
+    boundary = "sohoa-cut-upload"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"scan.pdf\"\r\nContent-Type: application/pdf\r\n\r\n").encode() \
+        + SAMPLE.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    objects = tmp_path / "data" / "objects"
+    with running([str(SOHOA), "serve", "--port", str(port)], env, log) as first:
+        wait_until(lambda: b"Application startup complete" in log.read_bytes(), 60,
+                   "serve started", [log])
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(f"POST /api/v1/batches HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                           f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n"
+                           f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+                           .encode() + body[:len(body) // 2])
+            time.sleep(1)
+            first.kill()
+    assert not list(objects.glob("batches/*/batch.json"))
+    with running([str(SOHOA), "serve", "--port", str(port)], env, log):
+        wait_until(lambda: log.read_bytes().count(b"Application startup complete") == 2, 60,
+                   "serve started again", [log])
+        with SAMPLE.open("rb") as f:
+            r = httpx.post(f"http://127.0.0.1:{port}/api/v1/batches",
+                           files={"file": ("scan.pdf", f, "application/pdf")},
+                           headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        assert r.status_code == 202, r.text
+        batch_id = r.json()["batch_id"]
+        wait_until(lambda: record(objects, batch_id).get("status") == "done", 120,
+                   "the batch done", [log])
+    assert [(d["dossier_id"], d["pages"]) for d in record(objects, batch_id)["dossiers"]] == \
+        SAMPLE_DOSSIERS
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
