@@ -343,8 +343,9 @@ def serve(host: str, port: int, no_worker: bool, processes: int) -> None:
         closer.start()
         stop.end_worker()
         closer.join(max(0.0, stop.deadline - time.monotonic()) if not stop.forced else 0)
-        tracker = getattr(resource_tracker._resource_tracker, "_pid", None)  # ends with serve
-        left = end_children(spare={tracker} if tracker else set())
+        # multiprocessing's resource tracker (--processes N) ends once told, and is waited for
+        getattr(resource_tracker._resource_tracker, "_stop", lambda: None)()
+        left = end_children()
         if left:
             click.echo(f"ended {len(left)} processes left behind: {left}", err=True)
     status = stop.status(closer.is_alive() or bool(left))

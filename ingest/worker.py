@@ -3,9 +3,10 @@
 - a node name of its own: `sohoa-<pid>@<host>` unless given (`--hostname`, Celery's `%h`, `%n`,
   `%d` work). Any number of workers then run on one machine: two with Celery's default
   `celery@<host>` collide (on RabbitMQ the second cannot take the node's pidbox queue and dies).
-- a bounded stop: SIGTERM or SIGINT is Celery's warm stop (no new task is taken, the pages in hand
-  finish); pages still running STOP_SECONDS later are stopped cold (Celery's SIGQUIT), which hands
-  them back to the queue (acks are late). A second SIGTERM or SIGINT stops cold at once.
+- a bounded stop: SIGTERM or SIGINT is Celery's warm stop (no new task is taken, but for one that
+  the embedded broker's polling loop may still fetch; the pages in hand finish); pages still
+  running STOP_SECONDS later are stopped cold (Celery's SIGQUIT), which hands them back to the
+  queue (acks are late). A second SIGTERM or SIGINT stops cold at once.
 - nothing left behind: the worker adopts the orphans of its subtree (a child subreaper), so the
   Tesseract child of a pool process that died first comes back to it; whatever of its subtree is
   still running when Celery is done is ended before it exits.
@@ -86,16 +87,15 @@ def _reap(pids: list[int]) -> list[int]:
     return alive
 
 
-def end_children(patience: float = 1.0, grace: float = END_GRACE_SECONDS,
-                 spare: set[int] | frozenset[int] = frozenset()) -> list[int]:
-    """Reaps every child (but `spare`): those exiting by themselves get `patience` seconds (a
-    Tesseract child whose pool process is gone exits at end of file), then SIGTERM, then SIGKILL
-    after `grace`. Returns the pids that had to be signalled. Call it once the children one waits
-    for have been waited for."""
+def end_children(patience: float = 1.0, grace: float = END_GRACE_SECONDS) -> list[int]:
+    """Reaps every child: those exiting by themselves get `patience` seconds (a Tesseract child
+    whose pool process is gone exits at end of file), then SIGTERM, then SIGKILL after `grace`.
+    Returns the pids that had to be signalled. Call it once the children one waits for have been
+    waited for."""
     ended: list[int] = []
     start = time.monotonic()
     while True:
-        alive = [pid for pid in _reap(children()) if pid not in spare]
+        alive = _reap(children())
         if not alive:
             return ended
         waited = time.monotonic() - start

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -61,10 +62,12 @@ def session_gone(sid: int, within: float = 2.0) -> list[str]:
 class Command:
     """A sohoa command in a new session (its pid is the session id), logged to a file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path,
+                 program: list[str] | None = None) -> None:
         self.log = log
         self._out = log.open("ab")
-        self.proc = subprocess.Popen([str(SOHOA), *args], env=env, stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([*(program or [str(SOHOA)]), *args], env=env,
+                                     stdin=subprocess.DEVNULL,
                                      stdout=self._out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.sid = self.proc.pid
@@ -103,8 +106,9 @@ def start() -> Iterator[Callable[..., Command]]:
     """Starts sohoa commands; whatever they started is killed at the end, even on failure."""
     started: list[Command] = []
 
-    def run(args: list[str], env: dict[str, str], log: Path) -> Command:
-        started.append(Command(args, env, log))
+    def run(args: list[str], env: dict[str, str], log: Path,
+            program: list[str] | None = None) -> Command:
+        started.append(Command(args, env, log, program))
         return started[-1]
 
     yield run
@@ -223,9 +227,14 @@ def redis_url() -> str:
 
 
 def submit(env: dict[str, str]) -> str:
+    """Queues the sample batch, made unique (a trailing PDF comment): RabbitMQ's only vhost is
+    shared with whatever else runs on this machine, and a worker of another test taking a task of
+    the same batch id would run it on its own data."""
+    unique = Path(env["SOHOA_DATA_DIR"]).parent / "sample-batch.pdf"
+    unique.write_bytes(SAMPLE.read_bytes() + f"\n% {uuid.uuid4()}\n".encode())
     code = ("import json, sys; from pathlib import Path; from ingest.tasks import submit; "
             "print(json.dumps(submit(Path(sys.argv[1]))))")
-    out = subprocess.run([sys.executable, "-c", code, str(SAMPLE)], env=env, capture_output=True,
+    out = subprocess.run([sys.executable, "-c", code, str(unique)], env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])["batch_id"]
@@ -292,3 +301,30 @@ def test_a_worker_whose_node_name_is_taken_exits_non_zero(
     first.signal(signal.SIGINT)
     assert first.stopped_within(STOP_LIMIT_S)[0] == 0, first.text()[-4000:]
     assert session_gone(first.sid) == session_gone(second.sid) == []
+
+
+def test_a_page_still_running_when_the_warm_stop_is_over_goes_back_to_the_queue(
+        tmp_path: Path, start: Callable[..., Command]) -> None:
+    """Given a worker whose warm stop may last 0.5 s (instead of 25 s) processing a batch, when it
+    gets SIGTERM while a page is in hand, then it stops cold by itself (status 1, nothing left
+    running) and a worker started afterwards finishes the batch: the page went back to the queue."""
+    env = serve_env(tmp_path)
+    (tmp_path / "data").mkdir()  # (made by the sohoa command, which this is not)
+    short = [sys.executable, "-c", "import ingest.worker as w; w.STOP_SECONDS = 0.5; w.main(1)"]
+    worker = start([], env, tmp_path / "short.log", program=short)
+    wait_until(lambda: READY.search(worker.text()), 60, "ready worker", worker)
+    batch_id = submit(env)
+    wait_until(lambda: worker.text().count("received") > worker.text().count("succeeded") >= 1,
+               120, "a page in hand after the first", worker)
+    worker.signal(signal.SIGTERM)
+    code, took = worker.stopped_within(STOP_LIMIT_S)
+    print(f"worker stopped cold after its warm stop in {took:.1f} s")
+    assert code == 1, worker.text()[-4000:]
+    assert "cold stop (pages still running)" in worker.text()
+    assert session_gone(worker.sid) == []
+    assert batch_record(env, batch_id)["status"] == "processing"
+
+    again = start(["worker"], env, tmp_path / "again.log")
+    wait_until(lambda: batch_record(env, batch_id).get("status") in ("done", "needs_review"), 180,
+               "batch finished", again)
+    assert batch_record(env, batch_id)["status"] == "done"
