@@ -100,7 +100,7 @@ def test_unreachable_database_is_a_clear_error_not_a_traceback(tmp_path: Path) -
     result = sohoa(tmp_path / "data", "ingest", str(SAMPLE),
                    SOHOA_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
     assert result.returncode == 1
-    assert "storage is unavailable" in result.stderr and "Traceback" not in result.stderr
+    assert "database unavailable: " in result.stderr and "Traceback" not in result.stderr
 
 
 def test_verify_reports_all_unchanged(data: Path, sample_run: dict) -> None:

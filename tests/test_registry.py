@@ -68,7 +68,8 @@ def test_registry_down_interrupts_the_batch_to_be_finished_later(tmp_path: Path,
     with pytest.raises(RegistryUnavailable):
         run_file(pipeline, samples / "paperless-ngx" / "split-by-asn-1.pdf")
     batch = next((tmp_path / "data" / "objects" / "batches").iterdir())
-    assert json.loads((batch / "batch.json").read_text())["status"] == "processing"
+    record = json.loads((batch / "batch.json").read_text())
+    assert (record["status"], record["waiting_for"]["dependency"]) == ("waiting", "registry")
     assert (batch / "original.pdf").exists()  # nothing lost; running again resumes
 
 
