@@ -69,6 +69,9 @@ class Settings(BaseSettings):
 
     # Celery broker for `sohoa worker`: redis://..., amqp://...; default: SQLite file in data_dir.
     broker_url: str | None = None
+    # The queue of this installation's tasks: two installations (or test runs) sharing a broker
+    # each need their own.
+    broker_queue: str = Field(default="sohoa", pattern=r"^[A-Za-z0-9._-]{1,100}$")
 
     @property
     def broker(self) -> str:

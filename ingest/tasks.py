@@ -45,7 +45,6 @@ from storage.leases import Leases, finish_key, page_key
 
 app = Celery("sohoa")
 log = logging.getLogger(__name__)
-QUEUE = "sohoa"
 
 
 def configure(settings: Settings) -> Celery:
@@ -56,7 +55,7 @@ def configure(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # a page is seconds of work: do not hoard
         task_serializer="json", accept_content=["json"], task_ignore_result=True,
-        task_default_queue=QUEUE,
+        task_default_queue=settings.broker_queue,
     )
     if settings.broker.startswith("sqla+sqlite"):
         # Worker and submitters share one SQLite file: wait for its lock instead of failing.
@@ -183,7 +182,8 @@ def queued_messages() -> int | None:
             connection.ensure_connection(max_retries=1)
             channel = connection.channel()
             try:
-                return int(channel.queue_declare(queue=QUEUE, passive=True).message_count)
+                queue = get_settings().broker_queue
+                return int(channel.queue_declare(queue=queue, passive=True).message_count)
             except ChannelError:  # never declared (nothing ever queued): nothing waits
                 return 0
             finally:

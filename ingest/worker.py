@@ -164,7 +164,7 @@ def run(concurrency: int, hostname: str | None = None, broker_retries: int | Non
     signals.worker_ready.connect(life.on_ready, weak=False)
     signals.worker_shutting_down.connect(life.on_shutting_down, weak=False)
     try:
-        code = app.start(["worker", "--loglevel=INFO", "--queues=sohoa",
+        code = app.start(["worker", "--loglevel=INFO", f"--queues={app.conf.task_default_queue}",
                           f"--concurrency={concurrency}", f"--hostname={hostname or default_node_name()}"])
     finally:
         if life.timer is not None:

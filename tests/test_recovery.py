@@ -28,8 +28,10 @@ FAST = json.dumps({"lease_s": 6, "tick_s": 2, "backoff_s": 2, "backoff_max_s": 4
 
 
 def environment(tmp_path: Path, broker: str | None, **extra: str) -> dict[str, str]:
+    # A queue of its own: tests running at once share the machine's Redis and RabbitMQ.
     env = {**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data"), "SOHOA_WORKERS": "2",
-           "SOHOA_RECOVERY": FAST, "SOHOA_SCANNER_DISCOVERY": "false", **extra}
+           "SOHOA_RECOVERY": FAST, "SOHOA_SCANNER_DISCOVERY": "false",
+           "SOHOA_BROKER_QUEUE": f"sohoa-test-{uuid.uuid4().hex[:12]}", **extra}
     env.pop("SOHOA_BROKER_URL", None)
     if broker:
         env["SOHOA_BROKER_URL"] = broker

@@ -117,8 +117,10 @@ def start() -> Iterator[Callable[..., Command]]:
 
 
 def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    # A queue of its own: tests running at once share the machine's Redis and RabbitMQ.
     env = {**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data"), "SOHOA_WORKERS": "1",
-           "SOHOA_SCANNER_DISCOVERY": "false"}
+           "SOHOA_SCANNER_DISCOVERY": "false",
+           "SOHOA_BROKER_QUEUE": f"sohoa-test-{uuid.uuid4().hex[:12]}"}
     env.pop("SOHOA_BROKER_URL", None)
     return {**env, **extra}
 

@@ -20,8 +20,10 @@ SOHOA = Path(sys.executable).parent / "sohoa"
 
 
 def environment(tmp_path: Path, broker: str | None) -> dict[str, str]:
+    # A queue of its own: tests running at once share the machine's Redis and RabbitMQ.
     env = {**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data"),
-           "SOHOA_DOSSIER_CODE_GRAMMAR": ASN, "SOHOA_WORKERS": "2"}
+           "SOHOA_DOSSIER_CODE_GRAMMAR": ASN, "SOHOA_WORKERS": "2",
+           "SOHOA_BROKER_QUEUE": f"sohoa-test-{uuid.uuid4().hex[:12]}"}
     if broker:
         env["SOHOA_BROKER_URL"] = broker
     return env
