@@ -122,10 +122,12 @@ def local_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SOHOA_DOSSIER_CODE_GRAMMAR", ASN)
     tasks.get_settings.cache_clear()
     tasks._pipeline.cache_clear()
+    tasks._leases.cache_clear()
     tasks._pipeline().page_stages = [ReadBarcodes(), DetectBlank()]
     yield tasks
     tasks.get_settings.cache_clear()
     tasks._pipeline.cache_clear()
+    tasks._leases.cache_clear()
 
 
 def test_a_batch_whose_finishing_fails_for_good_is_recorded_as_failed(
@@ -147,3 +149,47 @@ def test_a_batch_whose_finishing_fails_for_good_is_recorded_as_failed(
     assert (record["status"], record["error"]) == ("failed",
                                                    "unexpected: ValueError: a bug in a dossier stage")
     assert pipeline.store.exists(record["original"])
+
+
+def test_a_batch_whose_finishing_meets_a_dependency_down_waits_instead_of_failing(
+        local_tasks, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a batch whose pages are done, when finishing it keeps meeting a registry that is
+    down (quick retries spent), then the batch waits for the registry, never `failed`."""
+    from ingest.registry import RegistryUnavailable
+
+    pipeline = local_tasks._pipeline()
+    batch_id = pipeline.receive(samples / "paperless-ngx" / "split-by-asn-1.pdf")
+    for index in range(pipeline.inspect(batch_id)["pages"]):
+        pipeline.process_page(batch_id, index)
+
+    def down(self: object, batch_id: str) -> None:
+        raise RegistryUnavailable("registry answered 503 for ASN00123")
+
+    monkeypatch.setattr(type(pipeline), "finalize", down)
+    local_tasks.finish_batch.apply(args=[batch_id])
+    record = pipeline.record(batch_id)
+    assert record["status"] == "waiting"
+    assert record["error"] == "registry unavailable: registry answered 503 for ASN00123"
+    assert pipeline.catalog.batch(batch_id)["status"] == "waiting"
+
+
+def test_sending_the_same_file_again_resumes_a_waiting_batch(
+        local_tasks, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a batch waiting for the registry, when the same file is submitted again, then its
+    work is queued at once (the pauses start short again): nothing new is created."""
+    from ingest.registry import RegistryUnavailable
+
+    pipeline = local_tasks._pipeline()
+    sample = samples / "paperless-ngx" / "split-by-asn-1.pdf"
+    batch_id = pipeline.receive(sample)
+    for index in range(pipeline.inspect(batch_id)["pages"]):
+        pipeline.process_page(batch_id, index)
+    pipeline.wait(batch_id, RegistryUnavailable("registry answered 503"))
+    pipeline.resume(batch_id)  # a first try came and went: the pause doubled
+    pipeline.wait(batch_id, RegistryUnavailable("registry answered 503"))
+    queued: list[str] = []
+    monkeypatch.setattr(local_tasks.finish_batch, "delay", queued.append)
+    again = local_tasks.submit(sample)
+    assert again["batch_id"] == batch_id
+    assert again["waiting_for"]["tries"] == 0
+    assert queued == [batch_id]  # its finishing, all its pages being done
