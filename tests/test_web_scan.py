@@ -388,3 +388,25 @@ def test_starting_a_scan_is_audited(station: Station) -> None:
         (f"user:{username}", "scan.start", H40)]
     assert entries[0]["detail"]["device"] == station.ids[MAIN]
     assert entries[0]["detail"]["dossier"] == code
+
+
+def test_a_batch_waiting_for_a_dependency_says_so_in_plain_words(station: Station) -> None:
+    """Given a batch of H40 waiting for the registry, when its staff open it on the station, then
+    they read that it waits, for what, until when it is tried again, and that its pages are kept
+    (no need to scan again), not an error."""
+    from ingest.registry import RegistryUnavailable
+
+    pipeline = station.app.pipeline
+    unique = Path(pipeline.settings.data_dir) / "waiting.pdf"
+    unique.write_bytes(SAMPLE.read_bytes() + b"\n% waiting\n")
+    batch_id = pipeline.receive(unique, agency=H40, source="upload")
+    pipeline.inspect(batch_id)
+    pipeline.wait(batch_id, RegistryUnavailable("registry answered 503"))
+    mine, password = station.app.user("scanner", [H40])
+    client, _ = http_login(station.app.url, mine, password)
+    with closing(client):
+        text = client.get(f"/scan/batches/{batch_id}").text
+    assert "Đang chờ" in text
+    assert "Lô đang chờ hệ thống xử lý hồ sơ (tra cứu mã hồ sơ) hoạt động trở lại" in text
+    assert "không cần quét lại" in text
+    assert 'role="alert"' not in text

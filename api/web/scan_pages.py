@@ -183,6 +183,13 @@ i18n.add(vi={
     "scan.status.done": "Hoàn tất",
     "scan.status.needs_review": "Cần kiểm tra",
     "scan.status.failed": "Lỗi",
+    "scan.status.waiting": "Đang chờ",
+    "scan.outcome.waiting": "Lô đang chờ {dependency} hoạt động trở lại; hệ thống tự thử lại lúc "
+                            "{next}. Các trang đã được lưu, không cần quét lại.",
+    "scan.dependency.registry": "hệ thống xử lý hồ sơ (tra cứu mã hồ sơ)",
+    "scan.dependency.object storage": "kho lưu trữ",
+    "scan.dependency.database": "cơ sở dữ liệu",
+    "scan.dependency.a service": "một dịch vụ",
     "scan.source.escl": "Máy quét",
     "scan.source.upload": "Tải lên",
     "scan.source.folder": "Thư mục",
@@ -322,6 +329,14 @@ i18n.add(vi={
     "scan.status.done": "Done",
     "scan.status.needs_review": "Needs review",
     "scan.status.failed": "Failed",
+    "scan.status.waiting": "Waiting",
+    "scan.outcome.waiting": "The batch is waiting for {dependency} to answer again; it is tried "
+                            "again by itself at {next}. Its pages are stored: no need to scan "
+                            "again.",
+    "scan.dependency.registry": "the processing system (dossier code lookup)",
+    "scan.dependency.object storage": "object storage",
+    "scan.dependency.database": "the database",
+    "scan.dependency.a service": "a service",
     "scan.source.escl": "Scanner",
     "scan.source.upload": "Upload",
     "scan.source.folder": "Folder",
