@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,22 @@ def announce(event: dict[str, Any]) -> None:
     for i, target in enumerate(get_settings().webhooks):
         if target.wants(event["agency"]):
             deliver_webhook.delay(i, event)
+
+
+def ensure_queue(attempts: int = 5) -> None:
+    """Declares the task queue before a worker consumes it. On the embedded (SQLite) broker,
+    kombu creates a queue's row by "look, then insert": two workers starting at once (serve's and
+    another) both insert, and the loser's consumer dies at start. A second look finds the row."""
+    for attempt in range(attempts):
+        try:
+            with app.connection_for_write() as connection:
+                connection.default_channel.queue_declare(queue=get_settings().broker_queue,
+                                                         durable=True, auto_delete=False)
+            return
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def queued_messages() -> int | None:

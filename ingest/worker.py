@@ -155,10 +155,12 @@ def run(concurrency: int, hostname: str | None = None, broker_retries: int | Non
     """Runs a worker until it is stopped; returns its exit status."""
     from celery import signals
 
-    from ingest.tasks import app
+    from ingest.tasks import app, ensure_queue
 
     if broker_retries is not None:
         app.conf.broker_connection_max_retries = broker_retries
+    if app.conf.broker_url.startswith("sqla+"):
+        ensure_queue()
     become_subreaper()
     life = Lifecycle()
     signals.worker_ready.connect(life.on_ready, weak=False)

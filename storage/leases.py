@@ -74,7 +74,9 @@ def _now() -> datetime:
 class Leases:
     def __init__(self, url: str) -> None:
         migrate.upgrade(url)
-        self.engine = create_engine(url, future=True)
+        # SQLite: every worker process writes here; wait for another's write instead of failing.
+        args = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+        self.engine = create_engine(url, future=True, **args)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def take(self, key: str, holder: str, seconds: float, batch_id: str | None = None) -> bool:

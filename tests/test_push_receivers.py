@@ -469,7 +469,9 @@ receivers = start_receivers(
     Spool(data / "spool"), accept,
     folder=FolderConfig.model_validate(args["folder"]) if args["folder"] else None,
     ftp=FtpConfig.model_validate(args["ftp"]) if args["ftp"] else None)
-Path(args["marker"] + ".ready").write_text(str(getattr(receivers[0], "port", 0)))
+ready = Path(args["marker"] + ".ready")
+ready.with_suffix(".part").write_text(str(getattr(receivers[0], "port", 0)))
+ready.with_suffix(".part").replace(ready)  # whole when seen: the test reads it at once
 time.sleep(3600)
 """
 
