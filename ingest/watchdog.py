@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from ingest.pipeline import Pipeline
 from ingest.settings import RecoveryConfig
-from storage.errors import TRANSIENT
+from storage.errors import TRANSIENT, describe
 from storage.leases import Leases, batch_key, this_process
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,10 @@ class Watchdog:
             try:
                 if self.leases.take(WATCHDOG, self.holder, self.recovery.tick_s * 3):
                     self.tick()
-            except Exception:  # database or broker down: look again at the next tick
-                log.warning("watchdog round failed", exc_info=True)
+            except TRANSIENT as e:  # database or broker down: look again at the next tick
+                log.warning("watchdog round skipped: %s", describe(e))
+            except Exception:
+                log.exception("watchdog round failed")
 
     def tick(self) -> list[str]:
         """One round; returns what it did, one line per batch set going."""
