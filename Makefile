@@ -19,3 +19,4 @@ bench:
 	.venv/bin/python bench/ocr_throughput.py --pages 24 --repeat 3
 	.venv/bin/python bench/memory.py
 	.venv/bin/python bench/barcodes.py
+	.venv/bin/python bench/faults.py --fast
