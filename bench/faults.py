@@ -64,7 +64,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.faults import Cuttable, Group, Registry  # noqa: E402
+from tests.faults import Cuttable, Group, Registry, free_port, session  # noqa: E402
 
 SAMPLE = ROOT / "examples" / "sample-batch.pdf"  # 7 pages: two dossiers and a blank page
 SOHOA = Path(sys.executable).parent / "sohoa"
@@ -79,29 +79,6 @@ T0 = time.monotonic()
 
 def say(message: str) -> None:
     print(f"[faults {time.monotonic() - T0:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def session(sid: int) -> list[str]:
-    """The processes (zombies included) of session `sid`, as 'pid state command'."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_bytes()
-            command = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ")
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        fields = stat.rsplit(b")", 1)[1].split()
-        if int(fields[3]) == sid:
-            found.append(f"{entry.name} {fields[0].decode()} {command.decode(errors='replace')[:100]}")
-    return found
 
 
 class Failed(Exception):

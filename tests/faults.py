@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -76,7 +77,6 @@ class Cuttable:
     those open are dropped, as when the server or its network goes away."""
 
     def __init__(self, target: tuple[str, int]) -> None:
-
         self.target = target
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
@@ -131,3 +131,32 @@ class Cuttable:
                     s.close()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def session(sid: int) -> list[str]:
+    """The processes (zombies included) of session `sid`, as 'pid state command'."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_bytes()
+            command = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat.rsplit(b")", 1)[1].split()
+        if int(fields[3]) == sid:
+            found.append(f"{entry.name} {fields[0].decode()} {command.decode(errors='replace')[:120]}")
+    return found
+
+
+def session_gone(sid: int, within: float = 2.0) -> list[str]:
+    """What is left of session `sid` after `within` seconds (exiting processes get that long)."""
+    deadline = time.monotonic() + within
+    while (left := session(sid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults import Cuttable, Group, Registry, running
+from tests.faults import Cuttable, Group, Registry, free_port, running
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-batch.pdf"  # 7 pages: two dossiers and a blank page
@@ -246,7 +246,7 @@ def test_an_upload_cut_by_a_killed_server_leaves_no_batch_and_is_taken_when_sent
         + SAMPLE.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
     objects = tmp_path / "data" / "objects"
     with running([str(SOHOA), "serve", "--port", str(port)], env, log) as first:
-        wait_until(lambda: b"Application startup complete" in log.read_bytes(), 60,
+        wait_until(lambda: b"Uvicorn running on" in log.read_bytes(), 60,  # listening
                    "serve started", [log])
         with socket.create_connection(("127.0.0.1", port)) as client:
             client.sendall(f"POST /api/v1/batches HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -257,7 +257,7 @@ def test_an_upload_cut_by_a_killed_server_leaves_no_batch_and_is_taken_when_sent
             first.kill()
     assert not list(objects.glob("batches/*/batch.json"))
     with running([str(SOHOA), "serve", "--port", str(port)], env, log):
-        wait_until(lambda: log.read_bytes().count(b"Application startup complete") == 2, 60,
+        wait_until(lambda: log.read_bytes().count(b"Uvicorn running on") == 2, 60,
                    "serve started again", [log])
         with SAMPLE.open("rb") as f:
             r = httpx.post(f"http://127.0.0.1:{port}/api/v1/batches",
@@ -270,67 +270,3 @@ def test_an_upload_cut_by_a_killed_server_leaves_no_batch_and_is_taken_when_sent
     assert [(d["dossier_id"], d["pages"]) for d in record(objects, batch_id)["dossiers"]] == \
         SAMPLE_DOSSIERS
 
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_a_batch_outlives_a_database_outage_and_finishes_when_it_is_back(tmp_path: Path) -> None:
-    """Given `sohoa serve` whose catalog is PostgreSQL (behind a proxy we cut), when the database
-    goes away while a batch is being processed, then the batch is never `failed`: it waits (the
-    object store records what it waits for), and once the database answers again it finishes
-    by itself, each dossier stored once and the catalog up to date."""
-    import psycopg
-
-    from storage.catalog import Catalog
-
-    admin = "postgresql://postgres@127.0.0.1:5432/test"
-    name = f"sohoa_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    proxy = Cuttable(("127.0.0.1", 5432))
-    folder = tmp_path / "mfp-1"
-    folder.mkdir()
-    env = environment(tmp_path, None,
-                      SOHOA_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{proxy.port}/{name}",
-                      SOHOA_FOLDER=json.dumps({"devices": {"mfp-1": str(folder)},
-                                               "poll_seconds": 0.5, "settle_seconds": 0.5}))
-    objects = tmp_path / "data" / "objects"
-    log = tmp_path / "serve.log"
-    seen: set[str] = set()
-
-    def batch() -> dict:
-        found = list(objects.glob("batches/*/batch.json"))
-        record = json.loads(found[0].read_text()) if found else {}
-        seen.add(record.get("status", ""))
-        return record
-
-    try:
-        with running([str(SOHOA), "serve", "--port", "0"], env, log):
-            wait_until(lambda: b"Application startup complete" in log.read_bytes(), 60,
-                       "serve started", [log])
-            (folder / "scan.pdf").write_bytes(SAMPLE.read_bytes())
-            wait_until(lambda: len(list(objects.glob("batches/*/pages/*.json"))) >= 1, 120,
-                       "a first page stored", [log])
-            proxy.down()
-            wait_until(lambda: batch().get("status") == "waiting", 120, "the batch waiting", [log])
-            assert batch()["waiting_for"]["dependency"] == "database"
-            time.sleep(6)
-            assert batch()["status"] == "waiting"
-            proxy.up()
-            wait_until(lambda: batch().get("status") == "done", 120, "the batch done", [log])
-        done = batch()
-        assert "failed" not in seen
-        assert [(d["dossier_id"], d["pages"]) for d in done["dossiers"]] == SAMPLE_DOSSIERS
-        assert all(versions(objects, code) == ["v0001"] for code, _ in SAMPLE_DOSSIERS)
-        catalog = Catalog(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-        assert catalog.batch(done["batch_id"])["status"] == "done"
-        catalog.engine.dispose()
-    finally:
-        proxy.down()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -11,7 +11,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,41 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.faults import free_port, session, session_gone
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-batch.pdf"  # 7 pages, two dossiers
 SOHOA = Path(sys.executable).parent / "sohoa"
 STOP_LIMIT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def session(sid: int) -> list[str]:
-    """The processes (zombies included) of session `sid`, as 'pid state command'."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_bytes()
-            command = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ")
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        fields = stat.rsplit(b")", 1)[1].split()
-        if int(fields[3]) == sid:
-            found.append(f"{entry.name} {fields[0].decode()} {command.decode(errors='replace')[:120]}")
-    return found
-
-
-def session_gone(sid: int, within: float = 2.0) -> list[str]:
-    """What is left of session `sid` after `within` seconds (exiting processes get that long)."""
-    deadline = time.monotonic() + within
-    while (left := session(sid)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
 
 
 class Command:
