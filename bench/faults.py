@@ -69,7 +69,7 @@ from tests.faults import Cuttable, Group, Registry, free_port, session  # noqa: 
 SAMPLE = ROOT / "examples" / "sample-batch.pdf"  # 7 pages: two dossiers and a blank page
 SOHOA = Path(sys.executable).parent / "sohoa"
 FAST = {"lease_s": 6, "tick_s": 2, "backoff_s": 2}
-DEFAULTS = {"lease_s": 60, "tick_s": 15, "backoff_s": 30, "backoff_max_s": 1800, "task_retries": 3}
+DEFAULTS = {"lease_s": 60, "tick_s": 15, "backoff_s": 30, "backoff_max_s": 300, "task_retries": 3}
 FINAL = ("done", "needs_review", "failed")
 REQUIRED_S = 120.0  # issue 9: a lost task comes back within 2 minutes of a live worker
 SUCCEEDED = re.compile(r"sohoa\.process_page\[[0-9a-f-]+\] succeeded in [\d.]+s: (\d+)")

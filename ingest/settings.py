@@ -26,7 +26,7 @@ class RecoveryConfig(BaseModel):
     lease_s: float = Field(default=60.0, ge=1, le=3600)
     tick_s: float = Field(default=15.0, ge=0.2, le=600)
     backoff_s: float = Field(default=30.0, ge=0.1, le=3600)
-    backoff_max_s: float = Field(default=1800.0, ge=1, le=86400)
+    backoff_max_s: float = Field(default=300.0, ge=1, le=86400)
     # Quick retries of a task in place (2 s, 4 s, 8 s...) before its batch waits.
     task_retries: int = Field(default=3, ge=0, le=20)
     # Redis: an unacknowledged task of a worker that vanished is handed out again after this.
