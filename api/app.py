@@ -207,7 +207,8 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                    for i in range(record.get("pages", 0)))
         log(request, who, "batch.read", batch_id, record.get("agency") or "")
         keys_ = ("batch_id", "file", "status", "error", "pages", "dossiers", "unmatched_pages",
-                 "dropped_pages", "received_at", "source", "device", "incomplete", "waiting_for")
+                 "dropped_pages", "failed_pages", "received_at", "source", "device", "incomplete",
+                 "waiting_for")
         return {**{k: record.get(k) for k in keys_}, "pages_done": done}
 
     @app.post("/api/v1/batches/{batch_id}/retry", status_code=202)

@@ -106,8 +106,17 @@ def _print_summary(record: dict[str, Any]) -> None:
     for d in record.get("dossiers", []):
         pages = ", ".join(str(p + 1) for p in d["pages"])
         click.echo(f"  {d['dossier_id']}  pages {pages}  -> {d['pdf']}")
-    if record.get("unmatched_pages"):
-        pages = ", ".join(str(p + 1) for p in record["unmatched_pages"])
+    failed = {f["page"]: f["error"] for f in record.get("failed_pages", [])}
+    for page, error in failed.items():
+        click.echo(f"  page {page + 1} could not be read: {error}")
+    for item in record.get("review", []):  # pages with a code that cannot be used as it is
+        if item.get("pages") and item.get("code"):
+            pages = ", ".join(str(p + 1) for p in item["pages"])
+            click.echo(f"  for review ({item['code']}: {item['reason']}): pages {pages}")
+    flagged = {p for item in record.get("review", []) if item.get("code") for p in item["pages"]}
+    codeless = [p for p in record.get("unmatched_pages", []) if p not in failed and p not in flagged]
+    if codeless:
+        pages = ", ".join(str(p + 1) for p in codeless)
         click.echo(f"  for review (no dossier code): pages {pages}")
     for d in record.get("dropped_pages", []):
         click.echo(f"  dropped page {d['page'] + 1}: {d['reason']}")

@@ -35,7 +35,7 @@ from ingest.settings import Settings
 from ingest.split import DossierSplit, SplitPlan, split
 from ingest.stages import DossierStage, DossierWork, PageStage, PageWork
 from ocr import pdf as pdfmod
-from ocr.decode import DecodeLimits, count_pages, open_document, page_weights
+from ocr.decode import DecodeLimits, check_readable, count_pages, open_document, page_weights
 from ocr.dossier_code import DossierCodeGrammar
 from ocr.errors import DocumentError, ToolError
 from storage import layout
@@ -285,6 +285,7 @@ class Pipeline:
                     page = doc.page(index)
                 finally:
                     doc.close()
+            check_readable(page.image, index)
             facts.update(dpi=page.dpi, width=page.image.width, height=page.image.height,
                          origin=page.origin, had_text_layer=page.has_text_layer)
             work = PageWork(batch_id, index, page.image, page.dpi, self.settings, facts)
@@ -542,6 +543,9 @@ class Pipeline:
         record["status"] = "needs_review" if plan.unmatched or record.get("incomplete") else "done"
         if record.pop("waiting_for", None) is not None:
             record["error"] = None  # what it waited for answered in the end
+        if plan.failed and not record.get("error"):
+            count = len(plan.failed)
+            record["error"] = f"{count} page{'s' if count > 1 else ''} could not be read"
         record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         self._save_record(record)
         if self.catalog:

@@ -89,4 +89,5 @@ def public_view(record: dict[str, Any]) -> dict[str, Any]:
                      for d in record.get("dossiers", [])],
         "unmatched_pages": record.get("unmatched_pages", []),
         "dropped_pages": record.get("dropped_pages", []),
+        "failed_pages": record.get("failed_pages", []),
     }

@@ -24,6 +24,7 @@ from ocr.errors import (
     EncryptedDocument,
     ImageBomb,
     NotADocument,
+    PageTooSmall,
     TruncatedDocument,
 )
 
@@ -100,6 +101,15 @@ def to_page_mode(img: Image.Image) -> Image.Image:
     if img.mode == "P":
         return img.convert("RGB")
     return img.convert("RGB")
+
+
+MIN_PAGE_SIDE = 32  # pixels: below this no line of text or code fits (8 pt is ~22 px at 200 dpi)
+
+
+def check_readable(img: Image.Image, index: int) -> None:
+    """Refuses a page too small to read, before any image code chokes on it."""
+    if min(img.size) < MIN_PAGE_SIDE:
+        raise PageTooSmall(f"page {index} is {img.width}x{img.height} pixels: too small to read")
 
 
 def normalize_resolution(img: Image.Image, dpi_x: float, dpi_y: float, limits: DecodeLimits

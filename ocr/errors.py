@@ -27,6 +27,12 @@ class ImageBomb(DocumentError):
     code = "too_large"
 
 
+class PageTooSmall(DocumentError):
+    """A page with too few pixels to hold a line of text or a code (a 1x1 or 1x20000 image)."""
+
+    code = "too_small"
+
+
 class ToolError(Exception):
     """An external program (tesseract, pdftoppm, ...) failed on input it should have handled."""
 

@@ -36,7 +36,7 @@ def sample_run(data: Path) -> dict:
 def test_ingest_json_reports_the_batch(sample_run: dict) -> None:
     (batch,) = sample_run["batches"]
     assert set(batch) == {"batch_id", "file", "status", "error", "pages", "dossiers",
-                          "unmatched_pages", "dropped_pages"}
+                          "unmatched_pages", "dropped_pages", "failed_pages"}
     assert (batch["file"], batch["status"], batch["error"], batch["pages"]) == \
         ("sample-batch.pdf", "done", None, 7)
     assert [d["pages"] for d in batch["dossiers"]] == [[0, 1, 2], [4, 5, 6]]
