@@ -35,7 +35,14 @@ from ingest.settings import Settings
 from ingest.split import DossierSplit, SplitPlan, split
 from ingest.stages import DossierStage, DossierWork, PageStage, PageWork
 from ocr import pdf as pdfmod
-from ocr.decode import DecodeLimits, check_readable, count_pages, open_document, page_weights
+from ocr.decode import (
+    DecodeLimits,
+    check_readable,
+    count_pages,
+    cut_short,
+    open_document,
+    page_weights,
+)
 from ocr.dossier_code import DossierCodeGrammar
 from ocr.errors import DocumentError, ToolError
 from storage import layout
@@ -155,6 +162,8 @@ class Pipeline:
         scoped = hashlib.sha256(f"{agency}:{digest}".encode()).hexdigest() if agency else digest
         batch_id = "b" + scoped[:24]
         if self.store.exists(layout.batch_record(batch_id)):
+            if incomplete:  # the same bytes, this time known to be partial: say so on the batch
+                self._mark_incomplete(batch_id, incomplete)
             return batch_id
         suffix = path.suffix.lower() if re.fullmatch(r"\.[a-z0-9]{1,5}", path.suffix.lower()) \
             else ""
@@ -172,6 +181,22 @@ class Pipeline:
             self.catalog.index_batch(self.record(batch_id), [])
         return batch_id
 
+    def _mark_incomplete(self, batch_id: str, why: str) -> None:
+        """An incomplete scan is never folded into an earlier batch of the same bytes without
+        its mark: the batch says so, and goes to review if it had finished."""
+        record = self.record(batch_id)
+        if record.get("incomplete"):
+            return
+        record["incomplete"] = why
+        if record["status"] == "done":
+            record["status"] = "needs_review"
+            record.setdefault("review", []).append(
+                {"pages": [], "code": None, "reason": f"scan incomplete: {why}"})
+        if record["status"] in FINAL:
+            self.save_record(record)
+        else:  # finish() adds the review reason when the batch ends
+            self._save_record(record)
+
     def inspect(self, batch_id: str) -> dict[str, Any]:
         record = self.record(batch_id)
         if record["status"] != "received":
@@ -179,6 +204,10 @@ class Pipeline:
         try:
             with self._original(record) as path:
                 record["pages"] = count_pages(path, self.limits)
+                # A transfer can end "complete" with a file cut short (a client killed mid-upload,
+                # a scanner that stopped writing): its own structure tells.
+                if not record.get("incomplete") and (why := cut_short(path)):
+                    record["incomplete"] = f"the file is cut short: {why}"
             record["status"] = "processing"
         except DocumentError as e:
             record.update(status="failed", error=f"{e.code}: {e}")

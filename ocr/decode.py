@@ -16,7 +16,7 @@ from typing import Protocol
 import pikepdf
 from pdf2image import convert_from_path
 from pdf2image.exceptions import PDFPageCountError, PDFSyntaxError
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from ocr.errors import (
     DocumentError,
@@ -312,3 +312,43 @@ def _image_bytes(page: pikepdf.Page) -> int:
 
 __all__ = ["DecodeLimits", "Document", "DocumentError", "PageImage", "count_pages", "open_document",
            "page_weights"]
+
+
+# ---- completeness ----------------------------------------------------------------------------
+
+
+CUT_TAIL = 4096  # bytes at the end of a file where its end marker must be
+
+
+def cut_short(path: Path) -> str | None:
+    """Why a file looks cut short by its own structure (a transfer that stopped early can still
+    look "complete" to the receiver), or None when it ends as its format says a file ends."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(16)
+        f.seek(max(0, size - CUT_TAIL))
+        tail = f.read()
+    end = tail.rstrip(b"\x00\r\n\t \x1a")
+    if head.startswith(b"\xff\xd8\xff"):
+        return None if end.endswith(b"\xff\xd9") else "a JPEG without its end (EOI marker)"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None if b"IEND" in tail[-64:] else "a PNG without its end (IEND chunk)"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return _tiff_cut_short(path, size)
+    return None if b"%%EOF" in tail else "a PDF without its end (%%EOF)"
+
+
+def _tiff_cut_short(path: Path, size: int) -> str | None:
+    """A page whose strips (or tiles) reach past the end of the file."""
+    try:
+        with Image.open(path) as img:
+            for n, frame in enumerate(ImageSequence.Iterator(img)):
+                tags = frame.tag_v2
+                offsets = tags.get(273) or tags.get(324) or ()
+                counts = tags.get(279) or tags.get(325) or ()
+                ends = [o + c for o, c in zip(offsets, counts, strict=False)]
+                if ends and max(ends) > size:
+                    return f"a TIFF whose page {n + 1} lacks {max(ends) - size} bytes"
+    except Exception as e:
+        return f"a TIFF that cannot be read to its end ({type(e).__name__})"
+    return None

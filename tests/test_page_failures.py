@@ -2,11 +2,15 @@
 
 from pathlib import Path
 
+import pytest
+
 from ingest.page_stages import DetectBlank, ReadBarcodes
 from ingest.pipeline import Pipeline
 from ingest.runner import run_file
 from ingest.settings import Settings
 from ingest.stages import PageWork
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample-batch.pdf"
 
 
 class BreaksOnPageTwo:
@@ -65,3 +69,48 @@ def test_a_page_too_small_to_read_fails_with_its_reason_and_no_traceback(tmp_pat
                           env=env, capture_output=True, text=True, timeout=120).stdout
     assert "page 1 could not be read: too_small: page 0 is 1x1 pixels" in text
     assert "no dossier code" not in text
+
+
+@pytest.mark.parametrize("kind", ["pdf", "tiff"])
+def test_a_file_cut_short_is_marked_incomplete_by_its_own_structure(tmp_path: Path,
+                                                                    kind: str) -> None:
+    """Given a scan whose transfer ended "complete" but whose file is cut short (a PDF without
+    its %%EOF, a TIFF whose page reaches past the end), when it is ingested, then the batch is
+    marked incomplete with the reason and goes to review; the pages received are kept."""
+    from PIL import Image
+
+    from ingest.page_stages import DetectBlank, ReadBarcodes
+
+    source = tmp_path / f"whole.{kind}"
+    if kind == "pdf":
+        source.write_bytes(SAMPLE.read_bytes())
+    else:
+        pages = [Image.new("L", (850, 1100), 255) for _ in range(3)]
+        pages[0].save(source, save_all=True, append_images=pages[1:], dpi=(100, 100))
+    data = source.read_bytes()
+    cut = tmp_path / f"cut.{kind}"
+    cut.write_bytes(data[:-200])  # the last chunk of the transfer lost: still readable
+    pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
+    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    record = run_file(pipeline, cut)
+    assert record["incomplete"].startswith("the file is cut short: a ")
+    assert record["status"] == "needs_review"
+    assert any(r["reason"].startswith("scan incomplete: the file is cut short")
+               for r in record["review"])
+    assert pipeline.store.get(record["original"]) == cut.read_bytes()
+
+
+def test_the_same_bytes_sent_again_as_incomplete_mark_the_earlier_batch(tmp_path: Path) -> None:
+    """Given a batch done from a file, when the same bytes arrive again from a scan that says it
+    stopped early, then the batch carries the mark and goes back to review (never folded
+    silently into a complete batch)."""
+    from ingest.page_stages import DetectBlank, ReadBarcodes
+
+    pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
+    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    first = run_file(pipeline, SAMPLE)
+    assert first["status"] == "done"
+    again = run_file(pipeline, SAMPLE, incomplete="paper jam at sheet 8")
+    assert again["batch_id"] == first["batch_id"]
+    assert (again["status"], again["incomplete"]) == ("needs_review", "paper jam at sheet 8")
+    assert pipeline.catalog.batch(first["batch_id"])["status"] == "needs_review"
