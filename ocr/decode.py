@@ -19,6 +19,7 @@ from pdf2image.exceptions import PDFPageCountError, PDFSyntaxError
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from ocr.errors import (
+    CorruptPage,
     DocumentError,
     EmptyDocument,
     EncryptedDocument,
@@ -212,13 +213,20 @@ class PdfDocument:
     def page(self, index: int) -> PageImage:
         page = self._pdf.pages[index]
         has_text = _has_text(page)
-        embedded = self._embedded_image(page)
+        try:
+            embedded, trouble = self._embedded_image(page), None
+        except _Undecodable as e:
+            embedded, trouble = None, str(e)
         if embedded is not None:
             img, dpi_x, dpi_y = embedded
             img, dpi = normalize_resolution(to_page_mode(img), dpi_x, dpi_y, self._limits)
             return PageImage(img, dpi, "embedded image", has_text)
-        return PageImage(self._rasterize(page, index), self._limits.raster_dpi, "rasterized",
-                         has_text)
+        img = self._rasterize(page, index)
+        if trouble and img.convert("L").getextrema()[0] > 200:
+            # poppler could not draw the scan either (it paints what it cannot decode white):
+            # a failed page with its reason, not a blank one dropped in silence
+            raise CorruptPage(f"page {index}: {trouble}")
+        return PageImage(img, self._limits.raster_dpi, "rasterized", has_text)
 
     def _embedded_image(self, page: pikepdf.Page) -> tuple[Image.Image, float, float] | None:
         """The page's only image if it covers the page, un-rotated by /Rotate; None to rasterize."""
@@ -234,11 +242,16 @@ class PdfDocument:
             w_in, h_in = float(box[2] - box[0]) / 72, float(box[3] - box[1]) / 72
             if w_in <= 0 or h_in <= 0 or abs((w_px / h_px) / (w_in / h_in) - 1) > 0.03:
                 return None
-            img = pdfimage.as_pil_image()
         except ImageBomb:
             raise
-        except Exception:  # any codec trouble: poppler gets a try before we give up
+        except Exception:  # an odd page structure: poppler draws it
             return None
+        try:
+            img = pdfimage.as_pil_image()
+            img.load()  # decode now: PIL decodes lazily, and would fail later, anywhere
+        except Exception as e:  # codec trouble: poppler gets a try before we give up
+            raise _Undecodable(f"{_filters(images[0])} stream cannot be decoded "
+                               f"({type(e).__name__})") from e
         rotate = int(page.obj.get("/Rotate", 0)) % 360
         if rotate:
             img = img.rotate(-rotate, expand=True)
@@ -268,6 +281,18 @@ class PdfDocument:
         self._pdf.close()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+class _Undecodable(Exception):
+    """The page's scan did not decode here; poppler may still draw it."""
+
+
+def _filters(image: pikepdf.Object) -> str:
+    """`DCT`, `JBIG2`, `CCITTFax`, `Flate`...: the image's compression, as staff and logs read it."""
+    found = image.get("/Filter")
+    names = [str(f) for f in found] if isinstance(found, pikepdf.Array) else \
+        [str(found)] if found is not None else []
+    return "+".join(n.lstrip("/").removesuffix("Decode") for n in names) or "image"
 
 
 def _has_forms(page: pikepdf.Page) -> bool:

@@ -27,6 +27,12 @@ class ImageBomb(DocumentError):
     code = "too_large"
 
 
+class CorruptPage(DocumentError):
+    """A page whose scan cannot be decoded by us or by poppler (a corrupt image stream)."""
+
+    code = "corrupt"
+
+
 class PageTooSmall(DocumentError):
     """A page with too few pixels to hold a line of text or a code (a 1x1 or 1x20000 image)."""
 

@@ -114,3 +114,49 @@ def test_the_same_bytes_sent_again_as_incomplete_mark_the_earlier_batch(tmp_path
     assert again["batch_id"] == first["batch_id"]
     assert (again["status"], again["incomplete"]) == ("needs_review", "paper jam at sheet 8")
     assert pipeline.catalog.batch(first["batch_id"])["status"] == "needs_review"
+
+
+def corrupt_page_pdf(path: Path, filter_name: str, parms: dict | None = None) -> None:
+    """A one-page PDF whose page is a full-page scan image with garbage in its stream."""
+    import os
+
+    import pikepdf
+
+    pdf = pikepdf.new()
+    w, h = 1700, 2200  # 200 dpi, letter
+    stream = pikepdf.Stream(pdf, os.urandom(40_000))
+    stream.Type, stream.Subtype = pikepdf.Name.XObject, pikepdf.Name.Image
+    stream.Width, stream.Height, stream.BitsPerComponent = w, h, 1 if filter_name in (
+        "JBIG2Decode", "CCITTFaxDecode") else 8
+    stream.ColorSpace = pikepdf.Name.DeviceGray
+    stream.Filter = pikepdf.Name("/" + filter_name)
+    if parms:
+        stream.DecodeParms = pikepdf.Dictionary(parms)
+    page = pdf.add_blank_page(page_size=(w * 72 / 200, h * 72 / 200))
+    page.Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(Im0=stream))
+    page.Contents = pikepdf.Stream(pdf, f"q {w * 72 / 200} 0 0 {h * 72 / 200} 0 0 cm /Im0 Do Q"
+                                   .encode())
+    pdf.save(path)
+
+
+@pytest.mark.parametrize("filter_name, parms", [
+    ("DCTDecode", None), ("FlateDecode", None), ("JBIG2Decode", None),
+])
+def test_a_page_whose_image_stream_is_corrupt_fails_with_its_reason_not_as_blank(
+        tmp_path: Path, filter_name: str, parms: dict | None) -> None:
+    """Given a PDF page whose scan is garbage in a DCT, Flate or JBIG2 stream, when it is
+    ingested, then the page is a failed page (`corrupt: ... stream cannot be decoded`), not a
+    blank page dropped in silence, and the batch goes to review."""
+    from ingest.page_stages import DetectBlank, ReadBarcodes
+
+    source = tmp_path / "corrupt.pdf"
+    corrupt_page_pdf(source, filter_name, parms)
+    pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
+    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    record = run_file(pipeline, source)
+    short = filter_name.removesuffix("Decode")
+    assert record["dropped_pages"] == []
+    assert record["failed_pages"] == [
+        {"page": 0, "error": f"corrupt: page 0: {short} stream cannot be decoded "
+                             f"({record['failed_pages'][0]['error'].rsplit('(', 1)[1]}"}]
+    assert (record["status"], record["error"]) == ("needs_review", "1 page could not be read")
