@@ -111,6 +111,7 @@ class Pipeline:
     @property
     def limits(self) -> DecodeLimits:
         return DecodeLimits(max_pixels=self.settings.max_page_pixels,
+                            max_pages=self.settings.max_pages,
                             fallback_dpi=self.settings.fallback_dpi)
 
     # ---- records -------------------------------------------------------------------------

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     blank_ink_threshold: float = 0.0001
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     max_page_pixels: int = 150_000_000
+    max_pages: int = Field(default=2000, ge=1)  # longer files fail as too_many_pages
     fallback_dpi: int = 300
     jpeg_quality: int = Field(default=80, ge=30, le=95)  # page images in the dossier PDFs
     max_upload_mb: int = 2048  # API uploads larger than this are refused (413)

@@ -26,6 +26,7 @@ from ocr.errors import (
     ImageBomb,
     NotADocument,
     PageTooSmall,
+    TooManyPages,
     TruncatedDocument,
 )
 
@@ -40,6 +41,7 @@ class DecodeLimits:
     raster_dpi: int = 300
     max_dpi: int = 400  # above this, pages are reduced to raster_dpi: OCR gains nothing
     min_dpi: int = 150  # below this, pages are enlarged for OCR
+    max_pages: int = 2000  # a longer file is refused: it would hold every worker for hours
 
 
 @dataclass
@@ -308,11 +310,16 @@ def _has_text(page: pikepdf.Page) -> bool:
 
 def count_pages(path: Path, limits: DecodeLimits | None = None) -> int:
     """Opens the file only to validate it and count its pages; raises a DocumentError otherwise."""
+    limits = limits or DecodeLimits()
     doc = open_document(path, limits)
     try:
-        return doc.page_count
+        count = doc.page_count
     finally:
         doc.close()
+    if count > limits.max_pages:
+        raise TooManyPages(f"the file has {count} pages; at most {limits.max_pages} are taken "
+                           "in one batch (SOHOA_MAX_PAGES): split it")
+    return count
 
 
 def page_weights(path: Path) -> list[int]:

@@ -27,6 +27,10 @@ class ImageBomb(DocumentError):
     code = "too_large"
 
 
+class TooManyPages(DocumentError):
+    code = "too_many_pages"
+
+
 class CorruptPage(DocumentError):
     """A page whose scan cannot be decoded by us or by poppler (a corrupt image stream)."""
 

@@ -160,3 +160,15 @@ def test_a_page_whose_image_stream_is_corrupt_fails_with_its_reason_not_as_blank
         {"page": 0, "error": f"corrupt: page 0: {short} stream cannot be decoded "
                              f"({record['failed_pages'][0]['error'].rsplit('(', 1)[1]}"}]
     assert (record["status"], record["error"]) == ("needs_review", "1 page could not be read")
+
+
+def test_a_file_with_more_pages_than_allowed_fails_as_too_many_pages(tmp_path: Path) -> None:
+    """Given SOHOA_MAX_PAGES of 5, when a 7-page file arrives, then its batch fails at once with
+    `too_many_pages` and a reason staff can act on, and the original is kept."""
+    pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1,
+                                               max_pages=5))
+    record = run_file(pipeline, SAMPLE)
+    assert record["status"] == "failed"
+    assert record["error"] == ("too_many_pages: the file has 7 pages; at most 5 are taken in one "
+                               "batch (SOHOA_MAX_PAGES): split it")
+    assert pipeline.store.get(record["original"]) == SAMPLE.read_bytes()
