@@ -64,7 +64,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.faults import Cuttable, Group, Registry, free_port, session  # noqa: E402
+from tests.faults import (  # noqa: E402
+    Cuttable,
+    Group,
+    Registry,
+    free_port,
+    kill_session,
+    session,
+    submit_file,
+)
 
 SAMPLE = ROOT / "examples" / "sample-batch.pdf"  # 7 pages: two dossiers and a blank page
 SOHOA = Path(sys.executable).parent / "sohoa"
@@ -128,14 +136,7 @@ class Proc(Group):
         if self._killed:
             return
         self._killed = True
-        for _ in range(3):
-            for line in session(self.sid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(line.split()[0]), signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(10)
-            if not session(self.sid):
-                break
+        kill_session(self.sid, self.proc)
         super().kill()
 
     def stop(self, limit: float = 40.0) -> tuple[int | None, float, list[str]]:
@@ -265,13 +266,10 @@ def make_batch(copies: int, out: Path) -> Path:
 
 
 def submit(env: dict[str, str], path: Path) -> str:
-    code = ("import json, sys; from pathlib import Path; from ingest.tasks import submit; "
-            "print(json.dumps(submit(Path(sys.argv[1]))))")
-    out = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True,
-                         text=True, timeout=300, cwd=ROOT)
-    if out.returncode != 0:
-        raise Failed(f"submit failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["batch_id"]
+    try:
+        return submit_file(env, path)
+    except RuntimeError as e:
+        raise Failed(str(e)) from None
 
 
 def api_key(env: dict[str, str]) -> str:

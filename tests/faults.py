@@ -9,12 +9,16 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Group:
@@ -160,3 +164,39 @@ def session_gone(sid: int, within: float = 2.0) -> list[str]:
     while (left := session(sid)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
+
+
+def sohoa_env(data_dir: Path, broker: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a sohoa process on `data_dir`, with a task queue of its own: tests
+    (and benchmark scenarios) running at once share the machine's Redis and RabbitMQ."""
+    env = {**os.environ, "SOHOA_DATA_DIR": str(data_dir), "SOHOA_WORKERS": "2",
+           "SOHOA_SCANNER_DISCOVERY": "false",
+           "SOHOA_BROKER_QUEUE": f"sohoa-test-{uuid.uuid4().hex[:12]}", **extra}
+    env.pop("SOHOA_BROKER_URL", None)
+    if broker:
+        env["SOHOA_BROKER_URL"] = broker
+    return env
+
+
+def submit_file(env: dict[str, str], path: Path, timeout: float = 300) -> str:
+    """Queues `path` for the workers as the API does (ingest.tasks.submit), in a process with
+    `env`; returns the batch id. RuntimeError with its stderr if it fails."""
+    code = ("import json, sys; from pathlib import Path; from ingest.tasks import submit; "
+            "print(json.dumps(submit(Path(sys.argv[1]))))")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True,
+                         text=True, timeout=timeout, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"submit failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["batch_id"]
+
+
+def kill_session(sid: int, proc: subprocess.Popen) -> None:
+    """SIGKILL to every process of session `sid`, whatever group it is in, until none is left."""
+    for _ in range(3):
+        for line in session(sid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+        if not session_gone(sid, 1):
+            break

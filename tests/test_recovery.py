@@ -5,7 +5,6 @@ real kill -9; recovery timings shortened by SOHOA_RECOVERY (lease 6 s, watchdog 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults import Cuttable, Group, Registry, free_port, running
+from tests.faults import Cuttable, Group, Registry, free_port, running, sohoa_env, submit_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-batch.pdf"  # 7 pages: two dossiers and a blank page
@@ -28,23 +27,7 @@ FAST = json.dumps({"lease_s": 6, "tick_s": 2, "backoff_s": 2, "backoff_max_s": 4
 
 
 def environment(tmp_path: Path, broker: str | None, **extra: str) -> dict[str, str]:
-    # A queue of its own: tests running at once share the machine's Redis and RabbitMQ.
-    env = {**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data"), "SOHOA_WORKERS": "2",
-           "SOHOA_RECOVERY": FAST, "SOHOA_SCANNER_DISCOVERY": "false",
-           "SOHOA_BROKER_QUEUE": f"sohoa-test-{uuid.uuid4().hex[:12]}", **extra}
-    env.pop("SOHOA_BROKER_URL", None)
-    if broker:
-        env["SOHOA_BROKER_URL"] = broker
-    return env
-
-
-def submit(env: dict[str, str], sample: Path) -> str:
-    code = ("import json, sys; from pathlib import Path; from ingest.tasks import submit; "
-            "print(json.dumps(submit(Path(sys.argv[1]))))")
-    out = subprocess.run([sys.executable, "-c", code, str(sample)], env=env, capture_output=True,
-                         text=True, timeout=120, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])["batch_id"]
+    return sohoa_env(tmp_path / "data", broker, SOHOA_RECOVERY=FAST, **extra)
 
 
 def pages_done(objects: Path, batch_id: str) -> int:
@@ -88,7 +71,7 @@ def test_a_batch_whose_worker_is_killed_finishes_on_another_without_anyone_actin
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
     first = Group([str(SOHOA), "worker", "--concurrency", "2"], env, logs[0])
     try:
-        batch_id = submit(env, SAMPLE)
+        batch_id = submit_file(env, SAMPLE)
         wait_until(lambda: pages_done(objects, batch_id) >= 1, 120, "a first page", logs)
     finally:
         first.kill()  # SIGKILL to the worker, its pool processes and their Tesseract children

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults import free_port, session, session_gone
+from tests.faults import free_port, kill_session, session, session_gone
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-batch.pdf"  # 7 pages, two dossiers
@@ -60,14 +60,7 @@ class Command:
 
     def kill_all(self) -> None:
         """Last resort: SIGKILL to every process of the session, whatever group it is in."""
-        for _ in range(3):
-            for line in session(self.sid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(line.split()[0]), signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(10)
-            if not session_gone(self.sid, 1):
-                break
+        kill_session(self.sid, self.proc)
         self._out.close()
 
 

@@ -4,8 +4,6 @@ RabbitMQ, and the embedded SQLite broker that needs no server."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 import uuid
@@ -13,29 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults import Group
+from tests.faults import Group, sohoa_env, submit_file
 
 ASN = r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"
 SOHOA = Path(sys.executable).parent / "sohoa"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample-batch.pdf"  # in the repo
 
 
 def environment(tmp_path: Path, broker: str | None) -> dict[str, str]:
-    # A queue of its own: tests running at once share the machine's Redis and RabbitMQ.
-    env = {**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data"),
-           "SOHOA_DOSSIER_CODE_GRAMMAR": ASN, "SOHOA_WORKERS": "2",
-           "SOHOA_BROKER_QUEUE": f"sohoa-test-{uuid.uuid4().hex[:12]}"}
-    if broker:
-        env["SOHOA_BROKER_URL"] = broker
-    return env
-
-
-def submit(env: dict[str, str], sample: Path) -> str:
-    code = ("import json, sys; from pathlib import Path; from ingest.tasks import submit; "
-            "print(json.dumps(submit(Path(sys.argv[1]))))")
-    out = subprocess.run([sys.executable, "-c", code, str(sample)], env=env, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])["batch_id"]
+    return sohoa_env(tmp_path / "data", broker, SOHOA_DOSSIER_CODE_GRAMMAR=ASN)
 
 
 def wait_for(record: Path, timeout: float = 180) -> dict:
@@ -62,7 +46,7 @@ def test_worker_processes_a_batch_page_by_page(tmp_path: Path, samples: Path,
     # In a session of its own, logged to a file (a pipe nobody reads would stall the worker).
     worker = Group([str(SOHOA), "worker", "--concurrency", "2"], env, tmp_path / "worker.log")
     try:
-        batch_id = submit(env, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+        batch_id = submit_file(env, samples / "paperless-ngx" / "split-by-asn-1.pdf")
         try:
             record = wait_for(tmp_path / "data" / "objects" / "batches" / batch_id / "batch.json")
         except AssertionError:
@@ -100,7 +84,7 @@ def test_new_dossiers_are_announced_to_webhooks_by_the_worker(tmp_path: Path,
     env["SOHOA_WEBHOOK_ALLOW_PRIVATE"] = "true"
     worker = Group([str(SOHOA), "worker", "--concurrency", "2"], env, tmp_path / "worker.log")
     try:
-        batch_id = submit(env, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+        batch_id = submit_file(env, samples / "paperless-ngx" / "split-by-asn-1.pdf")
         wait_for(tmp_path / "data" / "objects" / "batches" / batch_id / "batch.json")
         deadline = time.monotonic() + 60
         while len(heard) < 5 and time.monotonic() < deadline:
@@ -152,13 +136,13 @@ def test_a_batch_whose_finishing_fails_for_good_is_recorded_as_failed(
 
 
 def test_a_batch_whose_finishing_meets_a_dependency_down_waits_instead_of_failing(
-        local_tasks, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        local_tasks, monkeypatch: pytest.MonkeyPatch) -> None:
     """Given a batch whose pages are done, when finishing it keeps meeting a registry that is
     down (quick retries spent), then the batch waits for the registry, never `failed`."""
     from ingest.registry import RegistryUnavailable
 
     pipeline = local_tasks._pipeline()
-    batch_id = pipeline.receive(samples / "paperless-ngx" / "split-by-asn-1.pdf")
+    batch_id = pipeline.receive(EXAMPLE)
     for index in range(pipeline.inspect(batch_id)["pages"]):
         pipeline.process_page(batch_id, index)
 
@@ -174,13 +158,13 @@ def test_a_batch_whose_finishing_meets_a_dependency_down_waits_instead_of_failin
 
 
 def test_sending_the_same_file_again_resumes_a_waiting_batch(
-        local_tasks, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        local_tasks, monkeypatch: pytest.MonkeyPatch) -> None:
     """Given a batch waiting for the registry, when the same file is submitted again, then its
     work is queued at once (the pauses start short again): nothing new is created."""
     from ingest.registry import RegistryUnavailable
 
     pipeline = local_tasks._pipeline()
-    sample = samples / "paperless-ngx" / "split-by-asn-1.pdf"
+    sample = EXAMPLE
     batch_id = pipeline.receive(sample)
     for index in range(pipeline.inspect(batch_id)["pages"]):
         pipeline.process_page(batch_id, index)
