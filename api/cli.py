@@ -109,17 +109,33 @@ def _print_summary(record: dict[str, Any]) -> None:
     failed = {f["page"]: f["error"] for f in record.get("failed_pages", [])}
     for page, error in failed.items():
         click.echo(f"  page {page + 1} could not be read: {error}")
-    for item in record.get("review", []):  # pages with a code that cannot be used as it is
-        if item.get("pages") and item.get("code"):
-            pages = ", ".join(str(p + 1) for p in item["pages"])
-            click.echo(f"  for review ({item['code']}: {item['reason']}): pages {pages}")
-    flagged = {p for item in record.get("review", []) if item.get("code") for p in item["pages"]}
-    codeless = [p for p in record.get("unmatched_pages", []) if p not in failed and p not in flagged]
-    if codeless:
-        pages = ", ".join(str(p + 1) for p in codeless)
-        click.echo(f"  for review (no dossier code): pages {pages}")
+    for item in record.get("review", []):
+        if line := _review_line(item):
+            click.echo(f"  {line}")
     for d in record.get("dropped_pages", []):
         click.echo(f"  dropped page {d['page'] + 1}: {d['reason']}")
+
+
+def _review_line(item: dict[str, Any]) -> str | None:
+    """One review reason (ingest/pipeline.py review_entries) as the summary line staff read;
+    unreadable pages are listed with their errors already."""
+    pages = ", ".join(str(p + 1) for p in item.get("pages", []))
+    reason, code = item.get("reason"), item.get("code")
+    if reason == "no_code":
+        return f"for review (no dossier code): pages {pages}"
+    if reason == "unknown_to_registry":
+        return f"for review ({code} is unknown to the registry): pages {pages}"
+    if reason == "incomplete_rescan":
+        return (f"held for review ({code}: a rescan that may lack pages; the current version "
+                f"v{item.get('current_version')} has {item.get('current_pages')} pages and "
+                f"stays): pages {pages}")
+    if reason == "incomplete_scan":
+        return f"held for review ({code}: from a scan that stopped early): pages {pages}"
+    if reason == "incomplete":
+        return f"the scan may lack pages: {item.get('detail')}"
+    if reason != "unreadable":
+        return f"for review ({code or 'no code'}: {reason}): pages {pages}"
+    return None
 
 
 def _scanners(settings: Settings, discovery: bool) -> Any:

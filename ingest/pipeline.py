@@ -192,7 +192,7 @@ class Pipeline:
         if record["status"] == "done":
             record["status"] = "needs_review"
             record.setdefault("review", []).append(
-                {"pages": [], "code": None, "reason": f"scan incomplete: {why}"})
+                {"pages": [], "code": None, "reason": "incomplete", "detail": why})
         if record["status"] in FINAL:
             self.save_record(record)
         else:  # finish() adds the review reason when the batch ends
@@ -366,10 +366,45 @@ class Pipeline:
                 plan.unmatched = sorted(plan.unmatched + part.pages)
                 plan.unmatched_groups.append(part.pages)
                 plan.review.append({"pages": part.pages, "code": part.code,
-                                    "reason": "unknown to the registry"})
+                                    "reason": "unknown_to_registry"})
             else:
                 known.append(part)
         plan.dossiers = known
+        return plan
+
+    def hold_partial(self, batch_id: str, plan: SplitPlan) -> SplitPlan:
+        """A version that may lack pages never becomes a dossier's current version by itself: it
+        waits in review until a person keeps the current version or replaces it. Held are the
+        dossier a partial scan ends on (a jam or a cut stops the scan inside its last dossier;
+        those before it were closed by the next receipt) and any rescan with fewer pages than
+        the dossier's current version."""
+        record = self.record(batch_id)
+        partial = record.get("incomplete")
+        last = max(plan.dossiers, key=lambda d: d.pages[-1]) if partial and plan.dossiers else None
+        kept = []
+        for part in plan.dossiers:
+            versions = self.versions(part.code)
+            current = versions[-1] if versions and not versions[-1].get("withdrawn") else None
+            if any(m["batch_id"] == batch_id for m in versions):
+                kept.append(part)  # this batch made its version on an earlier run of this step
+                continue
+            if part is last:
+                entry = {"reason": "incomplete_rescan" if current else "incomplete_scan",
+                         "detail": partial}
+            elif current and len(part.pages) < len(current["pages"]):
+                entry = {"reason": "incomplete_rescan",
+                         "detail": f"{len(part.pages)} of {len(current['pages'])} pages"}
+            else:
+                kept.append(part)
+                continue
+            if current:
+                entry.update(current_version=current["version"],
+                             current_pages=len(current["pages"]))
+            plan.unmatched = sorted(plan.unmatched + part.pages)
+            plan.unmatched_groups.append(part.pages)
+            plan.review.append({"pages": part.pages, "code": part.code,
+                                "code_source": part.source, **entry})
+        plan.dossiers = kept
         return plan
 
     def assemble(self, batch_id: str, part: DossierSplit) -> dict[str, Any]:
@@ -562,14 +597,10 @@ class Pipeline:
             for m in manifests]
         record["unmatched_pages"] = plan.unmatched
         record["unmatched_groups"] = plan.unmatched_groups
-        record["review"] = plan.review
+        failed = self.page_facts_for(batch_id, plan.failed)
+        record["review"] = review_entries(plan, failed, record.get("incomplete"))
         record["dropped_pages"] = [{"page": p, "reason": r} for p, r in plan.dropped]
-        record["failed_pages"] = [
-            {"page": f["index"], "error": f.get("error")}
-            for f in self.page_facts_for(batch_id, plan.failed)]
-        if record.get("incomplete"):
-            record["review"].append({"pages": [], "code": None,
-                                     "reason": f"scan incomplete: {record['incomplete']}"})
+        record["failed_pages"] = [{"page": f["index"], "error": f.get("error")} for f in failed]
         record["status"] = "needs_review" if plan.unmatched or record.get("incomplete") else "done"
         if record.pop("waiting_for", None) is not None:
             record["error"] = None  # what it waited for answered in the end
@@ -585,11 +616,31 @@ class Pipeline:
     def finalize(self, batch_id: str) -> dict[str, Any]:
         """split_batch, check codes with the registry, assemble each dossier, finish: once every
         page has its facts."""
-        plan = self.check_registry(self.split_batch(batch_id))
+        plan = self.hold_partial(batch_id, self.check_registry(self.split_batch(batch_id)))
         manifests = [self.assemble(batch_id, part) for part in plan.dossiers]
         record = self.finish(batch_id, plan, manifests)
         self._cache_path(record).unlink(missing_ok=True)
         return record
+
+
+def review_entries(plan: SplitPlan, failed: list[dict[str, Any]],
+                   incomplete: str | None) -> list[dict[str, Any]]:
+    """Why pages wait for a person, beside the pages concerned, as reason codes: held versions
+    and unknown codes (from the plan), pages with no code, pages that could not be read, and a
+    scan that may lack pages (no page: the whole batch)."""
+    entries = list(plan.review)
+    taken = {p for entry in entries for p in entry["pages"]}
+    for f in failed:
+        entries.append({"pages": [f["index"]], "code": None, "reason": "unreadable",
+                        "detail": f.get("error")})
+        taken.add(f["index"])
+    for group in plan.unmatched_groups:
+        if rest := [p for p in group if p not in taken]:
+            entries.append({"pages": rest, "code": None, "reason": "no_code"})
+    entries.sort(key=lambda e: e["pages"][0])
+    if incomplete:
+        entries.append({"pages": [], "code": None, "reason": "incomplete", "detail": incomplete})
+    return entries
 
 
 def _json(obj: object) -> bytes:

@@ -9,6 +9,8 @@
     confirm(code)                     a person checked a code the machine read by OCR
     recode(code, new_code)            the code was read wrong: the pages are dossier `new_code`
     discard(batch, pages)             unmatched pages that belong to no dossier are set aside
+    replace(batch, pages, code)       a held rescan (it may lack pages) becomes the current version
+    keep_current(batch, pages)        a held rescan is set aside; the current version stays
     accept_incomplete(batch)          a person checked a scan that may lack pages
 
 Only the acts that assert a code (assign, confirm, recode, and the code typed for a split) mark
@@ -30,6 +32,7 @@ from typing import Any
 
 from ingest.pipeline import PageRef, Pipeline
 from storage import layout
+from storage.catalog import HELD
 
 
 class ReviewError(ValueError):
@@ -122,7 +125,7 @@ class Review:
 
     def _resolve(self, record: dict[str, Any], pages: list[int], code: str,
                  manifest: dict[str, Any], actor: str) -> None:
-        self._take(record, pages)
+        self._take(record, pages, actor)
         record.setdefault("resolved", []).append(
             {"pages": sorted(pages), "dossier_id": code, "version": manifest["version"], "by": actor})
         entry = next((d for d in record["dossiers"] if d["dossier_id"] == code), None)
@@ -135,26 +138,34 @@ class Review:
         self.pipeline.save_record(record)
 
     @staticmethod
-    def _take(record: dict[str, Any], pages: list[int]) -> None:
-        """These pages no longer wait for review."""
+    def _take(record: dict[str, Any], pages: list[int], actor: str) -> None:
+        """These pages no longer wait for review. A person who decided on the held part of a
+        scan that may lack pages has checked that scan."""
         done = set(pages)
         record["unmatched_pages"] = [p for p in record["unmatched_pages"] if p not in done]
         record["unmatched_groups"] = [g for g in ([p for p in group if p not in done]
                                                   for group in record.get("unmatched_groups", []))
                                       if g]
-        record["review"] = [r for r in record.get("review", []) if not set(r["pages"]) & done
-                            or set(r["pages"]) - done]
+        kept = []
+        for entry in record.get("review", []):
+            rest = [p for p in entry["pages"] if p not in done]
+            if rest or not entry["pages"]:
+                kept.append({**entry, "pages": rest})
+            elif entry.get("reason") in HELD and record.get("incomplete") \
+                    and not record.get("incomplete_checked"):
+                record["incomplete_checked"] = {
+                    "by": actor, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        record["review"] = kept
 
     @staticmethod
     def _settle(record: dict[str, Any]) -> None:
         """The batch leaves review when no page waits and an incomplete scan was checked."""
         if not record["unmatched_pages"] and \
-                (not record.get("incomplete") or record.get("incomplete_checked")) and \
-                not [r for r in record.get("review", []) if r["pages"]]:
+                (not record.get("incomplete") or record.get("incomplete_checked")):
             record["status"] = "done"
 
     def discard(self, batch_id: str, pages: list[int], actor: str,
-                action_id: str | None = None) -> dict[str, Any]:
+                action_id: str | None = None, reason: str = "set_aside") -> dict[str, Any]:
         """Unmatched pages that belong to no dossier (a stray sheet, a page that cannot be read
         and was scanned again) are set aside: they stay in the batch and its original, listed
         with its dropped pages."""
@@ -165,13 +176,60 @@ class Review:
         if not pages or not set(pages) <= set(record.get("unmatched_pages", [])):
             raise ReviewError("only pages waiting for review can be set aside")
         record["dropped_pages"] = record.get("dropped_pages", []) + [
-            {"page": p, "reason": "set_aside", "by": actor, "action_id": action_id}
+            {"page": p, "reason": reason, "by": actor, "action_id": action_id}
             for p in sorted(pages)]
-        self._take(record, pages)
+        self._take(record, pages, actor)
         self._settle(record)
         self.pipeline.save_record(record)
-        self._audit(actor, "batch.pages.discard", record, pages=sorted(pages))
+        self._audit(actor, "batch.pages.discard", record, pages=sorted(pages), reason=reason)
         return record
+
+    def held(self, record: dict[str, Any], pages: list[int]) -> dict[str, Any]:
+        """The review entry of a held rescan made of exactly these pages."""
+        entry = next((r for r in record.get("review", []) if r.get("reason") in HELD
+                      and sorted(r["pages"]) == sorted(pages)), None)
+        if entry is None:
+            raise ReviewError("these pages are not a rescan waiting for a decision")
+        return entry
+
+    def replace(self, batch_id: str, pages: list[int], actor: str,
+                action_id: str | None = None) -> dict[str, Any]:
+        """A held rescan (it may lack pages) becomes its dossier's current version, in place of
+        the version before (which stays, as every version does): a person decided."""
+        record = self.pipeline.record(batch_id)
+        try:
+            entry = self.held(record, pages)
+        except ReviewError:  # the same form again? its version was made the first time
+            if done := self._replayed_any(record, action_id):
+                return done
+            raise
+        code = entry["code"]
+        manifest = self._save(code, self._agency(code), [PageRef(batch_id, i) for i in pages],
+                              actor, {"action": "replace", "batch_id": batch_id,
+                                      "pages": sorted(pages),
+                                      "replaced_version": entry.get("current_version")},
+                              action_id, code_source=entry.get("code_source") or "user")
+        self._resolve(record, pages, code, manifest, actor)
+        return manifest
+
+    def _replayed_any(self, record: dict[str, Any], action_id: str | None
+                      ) -> dict[str, Any] | None:
+        """The version an earlier run of this action made, found by the batch's resolutions."""
+        for done in record.get("resolved", []) if action_id else []:
+            if found := self.replayed(done["dossier_id"], action_id):
+                return found
+        return None
+
+    def keep_current(self, batch_id: str, pages: list[int], actor: str,
+                     action_id: str | None = None) -> dict[str, Any]:
+        """A held rescan is set aside (kept in its batch and original, as `kept_current`): the
+        dossier's current version stays what it was."""
+        record = self.pipeline.record(batch_id)
+        if action_id and any(d.get("action_id") == action_id
+                             for d in record.get("dropped_pages", [])):
+            return record
+        self.held(record, pages)
+        return self.discard(batch_id, pages, actor, action_id, reason="kept_current")
 
     def accept_incomplete(self, batch_id: str, actor: str) -> dict[str, Any]:
         """A person checked a scan that may lack pages (what was missing was scanned again, or

@@ -157,6 +157,9 @@ def version_event(manifest: dict[str, Any], agency: str, pdf_key: str,
 _NOT_INDEX = frozenset({"leases"})
 
 UNFINISHED = ("received", "processing", "waiting")
+# Review reasons of pages that would make a version of a known code but wait for a person
+# (ingest/pipeline.py hold_partial): their pages are indexed with role "held" and that code.
+HELD = frozenset({"incomplete_rescan", "incomplete_scan"})
 
 
 class Catalog:
@@ -178,8 +181,12 @@ class Catalog:
         for d in record.get("dossiers", []):
             for p in d["pages"]:
                 roles[p] = ("dossier", d["dossier_id"])
-        for p in record.get("unmatched_pages", []):
+        waiting = set(record.get("unmatched_pages", []))
+        for p in waiting:
             roles[p] = ("unmatched", None)
+        for r in record.get("review", []):
+            if r.get("reason") in HELD:
+                roles.update({p: ("held", r["code"]) for p in r["pages"] if p in waiting})
         for d in record.get("dropped_pages", []):
             roles[d["page"]] = (d["reason"], None)
         with self.session() as s:
@@ -279,7 +286,32 @@ class Catalog:
                 "versions": [{"version": v.version, "batch_id": v.batch_id, "pdf": v.pdf_key,
                               "manifest": v.manifest_key,
                               "created_at": v.created_at.isoformat()} for v in versions],
+                "held": self._held(s, code),
             }
+
+    def held(self, code: str) -> list[dict[str, Any]]:
+        """Versions of `code` that wait for a person (a rescan that may lack pages): one entry
+        per batch, `{batch_id, file, pages, reason, detail, received_at}`, oldest first."""
+        with self.session() as s:
+            return self._held(s, code)
+
+    @staticmethod
+    def _held(s: Session, code: str) -> list[dict[str, Any]]:
+        rows = s.execute(select(Page.batch_id, Page.index, Batch.record)
+                         .join(Batch, Batch.id == Page.batch_id)
+                         .where(Page.dossier_code == code, Page.role == "held",
+                                Batch.status == "needs_review")
+                         .order_by(Batch.received_at, Page.batch_id, Page.index)).all()
+        out: dict[str, dict[str, Any]] = {}
+        for batch_id, index, record in rows:
+            if batch_id not in out:
+                entry = next((r for r in record.get("review", [])
+                              if r.get("code") == code and r.get("reason") in HELD), {})
+                out[batch_id] = {"batch_id": batch_id, "file": record.get("file"), "pages": [],
+                                 "reason": entry.get("reason"), "detail": entry.get("detail"),
+                                 "received_at": record.get("received_at")}
+            out[batch_id]["pages"].append(index)
+        return list(out.values())
 
     def withdrawal(self, code: str) -> dict[str, Any] | None:
         """What the latest version of a withdrawn code says (its pages went to dossier `to`,

@@ -59,7 +59,7 @@ def test_unknown_codes_go_to_review(tmp_path: Path, samples: Path, registry_url:
     assert [d["dossier_id"] for d in record["dossiers"]] == ["ASN00123", "ASN00124", "ASN00125"]
     assert record["status"] == "needs_review" and record["unmatched_pages"] == [6, 8]
     assert [(r["code"], r["reason"]) for r in record["review"]] == [
-        ("ASN00126", "unknown to the registry"), ("ASN00127", "unknown to the registry")]
+        ("ASN00126", "unknown_to_registry"), ("ASN00127", "unknown_to_registry")]
 
 
 def test_registry_down_interrupts_the_batch_to_be_finished_later(tmp_path: Path,

@@ -22,6 +22,7 @@ from playwright.sync_api import Page, expect
 
 from ingest.pipeline import PageRef, Pipeline
 from ingest.runner import run_file
+from storage import layout
 from tests import synth
 from tests.browser import LiveApp, http_login, login, shot
 
@@ -66,7 +67,7 @@ def scanned(live_app: LiveApp, prose: list[bytes], tmp_path: Path):
         name = f"quet-{n:03d}-{uuid.uuid4().hex[:6]}.pdf"
         record = run_file(pipeline or live_app.pipeline, path, agency=agency, source="scan",
                           file_name=name, incomplete=incomplete)
-        if pipeline is None:
+        if pipeline is None and not incomplete:
             assert (record["status"], record["unmatched_pages"]) == ("needs_review", [0])
             assert [d["dossier_id"] for d in record["dossiers"]] == [code]
         return Scan(record["batch_id"], code, name)
@@ -461,18 +462,46 @@ def test_split_then_merge_through_the_forms(live_app: LiveApp, scanned) -> None:
     assert r.status_code == 422 and "Không tìm thấy hồ sơ" in alert(r)
 
 
-def test_an_incomplete_scan_stays_in_the_queue_until_checked(live_app: LiveApp, scanned) -> None:
-    """Given a scan stopped by a paper jam, when its unmatched page is assigned, then it still
-    waits with the jam as reason; once staff say they checked it, it leaves the queue."""
+def test_an_incomplete_scan_stays_in_the_queue_until_a_person_decides(live_app: LiveApp,
+                                                                      scanned) -> None:
+    """Given a scan stopped by a paper jam, its dossier is held: the queue gives the jam as the
+    reason and the batch page offers to store the dossier; setting aside the page with no code
+    leaves the batch waiting, with no dossier stored; storing the held dossier settles it."""
     scan = scanned(incomplete="paper jam at sheet 4")
     http, csrf = client(live_app)
     assert "Lô quét có thể thiếu trang: paper jam at sheet 4" in http.get("/review").text
-    post(http, f"/review/batches/{scan.batch_id}/assign", csrf, code=scan.code, pages="1")
-    assert status(live_app, scan.batch_id) == ("needs_review", [])
-    assert scan.file in http.get("/review").text
-    r = post(http, f"/review/batches/{scan.batch_id}/incomplete", csrf)
+    assert f"Lưu thành hồ sơ {scan.code}" in http.get(f"/review/batches/{scan.batch_id}").text
+    post(http, f"/review/batches/{scan.batch_id}/discard", csrf, pages="1")
+    assert status(live_app, scan.batch_id) == ("needs_review", [1, 2])
+    assert versions(live_app, scan.code) == [] and scan.file in http.get("/review").text
+    r = post(http, f"/review/batches/{scan.batch_id}/replace", csrf, pages=["2", "3"])
     assert r.status_code == 303 and status(live_app, scan.batch_id) == ("done", [])
+    assert versions(live_app, scan.code) == [1]
     assert scan.file not in http.get("/review").text
+
+
+def test_a_shorter_rescan_is_replaced_or_kept_by_a_person(live_app: LiveApp, scanned) -> None:
+    """Given a dossier of 2 pages and a rescan of its receipt alone, then the rescan waits with
+    both choices on its batch page and the dossier page says a version waits; keeping the
+    current version leaves the dossier as it was."""
+    scan = scanned()
+    http, csrf = client(live_app)
+    post(http, f"/review/batches/{scan.batch_id}/discard", csrf, pages="1")
+    assert versions(live_app, scan.code) == [1]
+    receipt_only = live_app.pipeline.store.get(layout.page_pdf(scan.batch_id, 1))
+    rescan = live_app.settings.data_dir.parent / f"rescan-{scan.code}.pdf"
+    rescan.write_bytes(receipt_only)
+    record = run_file(live_app.pipeline, rescan, agency=H40, source="scan")
+    assert [r["reason"] for r in record["review"]] == ["incomplete_rescan"]
+    page = http.get(f"/review/batches/{record['batch_id']}").text
+    assert "Thay phiên bản hiện tại bằng bản quét này" in page
+    assert "Giữ phiên bản hiện tại" in page
+    reader, _ = client(live_app, "processor")
+    assert "đang chờ duyệt" in reader.get(f"/dossiers/{scan.code}").text
+    r = post(http, f"/review/batches/{record['batch_id']}/keep", csrf, pages="1")
+    assert r.status_code == 303 and status(live_app, record["batch_id"]) == ("done", [])
+    assert versions(live_app, scan.code) == [1]
+    assert "đang chờ duyệt" not in reader.get(f"/dossiers/{scan.code}").text
 
 
 def test_a_page_set_aside_belongs_to_no_dossier(live_app: LiveApp, scanned) -> None:

@@ -753,6 +753,9 @@ VI = {
     "dossier.pages": "{n} trang",
     "dossier.updated": "Cập nhật",
     "dossier.download": "Tải PDF",
+    "dossier.held": "Một bản quét lại ({pages} trang, tệp {file}, nhận lúc {at}) có thể thiếu "
+                    "trang và đang chờ duyệt; phiên bản hiện tại (v{version}) vẫn được giữ.",
+    "dossier.held.review": "Xem và quyết định",
     "dossier.preview": "Xem trước",
     "dossier.preview_title": "Bản xem trước PDF của hồ sơ {code}",
     "dossier.thumbnails": "Các trang",
@@ -923,6 +926,9 @@ EN = {
     "dossier.pages": "{n} pages",
     "dossier.updated": "Updated",
     "dossier.download": "Download PDF",
+    "dossier.held": "A rescan ({pages} pages, file {file}, received {at}) may lack pages and "
+                    "waits for review; the current version (v{version}) stays.",
+    "dossier.held.review": "Review and decide",
     "dossier.preview": "Preview",
     "dossier.preview_title": "PDF preview of dossier {code}",
     "dossier.thumbnails": "Pages",

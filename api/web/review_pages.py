@@ -41,7 +41,7 @@ from ingest.pipeline import PageRef, Pipeline
 from ingest.review import Review, ReviewError
 from ocr.pdf import page_jpeg, rotated
 from storage import layout
-from storage.catalog import Batch, Dossier, FieldRow
+from storage.catalog import HELD, Batch, Dossier, FieldRow
 from storage.objects import ObjectMissing
 
 ROLES = ("scanner", "processor")  # and admin
@@ -83,19 +83,31 @@ def _percent(confidence: float) -> int:
 
 
 def batch_reasons(record: dict[str, Any]) -> list[Reason]:
-    """Why a batch waits: pages with no code, codes the registry does not know, pages that
-    could not be read, a scan that may lack pages."""
-    failed = {f["page"] for f in record.get("failed_pages", [])}
-    flagged = [r for r in record.get("review", []) if r.get("code") and r.get("pages")]
-    unmatched = record.get("unmatched_pages", [])
-    taken = failed | {p for r in flagged for p in r["pages"]}
+    """Why a batch waits, from the reason codes beside its pages (ingest/pipeline.py
+    review_entries): pages with no code, codes the registry does not know, rescans that may lack
+    pages, pages that could not be read, a scan that may lack pages."""
+    waiting = set(record.get("unmatched_pages", []))
     reasons = []
-    if waiting := [p for p in unmatched if p not in taken]:
-        reasons.append(Reason("review.reason.unmatched", {"count": len(waiting)}))
-    reasons += [Reason("review.reason.registry", {"code": r["code"], "count": len(r["pages"])})
-                for r in flagged]
-    if unreadable := [p for p in unmatched if p in failed]:
-        reasons.append(Reason("review.reason.unreadable", {"count": len(unreadable)}))
+    unreadable = 0
+    for r in record.get("review", []):
+        pages = [p for p in r.get("pages", []) if p in waiting]
+        reason = r.get("reason")
+        if reason == "unreadable":
+            unreadable += len(pages)
+        elif reason == "no_code" and pages:
+            reasons.append(Reason("review.reason.unmatched", {"count": len(pages)}))
+        elif reason == "unknown_to_registry" and pages:
+            reasons.append(Reason("review.reason.registry", {"code": r["code"],
+                                                             "count": len(pages)}))
+        elif reason == "incomplete_rescan" and pages:
+            reasons.append(Reason("review.reason.rescan", {
+                "code": r["code"], "count": len(pages), "version": r.get("current_version"),
+                "current": r.get("current_pages")}))
+        elif reason == "incomplete_scan" and pages:
+            reasons.append(Reason("review.reason.partial", {"code": r["code"],
+                                                            "count": len(pages)}))
+    if unreadable:
+        reasons.append(Reason("review.reason.unreadable", {"count": unreadable}))
     if record.get("incomplete") and not record.get("incomplete_checked"):
         reasons.append(Reason("review.reason.incomplete", {"why": record["incomplete"]}))
     return reasons
@@ -159,9 +171,12 @@ class UnmatchedPage:
 
 @dataclass
 class Group:
-    """Unmatched pages as separators and codes cut them; `code` is one the registry did not know."""
+    """Unmatched pages as separators and codes cut them. `code` is one read on them that cannot
+    be used as it is: `held` says why (a rescan that may lack pages: keep the current version
+    or replace it), else the registry did not know it."""
     pages: list[UnmatchedPage]
     code: str | None = None
+    held: dict[str, Any] | None = None
 
 
 def unmatched_groups(pipeline: Pipeline, record: dict[str, Any],
@@ -170,7 +185,7 @@ def unmatched_groups(pipeline: Pipeline, record: dict[str, Any],
     group is selected, so scanning a code assigns it at once."""
     waiting = record.get("unmatched_pages", [])
     failed = {f["page"] for f in record.get("failed_pages", [])}
-    codes = {p: r["code"] for r in record.get("review", []) if r.get("code") for p in r["pages"]}
+    entries = {p: r for r in record.get("review", []) if r.get("code") for p in r["pages"]}
     groups = [[p for p in g if p in waiting] for g in record.get("unmatched_groups", [])]
     grouped = {p for g in groups for p in g}
     groups = [g for g in groups if g] + [[p] for p in waiting if p not in grouped]
@@ -178,8 +193,10 @@ def unmatched_groups(pipeline: Pipeline, record: dict[str, Any],
     for pages in groups:
         shown = [UnmatchedPage(p + 1, p not in failed and pipeline.store.exists(
             layout.page_pdf(record["batch_id"], p))) for p in pages]
-        suggested = {codes.get(p) for p in pages}
-        out.append(Group(shown, suggested.pop() if len(suggested) == 1 else None))
+        found = [entries.get(p) for p in pages]
+        entry = found[0] if all(e is found[0] for e in found) else None
+        held = entry if entry and entry.get("reason") in HELD else None
+        out.append(Group(shown, entry["code"] if entry else None, held))
     if selected is None:
         first = next((g for g in out if all(p.readable for p in g.pages)), None)
         selected = {p.number for p in first.pages} if first else set()
@@ -269,6 +286,7 @@ _REVIEW_ERRORS = [
     (re.compile(r"no dossier (?P<code>\S+)"), "review.error.no_dossier"),
     (re.compile(r"'(?P<code>.*)' is not a dossier code"), "review.error.bad_code"),
     (re.compile(r"only pages waiting for review"), "review.error.not_waiting"),
+    (re.compile(r"not a rescan waiting"), "review.error.not_held"),
     (re.compile(r"(?P<code>\S+) belongs to another agency"), "review.error.other_agency"),
     (re.compile(r"dossiers of different agencies"), "review.error.merge_agency"),
     (re.compile(r"page (?P<page>\d+) could not be read"), "review.error.unreadable"),
@@ -436,6 +454,10 @@ class ReviewPages:
         if done == "assign" and self.pipeline.grammar.match(code) and version:
             return self.message(request, "review.done.assign", pages=_pages_text(pages),
                                 code=code, version=version)
+        if done == "replace" and self.pipeline.grammar.match(code) and version:
+            return self.message(request, "review.done.replace", code=code, version=version)
+        if done == "keep":
+            return self.message(request, "review.done.keep", pages=_pages_text(pages))
         if done == "discard":
             return self.message(request, "review.done.discard", pages=_pages_text(pages))
         if done == "incomplete":
@@ -484,9 +506,10 @@ class ReviewPages:
                      action_id: Text = "", code: Text = "",
                      pages: Annotated[list[int], Form()] = []) -> Response:  # noqa: B006
         """assign (the selected pages join the dossier of `code`), discard (they belong to
-        none), incomplete (the scan was checked for missing pages)."""
+        none), incomplete (the scan was checked for missing pages), replace (a held rescan
+        becomes its dossier's current version), keep (a held rescan is set aside)."""
         record = self.batch(batch_id, who)
-        if op not in ("assign", "discard", "incomplete"):
+        if op not in ("assign", "discard", "incomplete", "replace", "keep"):
             raise HTTPException(404)
         action = _action_id(action_id)
         indexes = sorted({n - 1 for n in pages})
@@ -498,6 +521,12 @@ class ReviewPages:
             elif op == "discard":
                 self.check_pages(record, indexes)
                 self.review.discard(batch_id, indexes, who.key_id, action)
+                query = {"done": op}
+            elif op == "replace":
+                manifest = self.review.replace(batch_id, indexes, who.key_id, action)
+                query = {"done": op, "code": manifest["dossier_id"], "v": manifest["version"]}
+            elif op == "keep":
+                self.review.keep_current(batch_id, indexes, who.key_id, action)
                 query = {"done": op}
             else:
                 self.review.accept_incomplete(batch_id, who.key_id)
@@ -803,6 +832,11 @@ VI = {
     "review.reason.registry": "Mã {code} không có trong hệ thống một cửa ({count} trang)",
     "review.reason.unreadable": "{count} trang không đọc được",
     "review.reason.incomplete": "Lô quét có thể thiếu trang: {why}",
+    "review.reason.rescan": "Bản quét lại của {code} có thể thiếu trang ({count} trang, "
+                            "phiên bản hiện tại v{version} có {current} trang): giữ phiên bản "
+                            "hiện tại hay thay thế?",
+    "review.reason.partial": "Hồ sơ {code} từ lô quét chưa hết ({count} trang): kiểm tra "
+                             "trước khi lưu",
     "review.reason.ocr": "Mã hồ sơ đọc bằng OCR, không phải từ mã vạch (độ tin cậy {confidence}%)",
     "review.reason.ocr_found": "Mã hồ sơ đọc bằng OCR, không phải từ mã vạch",
     "review.reason.low": "Mã hồ sơ đọc với độ tin cậy thấp ({confidence}%)",
@@ -820,6 +854,18 @@ VI = {
     "review.group": "Nhóm {n}",
     "review.group.suggest": "Mã đọc được: {code}, chưa có trong hệ thống một cửa.",
     "review.group.assign_suggested": "Gán nhóm này vào {code}",
+    "review.held.rescan": "Bản quét lại của {code} có {count} trang, phiên bản hiện tại v{version} "
+                          "có {current} trang. Phiên bản hiện tại được giữ nguyên cho đến khi "
+                          "bạn quyết định.",
+    "review.held.partial": "Các trang này là hồ sơ {code} từ một lô quét chưa hết: hồ sơ chỉ "
+                           "được lưu khi bạn xác nhận.",
+    "review.held.replace": "Thay phiên bản hiện tại bằng bản quét này",
+    "review.held.create": "Lưu thành hồ sơ {code}",
+    "review.held.keep": "Giữ phiên bản hiện tại",
+    "review.done.replace": "Đã lưu bản quét này thành phiên bản {version} của hồ sơ {code}.",
+    "review.done.keep": "Đã giữ phiên bản hiện tại; các trang {pages} được để riêng.",
+    "review.error.not_held": "Các trang đã chọn không phải bản quét lại đang chờ quyết định. "
+                             "Hãy tải lại trang.",
     "review.page": "Trang {n}",
     "review.page.enlarge": "Phóng to trang {n}",
     "review.page.unreadable": "Không đọc được trang này. Hãy quét lại, rồi để riêng trang này.",
@@ -947,6 +993,11 @@ EN = {
     "review.reason.registry": "Code {code} is unknown to the one-stop-shop system (pages: {count})",
     "review.reason.unreadable": "Pages that could not be read: {count}",
     "review.reason.incomplete": "The scan may lack pages: {why}",
+    "review.reason.rescan": "The rescan of {code} may lack pages ({count} pages; the current "
+                            "version v{version} has {current}): keep the current version, or "
+                            "replace it?",
+    "review.reason.partial": "Dossier {code} from a scan that stopped early ({count} pages): "
+                             "check it before it is stored",
     "review.reason.ocr": "Dossier code read by OCR, not from a barcode (confidence {confidence}%)",
     "review.reason.ocr_found": "Dossier code read by OCR, not from a barcode",
     "review.reason.low": "Dossier code read with low confidence ({confidence}%)",
@@ -964,6 +1015,17 @@ EN = {
     "review.group": "Group {n}",
     "review.group.suggest": "Code read: {code}, unknown to the one-stop-shop system.",
     "review.group.assign_suggested": "Assign this group to {code}",
+    "review.held.rescan": "The rescan of {code} has {count} pages; the current version v{version} "
+                          "has {current}. The current version stays as it is until you decide.",
+    "review.held.partial": "These pages are dossier {code} from a scan that stopped early: the "
+                           "dossier is stored only when you confirm.",
+    "review.held.replace": "Replace the current version with this scan",
+    "review.held.create": "Store as dossier {code}",
+    "review.held.keep": "Keep the current version",
+    "review.done.replace": "This scan is now version {version} of dossier {code}.",
+    "review.done.keep": "The current version was kept; pages {pages} were set aside.",
+    "review.error.not_held": "The selected pages are not a rescan waiting for a decision. "
+                             "Reload the page.",
     "review.page": "Page {n}",
     "review.page.enlarge": "Enlarge page {n}",
     "review.page.unreadable": "This page could not be read. Scan it again, then set this one "
