@@ -410,3 +410,21 @@ def test_a_batch_waiting_for_a_dependency_says_so_in_plain_words(station: Statio
     assert "Lô đang chờ hệ thống xử lý hồ sơ (tra cứu mã hồ sơ) hoạt động trở lại" in text
     assert "không cần quét lại" in text
     assert 'role="alert"' not in text
+
+
+def test_a_batch_lists_its_unreadable_pages_with_their_reasons(station: Station) -> None:
+    """Given a batch whose only page is too small to read, when its staff open it on the
+    station, then they read which page could not be read and why."""
+    from PIL import Image
+
+    from ingest.runner import run_file
+
+    pipeline = station.app.pipeline
+    tiny = Path(pipeline.settings.data_dir) / "tiny.png"
+    Image.new("L", (1, 1), 255).save(tiny)
+    record = run_file(pipeline, tiny, agency=H40, source="upload")
+    mine, password = station.app.user("scanner", [H40])
+    client, _ = http_login(station.app.url, mine, password)
+    with closing(client):
+        text = client.get(f"/scan/batches/{record['batch_id']}").text
+    assert "Trang 1 không đọc được: too_small: page 0 is 1x1 pixels" in text

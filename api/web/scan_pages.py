@@ -39,6 +39,7 @@ from scanners.escl_xml import ScanRequest
 from scanners.scan import ScanProgress, ScanService
 from scanners.spool import PAGES, Spool
 from storage import layout
+from storage.catalog import HELD
 from storage.objects import ObjectMissing
 
 THUMB_SIDE = 200  # pixels, longest side: ~6 KB a page
@@ -205,6 +206,9 @@ i18n.add(vi={
     "scan.batch.blank": "trang trống",
     "scan.batch.separator": "tờ phân cách",
     "scan.batch.failed_page": "không đọc được",
+    "scan.batch.failed_reason": "Trang {n} không đọc được: {why}",
+    "scan.batch.held": "chờ quyết định",
+    "scan.batch.kept_current": "giữ phiên bản cũ",
     "scan.batch.no_pages": "Lô này chưa có trang nào để xem.",
 }, en={
     "scan.title": "Scanning station",
@@ -352,6 +356,9 @@ i18n.add(vi={
     "scan.batch.blank": "blank page",
     "scan.batch.separator": "separator sheet",
     "scan.batch.failed_page": "unreadable",
+    "scan.batch.failed_reason": "Page {n} could not be read: {why}",
+    "scan.batch.held": "waits for a decision",
+    "scan.batch.kept_current": "current version kept",
     "scan.batch.no_pages": "This batch has no pages to show yet.",
 })
 
@@ -804,6 +811,9 @@ def _page_roles(record: dict[str, Any]) -> dict[int, tuple[str, str]]:
         roles[dropped["page"]] = ("dropped", key if key in i18n.VI else "scan.batch.unmatched")
     for failed in record.get("failed_pages") or []:
         roles[failed["page"]] = ("failed", "scan.batch.failed_page")
+    for entry in record.get("review") or []:
+        if entry.get("reason") in HELD:
+            roles.update({p: ("held", "scan.batch.held") for p in entry["pages"]})
     for dossier in record.get("dossiers") or []:
         for index in dossier.get("pages") or []:
             roles[index] = ("dossier", dossier["dossier_id"])
