@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 
 
 class FolderConfig(BaseModel):
     devices: dict[str, Path]  # scanner (device) name -> the folder it writes to
     poll_seconds: float = Field(default=10.0, gt=0)
     settle_seconds: float = Field(default=5.0, ge=0)
-    # A PDF whose end marker (%%EOF) is missing is still being written, unless it stays unchanged
-    # this long (then it is taken, and the pipeline reports it as truncated, keeping the original).
-    unfinished_pdf_seconds: float = Field(default=120.0, ge=0)
+    # A scan cut short by its own structure (PDF without %%EOF, JPEG without EOI, PNG without IEND,
+    # TIFF whose strips reach past the end) is still being written, unless it stays unchanged this
+    # long: then it is taken all the same, marked incomplete, and goes to review. The key
+    # "unfinished_pdf_seconds" (its name when only PDFs were checked) is still read.
+    unfinished_seconds: float = Field(
+        default=120.0, ge=0,
+        validation_alias=AliasChoices("unfinished_seconds", "unfinished_pdf_seconds"))
     inotify: bool = True  # False on network mounts that never deliver events: polling only
     delete_after: bool = False  # True: delete a stored file instead of moving it to .sohoa-done
 

@@ -5,6 +5,14 @@ inotify events. So inotify (watchdog) only wakes us early; a polling pass every 
 what events miss. A file is taken when it was closed after writing (IN_CLOSE_WRITE) or when its size
 and mtime have not changed for `settle_seconds`; temporary names are never taken.
 
+Neither moment proves the writer is done: a writer may pause longer than the settle time, or append
+in several open/write/close rounds (each one a close event). So a scan is also read by its own
+structure (`ocr.decode.cut_short`: a PDF without %%EOF, a JPEG without EOI, a PNG without IEND, a
+TIFF whose strips reach past the end): one that is cut short waits. If it stays cut short and
+unchanged for `unfinished_seconds`, the writer is taken to have given up: the file is stored all
+the same, marked incomplete with the reason, so that it goes to review instead of passing for a
+whole scan (and is never lost).
+
 Taking a file: copy it into a spool item (fsynced, under a hidden name until complete, so that a
 crash mid-copy leaves nothing that looks received), complete the item, store it through `accept`,
 and only then move the source to `<folder>/.sohoa-done/` (or delete it). A crash anywhere before
@@ -31,6 +39,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from ocr.decode import cut_short
 from scanners.config import FolderConfig
 from scanners.receivers import SCAN_EXTENSIONS, fsync_dir, is_temporary_name
 from scanners.spool import Accept, Spool, SpoolItem
@@ -43,23 +52,30 @@ REJECTED = ".sohoa-rejected"
 Key = tuple[int, int]  # (size, mtime_ns): a file that keeps this key has stopped changing
 
 
+# How each scan format begins. A PDF may have a little junk before its header.
+_MAGIC = (b"%PDF", b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*")
+_PDF_HEADER_WITHIN = 1024
+
+
 @dataclass
 class _Seen:
     key: Key
     since: float  # monotonic time the file was first seen with this key
+    read_at: float | None = None  # monotonic time `unfinished` was read (None: not yet)
+    unfinished: str | None = None  # why the file is not whole yet (cut_short), None if whole
 
 
-def looks_complete(path: Path) -> bool:
-    """A PDF ends with %%EOF (possibly followed by a little whitespace or junk); images have no
-    such cheap check."""
-    if path.suffix.lower() != ".pdf":
-        return True
-    try:
-        with path.open("rb") as f:
-            f.seek(max(0, path.stat().st_size - 2048))
-            return b"%%EOF" in f.read()
-    except OSError:
-        return False
+def why_unfinished(path: Path) -> str | None:
+    """Why a scan is not whole yet by its own structure, or None when it ends as its format says.
+
+    Only content that begins like a scan format (or like the first bytes of one) is judged: other
+    content cannot be finished by waiting, so it is taken at once and the pipeline says what it
+    is. Raises OSError if the file cannot be read (e.g. gone meanwhile)."""
+    with path.open("rb") as f:
+        head = f.read(_PDF_HEADER_WITHIN)
+    if not any(head.startswith(m) or m.startswith(head) for m in _MAGIC) and b"%PDF" not in head:
+        return None
+    return cut_short(path)
 
 
 def _unique(target: Path) -> Path:
@@ -176,9 +192,13 @@ class FolderReceiver:
                     continue  # gone meanwhile
                 path = Path(entry.path)
                 present.add(path)
-                wait = self._wait_before_taking(path, (st.st_size, st.st_mtime_ns), now)
+                key = (st.st_size, st.st_mtime_ns)
+                try:
+                    wait = self._wait_before_taking(path, key, now)
+                except OSError:
+                    continue  # gone or unreadable meanwhile: seen again on the next pass
                 if wait is None:
-                    self._take(device, folder, path, (st.st_size, st.st_mtime_ns))
+                    self._take(device, folder, path, key, self._incomplete(path))
                 else:
                     next_pass = min(next_pass, wait)
         with self._lock:  # forget files that left the folder
@@ -191,7 +211,8 @@ class FolderReceiver:
         return max(0.05, next_pass)
 
     def _wait_before_taking(self, path: Path, key: Key, now: float) -> float | None:
-        """None when the file is ready; otherwise seconds until it may be (inf: not by waiting)."""
+        """None when the file is to be taken now (whole, or unfinished for too long: see
+        `_incomplete`); otherwise seconds until it may be (inf: not by waiting)."""
         seen = self._seen.get(path)
         if seen is None or seen.key != key:
             seen = self._seen[path] = _Seen(key, now)
@@ -202,15 +223,38 @@ class FolderReceiver:
         stable = now - seen.since
         if not closed and stable < self.config.settle_seconds:
             return self.config.settle_seconds - stable
-        if looks_complete(path):
+        if path.suffix.lower() not in SCAN_EXTENSIONS:
+            return None  # set aside at once: waiting would not make it a scan
+        if self._unfinished(path, seen, now, stable) is None:
             return None
-        if stable < self.config.unfinished_pdf_seconds:
-            return self.config.unfinished_pdf_seconds - stable
-        log.warning("%s has no PDF end marker but stopped changing %.0f s ago: taking it", path,
-                    stable)
+        wait = self.config.unfinished_seconds
+        if stable < wait:
+            return wait - stable
         return None
 
-    def _take(self, device: str, folder: Path, path: Path, key: Key) -> None:
+    def _unfinished(self, path: Path, seen: _Seen, now: float, stable: float) -> str | None:
+        """`why_unfinished`, read again only when its last answer may be stale, so that a pass
+        stays cheap: read once for each (size, mtime); while it says unfinished, again every
+        `settle_seconds` and once more before the wait runs out (a network mount with coarse
+        times may keep the same key while a preallocated file fills in)."""
+        if seen.read_at is None or (
+                seen.unfinished is not None and seen.read_at < now
+                and (now - seen.read_at >= self.config.settle_seconds
+                     or stable >= self.config.unfinished_seconds)):
+            seen.unfinished = why_unfinished(path)
+            seen.read_at = now
+        return seen.unfinished
+
+    def _incomplete(self, path: Path) -> str | None:
+        """Why a file about to be taken is stored as incomplete: it is still cut short after
+        `unfinished_seconds` without a change (the writer gave up, or died). None if whole."""
+        seen = self._seen.get(path)
+        if seen is None or seen.unfinished is None:
+            return None
+        return f"the file was not whole after {self.config.unfinished_seconds:g} s: {seen.unfinished}"
+
+    def _take(self, device: str, folder: Path, path: Path, key: Key,
+              incomplete: str | None = None) -> None:
         if path.suffix.lower() not in SCAN_EXTENSIONS:
             self._set_aside(folder, path, f"unsupported file type {path.suffix or '(no extension)'}"
                             f"; sohoa takes {', '.join(sorted(SCAN_EXTENSIONS))}")
@@ -219,7 +263,7 @@ class FolderReceiver:
         if pending is not None and pending[1] == key and pending[0].path.exists():
             item = pending[0]  # copied on an earlier pass, its store failed: only retry storing
         else:
-            copied = self._copy_to_spool(device, path, key)
+            copied = self._copy_to_spool(device, path, key, incomplete)
             if copied is None:
                 return
             item = copied
@@ -232,7 +276,8 @@ class FolderReceiver:
         self._seen.pop(path, None)
         self._let_go(folder, path)
 
-    def _copy_to_spool(self, device: str, path: Path, key: Key) -> SpoolItem | None:
+    def _copy_to_spool(self, device: str, path: Path, key: Key,
+                       incomplete: str | None) -> SpoolItem | None:
         item = self.spool.open("folder", device, file_name=path.name, source_path=str(path))
         target = item.file(path.name)
         hidden = target.with_name(f".{target.name}.part")  # invisible to the spool until complete
@@ -253,7 +298,9 @@ class FolderReceiver:
             return None
         os.replace(hidden, target)
         fsync_dir(target.parent)
-        return self.spool.complete(item)
+        if incomplete:
+            log.warning("%s taken all the same, marked incomplete: %s", path, incomplete)
+        return self.spool.complete(item, incomplete=incomplete)
 
     def _drop_copy(self, item: SpoolItem, hidden: Path) -> None:
         """Abandons a copy that is not the whole file: the source still holds every byte."""
