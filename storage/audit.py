@@ -221,6 +221,14 @@ class AuditLog:
         with Session(self.engine) as s:
             return [e.to_dict() for e in s.scalars(stmt)]
 
+    def for_target(self, target: str | None, actions: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Entries of these actions, of one target (a dossier code) or of all, oldest first."""
+        stmt = select(Entry).where(Entry.action.in_(actions)).order_by(Entry.seq)
+        if target is not None:
+            stmt = stmt.where(Entry.target == target)
+        with Session(self.engine) as s:
+            return [e.to_dict() for e in s.scalars(stmt)]
+
     def verify(self) -> list[Break]:
         """Every place where the chain or the head anchor disagrees with the log."""
         breaks: list[Break] = []

@@ -289,6 +289,14 @@ class Catalog:
                 "held": self._held(s, code),
             }
 
+    def known_versions(self, code: str | None = None) -> list[tuple[str, int]]:
+        """(code, version) of every version the catalog indexed: each must be in storage."""
+        stmt = select(DossierVersion.code, DossierVersion.version)
+        if code is not None:
+            stmt = stmt.where(DossierVersion.code == code)
+        with self.session() as s:
+            return [(c, v) for c, v in s.execute(stmt).all()]
+
     def held(self, code: str) -> list[dict[str, Any]]:
         """Versions of `code` that wait for a person (a rescan that may lack pages): one entry
         per batch, `{batch_id, file, pages, reason, detail, received_at}`, oldest first."""

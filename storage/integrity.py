@@ -1,17 +1,34 @@
-"""Proof that stored dossiers are unchanged: every object is re-hashed against its manifest.
+"""Proof that the archive is unchanged and complete: one verification, used by `sohoa verify`,
+`GET /api/v1/dossiers/{code}/verify` and the web's "verify now".
 
-Works from object storage alone (the catalog is not trusted for this): each version's manifest
-lists the SHA-256 of the dossier PDF, text and fields and of the original scan.
+Three checks, each from a source the others cannot rewrite:
+- content: every object a version's manifest lists is re-hashed against the manifest;
+- the manifest itself: its own SHA-256 was written, when the version was made, into the
+  hash-chained audit log (which is anchored in object storage, storage/audit.py), so a manifest
+  rewritten with fresh hashes to match a changed object is CHANGED;
+- completeness: every version that the catalog or the audit log knows must still have its
+  manifest in object storage, so a dossier deleted from storage is MISSING.
+Versions made before manifests were anchored are checked against the PDF checksum their audit
+entry recorded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from storage import layout
 from storage.objects import ObjectMissing, ObjectStore
+
+if TYPE_CHECKING:
+    from storage.audit import AuditLog
+    from storage.catalog import Catalog
+
+# Audit actions that make a version (their detail names it: version, manifest_sha256, pdf_sha256).
+VERSION_ACTIONS = ("dossier.version.create", "dossier.withdraw")
 
 
 @dataclass(frozen=True)
@@ -28,16 +45,29 @@ class Finding:
 
 
 def manifests(store: ObjectStore, code: str | None = None) -> Iterator[dict]:
+    for _, manifest in _stored(store, code):
+        yield manifest
+
+
+def _stored(store: ObjectStore, code: str | None) -> Iterator[tuple[bytes, dict[str, Any]]]:
     prefix = layout.dossier_prefix(code) if code else "dossiers/"
     for key in store.list(prefix):
         if key.endswith("/manifest.json"):
-            yield json.loads(store.get(key))
+            data = store.get(key)
+            yield data, json.loads(data)
 
 
-def verify(store: ObjectStore, code: str | None = None) -> list[Finding]:
-    """One finding per stored object of every version (of one dossier, or of all)."""
-    findings = []
-    for m in manifests(store, code):
+def verify(store: ObjectStore, code: str | None = None, catalog: Catalog | None = None,
+           audit: AuditLog | None = None) -> list[Finding]:
+    """One finding per stored object and per manifest of every version (of one dossier, or of
+    all), plus one MISSING finding per version the catalog or the audit log knows that storage
+    lacks. Without a catalog and an audit log, only the content check can be made."""
+    anchors = _anchors(audit, code)
+    findings: list[Finding] = []
+    stored: set[tuple[str, int]] = set()
+    for data, m in _stored(store, code):
+        dossier, version = m["dossier_id"], m["version"]
+        stored.add((dossier, version))
         expected = [(o["key"], o["sha256"]) for o in m["objects"].values()]
         expected.append((m["original"]["key"], m["original"]["sha256"]))
         for key, sha in expected:
@@ -46,5 +76,49 @@ def verify(store: ObjectStore, code: str | None = None) -> list[Finding]:
             except ObjectMissing:
                 actual = None
             problem = "missing" if actual is None else ("ok" if actual == sha else "changed")
-            findings.append(Finding(m["dossier_id"], m["version"], key, problem, sha, actual))
+            findings.append(Finding(dossier, version, key, problem, sha, actual))
+        if (anchor := anchors.get((dossier, version))) is not None:
+            findings.append(_manifest_finding(data, m, anchor))
+    for dossier, version in sorted(_known(catalog, code) | set(anchors)):
+        if (dossier, version) not in stored:
+            key = layout.version_prefix(dossier, version) + "manifest.json"
+            findings.append(Finding(dossier, version, key, "missing",
+                                    anchors.get((dossier, version), {}).get("manifest_sha256")
+                                    or "manifest.json", None))
     return findings
+
+
+def _manifest_finding(data: bytes, manifest: dict[str, Any], anchor: dict[str, Any]) -> Finding:
+    """The manifest against what the audit log recorded when its version was made."""
+    dossier, version = manifest["dossier_id"], manifest["version"]
+    key = layout.version_prefix(dossier, version) + "manifest.json"
+    if recorded := anchor.get("manifest_sha256"):
+        actual = hashlib.sha256(data).hexdigest()
+        return Finding(dossier, version, key, "ok" if actual == recorded else "changed",
+                       recorded, actual)
+    pdf = (manifest["objects"].get("dossier.pdf") or {}).get("sha256")
+    recorded = anchor.get("pdf_sha256")
+    if not recorded or pdf is None:  # a withdrawal made before anchoring: nothing recorded
+        return Finding(dossier, version, key, "ok", recorded or "", pdf)
+    return Finding(dossier, version, key, "ok" if pdf == recorded else "changed", recorded, pdf)
+
+
+def _anchors(audit: AuditLog | None, code: str | None) -> dict[tuple[str, int], dict[str, Any]]:
+    """(code, version) -> what the audit log recorded when that version was made (the last
+    entry wins: a version made again after a crash records the manifest as it stands)."""
+    if audit is None:
+        return {}
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for entry in audit.for_target(code, VERSION_ACTIONS):
+        version = entry["detail"].get("version")
+        if isinstance(version, int):
+            found[(entry["target"], version)] = entry["detail"]
+    return found
+
+
+def _known(catalog: Catalog | None, code: str | None) -> set[tuple[str, int]]:
+    return set(catalog.known_versions(code)) if catalog is not None else set()
+
+
+def problems(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.problem != "ok"]

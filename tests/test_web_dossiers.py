@@ -151,7 +151,8 @@ def test_verify_now_on_an_intact_dossier_says_ok_and_is_audited(
     snap(page, "verified-ok")
     (entry,) = audit_of(live_app, AN, "dossier.verify")
     assert entry["actor"] == f"user:{username}"
-    assert (entry["detail"]["result"], entry["detail"]["objects"]) == ("ok", 4)
+    # five findings: the PDF, text, fields and original, and the manifest against the audit log
+    assert (entry["detail"]["result"], entry["detail"]["objects"]) == ("ok", 5)
 
 
 def test_verify_now_reports_each_difference_after_tampering(

@@ -39,7 +39,7 @@ from ocr.text import nfc
 from storage import layout
 from storage.audit import Entry
 from storage.catalog import Correction, Dossier, DossierVersion, FieldRow
-from storage.integrity import verify
+from storage.integrity import problems, verify
 from storage.objects import LocalObjectStore, ObjectMissing
 
 LOW_CONFIDENCE = 0.85  # fields read below this are highlighted for a person to check
@@ -472,28 +472,10 @@ def manifests_of(pipeline: Any, found: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def check_dossier(pipeline: Any, found: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
-    """Re-hashes every stored object of every version against its manifest, and also checks
-    that each version the catalog knows still has its manifest and that the PDF checksum each
-    manifest names is the one the audit log recorded when the version was made (so a manifest
-    rewritten to match a changed PDF is caught too). Returns (objects checked, problems)."""
-    code = found["dossier_id"]
-    findings = verify(pipeline.store, code)
-    problems = [f.to_dict() for f in findings if f.problem != "ok"]
-    manifests = {m["version"]: m for m in pipeline.versions(code)}
-    for v in found["versions"]:
-        if v["version"] not in manifests:
-            problems.append({"dossier_id": code, "version": v["version"], "key": v["manifest"],
-                             "problem": "missing", "expected": "manifest.json", "actual": None})
-    recorded = {e["detail"].get("version"): e["detail"].get("pdf_sha256")
-                for e in audit_entries(pipeline, code, ("dossier.version.create",))}
-    for version, m in sorted(manifests.items()):
-        pdf = m["objects"].get("dossier.pdf")  # none in a version that withdrew the code
-        if pdf and recorded.get(version) and recorded[version] != pdf["sha256"]:
-            problems.append({"dossier_id": code, "version": version,
-                             "key": layout.version_prefix(code, version) + "manifest.json",
-                             "problem": "manifest", "expected": recorded[version],
-                             "actual": pdf["sha256"]})
-    return len(findings), problems
+    """The archive's one verification (storage/integrity.py) of this dossier: returns (objects
+    and manifests checked, problems)."""
+    findings = verify(pipeline.store, found["dossier_id"], pipeline.catalog, pipeline.audit)
+    return len(findings), [f.to_dict() for f in problems(findings)]
 
 
 # ---- routes --------------------------------------------------------------------------------
