@@ -69,8 +69,51 @@ class FtpConfig(BaseModel):
         return self
 
 
+class EmailAccount(BaseModel):
+    """A scanner's SMTP AUTH credentials (PLAIN or LOGIN): the device names its batches."""
+
+    device: str  # the scanner this account belongs to, recorded on its batches
+    username: str
+    password: SecretStr
+    # Envelope senders this scanner may use, beside the `senders` entries naming its device; a
+    # device with neither may use any sender address once authenticated.
+    senders: list[str] = []
+
+    @field_validator("username")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("an SMTP account needs a username")
+        return v
+
+    @field_validator("password")
+    @classmethod
+    def _has_password(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value():
+            raise ValueError("an SMTP account needs a password")
+        return v
+
+    @field_validator("senders")
+    @classmethod
+    def _lowercase(cls, v: list[str]) -> list[str]:
+        return [address.strip().lower() for address in v]
+
+
 class EmailConfig(BaseModel):
-    senders: dict[str, str]  # envelope sender address (any case) -> device name
+    # Envelope sender address (any case) -> device name. Without `accounts` this allow-list is the
+    # only check (the sender names the device); with them it is a second one after SMTP AUTH.
+    senders: dict[str, str] = {}
+    # Per-scanner SMTP AUTH accounts: once any is configured, every message needs AUTH first (530
+    # otherwise) and the authenticated account names the device.
+    accounts: list[EmailAccount] = []
+    # PEM certificate (chain) and its key for STARTTLS (the key may sit in the certificate file).
+    # AUTH is offered only over TLS, unless allow_plain_auth.
+    certificate: Path | None = None
+    private_key: Path | None = None
+    # AUTH without TLS, for LAN scanners that cannot do STARTTLS: their password then crosses the
+    # network in clear text, so this must be chosen explicitly.
+    allow_plain_auth: bool = False
+    auth_failed_delay_seconds: float = Field(default=3.0, ge=0)  # slows password guessing
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535)  # 0: any free port (see EmailReceiver.port)
     max_message_bytes: int = Field(default=64 << 20, gt=0)  # larger messages get 552
@@ -80,6 +123,20 @@ class EmailConfig(BaseModel):
     @classmethod
     def _lowercase(cls, v: dict[str, str]) -> dict[str, str]:
         return {address.strip().lower(): device for address, device in v.items()}
+
+    @model_validator(mode="after")
+    def _check(self) -> EmailConfig:
+        if not self.senders and not self.accounts:
+            raise ValueError("configure SMTP accounts, or at least the allowed senders")
+        names = [a.username for a in self.accounts]
+        if len(set(names)) != len(names):
+            raise ValueError("SMTP usernames must be unique")
+        if self.private_key is not None and self.certificate is None:
+            raise ValueError("private_key given without a certificate")
+        if self.accounts and self.certificate is None and not self.allow_plain_auth:
+            raise ValueError("SMTP accounts need a certificate (AUTH is offered only over "
+                             "STARTTLS), or allow_plain_auth for scanners without TLS")
+        return self
 
 
 class ScannerConfig(BaseModel):
