@@ -8,6 +8,7 @@ is rasterized by poppler at `raster_dpi`. Every decoded page comes out at a squa
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Protocol
 
 import pikepdf
 from pdf2image import convert_from_path
-from pdf2image.exceptions import PDFPageCountError, PDFSyntaxError
+from pdf2image.exceptions import PDFPageCountError, PDFPopplerTimeoutError, PDFSyntaxError
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from ocr.errors import (
@@ -25,6 +26,7 @@ from ocr.errors import (
     EncryptedDocument,
     ImageBomb,
     NotADocument,
+    PageTooComplex,
     PageTooSmall,
     TooManyPages,
     TruncatedDocument,
@@ -42,6 +44,7 @@ class DecodeLimits:
     max_dpi: int = 400  # above this, pages are reduced to raster_dpi: OCR gains nothing
     min_dpi: int = 150  # below this, pages are enlarged for OCR
     max_pages: int = 2000  # a longer file is refused: it would hold every worker for hours
+    render_seconds: float = 60.0  # poppler drawing one page; past it the page fails as too_complex
 
 
 @dataclass
@@ -216,7 +219,9 @@ class PdfDocument:
         page = self._pdf.pages[index]
         has_text = _has_text(page)
         try:
-            embedded, trouble = self._embedded_image(page), None
+            embedded, trouble = self._embedded_image(page, index), None
+        except _DamagedStream as e:
+            raise CorruptPage(f"page {index}: {e}") from e
         except _Undecodable as e:
             embedded, trouble = None, str(e)
         if embedded is not None:
@@ -230,7 +235,8 @@ class PdfDocument:
             raise CorruptPage(f"page {index}: {trouble}")
         return PageImage(img, self._limits.raster_dpi, "rasterized", has_text)
 
-    def _embedded_image(self, page: pikepdf.Page) -> tuple[Image.Image, float, float] | None:
+    def _embedded_image(self, page: pikepdf.Page, index: int
+                        ) -> tuple[Image.Image, float, float] | None:
         """The page's only image if it covers the page, un-rotated by /Rotate; None to rasterize."""
         try:
             images = list(page.get_images(recursive=False).values())
@@ -248,12 +254,14 @@ class PdfDocument:
             raise
         except Exception:  # an odd page structure: poppler draws it
             return None
+        filters = _filters(images[0])
+        if filters == "CCITT" and (damage := self._ccitt_damage(index)):
+            raise _DamagedStream(f"CCITT stream cannot be decoded ({damage})")
         try:
             img = pdfimage.as_pil_image()
             img.load()  # decode now: PIL decodes lazily, and would fail later, anywhere
         except Exception as e:  # codec trouble: poppler gets a try before we give up
-            raise _Undecodable(f"{_filters(images[0])} stream cannot be decoded "
-                               f"({type(e).__name__})") from e
+            raise _Undecodable(f"{filters} stream cannot be decoded ({type(e).__name__})") from e
         rotate = int(page.obj.get("/Rotate", 0)) % 360
         if rotate:
             img = img.rotate(-rotate, expand=True)
@@ -261,6 +269,26 @@ class PdfDocument:
         if rotate in (90, 270):
             dpi_x, dpi_y = dpi_y, dpi_x
         return img, dpi_x, dpi_y
+
+    def _ccitt_damage(self, index: int) -> str | None:
+        """What poppler finds wrong in the CCITT data of page `index`, or None if nothing.
+
+        Pillow decodes CCITT with libtiff, which stops at damaged data and still reports success
+        once it has decoded a row (and says nothing at all when garbage happens to read as an end
+        of block): the rows it could not decode come out white, and a garbage scan passes for a
+        blank page. Poppler's decoder names every bad code and every row of the wrong length on
+        stderr; drawing the page at 2 dpi makes it decode the whole image, in milliseconds."""
+        seconds = self._limits.render_seconds
+        try:
+            drawn = subprocess.run(["pdftoppm", "-r", "2", "-f", str(index + 1), "-l", str(index + 1),
+                                    str(self._path)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, timeout=seconds, check=False)
+        except subprocess.TimeoutExpired as e:  # run() has killed pdftoppm and waited for it
+            raise PageTooComplex(f"page {index} took longer than {seconds:g} s to draw") from e
+        for line in drawn.stderr.decode(errors="replace").splitlines():
+            if "CCITTFax" in line:  # e.g. "Syntax Error (586): Bad two dim code (0000) in CCITTFax stream"
+                return line.split(": ", 1)[-1]
+        return None
 
     def _rasterize(self, page: pikepdf.Page, index: int) -> Image.Image:
         box = page.cropbox
@@ -270,9 +298,13 @@ class PdfDocument:
         dpi = self._limits.raster_dpi
         if w_in * h_in * dpi * dpi > self._limits.max_pixels:
             raise ImageBomb(f"page {index} would be {w_in * dpi:.0f}x{h_in * dpi:.0f} pixels")
+        seconds = self._limits.render_seconds
         try:
+            # pdftoppm runs as a child process; past `timeout` pdf2image kills it and waits for it
             pages = convert_from_path(self._path, dpi=dpi, first_page=index + 1,
-                                      last_page=index + 1, timeout=300)
+                                      last_page=index + 1, timeout=seconds)
+        except PDFPopplerTimeoutError as e:
+            raise PageTooComplex(f"page {index} took longer than {seconds:g} s to draw") from e
         except (PDFPageCountError, PDFSyntaxError) as e:
             raise TruncatedDocument(f"page {index} cannot be rendered: {e}") from e
         if not pages:
@@ -289,12 +321,18 @@ class _Undecodable(Exception):
     """The page's scan did not decode here; poppler may still draw it."""
 
 
+class _DamagedStream(Exception):
+    """Poppler read the scan's data and found it damaged (e.g. bad CCITT codes): drawing it would
+    give a few rows of noise, then white paper, so the page fails at once."""
+
+
 def _filters(image: pikepdf.Object) -> str:
-    """`DCT`, `JBIG2`, `CCITTFax`, `Flate`...: the image's compression, as staff and logs read it."""
+    """`DCT`, `JBIG2`, `CCITT`, `Flate`...: the image's compression, as staff and logs read it."""
     found = image.get("/Filter")
     names = [str(f) for f in found] if isinstance(found, pikepdf.Array) else \
         [str(found)] if found is not None else []
-    return "+".join(n.lstrip("/").removesuffix("Decode") for n in names) or "image"
+    short = (n.lstrip("/").removesuffix("Decode").removesuffix("Fax") for n in names)
+    return "+".join(short) or "image"
 
 
 def _has_forms(page: pikepdf.Page) -> bool:

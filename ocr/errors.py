@@ -37,6 +37,13 @@ class CorruptPage(DocumentError):
     code = "corrupt"
 
 
+class PageTooComplex(DocumentError):
+    """A page that takes poppler longer than `DecodeLimits.render_seconds` to draw (e.g. hundreds of
+    thousands of vector strokes): stopped, so that one page cannot hold a worker for minutes."""
+
+    code = "too_complex"
+
+
 class PageTooSmall(DocumentError):
     """A page with too few pixels to hold a line of text or a code (a 1x1 or 1x20000 image)."""
 
