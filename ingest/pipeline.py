@@ -52,6 +52,7 @@ from storage.errors import TRANSIENT, dependency_of, describe
 from storage.objects import LocalObjectStore, ObjectStore, sha256_file
 
 FORMAT_VERSION = 1
+ALL_AGENCIES = "*"  # a scope that holds every agency (api/keys.py)
 # A batch in one of these states is settled: nothing resumes it by itself.
 FINAL = frozenset({"done", "needs_review", "failed"})
 log = logging.getLogger(__name__)
@@ -112,7 +113,8 @@ class Pipeline:
     def limits(self) -> DecodeLimits:
         return DecodeLimits(max_pixels=self.settings.max_page_pixels,
                             max_pages=self.settings.max_pages,
-                            fallback_dpi=self.settings.fallback_dpi)
+                            fallback_dpi=self.settings.fallback_dpi,
+                            render_seconds=self.settings.render_seconds)
 
     # ---- records -------------------------------------------------------------------------
 
@@ -155,10 +157,13 @@ class Pipeline:
 
     def receive(self, path: Path, source: str = "upload", dossier: str | None = None,
                 file_name: str | None = None, agency: str | None = None,
-                device: str | None = None, incomplete: str | None = None) -> str:
+                device: str | None = None, incomplete: str | None = None,
+                scope: list[str] | None = None) -> str:
         """Stores the original scan before anything else; the same bytes (from the same agency)
         give the same batch. `device` names the scanner it came from; `incomplete` says why the
-        file may lack pages (a jammed feeder, an interrupted upload): the batch then ends in review."""
+        file may lack pages (a jammed feeder, an interrupted upload): the batch then ends in
+        review. `scope` lists the agencies whose dossiers the sender may write (by default
+        `agency` alone; none or "*": any): a code of another agency makes no version."""
         digest = sha256_file(path)
         scoped = hashlib.sha256(f"{agency}:{digest}".encode()).hexdigest() if agency else digest
         batch_id = "b" + scoped[:24]
@@ -174,6 +179,7 @@ class Pipeline:
             "format": FORMAT_VERSION, "batch_id": batch_id, "file": file_name or path.name,
             "sha256": info.sha256, "size": info.size, "original": key, "source": source,
             "dossier_hint": dossier, "agency": agency, "device": device, "incomplete": incomplete,
+            "scope": sorted(set(scope)) if scope else ([agency] if agency else None),
             "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "status": "received", "error": None, "pages": 0, "dossiers": [],
             "unmatched_pages": [], "dropped_pages": [], "failed_pages": [],
@@ -372,6 +378,26 @@ class Pipeline:
         plan.dossiers = known
         return plan
 
+    def hold_other_agency(self, batch_id: str, plan: SplitPlan) -> SplitPlan:
+        """Writes are scoped like reads: a code (read on a page or given) of an agency outside
+        the sender's scope neither makes nor versions that dossier. Its pages wait in review as
+        `other_agency`, for that agency's staff to decide on."""
+        scope = self.record(batch_id).get("scope")
+        if not scope or ALL_AGENCIES in scope:
+            return plan
+        kept = []
+        for part in plan.dossiers:
+            if part.agency in scope:
+                kept.append(part)
+                continue
+            plan.unmatched = sorted(plan.unmatched + part.pages)
+            plan.unmatched_groups.append(part.pages)
+            plan.review.append({"pages": part.pages, "code": part.code,
+                                "code_source": part.source, "reason": "other_agency",
+                                "agency": part.agency})
+        plan.dossiers = kept
+        return plan
+
     def hold_partial(self, batch_id: str, plan: SplitPlan) -> SplitPlan:
         """A version that may lack pages never becomes a dossier's current version by itself: it
         waits in review until a person keeps the current version or replaces it. Held are the
@@ -460,8 +486,10 @@ class Pipeline:
         if registry is not None:
             manifest["registry"] = registry
         manifest.update(extra or {})
-        self.store.put(prefix + "manifest.json", _json(manifest), overwrite=True,
-                       retention_days=retention)
+        # The manifest's own checksum goes into the audit log below: the anchor that proves the
+        # manifest was not rewritten later (storage/integrity.py).
+        anchor = self.store.put(prefix + "manifest.json", _json(manifest), overwrite=True,
+                                retention_days=retention).sha256
         if self.catalog:
             self.catalog.index_version(manifest, fields, text)
         if self.on_event:
@@ -477,6 +505,7 @@ class Pipeline:
             self.audit.append(actor, "dossier.version.create", code, agency,
                               detail={"version": version, "batch_id": batch_id,
                                       "pdf_sha256": objects["dossier.pdf"]["sha256"],
+                                      "manifest_sha256": anchor,
                                       **({"change": extra.get("change")} if extra else {})})
         return manifest
 
@@ -502,9 +531,12 @@ class Pipeline:
         }
         key = layout.version_prefix(code, version) + "manifest.json"
         if self.store.exists(key):  # stored by an earlier run of this claim, cut short
-            manifest = json.loads(self.store.get(key))
+            data = self.store.get(key)
+            manifest = json.loads(data)
+            anchor = hashlib.sha256(data).hexdigest()
         else:
-            self.store.put(key, _json(manifest), retention_days=manifest["retention_days"])
+            anchor = self.store.put(key, _json(manifest),
+                                    retention_days=manifest["retention_days"]).sha256
         if self.catalog:
             self.catalog.index_version(manifest, {}, [])
         if self.on_event:
@@ -515,7 +547,7 @@ class Pipeline:
                 log.exception("could not announce the withdrawal of %s", code)
         if self.audit:
             self.audit.append(actor, "dossier.withdraw", code, manifest["agency"],
-                              detail={"version": version, "to": to,
+                              detail={"version": version, "to": to, "manifest_sha256": anchor,
                                       **({"change": extra.get("change")} if extra else {})})
         return manifest
 
@@ -616,7 +648,8 @@ class Pipeline:
     def finalize(self, batch_id: str) -> dict[str, Any]:
         """split_batch, check codes with the registry, assemble each dossier, finish: once every
         page has its facts."""
-        plan = self.hold_partial(batch_id, self.check_registry(self.split_batch(batch_id)))
+        plan = self.check_registry(self.split_batch(batch_id))
+        plan = self.hold_partial(batch_id, self.hold_other_agency(batch_id, plan))
         manifests = [self.assemble(batch_id, part) for part in plan.dossiers]
         record = self.finish(batch_id, plan, manifests)
         self._cache_path(record).unlink(missing_ok=True)

@@ -9,7 +9,8 @@
     confirm(code)                     a person checked a code the machine read by OCR
     recode(code, new_code)            the code was read wrong: the pages are dossier `new_code`
     discard(batch, pages)             unmatched pages that belong to no dossier are set aside
-    replace(batch, pages, code)       a held rescan (it may lack pages) becomes the current version
+    replace(batch, pages)             a held rescan (it may lack pages), or pages with a code of
+                                      another agency, become the dossier's current version
     keep_current(batch, pages)        a held rescan is set aside; the current version stays
     accept_incomplete(batch)          a person checked a scan that may lack pages
 
@@ -33,6 +34,10 @@ from typing import Any
 from ingest.pipeline import PageRef, Pipeline
 from storage import layout
 from storage.catalog import HELD
+
+# Review entries a person settles by `replace` (store the pages as the version the machine would
+# have made) or `keep_current`: held versions, and codes of another agency than the sender's.
+DECIDED = HELD | {"other_agency"}
 
 
 class ReviewError(ValueError):
@@ -186,7 +191,7 @@ class Review:
 
     def held(self, record: dict[str, Any], pages: list[int]) -> dict[str, Any]:
         """The review entry of a held rescan made of exactly these pages."""
-        entry = next((r for r in record.get("review", []) if r.get("reason") in HELD
+        entry = next((r for r in record.get("review", []) if r.get("reason") in DECIDED
                       and sorted(r["pages"]) == sorted(pages)), None)
         if entry is None:
             raise ReviewError("these pages are not a rescan waiting for a decision")
@@ -200,7 +205,7 @@ class Review:
         try:
             entry = self.held(record, pages)
         except ReviewError:  # the same form again? its version was made the first time
-            if done := self._replayed_any(record, action_id):
+            if done := self.replayed_in(record, action_id):
                 return done
             raise
         code = entry["code"]
@@ -212,7 +217,7 @@ class Review:
         self._resolve(record, pages, code, manifest, actor)
         return manifest
 
-    def _replayed_any(self, record: dict[str, Any], action_id: str | None
+    def replayed_in(self, record: dict[str, Any], action_id: str | None
                       ) -> dict[str, Any] | None:
         """The version an earlier run of this action made, found by the batch's resolutions."""
         for done in record.get("resolved", []) if action_id else []:

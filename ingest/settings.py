@@ -63,9 +63,16 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     max_page_pixels: int = 150_000_000
     max_pages: int = Field(default=2000, ge=1)  # longer files fail as too_many_pages
+    # Seconds poppler may spend drawing one PDF page (300,000 vector strokes take minutes); past
+    # them the drawing is stopped and the page fails as too_complex.
+    render_seconds: float = Field(default=60.0, gt=0)
     fallback_dpi: int = 300
     jpeg_quality: int = Field(default=80, ge=30, le=95)  # page images in the dossier PDFs
     max_upload_mb: int = 2048  # API uploads larger than this are refused (413)
+    # Pages of one batch queued or in a worker's hands at a time (ingest/tasks.py): a batch sent
+    # after others waits behind at most this many pages of each. Give it at least the number of
+    # worker processes of all machines, or one batch alone cannot keep them all busy.
+    pages_in_flight: int = Field(default=8, ge=1, le=10_000)
     timezone_offset: str = "+07:00"  # receipts print local time (Vietnam, no DST)
 
     # Celery broker for `sohoa worker`: redis://..., amqp://...; default: SQLite file in data_dir.

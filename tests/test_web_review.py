@@ -56,7 +56,7 @@ def prose() -> list[bytes]:
 def scanned(live_app: LiveApp, prose: list[bytes], tmp_path: Path):
     """Makes batches of agency H40 (or another) as the scanning station stores them."""
     def make(agency: str = H40, incomplete: str | None = None,
-             pipeline: Pipeline | None = None) -> Scan:
+             pipeline: Pipeline | None = None, sent_by: str | None = None) -> Scan:
         n = next(_numbers)
         code = f"{agency}-230414-{n:04d}"
         scan = synth.Scan(noise=4.0, blur=0.6, seed=100 + n)
@@ -65,9 +65,9 @@ def scanned(live_app: LiveApp, prose: list[bytes], tmp_path: Path):
         path.write_bytes(img2pdf.convert([prose[0], synth.encode(synth.degrade(receipt, scan), DPI,
                                                                    scan), prose[1]]))
         name = f"quet-{n:03d}-{uuid.uuid4().hex[:6]}.pdf"
-        record = run_file(pipeline or live_app.pipeline, path, agency=agency, source="scan",
-                          file_name=name, incomplete=incomplete)
-        if pipeline is None and not incomplete:
+        record = run_file(pipeline or live_app.pipeline, path, agency=sent_by or agency,
+                          source="scan", file_name=name, incomplete=incomplete)
+        if pipeline is None and not incomplete and not sent_by:
             assert (record["status"], record["unmatched_pages"]) == ("needs_review", [0])
             assert [d["dossier_id"] for d in record["dossiers"]] == [code]
         return Scan(record["batch_id"], code, name)
@@ -502,6 +502,32 @@ def test_a_shorter_rescan_is_replaced_or_kept_by_a_person(live_app: LiveApp, sca
     assert r.status_code == 303 and status(live_app, record["batch_id"]) == ("done", [])
     assert versions(live_app, scan.code) == [1]
     assert "đang chờ duyệt" not in reader.get(f"/dossiers/{scan.code}").text
+
+
+def test_pages_with_another_agencys_code_wait_for_that_agency(live_app: LiveApp,
+                                                             scanned) -> None:
+    """Given a scanner of H22 that scanned a receipt of H40, then no H40 dossier is made; H22's
+    staff see their batch but not those pages (no image, cannot store them); H40's staff find
+    the batch in their queue, see those pages only, and store them as the H40 dossier."""
+    scan = scanned(agency=H40, sent_by=H22)
+    record = live_app.pipeline.record(scan.batch_id)
+    assert [(r["code"], r["pages"], r["agency"]) for r in record["review"]
+            if r["reason"] == "other_agency"] == [(scan.code, [1, 2], H40)]
+    assert versions(live_app, scan.code) == []
+    theirs, their_csrf = client(live_app, agencies=(H22,))
+    assert "mang mã của một cơ quan khác" in theirs.get(f"/review/batches/{scan.batch_id}").text
+    assert theirs.get(f"/review/batches/{scan.batch_id}/pages/2.jpg").status_code == 404
+    r = post(theirs, f"/review/batches/{scan.batch_id}/replace", their_csrf, pages=["2", "3"])
+    assert r.status_code != 303 and versions(live_app, scan.code) == []
+    mine, csrf = client(live_app, agencies=(H40,))
+    assert scan.file in mine.get("/review").text
+    assert mine.get(f"/review/batches/{scan.batch_id}/pages/2.jpg").status_code == 200
+    assert mine.get(f"/review/batches/{scan.batch_id}/pages/1.jpg").status_code == 404
+    r = post(mine, f"/review/batches/{scan.batch_id}/discard", csrf, pages="1")
+    assert r.status_code != 303
+    r = post(mine, f"/review/batches/{scan.batch_id}/replace", csrf, pages=["2", "3"])
+    assert r.status_code == 303 and versions(live_app, scan.code) == [1]
+    assert status(live_app, scan.batch_id) == ("needs_review", [0])
 
 
 def test_a_page_set_aside_belongs_to_no_dossier(live_app: LiveApp, scanned) -> None:

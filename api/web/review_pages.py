@@ -38,10 +38,10 @@ from api.web import i18n
 from api.web.pages import jpeg_response, render
 from api.web.security import WebState, language, require_role
 from ingest.pipeline import PageRef, Pipeline
-from ingest.review import Review, ReviewError
+from ingest.review import DECIDED, Review, ReviewError
 from ocr.pdf import page_jpeg, rotated
 from storage import layout
-from storage.catalog import HELD, Batch, Dossier, FieldRow
+from storage.catalog import Batch, Dossier, FieldRow
 from storage.objects import ObjectMissing
 
 ROLES = ("scanner", "processor")  # and admin
@@ -103,6 +103,9 @@ def batch_reasons(record: dict[str, Any]) -> list[Reason]:
             reasons.append(Reason("review.reason.rescan", {
                 "code": r["code"], "count": len(pages), "version": r.get("current_version"),
                 "current": r.get("current_pages")}))
+        elif reason == "other_agency" and pages:
+            reasons.append(Reason("review.reason.other_agency", {
+                "code": r["code"], "agency": r["agency"], "count": len(pages)}))
         elif reason == "incomplete_scan" and pages:
             reasons.append(Reason("review.reason.partial", {"code": r["code"],
                                                             "count": len(pages)}))
@@ -111,6 +114,24 @@ def batch_reasons(record: dict[str, Any]) -> list[Reason]:
     if record.get("incomplete") and not record.get("incomplete_checked"):
         reasons.append(Reason("review.reason.incomplete", {"why": record["incomplete"]}))
     return reasons
+
+
+def page_agency(record: dict[str, Any], index: int) -> str:
+    """Whose page this is, for who may see and decide on it: the agency of a code of another
+    agency read on it (review reason `other_agency`), else the batch's agency."""
+    for entry in record.get("review", []):
+        if entry.get("reason") == "other_agency" and index in entry["pages"]:
+            return entry["agency"]
+    return record.get("agency") or ""
+
+
+def sees_page(who: Principal, record: dict[str, Any], index: int) -> bool:
+    return who.sees(page_agency(record, index))
+
+
+def other_agencies(record: dict[str, Any]) -> set[str]:
+    return {r["agency"] for r in record.get("review", []) if r.get("reason") == "other_agency"
+            and r.get("pages")}
 
 
 def code_reason(source: str, confidence: float) -> Reason:
@@ -126,14 +147,21 @@ def _scope(who: Principal) -> tuple[str, ...] | None:
 
 
 def waiting_batches(pipeline: Pipeline, who: Principal) -> list[dict[str, Any]]:
-    """Batch records still in review, newest first, of the user's agencies."""
+    """Batch records still in review, newest first: of the user's agencies, and of other
+    agencies when they hold pages with a code of the user's agencies (`other_agency`)."""
     assert pipeline.catalog is not None
     stmt = (select(Batch.record).where(Batch.status == "needs_review")
-            .order_by(Batch.received_at.desc(), Batch.id).limit(QUEUE_LIMIT))
-    if (agencies := _scope(who)) is not None:
-        stmt = stmt.where(Batch.record["agency"].as_string().in_(agencies))
+            .order_by(Batch.received_at.desc(), Batch.id))
+    if (agencies := _scope(who)) is None:
+        stmt = stmt.limit(QUEUE_LIMIT)
     with pipeline.catalog.session() as s:
-        return [dict(r) for r in s.scalars(stmt).all()]
+        if agencies is None:
+            return [dict(r) for r in s.scalars(stmt).all()]
+        found = []
+        for r in s.scalars(stmt.limit(QUEUE_LIMIT * 10)).all():
+            if who.sees(r.get("agency") or "") or other_agencies(r) & set(agencies):
+                found.append(dict(r))
+        return found[:QUEUE_LIMIT]
 
 
 def codes_to_check(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
@@ -176,11 +204,12 @@ class Group:
     or replace it), else the registry did not know it."""
     pages: list[UnmatchedPage]
     code: str | None = None
-    held: dict[str, Any] | None = None
+    held: dict[str, Any] | None = None  # the review entry a person decides on (DECIDED)
+    visible: bool = True  # False: pages of another agency than the user's, not shown
 
 
 def unmatched_groups(pipeline: Pipeline, record: dict[str, Any],
-                     selected: set[int] | None) -> list[Group]:
+                     selected: set[int] | None, who: Principal) -> list[Group]:
     """The batch's waiting pages in groups; without a choice made yet, the first readable
     group is selected, so scanning a code assigns it at once."""
     waiting = record.get("unmatched_pages", [])
@@ -195,10 +224,11 @@ def unmatched_groups(pipeline: Pipeline, record: dict[str, Any],
             layout.page_pdf(record["batch_id"], p))) for p in pages]
         found = [entries.get(p) for p in pages]
         entry = found[0] if all(e is found[0] for e in found) else None
-        held = entry if entry and entry.get("reason") in HELD else None
-        out.append(Group(shown, entry["code"] if entry else None, held))
+        held = entry if entry and entry.get("reason") in DECIDED else None
+        out.append(Group(shown, entry["code"] if entry else None, held,
+                         all(sees_page(who, record, p) for p in pages)))
     if selected is None:
-        first = next((g for g in out if all(p.readable for p in g.pages)), None)
+        first = next((g for g in out if g.visible and all(p.readable for p in g.pages)), None)
         selected = {p.number for p in first.pages} if first else set()
     for group in out:
         for page in group.pages:
@@ -368,7 +398,8 @@ class ReviewPages:
             record = self.pipeline.record(batch_id)
         except ObjectMissing:
             raise HTTPException(404) from None
-        if not who.sees(record.get("agency") or ""):
+        if not who.sees(record.get("agency") or "") and \
+                not any(who.sees(a) for a in other_agencies(record)):
             raise HTTPException(404)
         return record
 
@@ -470,7 +501,7 @@ class ReviewPages:
                    assigned: str | None = None) -> HTMLResponse:
         template = "review_batch_panel.html" if _htmx(request) else "review_batch.html"
         return render(request, template, {
-            "record": record, "groups": unmatched_groups(self.pipeline, record, selected),
+            "record": record, "groups": unmatched_groups(self.pipeline, record, selected, who),
             "dossiers": batch_dossiers(self.pipeline, record, who),
             "reasons": batch_reasons(record), "notice": notice, "error": error, "code": code,
             "assigned": assigned, "action_id": _new_action(),
@@ -482,7 +513,7 @@ class ReviewPages:
                     size: Annotated[int, Query(ge=64, le=LARGE)] = THUMB) -> Response:
         """A page of the batch as the scanner saw it (after straightening), for review."""
         record = self.batch(batch_id, who)
-        if not 1 <= number <= record.get("pages", 0):
+        if not 1 <= number <= record.get("pages", 0) or not sees_page(who, record, number - 1):
             raise HTTPException(404)
         try:
             jpeg = self.page_jpeg(PageRef(batch_id, number - 1), size)
@@ -519,13 +550,17 @@ class ReviewPages:
                 manifest = self.assign(record, indexes, found, who, action)
                 query = {"done": op, "code": found, "v": manifest["version"]}
             elif op == "discard":
-                self.check_pages(record, indexes)
+                self.check_pages(record, indexes, who)
                 self.review.discard(batch_id, indexes, who.key_id, action)
                 query = {"done": op}
             elif op == "replace":
-                manifest = self.review.replace(batch_id, indexes, who.key_id, action)
+                if not (manifest := self.review.replayed_in(record, action)):
+                    self.check_pages(record, indexes, who)
+                    manifest = self.review.replace(batch_id, indexes, who.key_id, action)
                 query = {"done": op, "code": manifest["dossier_id"], "v": manifest["version"]}
             elif op == "keep":
+                if not any(d.get("action_id") == action for d in record.get("dropped_pages", [])):
+                    self.check_pages(record, indexes, who)
                 self.review.keep_current(batch_id, indexes, who.key_id, action)
                 query = {"done": op}
             else:
@@ -549,17 +584,19 @@ class ReviewPages:
                                error=self.message(request, e.key, **e.values), code=code[:300],
                                selected=set(pages), status_code=e.status_code)
 
-    def check_pages(self, record: dict[str, Any], indexes: list[int]) -> None:
+    def check_pages(self, record: dict[str, Any], indexes: list[int], who: Principal) -> None:
         if not indexes:
             raise Refused("review.error.no_pages")
         if not set(indexes) <= set(record.get("unmatched_pages", [])):
             raise Refused("review.error.not_waiting")
+        if not all(sees_page(who, record, i) for i in indexes):
+            raise Refused("review.error.not_waiting")  # as if they were not there
 
     def assign(self, record: dict[str, Any], indexes: list[int], code: str, who: Principal,
                action: str) -> dict[str, Any]:
         if done := self.review.replayed(code, action):
             return done  # the same form again: its pages were assigned the first time
-        self.check_pages(record, indexes)
+        self.check_pages(record, indexes, who)
         agency = self.pipeline.grammar.match(code).agency  # type: ignore[union-attr]
         if not who.sees(agency):
             raise Refused("review.error.not_yours", code=code)
@@ -837,6 +874,12 @@ VI = {
                             "hiện tại hay thay thế?",
     "review.reason.partial": "Hồ sơ {code} từ lô quét chưa hết ({count} trang): kiểm tra "
                              "trước khi lưu",
+    "review.reason.other_agency": "Mã {code} thuộc cơ quan {agency}, ngoài phạm vi của người "
+                                  "gửi lô ({count} trang)",
+    "review.held.other": "Các trang này mang mã {code} của cơ quan {agency}, ngoài phạm vi của "
+                         "người gửi lô: hồ sơ chỉ được lưu khi cán bộ của cơ quan đó xác nhận.",
+    "review.held.hidden": "{count} trang mang mã của một cơ quan khác; cán bộ của cơ quan đó "
+                          "sẽ kiểm tra.",
     "review.reason.ocr": "Mã hồ sơ đọc bằng OCR, không phải từ mã vạch (độ tin cậy {confidence}%)",
     "review.reason.ocr_found": "Mã hồ sơ đọc bằng OCR, không phải từ mã vạch",
     "review.reason.low": "Mã hồ sơ đọc với độ tin cậy thấp ({confidence}%)",
@@ -998,6 +1041,12 @@ EN = {
                             "replace it?",
     "review.reason.partial": "Dossier {code} from a scan that stopped early ({count} pages): "
                              "check it before it is stored",
+    "review.reason.other_agency": "Code {code} belongs to agency {agency}, outside the sender's "
+                                  "scope ({count} pages)",
+    "review.held.other": "These pages carry code {code} of agency {agency}, outside the sender's "
+                         "scope: the dossier is stored only when that agency's staff confirm.",
+    "review.held.hidden": "{count} pages carry a code of another agency; its staff will check "
+                          "them.",
     "review.reason.ocr": "Dossier code read by OCR, not from a barcode (confidence {confidence}%)",
     "review.reason.ocr_found": "Dossier code read by OCR, not from a barcode",
     "review.reason.low": "Dossier code read with low confidence ({confidence}%)",
