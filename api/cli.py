@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -614,6 +615,189 @@ def reindex() -> None:
         restored = pipeline.audit.restore()
         if restored:
             click.echo(f"restored {restored} audit log entries from object storage")
+    # what object storage does not hold is not rebuilt: say so, with what the database has now
+    from api.keys import KeyStore
+    from api.web.users import UserStore
+
+    url = pipeline.settings.catalog_url
+    keys, users = len(KeyStore(url).export_records()), len(UserStore(url).users())
+    click.echo(f"API keys and web users are not in object storage and were not rebuilt: "
+               f"{_plural(keys, 'key')} and {_plural(users, 'user')} in the catalog now; restore "
+               "them with `sohoa restore FILE` (a file written by `sohoa backup FILE`)")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+BACKUP_FORMAT, BACKUP_VERSION = "sohoa-backup", 1
+_BACKUP_FIELDS = ("format", "version", "created_at", "sohoa_version", "api_keys", "users")
+
+
+def _sohoa_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sohoa")
+    except PackageNotFoundError:
+        return None
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Replaces `path` with `data` at once, readable by its owner only: a temporary file beside it
+    (mode 0600, written and fsynced), renamed over it, and the directory fsynced."""
+    path = path.absolute()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # whatever the umask
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+def backup(file: Path) -> None:
+    """Write every API key and web user to FILE (- for stdout): one JSON document, mode 0600.
+
+    Keys are kept as their SHA-256 digests and passwords as scrypt hashes, so the file holds no
+    secret, yet it lets whoever has it restore these logins: keep it as safely as the database.
+    Object storage holds neither, so `sohoa reindex` cannot bring them back: `sohoa restore` does."""
+    from api.keys import ALL_AGENCIES, KeyStore
+    from api.web.users import UserStore
+
+    pipeline = _pipeline()
+    assert pipeline.audit is not None
+    url = pipeline.settings.catalog_url
+    keys, users = KeyStore(url).export_records(), UserStore(url).export_records()
+    document = {"format": BACKUP_FORMAT, "version": BACKUP_VERSION,
+                "created_at": datetime.now(UTC).isoformat(), "sohoa_version": _sohoa_version(),
+                "api_keys": keys, "users": users}
+    data = (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode()
+    to_stdout = str(file) == "-"
+    if to_stdout:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        try:
+            _write_private(file, data)
+        except OSError as e:
+            raise click.ClickException(f"{file}: cannot write: {e.strerror or e}") from e
+    pipeline.audit.append(f"cli:{getpass.getuser()}", "backup.create",
+                          "(stdout)" if to_stdout else str(file.absolute()), ALL_AGENCIES,
+                          "localhost", {"api_keys": len(keys), "users": len(users)})
+    click.echo(f"backed up {_plural(len(keys), 'API key')} and {_plural(len(users), 'web user')}"
+               f" to {'stdout' if to_stdout else file}", err=to_stdout)
+
+
+def _read_backup(file: Path) -> dict[str, Any]:
+    """The document of a backup file, its frame checked (the records are checked on restore)."""
+    from api.keys import check_fields, parse_time
+
+    where = "stdin" if str(file) == "-" else str(file)
+    try:
+        raw = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as e:
+        raise click.ClickException(f"{where}: cannot read: {e.strerror or e}; nothing restored") \
+            from e
+    try:
+        document = json.loads(raw)
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError alike
+        raise click.ClickException(f"{where}: not a sohoa backup (not JSON: {_reason(e)}); "
+                                   "nothing restored") from e
+    if not isinstance(document, dict) or document.get("format") != BACKUP_FORMAT:
+        raise click.ClickException(f'{where}: not a sohoa backup (no "format": '
+                                   f'"{BACKUP_FORMAT}"); nothing restored')
+    if document.get("version") != BACKUP_VERSION:
+        raise click.ClickException(f"{where}: backup format version {document.get('version')!r}; "
+                                   f"this sohoa reads version {BACKUP_VERSION}; nothing restored")
+    try:
+        check_fields(document, _BACKUP_FIELDS, "document")
+        parse_time(document["created_at"], "created_at")
+    except ValueError as e:
+        raise click.ClickException(f"{where}: malformed backup: {e}; nothing restored") from e
+    return document
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Say what would be done; write nothing.")
+@click.option("--replace", is_flag=True,
+              help="Overwrite keys and users that differ from the file's (by default they are "
+                   "kept and reported as skipped).")
+def restore(file: Path, dry_run: bool, replace: bool) -> None:
+    """Add the API keys and web users of FILE (written by `sohoa backup`; - for stdin).
+
+    Keys are matched by id and users by username, all in one transaction: a malformed file
+    changes nothing (exit status 1). Records equal to the database's are unchanged; differing
+    ones are skipped unless --replace; keys and users only in the database stay."""
+    from sqlalchemy.orm import Session
+
+    from api.keys import ALL_AGENCIES, KeyStore
+    from api.web.users import UserStore
+
+    document = _read_backup(file)
+    where = "stdin" if str(file) == "-" else str(file)
+    pipeline = _pipeline()
+    assert pipeline.audit is not None
+    url = pipeline.settings.catalog_url
+    keys, users = KeyStore(url), UserStore(url)
+    before_keys = {k["id"] for k in keys.export_records()}
+    before_users = {u["username"] for u in users.export_records()}
+    with Session(keys.engine) as session:
+        try:
+            restored_keys = keys.import_records(document["api_keys"], replace, session)
+            restored_users = users.import_records(document["users"], replace, session)
+        except ValueError as e:
+            session.rollback()
+            raise click.ClickException(f"{where}: malformed backup: {e}; nothing restored") from e
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    add, replaced = ("would add", "would replace") if dry_run else ("added", "replaced")
+    for kind, done in (("key", restored_keys), ("user", restored_users)):
+        for name in done.added:
+            click.echo(f"{add} {kind} {name}")
+        for name in done.replaced:
+            click.echo(f"{replaced} {kind} {name} ({', '.join(done.differences[name])} differed)")
+        for name in done.skipped:
+            click.echo(f"skipped {kind} {name}: differs from the database in "
+                       f"{', '.join(done.differences[name])} (kept as it is; --replace takes "
+                       "the file's)")
+    kept_keys = before_keys - {k["id"] for k in keys.check_records(document["api_keys"])}
+    kept_users = before_users - {u["username"]
+                                 for u in users.check_records(document["users"])}
+    if kept_keys or kept_users:
+        click.echo(f"{_plural(len(kept_keys), 'key')} and {_plural(len(kept_users), 'user')} "
+                   "of the database are not in the file: left as they are")
+    if not dry_run:
+        pipeline.audit.append(f"cli:{getpass.getuser()}", "backup.restore", where, ALL_AGENCIES,
+                              "localhost", {"replace": replace,
+                                            "api_keys": restored_keys.counts(),
+                                            "users": restored_users.counts(),
+                                            "keys_added": restored_keys.added,
+                                            "keys_replaced": restored_keys.replaced,
+                                            "users_added": restored_users.added,
+                                            "users_replaced": restored_users.replaced})
+
+    def counts(done: Any) -> str:
+        return ", ".join(f"{n} {outcome}" for outcome, n in done.counts().items())
+
+    click.echo(("dry run, nothing written: " if dry_run else f"restored from {where}: ")
+               + f"API keys {counts(restored_keys)}; web users {counts(restored_users)}")
 
 
 @main.group()

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -35,7 +36,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from api.keys import ALL_AGENCIES, ROLES, Principal
+from api.keys import (
+    ALL_AGENCIES,
+    ROLES,
+    Principal,
+    Restored,
+    check_fields,
+    iso_utc,
+    parse_time,
+)
 from storage import migrate
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -247,6 +256,124 @@ class UserStore:
                 raise UserError("users.error.missing", f"no user {username}")
             s.execute(update(UserRow).where(UserRow.id == row.id).values(**values))
             s.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
+
+    # backup and restore (`sohoa backup` / `sohoa restore`): users with their password hashes,
+    # never a password; login sessions are not carried (users log in again)
+
+    BACKUP_FIELDS = ("username", "display_name", "password_hash", "role", "agencies", "active",
+                     "created_at")
+
+    def export_records(self) -> list[dict[str, Any]]:
+        """Every user as stored: username, display name, password hash, role, agencies, active."""
+        with Session(self.engine) as s:
+            return [self._backup_record(r)
+                    for r in s.scalars(select(UserRow).order_by(UserRow.username))]
+
+    @classmethod
+    def check_records(cls, records: object) -> list[dict[str, Any]]:
+        """The users of a backup file, checked and normalized; ValueError on the first malformed
+        one (nothing is written)."""
+        if not isinstance(records, list):
+            raise ValueError("users: a list is needed")
+        checked: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for i, raw in enumerate(records):
+            where = f"users[{i}]"
+            record = check_fields(raw, cls.BACKUP_FIELDS, where)
+            name = record["username"]
+            if not isinstance(name, str) or not USERNAME.match(normalize_username(name)):
+                raise ValueError(f"{where}.username: 2 to 64 letters a-z, digits, '.', '_', '-' "
+                                 "or '@' are needed")
+            name = normalize_username(name)
+            if name in seen:
+                raise ValueError(f"{where}.username: user {name} is in the file twice")
+            seen.add(name)
+            if not isinstance(record["display_name"], str) or len(record["display_name"]) > 200:
+                raise ValueError(f"{where}.display_name: a text of at most 200 characters is needed")
+            if not cls._well_formed_hash(record["password_hash"]):
+                raise ValueError(f"{where}.password_hash: a scrypt hash "
+                                 "(scrypt$N$r$p$salt$hash) is needed")
+            if record["role"] not in ROLES:
+                raise ValueError(f"{where}.role: one of {', '.join(ROLES)} is needed")
+            agencies = record["agencies"]
+            if not isinstance(agencies, list) or not all(isinstance(a, str) for a in agencies):
+                raise ValueError(f"{where}.agencies: a list of agency codes (or *) is needed")
+            try:
+                codes = normalize_agencies(agencies)
+            except UserError as e:
+                raise ValueError(f"{where}.agencies: {e}") from None
+            if not isinstance(record["active"], bool):
+                raise ValueError(f"{where}.active: true or false is needed")
+            checked.append({"username": name, "display_name": record["display_name"],
+                            "password_hash": record["password_hash"], "role": record["role"],
+                            "agencies": codes, "active": record["active"],
+                            "created_at": iso_utc(parse_time(record["created_at"],
+                                                             f"{where}.created_at"))})
+        return checked
+
+    def import_records(self, records: object, replace: bool = False,
+                       session: Session | None = None) -> Restored:
+        """Adds the users of a backup file by username: an equal stored user is `unchanged`, a
+        differing one `skipped` (`replaced` with `replace`, which also ends their sessions).
+        ValueError (and nothing written) for a malformed record. In `session`'s transaction if
+        given (the caller commits or rolls back)."""
+        checked = self.check_records(records)
+        outcome = Restored()
+        own = session is None
+        s = Session(self.engine) if own else session
+        assert s is not None
+        try:
+            for record in checked:
+                name = record["username"]
+                row = s.scalar(select(UserRow).where(UserRow.username == name))
+                values = {**record, "created_at": datetime.fromisoformat(record["created_at"])}
+                if row is None:
+                    s.add(UserRow(**values))
+                    outcome.added.append(name)
+                    continue
+                stored = self._backup_record(row)
+                differ = [f for f in self.BACKUP_FIELDS if stored[f] != record[f]]
+                if not differ:
+                    outcome.unchanged.append(name)
+                    continue
+                outcome.differences[name] = differ
+                if not replace:
+                    outcome.skipped.append(name)
+                    continue
+                for column in differ:
+                    setattr(row, column, values[column])
+                s.execute(delete(SessionRow).where(SessionRow.user_id == row.id))
+                outcome.replaced.append(name)
+            s.flush()
+            if own:
+                s.commit()
+        finally:
+            if own:
+                s.close()
+        return outcome
+
+    @staticmethod
+    def _backup_record(row: UserRow) -> dict[str, Any]:
+        return {"username": row.username, "display_name": row.display_name,
+                "password_hash": row.password_hash, "role": row.role,
+                "agencies": list(row.agencies), "active": bool(row.active),
+                "created_at": iso_utc(row.created_at)}
+
+    @staticmethod
+    def _well_formed_hash(stored: object) -> bool:
+        """`scrypt$N$r$p$salt$hash` as hash_password writes it (checks the form, not a password)."""
+        if not isinstance(stored, str) or len(stored) > 255:
+            return False
+        parts = stored.split("$")
+        if len(parts) != 6 or parts[0] != "scrypt":
+            return False
+        try:
+            ints = [int(p) for p in parts[1:4]]
+            salt = base64.b64decode(parts[4], validate=True)
+            digest = base64.b64decode(parts[5], validate=True)
+        except ValueError:
+            return False
+        return all(i > 0 for i in ints) and bool(salt) and len(digest) >= 16
 
     # sessions
 
