@@ -561,27 +561,38 @@ def apikey_create(role: str, agencies: tuple[str, ...], name: str) -> None:
 @click.argument("code", required=False)
 @click.option("--json", "as_json", is_flag=True)
 def verify(code: str | None, as_json: bool) -> None:
-    """Re-hash stored objects against their manifests (one dossier CODE, or all).
+    """Prove the archive (or one dossier CODE) unchanged and complete: every stored object
+    against its manifest, every manifest against the checksum the audit log recorded when its
+    version was made, every version the catalog or the audit log knows present in storage;
+    for the whole archive, also the audit log's own chain.
 
-    Exit status 1 if any object changed or is missing."""
+    Exit status 1 if anything changed or is missing."""
+    from storage.integrity import problems
     from storage.integrity import verify as run_verify
 
     pipeline = _pipeline()
-    findings = run_verify(pipeline.store, code.strip().upper() if code else None)
+    code = code.strip().upper() if code else None
+    findings = run_verify(pipeline.store, code, pipeline.catalog, pipeline.audit)
     if code and not findings:
         raise click.ClickException(f"no dossier {code}")
-    bad = [f for f in findings if f.problem != "ok"]
+    bad = problems(findings)
+    breaks = pipeline.audit.verify() if pipeline.audit is not None and not code else []
     if as_json:
-        click.echo(json.dumps({"checked": len(findings), "problems": [f.to_dict() for f in bad]},
-                              indent=1))
+        click.echo(json.dumps({"checked": len(findings), "problems": [f.to_dict() for f in bad],
+                               "findings": [f.to_dict() for f in findings],
+                               "audit_breaks": [{"seq": b.seq, "problem": b.problem}
+                                                for b in breaks]}, indent=1))
     else:
         for f in bad:
             click.echo(f"{f.problem.upper():8} {f.dossier_id} v{f.version} {f.key}"
                        f"  expected {f.expected[:16]}… got {(f.actual or '-')[:16]}")
+        for b in breaks:
+            click.echo(f"AUDIT    entry {b.seq}: {b.problem}")
         dossiers = {f.dossier_id for f in findings}
-        click.echo(f"{len(findings)} objects of {len(dossiers)} dossiers checked: "
-                   + ("all unchanged" if not bad else f"{len(bad)} problems"))
-    if bad:
+        click.echo(f"{len(findings)} objects and manifests of {len(dossiers)} dossiers checked: "
+                   + ("all unchanged and present" if not bad and not breaks
+                      else f"{len(bad) + len(breaks)} problems"))
+    if bad or breaks:
         sys.exit(1)
 
 

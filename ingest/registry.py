@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from ingest.webhooks import Refused, check_destination
+from ingest.webhooks import Refused, check_destination, outside_transport
 from storage.errors import Unavailable
 
 
@@ -36,7 +36,13 @@ class Registry:
             raise RegistryUnavailable(f"registry URL not allowed: {e}") from e
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            r = httpx.get(url, headers=headers, timeout=self.timeout, follow_redirects=False)
+            # The address actually connected to is checked too (a name that resolves inward
+            # at connection time, DNS rebinding), as for webhooks.
+            with httpx.Client(transport=outside_transport(self.allow_private),
+                              timeout=self.timeout, follow_redirects=False) as client:
+                r = client.get(url, headers=headers)
+        except Refused as e:
+            raise RegistryUnavailable(f"registry URL not allowed: {e}") from e
         except httpx.HTTPError as e:
             raise RegistryUnavailable(f"registry: {e}") from e
         if r.status_code == 404:

@@ -79,3 +79,18 @@ def test_private_registry_is_refused_unless_allowed(tmp_path: Path, samples: Pat
     pipeline.settings.registry_allow_private = False
     with pytest.raises(RegistryUnavailable, match="not allowed"):
         run_file(pipeline, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+
+
+def test_a_registry_name_that_rebinds_inward_is_refused(registry_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given a registry name that is public when checked and loopback when connected to (DNS
+    rebinding), then the lookup is refused as not allowed and the local server gets nothing."""
+    from ingest.registry import Registry as Lookup
+    from tests.test_webhooks import Resolver
+
+    dns = Resolver()
+    monkeypatch.setattr("socket.getaddrinfo", dns)
+    port = registry_url.split(":")[2].split("/")[0]
+    dns.answers["registry.example"] = [["93.184.216.34"], ["127.0.0.1"]]
+    with pytest.raises(RegistryUnavailable, match="not allowed"):
+        Lookup(f"http://registry.example:{port}/api/dossiers/{{code}}", "t0ken").lookup("ASN00123")
