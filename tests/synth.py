@@ -1,8 +1,10 @@
 """Scanned-looking test pages with known ground truth.
 
-Renders Vietnamese prose from ../shared/corpus/vi, one-stop-shop receipts with Code 128 / QR dossier
-codes, citizen-ID copies with their QR, separator sheets and blank backsides; then degrades them the
-way a feeder scanner does (skew, upside-down pages, blur, noise, JPEG). Used by tests and benchmarks.
+Renders Vietnamese prose written for these tests (tests/data/van_ban.txt), one-stop-shop receipts
+with Code 128 / QR dossier codes, citizen-ID copies with their QR, separator sheets and blank
+backsides; then degrades them the way a feeder scanner does (skew, upside-down pages, blur, noise,
+JPEG). Used by tests and benchmarks. Nothing here needs anything beside the checkout; `SAMPLES` (other
+projects' real files, ../shared/samples) is only for the tests and benchmarks that use them.
 """
 
 from __future__ import annotations
@@ -21,9 +23,8 @@ import qrcode
 from barcode.writer import ImageWriter
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CORPUS = SHARED / "corpus" / "vi"
-SAMPLES = SHARED / "samples"
+PROSE = Path(__file__).resolve().parent / "data" / "van_ban.txt"  # one paragraph a line
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"  # peer samples: optional
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 A4_INCHES = (8.27, 11.69)
 
@@ -34,18 +35,18 @@ def font(size_pt: float, dpi: int, bold: bool = False, serif: bool = True) -> Im
 
 
 def corpus_paragraphs(max_chars: int = 700) -> list[str]:
-    """The corpus's paragraphs, long ones cut at sentence ends so that any one fits on a page."""
+    """The Vietnamese prose's paragraphs (59, about 17,000 characters: notices, applications and
+    reports of a one-stop shop), long ones cut at sentence ends so that any one fits on a page."""
     paragraphs: list[str] = []
-    for path in sorted(CORPUS.glob("*.txt")):
-        for para in path.read_text(encoding="utf-8").splitlines():
-            chunk = ""
-            for sentence in re.split(r"(?<=[.;:!?…])\s+", para.strip()):
-                if chunk and len(chunk) + len(sentence) > max_chars:
-                    paragraphs.append(chunk)
-                    chunk = ""
-                chunk = f"{chunk} {sentence}".strip()
-            if chunk:
+    for para in PROSE.read_text(encoding="utf-8").splitlines():
+        chunk = ""
+        for sentence in re.split(r"(?<=[.;:!?…])\s+", para.strip()):
+            if chunk and len(chunk) + len(sentence) > max_chars:
                 paragraphs.append(chunk)
+                chunk = ""
+            chunk = f"{chunk} {sentence}".strip()
+        if chunk:
+            paragraphs.append(chunk)
     return paragraphs
 
 
@@ -371,6 +372,25 @@ def make_batch(n_dossiers: int = 3, dpi: int = 300, seed: int = 1, text_pages: i
             own.append(add(prose()))
         dossiers.append(Dossier(code, own, fields, card))
     return Batch(pages, dossiers, dropped, unmatched)
+
+
+# ---- scans kept in the repository ------------------------------------------------------------
+
+DATA = PROSE.parent
+RECEIVED_TEXT = DATA / "scan-text.pdf"  # one page of prose, no code (~18 kB)
+RECEIVED_RECEIPT = DATA / "scan-receipt.pdf"  # a receipt with its Code 128 (~37 kB)
+RECEIVED_PHOTO = DATA / "scan-photo.jpg"  # a page of prose as a JPEG (~44 kB)
+
+
+def write_received_scans() -> None:
+    """(Re)writes the small scans above that the push-receiver tests send as a scanner would:
+    `python -c "from tests import synth; synth.write_received_scans()"`."""
+    lossless = Scan(jpeg_quality=None)
+    text, _ = text_page(corpus_paragraphs()[:2], 100)
+    write_pdf([(text, lossless)], RECEIVED_TEXT)
+    write_pdf([(receipt("000.00.04.H40-230414-0123", receipt_fields(0), 120), lossless)],
+              RECEIVED_RECEIPT)
+    RECEIVED_PHOTO.write_bytes(encode(text.image, 100, Scan(jpeg_quality=50)))
 
 
 if __name__ == "__main__":  # python -m tests.synth OUT.pdf: the bundled sample batch

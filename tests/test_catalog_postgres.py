@@ -56,6 +56,9 @@ def test_dropped_catalog_is_rebuilt_from_object_storage(ingested) -> None:
 
 
 def test_migrations_bring_a_database_to_the_current_schema(database_url: str) -> None:
+    from storage.catalog import Catalog
+
+    Catalog(database_url)  # opening it migrates it, as sohoa does (whether or not `ingested` ran)
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
         version = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
         tables = {r[0] for r in conn.execute(

@@ -38,10 +38,9 @@ from scanners.spool import Spool
 from tests import synth
 
 REPO = Path(__file__).resolve().parents[1]
-PAPERLESS = synth.SAMPLES / "paperless-ngx"
-PDF = PAPERLESS / "simple.pdf"
-PDF2 = PAPERLESS / "barcode-39-asn-123.pdf"
-JPG = PAPERLESS / "simple.jpg"
+PDF = synth.RECEIVED_TEXT  # generated scans kept in tests/data
+PDF2 = synth.RECEIVED_RECEIPT
+JPG = synth.RECEIVED_PHOTO
 
 
 def sha256(data: bytes) -> str:
