@@ -210,14 +210,20 @@ class Pipeline:
             return record
         try:
             with self._original(record) as path:
-                record["pages"] = count_pages(path, self.limits)
                 # A transfer can end "complete" with a file cut short (a client killed mid-upload,
                 # a scanner that stopped writing): its own structure tells.
-                if not record.get("incomplete") and (why := cut_short(path)):
-                    record["incomplete"] = f"the file is cut short: {why}"
+                cut = cut_short(path)
+                if not record.get("incomplete") and cut:
+                    record["incomplete"] = f"the file is cut short: {cut}"
+                record["pages"] = count_pages(path, self.limits)
             record["status"] = "processing"
         except DocumentError as e:
             record.update(status="failed", error=f"{e.code}: {e}")
+            if record.get("incomplete"):  # an interrupted scan, not a bad file: staff rescan it
+                record.update(status="needs_review", review=[
+                    {"pages": [], "code": None, "reason": "incomplete",
+                     "detail": record["incomplete"]}],
+                    finished_at=datetime.now(UTC).isoformat(timespec="seconds"))
         except TRANSIENT:
             raise
         except Exception as e:  # a file our decoders choke on: still a recorded, clear failure

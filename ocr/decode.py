@@ -390,6 +390,39 @@ __all__ = ["DecodeLimits", "Document", "DocumentError", "PageImage", "count_page
 CUT_TAIL = 4096  # bytes at the end of a file where its end marker must be
 
 
+# Bytes per value of each TIFF field type (TIFF 6.0, section 2; 16-18: BigTIFF's 8-byte types).
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8,
+                    16: 8, 17: 8, 18: 8}
+
+
+def _tiff_directories_cut(path: Path, size: int) -> str | None:
+    """Walks the chain of page directories: each must lie whole inside the file."""
+    import struct
+
+    with path.open("rb") as f:
+        order = "<" if f.read(2) == b"II" else ">"
+        f.seek(4)
+        (offset,) = struct.unpack(order + "I", f.read(4))
+        seen: set[int] = set()
+        page = 0
+        while offset and offset not in seen and page < 100_000:
+            seen.add(offset)
+            page += 1
+            if offset + 2 > size:
+                return f"a TIFF whose page {page} directory lies past the end"
+            f.seek(offset)
+            (entries,) = struct.unpack(order + "H", f.read(2))
+            if offset + 2 + 12 * entries + 4 > size:
+                return f"a TIFF whose page {page} directory is cut short"
+            for _ in range(entries):  # values too long for their entry lie elsewhere
+                _, kind, count, value = struct.unpack(order + "HHII", f.read(12))
+                if count * _TIFF_TYPE_SIZES.get(kind, 1) > 4 and value + count * \
+                        _TIFF_TYPE_SIZES.get(kind, 1) > size:
+                    return f"a TIFF whose page {page} tag values lie past the end"
+            (offset,) = struct.unpack(order + "I", f.read(4))
+    return None
+
+
 def cut_short(path: Path) -> str | None:
     """Why a file looks cut short by its own structure (a transfer that stopped early can still
     look "complete" to the receiver), or None when it ends as its format says a file ends."""
@@ -409,7 +442,10 @@ def cut_short(path: Path) -> str | None:
 
 
 def _tiff_cut_short(path: Path, size: int) -> str | None:
-    """A page whose strips (or tiles) reach past the end of the file."""
+    """A page directory (IFD) that reaches past the end of the file, or a page whose strips (or
+    tiles) do, or that has none (a file cut inside the next page's directory still opens)."""
+    if why := _tiff_directories_cut(path, size):
+        return why
     try:
         with Image.open(path) as img:
             for n, frame in enumerate(ImageSequence.Iterator(img)):
@@ -417,7 +453,9 @@ def _tiff_cut_short(path: Path, size: int) -> str | None:
                 offsets = tags.get(273) or tags.get(324) or ()
                 counts = tags.get(279) or tags.get(325) or ()
                 ends = [o + c for o, c in zip(offsets, counts, strict=False)]
-                if ends and max(ends) > size:
+                if not ends:
+                    return f"a TIFF whose page {n + 1} has no image data"
+                if max(ends) > size:
                     return f"a TIFF whose page {n + 1} lacks {max(ends) - size} bytes"
     except Exception as e:
         return f"a TIFF that cannot be read to its end ({type(e).__name__})"

@@ -172,3 +172,23 @@ def test_a_file_with_more_pages_than_allowed_fails_as_too_many_pages(tmp_path: P
     assert record["error"] == ("too_many_pages: the file has 7 pages; at most 5 are taken in one "
                                "batch (SOHOA_MAX_PAGES): split it")
     assert pipeline.store.get(record["original"]) == SAMPLE.read_bytes()
+
+
+def test_a_cut_file_whose_pages_cannot_be_counted_is_an_interrupted_scan(tmp_path: Path) -> None:
+    """Given the first 40% of a PDF whose page tree sits at its end (as img2pdf writes it: a
+    client killed mid-upload), when it is ingested, then the batch is not a damaged file that
+    failed but an incomplete scan in review, with the reason; its bytes are kept."""
+    from ingest.page_stages import DetectBlank, ReadBarcodes
+    from tests import synth
+
+    batch = synth.make_batch(n_dossiers=1, dpi=150, seed=3, text_pages=2, with_id_card=False)
+    whole = synth.write_pdf(batch.pages, tmp_path / "whole.pdf")
+    cut = tmp_path / "cut.pdf"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 4 // 10])
+    pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
+    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    record = run_file(pipeline, cut)
+    assert record["status"] == "needs_review"
+    assert record["incomplete"] == "the file is cut short: a PDF without its end (%%EOF)"
+    assert record["error"].startswith("truncated: ")
+    assert pipeline.store.get(record["original"]) == cut.read_bytes()
