@@ -1,10 +1,11 @@
 """Scanned-looking test pages with known ground truth.
 
 Renders Vietnamese prose written for these tests (tests/data/van_ban.txt), one-stop-shop receipts
-with Code 128 / QR dossier codes, citizen-ID copies with their QR, separator sheets and blank
-backsides; then degrades them the way a feeder scanner does (skew, upside-down pages, blur, noise,
-JPEG). Used by tests and benchmarks. Nothing here needs anything beside the checkout; `SAMPLES` (other
-projects' real files, ../shared/samples) is only for the tests and benchmarks that use them.
+with Code 128 / QR dossier codes, citizen-ID copies with their QR, separator sheets, Code 39 cover
+sheets and blank backsides; then degrades them the way a feeder scanner does (skew, upside-down
+pages, blur, noise, JPEG or black and white). Used by tests and benchmarks. Nothing here needs
+anything beside the checkout; `SAMPLES` (other projects' real files, ../shared/samples) is only for
+the tests and benchmarks that use them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import barcode
 import img2pdf
 import numpy as np
+import pikepdf
 import qrcode
 from barcode.writer import ImageWriter
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -236,6 +238,7 @@ class Scan:
     noise: float = 0.0  # std-dev of gaussian noise, grey levels
     jpeg_quality: int | None = 85
     seed: int = 0
+    bilevel: bool = False  # black and white, written as CCITT G4 (jpeg_quality is then unused)
 
 
 def degrade(page: Page, scan: Scan) -> Image.Image:
@@ -250,22 +253,35 @@ def degrade(page: Page, scan: Scan) -> Image.Image:
         rng = np.random.default_rng(scan.seed)
         arr = np.asarray(img, dtype=np.float32) + rng.normal(0, scan.noise, (img.height, img.width))
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    if scan.bilevel:
+        img = img.convert("1", dither=Image.Dither.NONE)  # a threshold at mid-grey
     return img
 
 
 def encode(img: Image.Image, dpi: int, scan: Scan) -> bytes:
     out = io.BytesIO()
-    if scan.jpeg_quality:
+    if img.mode == "1":
+        img.save(out, "TIFF", compression="group4", dpi=(dpi, dpi))
+    elif scan.jpeg_quality:
         img.save(out, "JPEG", quality=scan.jpeg_quality, dpi=(dpi, dpi))
     else:
         img.save(out, "PNG", dpi=(dpi, dpi))
     return out.getvalue()
 
 
-def write_pdf(pages: list[tuple[Page, Scan]], path: Path) -> Path:
-    """An image-only PDF as a scanner writes it: one JPEG (or PNG->Flate) per page, nothing else."""
+def write_pdf(pages: list[tuple[Page, Scan]], path: Path, reproducible: bool = False) -> Path:
+    """An image-only PDF as a scanner writes it: one JPEG (or PNG->Flate, or CCITT G4) per page,
+    nothing else. `reproducible`: no creation date and an /ID made from the content, so that the
+    same pages give the same bytes (for files kept in the repository)."""
     blobs = [encode(degrade(p, s), p.dpi, s) for p, s in pages]
-    path.write_bytes(img2pdf.convert(blobs))
+    data = img2pdf.convert(blobs, nodate=reproducible)
+    if reproducible:  # img2pdf 0.6 compares pikepdf versions as strings: its /ID is random with 10.x
+        with pikepdf.open(io.BytesIO(data)) as pdf:
+            del pdf.trailer["/ID"]  # else qpdf keeps its first half
+            out = io.BytesIO()
+            pdf.save(out, linearize=True, deterministic_id=True)
+            data = out.getvalue()
+    path.write_bytes(data)
     return path
 
 
@@ -391,6 +407,55 @@ def write_received_scans() -> None:
     write_pdf([(receipt("000.00.04.H40-230414-0123", receipt_fields(0), 120), lossless)],
               RECEIVED_RECEIPT)
     RECEIVED_PHOTO.write_bytes(encode(text.image, 100, Scan(jpeg_quality=50)))
+
+
+ASN_BATCH = DATA / "asn-batch.pdf"  # 10 pages, Code 39 ASN00123..ASN00127 on 0, 2, 3, 6, 8 (~40 kB)
+ASN_CODES = {0: "ASN00123", 2: "ASN00124", 3: "ASN00125", 6: "ASN00126", 8: "ASN00127"}
+A4_300 = (2481, 3508)  # A4 (595.28 x 841.89 pt) at 300 dpi in whole pixels, rounded up as poppler does
+
+
+def asn_sheet(code: str, dpi: int = 300) -> Page:
+    """A cover sheet of one dossier: a heading, a line saying which code it carries, and that code
+    as a Code 39 with its human-readable text under the bars."""
+    c = Canvas(dpi)
+    c.line(f"Tờ bìa hồ sơ {code}", 11)
+    c.y += c.px(0.2)
+    c.line(f"Trang này mang mã vạch Code 39 của hồ sơ “{code}”.", 11)
+    c.y += c.px(0.3)
+    bars = code39(code, dpi)
+    c.paste(bars, c.margin, c.y)
+    value = font(16, dpi, serif=False)
+    c.draw.text((c.margin + (bars.width - c.draw.textlength(code, font=value)) / 2,
+                 c.y + bars.height), code, font=value, fill=0)
+    c.lines.append(code)
+    return c.page("text", code=code)
+
+
+def asn_batch(path: Path = ASN_BATCH) -> Batch:
+    """A 10-page batch like paperless-ngx's split-by-asn-1.pdf, made here: five dossier cover
+    sheets with Code 39 codes ASN00123..ASN00127 on pages 0, 2, 3, 6 and 8, the other five pages
+    blank backsides; image-only A4 at 300 dpi, lightly skewed and blurred, scanned black and white
+    (CCITT G4: the bleed-through falls under the threshold, specks stay). With the grammar
+    `^(?P<agency>ASN)(?P<date>)(?P<seq>\\d{5})$` it splits into five one-page dossiers, the blanks
+    dropped, as the peer file does. Written the same bytes each time:
+    `python -c "from tests import synth; synth.asn_batch()"`."""
+    pages: list[tuple[Page, Scan]] = []
+    dossiers: list[Dossier] = []
+    dropped: dict[int, str] = {}
+    for index in range(10):
+        code = ASN_CODES.get(index)
+        page = asn_sheet(code) if code else blank(seed=index)
+        sheet = Image.new("L", A4_300, 255)
+        sheet.paste(page.image, (0, 0))
+        page.image = sheet
+        pages.append((page, Scan(skew=(0.3, -0.4, 0.2)[index % 3], blur=0.5, bilevel=True,
+                                 seed=index)))
+        if code:
+            dossiers.append(Dossier(code, [index], {}))
+        else:
+            dropped[index] = "blank"
+    write_pdf(pages, path, reproducible=True)
+    return Batch(pages, dossiers, dropped, [])
 
 
 if __name__ == "__main__":  # python -m tests.synth OUT.pdf: the bundled sample batch

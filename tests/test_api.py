@@ -15,12 +15,13 @@ from ingest.page_stages import DetectBlank, ReadBarcodes
 from ingest.pipeline import Pipeline
 from ingest.runner import run_file
 from ingest.settings import Settings
+from tests.synth import ASN_BATCH
 
 ASN = r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, samples: Path):
+def env(tmp_path_factory):
     settings = Settings(data_dir=tmp_path_factory.mktemp("api") / "data", workers=1,
                         dossier_code_grammar=ASN, scanner_discovery=False)
     pipeline = Pipeline.from_settings(settings)
@@ -37,7 +38,7 @@ def env(tmp_path_factory, samples: Path):
     keys["other_agency"] = store.create("processor", ["H40"])
     keys["other_auditor"] = store.create("auditor", ["H40"])
     keys["other_scanner"] = store.create("scanner", ["H40"])
-    sample = samples / "paperless-ngx" / "split-by-asn-1.pdf"
+    sample = ASN_BATCH
     with sample.open("rb") as f:
         upload = client.post("/api/v1/batches", files={"file": ("asn.pdf", f, "application/pdf")},
                              headers=auth(keys["scanner"]))

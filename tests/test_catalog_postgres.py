@@ -13,6 +13,7 @@ from ingest.page_stages import DetectBlank, ReadBarcodes
 from ingest.pipeline import Pipeline
 from ingest.runner import run_file
 from ingest.settings import Settings
+from tests.synth import ASN_BATCH
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -28,13 +29,13 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def ingested(database_url: str, tmp_path_factory, samples: Path) -> tuple[Pipeline, dict]:
+def ingested(database_url: str, tmp_path_factory) -> tuple[Pipeline, dict]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("pg") / "data", workers=2,
                         database_url=database_url,
                         dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$")
     pipeline = Pipeline.from_settings(settings)
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
-    return pipeline, run_file(pipeline, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+    return pipeline, run_file(pipeline, ASN_BATCH)
 
 
 def test_dossiers_are_indexed_in_postgresql(ingested, database_url: str) -> None:

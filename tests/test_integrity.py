@@ -9,15 +9,16 @@ from ingest.pipeline import Pipeline
 from ingest.runner import run_file
 from ingest.settings import Settings
 from storage.integrity import verify
+from tests.synth import ASN_BATCH
 
 
 @pytest.fixture
-def stored(tmp_path: Path, samples: Path) -> Pipeline:
+def stored(tmp_path: Path) -> Pipeline:
     settings = Settings(data_dir=tmp_path / "data", workers=1,
                         dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$")
     pipeline = Pipeline.from_settings(settings)
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
-    run_file(pipeline, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+    run_file(pipeline, ASN_BATCH)
     return pipeline
 
 

@@ -9,6 +9,7 @@ from ingest.pipeline import Pipeline
 from ingest.runner import run_file
 from ingest.settings import Settings
 from ingest.stages import PageWork
+from tests.synth import ASN_BATCH
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "sample-batch.pdf"
 
@@ -23,13 +24,12 @@ class BreaksOnPageTwo:
             raise ValueError("cannot handle this page")
 
 
-def test_unexpected_page_error_is_recorded_and_the_batch_finishes(tmp_path: Path,
-                                                                   samples: Path) -> None:
+def test_unexpected_page_error_is_recorded_and_the_batch_finishes(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", workers=1,
                         dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$")
     pipeline = Pipeline.from_settings(settings)
     pipeline.page_stages = [BreaksOnPageTwo(), ReadBarcodes(), DetectBlank()]
-    record = run_file(pipeline, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+    record = run_file(pipeline, ASN_BATCH)
     assert record["status"] == "needs_review"
     assert record["failed_pages"] == [{"page": 2, "error": "unexpected: ValueError: cannot handle "
                                                            "this page"}]

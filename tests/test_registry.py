@@ -15,6 +15,7 @@ from ingest.pipeline import Pipeline
 from ingest.registry import RegistryUnavailable
 from ingest.runner import run_file
 from ingest.settings import Settings
+from tests.synth import ASN_BATCH
 
 KNOWN = {"ASN00123": {"procedure": "1.000948", "applicant": "Nguyễn Văn An"},
          "ASN00124": {}, "ASN00125": {}}
@@ -53,32 +54,29 @@ def pipeline_with(tmp_path: Path, url: str) -> Pipeline:
     return pipeline
 
 
-def test_unknown_codes_go_to_review(tmp_path: Path, samples: Path, registry_url: str) -> None:
-    record = run_file(pipeline_with(tmp_path, registry_url),
-                      samples / "paperless-ngx" / "split-by-asn-1.pdf")
+def test_unknown_codes_go_to_review(tmp_path: Path, registry_url: str) -> None:
+    record = run_file(pipeline_with(tmp_path, registry_url), ASN_BATCH)
     assert [d["dossier_id"] for d in record["dossiers"]] == ["ASN00123", "ASN00124", "ASN00125"]
     assert record["status"] == "needs_review" and record["unmatched_pages"] == [6, 8]
     assert [(r["code"], r["reason"]) for r in record["review"]] == [
         ("ASN00126", "unknown_to_registry"), ("ASN00127", "unknown_to_registry")]
 
 
-def test_registry_down_interrupts_the_batch_to_be_finished_later(tmp_path: Path,
-                                                                   samples: Path) -> None:
+def test_registry_down_interrupts_the_batch_to_be_finished_later(tmp_path: Path) -> None:
     pipeline = pipeline_with(tmp_path, "http://127.0.0.1:9/api/dossiers/{code}")
     with pytest.raises(RegistryUnavailable):
-        run_file(pipeline, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+        run_file(pipeline, ASN_BATCH)
     batch = next((tmp_path / "data" / "objects" / "batches").iterdir())
     record = json.loads((batch / "batch.json").read_text())
     assert (record["status"], record["waiting_for"]["dependency"]) == ("waiting", "registry")
     assert (batch / "original.pdf").exists()  # nothing lost; running again resumes
 
 
-def test_private_registry_is_refused_unless_allowed(tmp_path: Path, samples: Path,
-                                                    registry_url: str) -> None:
+def test_private_registry_is_refused_unless_allowed(tmp_path: Path, registry_url: str) -> None:
     pipeline = pipeline_with(tmp_path, registry_url)
     pipeline.settings.registry_allow_private = False
     with pytest.raises(RegistryUnavailable, match="not allowed"):
-        run_file(pipeline, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+        run_file(pipeline, ASN_BATCH)
 
 
 def test_a_registry_name_that_rebinds_inward_is_refused(registry_url: str,

@@ -19,6 +19,7 @@ from ingest.runner import run_file
 from ingest.settings import Settings
 from storage.objects import ObjectExists, ObjectMissing
 from storage.s3 import S3ObjectStore
+from tests.synth import ASN_BATCH
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +98,14 @@ def test_worm_retention_refuses_deletes(endpoint: str) -> None:
     assert store.get("dossiers/X/v0001/dossier.pdf") == b"%PDF-1.7 ..."
 
 
-def test_pipeline_runs_on_the_s3_store(endpoint: str, tmp_path: Path, samples: Path) -> None:
+def test_pipeline_runs_on_the_s3_store(endpoint: str, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", workers=2, s3_endpoint=endpoint,
                         s3_access_key="test", s3_secret_key="test", s3_secure=False,
                         s3_region="us-east-1", s3_bucket=f"sohoa-{uuid.uuid4().hex[:12]}",
                         dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$")
     pipeline = Pipeline.from_settings(settings)
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
-    sample = samples / "paperless-ngx" / "split-by-asn-1.pdf"
+    sample = ASN_BATCH
     record = run_file(pipeline, sample)
     assert [d["dossier_id"] for d in record["dossiers"]] == [f"ASN0012{i}" for i in range(3, 8)]
     assert pipeline.store.get(record["original"]) == sample.read_bytes()
@@ -112,8 +113,7 @@ def test_pipeline_runs_on_the_s3_store(endpoint: str, tmp_path: Path, samples: P
     assert list((tmp_path / "data" / "cache").iterdir()) == []  # the local copy is cleaned up
 
 
-def test_api_streams_pdfs_from_s3_with_ranges(endpoint: str, tmp_path: Path,
-                                              samples: Path) -> None:
+def test_api_streams_pdfs_from_s3_with_ranges(endpoint: str, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
@@ -125,7 +125,7 @@ def test_api_streams_pdfs_from_s3_with_ranges(endpoint: str, tmp_path: Path,
                         dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$")
     pipeline = Pipeline.from_settings(settings)
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
-    run_file(pipeline, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+    run_file(pipeline, ASN_BATCH)
     with TestClient(create_app(settings, submit=lambda *a, **k: {})) as client:
         check_ranges(client, KeyStore(settings.catalog_url).create("processor", ["ASN"]))
 
@@ -145,8 +145,7 @@ def check_ranges(client, key: str) -> None:  # type: ignore[no-untyped-def]
     assert bad.status_code == 416
 
 
-def test_retention_follows_the_procedure_the_registry_names(endpoint: str, tmp_path: Path,
-                                                            samples: Path) -> None:
+def test_retention_follows_the_procedure_the_registry_names(endpoint: str, tmp_path: Path) -> None:
     """Given WORM storage, 10 years of retention for procedure 1.000948 and none by default, and
     a registry that names that procedure for ASN00123 only, when the batch is digitized, then
     ASN00123's objects are locked for 10 years and refuse deletion, and ASN00124's are not locked."""
@@ -167,7 +166,7 @@ def test_retention_follows_the_procedure_the_registry_names(endpoint: str, tmp_p
             registry_allow_private=True, dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$")
         pipeline = Pipeline.from_settings(settings)
         pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
-        record = run_file(pipeline, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+        record = run_file(pipeline, ASN_BATCH)
     finally:
         server.shutdown()
     store = pipeline.store

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults import Group, sohoa_env, submit_file
+from tests.synth import ASN_BATCH
 
 ASN = r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"
 SOHOA = Path(sys.executable).parent / "sohoa"
@@ -38,15 +39,14 @@ def wait_for(record: Path, timeout: float = 180) -> dict:
     "amqp://guest:guest@127.0.0.1:5672//",
     None,  # embedded: kombu's SQLAlchemy transport on SQLite
 ])
-def test_worker_processes_a_batch_page_by_page(tmp_path: Path, samples: Path,
-                                               broker: str | None) -> None:
+def test_worker_processes_a_batch_page_by_page(tmp_path: Path, broker: str | None) -> None:
     if broker and "{db}" in broker:
         broker = broker.format(db=int(uuid.uuid4().int % 15) + 1)
     env = environment(tmp_path, broker)
     # In a session of its own, logged to a file (a pipe nobody reads would stall the worker).
     worker = Group([str(SOHOA), "worker", "--concurrency", "2"], env, tmp_path / "worker.log")
     try:
-        batch_id = submit_file(env, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+        batch_id = submit_file(env, ASN_BATCH)
         try:
             record = wait_for(tmp_path / "data" / "objects" / "batches" / batch_id / "batch.json")
         except AssertionError:
@@ -60,8 +60,7 @@ def test_worker_processes_a_batch_page_by_page(tmp_path: Path, samples: Path,
         ("ASN00127", [8])]
 
 
-def test_new_dossiers_are_announced_to_webhooks_by_the_worker(tmp_path: Path,
-                                                               samples: Path) -> None:
+def test_new_dossiers_are_announced_to_webhooks_by_the_worker(tmp_path: Path) -> None:
     from http.server import BaseHTTPRequestHandler, HTTPServer
     from threading import Thread
 
@@ -84,7 +83,7 @@ def test_new_dossiers_are_announced_to_webhooks_by_the_worker(tmp_path: Path,
     env["SOHOA_WEBHOOK_ALLOW_PRIVATE"] = "true"
     worker = Group([str(SOHOA), "worker", "--concurrency", "2"], env, tmp_path / "worker.log")
     try:
-        batch_id = submit_file(env, samples / "paperless-ngx" / "split-by-asn-1.pdf")
+        batch_id = submit_file(env, ASN_BATCH)
         wait_for(tmp_path / "data" / "objects" / "batches" / batch_id / "batch.json")
         deadline = time.monotonic() + 60
         while len(heard) < 5 and time.monotonic() < deadline:
@@ -115,11 +114,11 @@ def local_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_a_batch_whose_finishing_fails_for_good_is_recorded_as_failed(
-        local_tasks, samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        local_tasks, monkeypatch: pytest.MonkeyPatch) -> None:
     """Given a batch whose pages are done, when finishing it raises an error no retry can fix,
     then the batch is recorded as failed with that error (not left `processing`), original kept."""
     pipeline = local_tasks._pipeline()
-    batch_id = pipeline.receive(samples / "paperless-ngx" / "split-by-asn-1.pdf")
+    batch_id = pipeline.receive(ASN_BATCH)
     for index in range(pipeline.inspect(batch_id)["pages"]):
         pipeline.process_page(batch_id, index)
 
