@@ -423,6 +423,12 @@ def _tiff_directories_cut(path: Path, size: int) -> str | None:
     return None
 
 
+def _pdf_head(path: Path) -> bytes:
+    """A PDF may have up to 1 KB of junk before its header (PDF 32000, annex H)."""
+    with path.open("rb") as f:
+        return f.read(1024)
+
+
 def cut_short(path: Path) -> str | None:
     """Why a file looks cut short by its own structure (a transfer that stopped early can still
     look "complete" to the receiver), or None when it ends as its format says a file ends."""
@@ -438,6 +444,8 @@ def cut_short(path: Path) -> str | None:
         return None if b"IEND" in tail[-64:] else "a PNG without its end (IEND chunk)"
     if head.startswith((b"II*\x00", b"MM\x00*")):
         return _tiff_cut_short(path, size)
+    if b"%PDF-" not in _pdf_head(path):
+        return None  # not a scan format: what it is, decoding says
     return None if b"%%EOF" in tail else "a PDF without its end (%%EOF)"
 
 
