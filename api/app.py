@@ -18,11 +18,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as Path_
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel, Field
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from api.keys import ALL_AGENCIES, KeyStore, Principal
 from api.scanner_routes import add_scanner_routes
@@ -39,6 +43,133 @@ from storage.objects import LocalObjectStore, ObjectMissing
 
 UPLOAD_CHUNK = 1 << 20
 BATCH_ID = re.compile(r"b[0-9a-f]{24}")  # ingest.pipeline.Pipeline.receive
+
+# ---- POST /api/v1/batches: the upload, parsed as it arrives --------------------------------
+
+UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around the file, at most
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary"},
+                   "dossier": {"type": "string", "description": "the dossier code, if known"}}}}}}}
+
+
+class _TooBig(Exception):
+    pass
+
+
+class _Upload:
+    """A multipart/form-data upload of one `file` part (and small fields such as `dossier`),
+    parsed as it comes: the file written to a temporary file in `incoming`, counted against
+    `limit` bytes (_TooBig past it), not held in memory. 400/422 for a body that is not one."""
+
+    FIELD_MAX = 4096
+
+    def __init__(self, content_type: str, incoming: Path, limit: int) -> None:
+        kind, options = parse_options_header(content_type)
+        if kind != b"multipart/form-data" or not options.get(b"boundary"):
+            raise HTTPException(422, [{"type": "missing", "loc": ["body", "file"],
+                                       "msg": "Field required", "input": None}])
+        self.incoming, self.limit = incoming, limit
+        self.size = 0
+        self.path: Path | None = None
+        self.file_name: str | None = None
+        self.fields: dict[str, str] = {}
+        self._file: Any = None
+        self._buffer = bytearray()
+        self._part: str | None = None  # the form field being read
+        self._in_file = False
+        self._value = bytearray()
+        self._header = [b"", b""]
+        self._disposition = b""
+        self._ended = False
+        self._parser = MultipartParser(options[b"boundary"], {
+            "on_part_begin": self._begin, "on_header_field": self._header_field,
+            "on_header_value": self._header_value, "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished, "on_part_data": self._data,
+            "on_part_end": self._part_end, "on_end": self._end})
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            self._parser.write(chunk)
+        except FormParserError as e:
+            raise HTTPException(400, f"the multipart body cannot be read: {e}") from None
+
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._file.write(self._buffer)
+            self._buffer.clear()
+
+    def finish(self) -> None:
+        """The body is all there: the file written whole, or 400/422 why not."""
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+        if not self._ended:
+            raise HTTPException(400, "the multipart body ends before its closing boundary")
+        if self.path is None:
+            raise HTTPException(422, [{"type": "missing", "loc": ["body", "file"],
+                                       "msg": "Field required", "input": None}])
+
+    def discard(self) -> None:
+        """The temporary file goes, whatever happened (the original is in the store by now)."""
+        if self._file is not None:
+            self._file.close()
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+    def _begin(self) -> None:
+        self._part, self._in_file, self._disposition = None, False, b""
+        self._value.clear()
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header[0] += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header[1] += data[start:end]
+
+    def _header_end(self) -> None:
+        if self._header[0].lower() == b"content-disposition":
+            self._disposition = self._header[1]
+        self._header = [b"", b""]
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._disposition)
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if name == "file" and b"filename" in options:
+            if self.path is not None:
+                raise HTTPException(422, "one file per upload")
+            raw = options[b"filename"].decode("utf-8", "replace")
+            self.file_name = Path(raw or "upload").name[:200] or "upload"
+            self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in finish/discard)
+                dir=self.incoming, suffix=Path(self.file_name).suffix.lower()[:6], delete=False)
+            self.path = Path(self._file.name)
+            self._part, self._in_file = None, True
+        elif len(self.fields) >= 20:
+            raise HTTPException(422, "too many form fields")
+        else:
+            self._part = name
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_file:
+            self.size += end - start
+            if self.size > self.limit:
+                raise _TooBig
+            self._buffer += data[start:end]
+        elif len(self._value) + end - start > self.FIELD_MAX:
+            raise HTTPException(422, f"the form field {self._part!r} is too long")
+        else:
+            self._value += data[start:end]
+
+    def _part_end(self) -> None:
+        if self._part is not None:
+            self.fields[self._part] = self._value.decode("utf-8", "replace")
+
+    def _end(self) -> None:
+        self._ended = True
+
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -164,38 +295,48 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
             raise HTTPException(404, "no such batch")
         return record
 
-    @app.post("/api/v1/batches", status_code=202)
-    def upload_batch(request: Request, who: Annotated[Principal, Depends(role("scanner"))],
-                     file: Annotated[UploadFile, File()],
-                     dossier: Annotated[str | None, Form()] = None) -> dict[str, Any]:
-        """Stores the upload as a batch (original first) and queues it; 202 with the batch id."""
-        if dossier and not pipeline.grammar.match(dossier):
-            raise HTTPException(422, f"{dossier!r} is not a dossier code")
+    @app.post("/api/v1/batches", status_code=202, openapi_extra=UPLOAD_BODY)
+    async def upload_batch(request: Request,
+                           who: Annotated[Principal, Depends(role("scanner"))]) -> dict[str, Any]:
+        """Stores the upload as a batch (original first) and queues it; 202 with the batch id.
+        The body is written to disk as it comes: one over SOHOA_MAX_UPLOAD_MB is refused with
+        413 as soon as that is known (before a byte is read when Content-Length says so), and
+        nothing of it is kept. Nothing here depends on the number of pages (ingest/tasks.py)."""
         incoming = settings.data_dir / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
-        name = Path(file.filename or "upload").name[:200]
-        limit, size = settings.max_upload_mb * 1024 * 1024, 0
-        with tempfile.NamedTemporaryFile(dir=incoming, suffix=Path(name).suffix.lower()[:6],
-                                         delete=False) as tmp:
-            while chunk := file.file.read(UPLOAD_CHUNK):
-                size += len(chunk)
-                if size > limit:
-                    break
-                tmp.write(chunk)
-        path = Path(tmp.name)
-        if size > limit:
-            path.unlink(missing_ok=True)
-            raise HTTPException(413, f"uploads are limited to {settings.max_upload_mb} MB")
+        limit = settings.max_upload_mb * 1024 * 1024
+        too_big = HTTPException(413, f"the upload is larger than {settings.max_upload_mb} MB "
+                                     "(SOHOA_MAX_UPLOAD_MB): nothing was stored",
+                                headers={"Connection": "close"})  # the rest of the body unread
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit + UPLOAD_SLACK:
+            raise too_big
+        upload = _Upload(request.headers.get("content-type", ""), incoming, limit)
         try:
-            record = submit(path, dossier=dossier, source="upload", file_name=name,
-                            agency=who.agencies[0])
-        except OperationalError as e:  # broker down: the original is stored, its pages are not queued
+            try:
+                async for chunk in request.stream():
+                    upload.write(chunk)
+                    if upload.pending() >= UPLOAD_CHUNK:
+                        await run_in_threadpool(upload.flush)
+                await run_in_threadpool(upload.finish)
+            except _TooBig:
+                raise too_big from None
+            except ClientDisconnect:
+                raise HTTPException(400, "the upload was cut off before its end") from None
+            dossier = upload.fields.get("dossier") or None
+            if dossier and not pipeline.grammar.match(dossier):
+                raise HTTPException(422, f"{dossier!r} is not a dossier code")
+            assert upload.path is not None and upload.file_name is not None
+            record = await run_in_threadpool(submit, upload.path, dossier=dossier,
+                                             source="upload", file_name=upload.file_name,
+                                             agency=who.agencies[0])
+        except OperationalError as e:  # broker down: the original is stored, its start is not queued
             raise HTTPException(503, "the scan is stored but could not be queued (task broker "
                                      "unreachable); upload the same file again to resume") from e
         finally:
-            path.unlink(missing_ok=True)
-        log(request, who, "batch.upload", record["batch_id"], who.agencies[0], file=name,
-            status=record["status"])
+            upload.discard()
+        await run_in_threadpool(log, request, who, "batch.upload", record["batch_id"],
+                                who.agencies[0], file=upload.file_name, status=record["status"])
         return {"batch_id": record["batch_id"], "status": record["status"],
                 "error": record.get("error"), "pages": record.get("pages", 0)}
 

@@ -1,14 +1,32 @@
 """The pipeline steps as Celery tasks: ids in, ids out, so adding workers adds throughput.
 
-    submit(path)                          receive + inspect here, then one task per page
-    start_batch(batch_id)                 inspect + queue the pages (a batch received but not begun)
-    process_page(batch_id, n)             a page; the last page to finish queues finish_batch
+    submit(path)                          stores the original (in the caller), queues start_batch
+    start_batch(batch_id)                 counts and orders the pages, queues the first of each chain
+    process_page(batch_id, n)             a page; then the next page of its chain, or finish_batch
     finish_batch(batch_id)                split, assemble every dossier, final status
+
+An upload is answered as soon as its original is stored: that must come first, and costs only the
+file's size (hashing, writing). Counting pages (a 2,000-frame TIFF takes about a second), ordering
+them and queueing them is start_batch's work, on a worker, so no page count keeps a client waiting.
+
+Big beside small. The queue is first in, first out: a batch that put all its pages in it at once
+(3,000 of them) would keep every batch sent after it waiting for all of them. So a batch has at
+most `pages_in_flight` pages (W, SOHOA_PAGES_IN_FLIGHT, 8) in the queue or in workers' hands.
+start_batch stores in the batch record the order of its pages (heaviest first, `page_order`; null
+when that is the page order) and W (`pages_in_flight`), which cut the pages into W chains: chain s
+is the pages at positions s, s+W, s+2W... of the order. It queues the first page of each chain,
+and the worker that did a page queues the next page of its chain (the next one without a result).
+A batch sent after others thus waits behind at most W pages of each, and the workers take pages
+of all running batches in turn. The chain whose last page is done looks whether the whole batch
+is, and queues finish_batch.
 
 Tasks are acknowledged late (a worker that dies mid-page leaves the task for another) and retried
 a few times in place on tool or storage trouble. Every step is idempotent (ingest/pipeline.py), so
-a task delivered twice changes nothing, and finish_batch needs no result backend or chord: the
-page that completes the set queues it, and running it twice writes the same objects.
+a task delivered twice changes nothing, and finish_batch needs no result backend or chord. Nor does
+a second delivery widen a batch's window: only the delivery that did the page goes on with its
+chain (a second copy finds the page done, or held, and stops there), or a redelivery or retry
+(the worker that had it before vanished, or the task failed, maybe between storing the page and
+queueing the next: at worst one copy too many, which stops at its page).
 
 What Celery leaves out, sohoa adds (see ingest/watchdog.py):
 - a worker holds a lease (storage/leases.py) on the page or batch it works on, so a second
@@ -16,9 +34,15 @@ What Celery leaves out, sohoa adds (see ingest/watchdog.py):
   seen as such when its lease expires;
 - the watchdog, in every worker, queues again the work of a batch that nobody holds and nothing in
   the queue will do (a task lost with its worker, a broker that forgot its messages), and resumes
-  batches that wait for a dependency;
+  batches that wait for a dependency: the first page without a result of each chain that nobody
+  holds (at most W per batch), the chains going on from there;
 - a task that gives up because a dependency is down (registry, object store, database) makes its
-  batch `waiting`, never `failed`: it is tried again, with a growing pause, until it answers.
+  batch `waiting`, never `failed`: it is tried again, with a growing pause, until it answers. Its
+  chain stops there, and starts again when the batch is resumed.
+
+The same file sent again queues nothing while its batch is under way (its start queued, or its
+pages moving): only a `waiting` batch is resumed at once, and work nobody holds is queued again
+if the queue is empty (as the watchdog would).
 
 Broker: SOHOA_BROKER_URL (redis://, amqp://); by default kombu's SQLAlchemy transport on a SQLite
 file in the data dir, so one machine needs no server.
@@ -29,6 +53,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -118,27 +144,53 @@ class SettlesBatch(Task):  # type: ignore[misc]
 
 @app.task(name="sohoa.start_batch", base=SettlesBatch, **RETRY)
 def start_batch(batch_id: str) -> str:
-    """Inspects a batch whose original is stored but whose pages were never queued."""
-    record = _pipeline().inspect(batch_id)
-    if record["status"] == "processing":
-        queue_missing(batch_id, only_if_idle=False)
+    """Counts the pages of a batch whose original is stored, orders them and queues the first
+    page of each chain. A batch already ordered is left to its chains (a second delivery)."""
+    pipeline = _pipeline()
+    record = pipeline.inspect(batch_id)
+    if record["status"] in FINAL or not record.get("pages") or _ordered(record):
+        return batch_id
+    record = _order(pipeline, batch_id)
+    _queue_heads(pipeline, record)
     return batch_id
 
 
 @app.task(name="sohoa.process_page", base=SettlesBatch, **RETRY)
 def process_page(batch_id: str, index: int) -> int:
     pipeline = _pipeline()
+    did = False
     if not pipeline.store.exists(layout.page_facts(batch_id, index)):
         with _leases().holding(page_key(batch_id, index), _lease_s(), batch_id=batch_id) as mine:
             if not mine:  # another worker has it now; look again once its lease could be dead
                 process_page.apply_async((batch_id, index), countdown=_lease_s())
                 return index
-            pipeline.process_page(batch_id, index)
-    record = pipeline.record(batch_id)
-    if record["status"] not in FINAL and all(
-            pipeline.store.exists(layout.page_facts(batch_id, i)) for i in range(record["pages"])):
-        finish_batch.delay(batch_id)
+            if not pipeline.store.exists(layout.page_facts(batch_id, index)):  # not done meanwhile
+                pipeline.process_page(batch_id, index)
+                did = True
+    # A redelivery or a retry may follow a delivery that stored the page and then died or
+    # failed before queueing the next: it goes on with the chain (at worst one copy too many).
+    request = process_page.request
+    again = bool((request.delivery_info or {}).get("redelivered") or request.retries)
+    _after_page(pipeline, batch_id, index, go_on=did or again)
     return index
+
+
+def _after_page(pipeline: Pipeline, batch_id: str, index: int, go_on: bool) -> None:
+    """With `go_on`, queues the next page of this page's chain that has no result; once the chain
+    has none left, queues finish_batch if every page of the batch has its result."""
+    record = pipeline.record(batch_id)
+    if record["status"] in FINAL:
+        return
+    order, window = _plan(record)
+    done = _has_result(pipeline, batch_id)
+    position = order.index(index) if index in order else len(order)
+    for later in order[position + window::window]:
+        if not done(later):
+            if go_on:
+                process_page.delay(batch_id, later)
+            return
+    if all(done(i) for i in range(record["pages"])):
+        finish_batch.delay(batch_id)
 
 
 @app.task(name="sohoa.finish_batch", base=SettlesBatch, **RETRY)
@@ -212,8 +264,9 @@ def queued_messages() -> int | None:
 
 
 def queue_missing(batch_id: str, only_if_idle: bool = True) -> list[str]:
-    """Queues the work of a batch that nobody holds: the pages without a result and without a
-    live lease, or its finishing once every page has one, or its start if it was never begun.
+    """Queues the work of a batch that nobody holds: its start if it was never begun, else the
+    first page without a result of each chain, if nobody holds it (at most `pages_in_flight`:
+    the chains go on from there), or its finishing once every page has one.
     With `only_if_idle`, only when the queue is empty (otherwise the work may be in it)."""
     pipeline = _pipeline()
     record = pipeline.record(batch_id)
@@ -221,41 +274,93 @@ def queue_missing(batch_id: str, only_if_idle: bool = True) -> list[str]:
         return []
     if only_if_idle and queued_messages() != 0:
         return []
-    if record["status"] == "received":
+    if record["status"] == "received" or not record.get("pages"):
         start_batch.delay(batch_id)
         return ["start"]
+    if not _ordered(record):  # counted, but its start was cut short (or began before orders)
+        record = _order(pipeline, batch_id)
+    return _queue_heads(pipeline, record)
+
+
+def _queue_heads(pipeline: Pipeline, record: dict[str, Any]) -> list[str]:
+    batch_id = record["batch_id"]
     live = _leases().live(batch_id)
-    missing = [i for i in range(record["pages"])
-               if not pipeline.store.exists(layout.page_facts(batch_id, i))]
-    if not missing:
+    done = _has_result(pipeline, batch_id)
+    order, window = _plan(record)
+    todo = [i for i in order if not done(i)]
+    if not todo:
         if finish_key(batch_id) in live:
             return []
         finish_batch.delay(batch_id)
         return ["finish"]
-    todo = [i for i in missing if page_key(batch_id, i) not in live]
-    for i in pipeline.heaviest_first(batch_id, todo):
-        process_page.delay(batch_id, i)
-    return [f"page {i}" for i in todo]
+    missing = set(todo)
+    queued = []
+    for chain in range(min(window, len(order))):
+        head = next((i for i in order[chain::window] if i in missing), None)
+        if head is not None and page_key(batch_id, head) not in live:
+            process_page.delay(batch_id, head)
+            queued.append(f"page {head}")
+    return queued
+
+
+# ---- the order pages are queued in ---------------------------------------------------------
+
+ORDER, WINDOW = "page_order", "pages_in_flight"  # keys of the batch record
+
+
+def _ordered(record: dict[str, Any]) -> bool:
+    return WINDOW in record
+
+
+def _order(pipeline: Pipeline, batch_id: str) -> dict[str, Any]:
+    """Stores in the batch record the order its pages are queued in (heaviest first; null for
+    the page order) and its window, once: every later task reads them there."""
+    record = pipeline.record(batch_id)
+    order = pipeline.heaviest_first(batch_id, list(range(record["pages"])))
+    record = pipeline.record(batch_id)
+    record[ORDER] = None if order == sorted(order) else order
+    record[WINDOW] = get_settings().pages_in_flight
+    pipeline._save_record(record)  # the store's copy only: the catalog has nothing to index
+    return record
+
+
+def _plan(record: dict[str, Any]) -> tuple[list[int], int]:
+    """The order of a batch's pages and its window; for a batch begun before they were stored,
+    the page order and the window of the settings."""
+    pages = int(record.get("pages") or 0)
+    order = record.get(ORDER)
+    if not order or len(order) != pages:
+        order = list(range(pages))
+    return order, max(1, int(record.get(WINDOW) or get_settings().pages_in_flight))
+
+
+def _has_result(pipeline: Pipeline, batch_id: str) -> Callable[[int], bool]:
+    return lambda i: pipeline.store.exists(layout.page_facts(batch_id, i))
 
 
 def submit(path: Path, dossier: str | None = None, source: str = "upload",
            file_name: str | None = None, agency: str | None = None, device: str | None = None,
            incomplete: str | None = None) -> dict[str, Any]:
-    """Stores the original, validates it, and queues its pages; returns the batch record. The
-    same file again resumes its batch if it waits, or if its work is in nobody's hands."""
+    """Stores the original and queues its start; returns the batch record (`received`). Nothing
+    here depends on the number of pages. The same file again queues nothing while its batch is
+    under way; it resumes it if it waits, or queues what nobody holds if the queue is empty."""
     pipeline = _pipeline()
     batch_id = pipeline.receive(path, source=source, dossier=dossier, file_name=file_name,
                                 agency=agency, device=device, incomplete=incomplete)
-    before = pipeline.record(batch_id)["status"]
-    record = pipeline.inspect(batch_id)
-    if before == "received" and record["status"] == "processing":
-        todo = [i for i in range(record["pages"])
-                if not pipeline.store.exists(layout.page_facts(batch_id, i))]
-        for i in pipeline.heaviest_first(batch_id, todo):
-            process_page.delay(batch_id, i)
+    record = pipeline.record(batch_id)
+    if record["status"] == "received" and not record.get("start_queued_at"):
+        # Marked before it is queued: a start_batch that ran first would see its record undone.
+        record["start_queued_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        pipeline._save_record(record)
+        try:
+            start_batch.delay(batch_id)
+        except Exception:  # broker down: the same file sent again must queue it
+            record.pop("start_queued_at")
+            pipeline._save_record(record)
+            raise
     elif record["status"] == "waiting":
         record = retry(batch_id)
-    elif record["status"] == "processing":
+    elif record["status"] in ("received", "processing"):
         queue_missing(batch_id, only_if_idle=True)
     return record
 

@@ -8,9 +8,11 @@ runs this loop (one of them at a time, by lease), every `tick_s`:
 
 - a batch `waiting` for a dependency whose pause is over is resumed (its missing work queued);
 - a batch `received` or `processing` is suspect when the queue is empty; still suspect one tick
-  later (the queue still empty), its work that no live lease covers is queued again: pages with
-  no result, else its finishing, else its start. Work still in the queue, or in the hands of a
-  live worker, is never queued twice by the watchdog.
+  later (the queue still empty), its work that no live lease covers is queued again: its start
+  if it was never begun, else the first page with no result of each of its chains (at most
+  `pages_in_flight` pages: ingest/tasks.py, the chains go on from there), else its finishing.
+  Work still in the queue, or in the hands of a live worker, is never queued twice by the
+  watchdog.
 
 Queueing work twice is harmless anyway: every step is idempotent and a second delivery of work
 another worker holds waits for that worker's lease.

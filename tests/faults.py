@@ -200,3 +200,25 @@ def kill_session(sid: int, proc: subprocess.Popen) -> None:
             proc.wait(10)
         if not session_gone(sid, 1):
             break
+
+
+def api_key(env: dict[str, str], role: str = "scanner", agency: str = "*") -> str:
+    """A new API key (`sohoa apikey create`) on the catalog of `env`."""
+    sohoa = Path(sys.executable).parent / "sohoa"
+    out = subprocess.run([str(sohoa), "apikey", "create", "--role", role, "--agency", agency],
+                         env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"apikey create failed: {out.stderr[-2000:]}")
+    return out.stdout.strip()
+
+
+def queued(env: dict[str, str]) -> int | None:
+    """The tasks waiting in the queue of `env` (ingest.tasks.queued_messages, in a process with
+    `env`: the broker and queue are read from it at import)."""
+    code = "from ingest.tasks import queued_messages; print(queued_messages())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"queued_messages failed: {out.stderr[-2000:]}")
+    found = out.stdout.strip().splitlines()[-1]
+    return None if found == "None" else int(found)
