@@ -39,6 +39,8 @@ from scanners.scan import ScanService
 from scanners.spool import Spool
 from storage import layout
 from storage.audit import AuditWriter, Event
+from storage.integrity import problems
+from storage.integrity import verify as verify_archive
 from storage.objects import LocalObjectStore, ObjectMissing
 
 UPLOAD_CHUNK = 1 << 20
@@ -447,6 +449,25 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         return {**found, "checksums": {name: o["sha256"] for name, o in
                                        manifest["objects"].items()},
                 "original_sha256": manifest["original"]["sha256"]}
+
+    @app.get("/api/v1/dossiers/{code}/verify")
+    def verify_dossier(code: str, request: Request,
+                       who: Annotated[Principal, Depends(role("auditor"))]) -> dict[str, Any]:
+        """The archive's one verification (storage/integrity.py, as `sohoa verify CODE` and the
+        web's "verify now"): every object against its manifest, the manifest against the
+        checksum the audit log recorded, every version the catalog or audit log knows present.
+        `ok` is false when anything changed or is missing; audited as `dossier.verify`."""
+        found = visible_dossier(code, who)
+        findings = verify_archive(pipeline.store, found["dossier_id"], pipeline.catalog,
+                                  pipeline.audit)
+        bad = [f.to_dict() for f in problems(findings)]
+        # The same audit entry as the web's "verify now": the dossier page shows the last one.
+        log(request, who, "dossier.verify", found["dossier_id"], found["agency"],
+            result="problem" if bad else "ok", version=found["version"], objects=len(findings),
+            problems=bad[:50], via="api")
+        return {"dossier_id": found["dossier_id"], "version": found["version"],
+                "ok": not bad, "checked": len(findings), "problems": bad,
+                "findings": [f.to_dict() for f in findings]}
 
     @app.get("/api/v1/dossiers/{code}/pdf")
     def dossier_pdf(code: str, request: Request,
