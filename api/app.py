@@ -326,19 +326,26 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
             except ClientDisconnect:
                 raise HTTPException(400, "the upload was cut off before its end") from None
             dossier = upload.fields.get("dossier") or None
-            if dossier and not pipeline.grammar.match(dossier):
-                raise HTTPException(422, f"{dossier!r} is not a dossier code")
+            agency = who.agencies[0]
+            if dossier:
+                if (found := pipeline.grammar.match(dossier)) is None:
+                    raise HTTPException(422, f"{dossier!r} is not a dossier code")
+                if not who.sees(found.agency):  # writes are scoped like reads: as if missing
+                    raise HTTPException(404, "no such dossier")
+                dossier, agency = found.code, found.agency
             assert upload.path is not None and upload.file_name is not None
+            # A code of another agency read on a page makes no version either: its pages wait
+            # in review for that agency (ingest/pipeline.py hold_other_agency).
             record = await run_in_threadpool(submit, upload.path, dossier=dossier,
                                              source="upload", file_name=upload.file_name,
-                                             agency=who.agencies[0])
+                                             agency=agency, scope=list(who.agencies))
         except OperationalError as e:  # broker down: the original is stored, its start is not queued
             raise HTTPException(503, "the scan is stored but could not be queued (task broker "
                                      "unreachable); upload the same file again to resume") from e
         finally:
             upload.discard()
         await run_in_threadpool(log, request, who, "batch.upload", record["batch_id"],
-                                who.agencies[0], file=upload.file_name, status=record["status"])
+                                agency, file=upload.file_name, status=record["status"])
         return {"batch_id": record["batch_id"], "status": record["status"],
                 "error": record.get("error"), "pages": record.get("pages", 0)}
 
@@ -350,8 +357,8 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                    for i in range(record.get("pages", 0)))
         log(request, who, "batch.read", batch_id, record.get("agency") or "")
         keys_ = ("batch_id", "file", "status", "error", "pages", "dossiers", "unmatched_pages",
-                 "dropped_pages", "failed_pages", "received_at", "source", "device", "incomplete",
-                 "waiting_for")
+                 "dropped_pages", "failed_pages", "review", "received_at", "source", "device",
+                 "incomplete", "waiting_for")
         return {**{k: record.get(k) for k in keys_}, "pages_done": done}
 
     @app.post("/api/v1/batches/{batch_id}/retry", status_code=202)

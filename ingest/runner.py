@@ -36,10 +36,10 @@ def _process_page(batch_id: str, index: int) -> int:
 def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source: str = "cli",
              progress: Callable[[int, int], None] | None = None, file_name: str | None = None,
              agency: str | None = None, device: str | None = None,
-             incomplete: str | None = None) -> dict[str, Any]:
+             incomplete: str | None = None, scope: list[str] | None = None) -> dict[str, Any]:
     """Ingests one file and waits; returns the batch record. Same file again: same record."""
     batch_id = pipeline.receive(path, source=source, dossier=dossier, file_name=file_name,
-                                agency=agency, device=device, incomplete=incomplete)
+                                agency=agency, device=device, incomplete=incomplete, scope=scope)
     # Held while this process runs the batch, so that a server's watchdog on the same data
     # leaves it alone, and takes it over if this process dies.
     leases = Leases(pipeline.settings.catalog_url)

@@ -338,3 +338,42 @@ def test_malformed_corrections_are_422(env, name: str, body: dict) -> None:
     answer = client.put(f"/api/v1/dossiers/ASN00125/fields/{name}", headers=auth(keys["processor"]),
                         json=body)
     assert answer.status_code == 422
+
+
+# ---- writes are scoped like reads (issue 11) ----------------------------------------------------
+
+
+def test_an_upload_for_another_agencys_dossier_is_404_and_stores_nothing(env) -> None:
+    """Given a scanner key of H40, when it uploads a page for dossier ASN00123 (agency ASN), then
+    the answer is 404 as for reading that dossier, and no batch is made."""
+    client, keys, _, _ = env
+    before = client.get("/api/v1/dossiers/ASN00123", headers=auth(keys["processor"])).json()
+    r = client.post("/api/v1/batches", data={"dossier": "ASN00123"},
+                    files={"file": ("forged.pdf", ASN_BATCH.read_bytes() + b"\n% forged\n",
+                                    "application/pdf")},
+                    headers=auth(keys["other_scanner"]))
+    assert r.status_code == 404 and r.json()["detail"] == "no such dossier"
+    after = client.get("/api/v1/dossiers/ASN00123", headers=auth(keys["processor"])).json()
+    assert after["version"] == before["version"]
+
+
+def test_barcodes_of_another_agency_make_no_version_for_the_uploader(env) -> None:
+    """Given a scanner key of H40, when it uploads a batch whose barcodes carry codes of agency
+    ASN, then no ASN dossier gets a version: the pages wait in review as `other_agency`."""
+    client, keys, _, _ = env
+    before = {c: client.get(f"/api/v1/dossiers/{c}", headers=auth(keys["processor"])).json()
+              ["version"] for c in ("ASN00123", "ASN00127")}
+    r = client.post("/api/v1/batches",
+                    files={"file": ("theirs.pdf", ASN_BATCH.read_bytes() + b"\n% H40\n",
+                                    "application/pdf")},
+                    headers=auth(keys["other_scanner"]))
+    assert r.status_code == 202
+    body = client.get(f"/api/v1/batches/{r.json()['batch_id']}",
+                      headers=auth(keys["other_scanner"])).json()
+    assert (body["status"], body["dossiers"]) == ("needs_review", [])
+    assert [(r["code"], r["reason"], r["agency"]) for r in body["review"]] == [
+        (c, "other_agency", "ASN") for c in
+        ("ASN00123", "ASN00124", "ASN00125", "ASN00126", "ASN00127")]
+    after = {c: client.get(f"/api/v1/dossiers/{c}", headers=auth(keys["processor"])).json()
+             ["version"] for c in ("ASN00123", "ASN00127")}
+    assert after == before
