@@ -52,9 +52,12 @@ def manifests(live_app: LiveApp, tmp_path_factory: pytest.TempPathFactory) -> di
     read = synth.write_pdf(dossier_pages(AN, 0) + dossier_pages(NGOC, 1, NOISY), folder / "ocr.pdf")
     with_ocr = Pipeline.from_settings(live_app.settings)  # the default stages: OCR included
     assert run_file(with_ocr, read, agency=H40)["status"] == "done"
-    fast = synth.write_pdf(dossier_pages(THANG, 2) + dossier_pages(OTHER, 0)
-                           + dossier_pages(MISREAD, 3), folder / "fast.pdf")
+    fast = synth.write_pdf(dossier_pages(THANG, 2) + dossier_pages(MISREAD, 3),
+                           folder / "fast.pdf")
     assert run_file(live_app.pipeline, fast, agency=H40)["status"] == "done"
+    # H56's dossier comes in H56's own batch: writes are scoped like reads.
+    theirs = synth.write_pdf(dossier_pages(OTHER, 0), folder / "h56.pdf")
+    assert run_file(live_app.pipeline, theirs, agency=H56)["status"] == "done"
     return {code: live_app.pipeline.versions(code)[-1]
             for code in (AN, NGOC, THANG, OTHER, MISREAD)}
 
