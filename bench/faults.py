@@ -1013,10 +1013,15 @@ def cut_ftp_upload(scene: Scene) -> Row:
             f"{done.get('status')}, not needs_review": done.get("status") == "needs_review",
             "the original is not the prefix received": 0 < len(kept) < len(data)
             and data.startswith(kept),
-            "the dossier not held": (batch_id, "incomplete_scan") in held,
+            # No page readable (the page tree was past the cut): nothing to hold, and nothing
+            # can pass for the dossier either; staff see an interrupted scan to do again.
+            "the dossier not held": (batch_id, "incomplete_scan") in held or (
+                not full.get("pages") and not done.get("dossiers")),
         }
         failed = [name for name, ok in checks.items() if not ok]
-        outcomes.append(f"{layout}: " + ("incomplete, in review, dossier held (incomplete_scan)"
+        shown = ("dossier held (incomplete_scan)" if held else
+                 "no page readable: nothing held, no version")
+        outcomes.append(f"{layout}: " + (f"incomplete, in review, {shown}"
                                          if not failed else f"NOT AS REQUIRED: {', '.join(failed)}"))
         pages_held = sum(len(p) for _, p, _ in held_entries(full))
         kept_text.append(f"{layout}: original = the {len(kept):,} bytes received, {pages_held} "
