@@ -505,7 +505,8 @@ class ReviewPages:
             "dossiers": batch_dossiers(self.pipeline, record, who),
             "reasons": batch_reasons(record), "notice": notice, "error": error, "code": code,
             "assigned": assigned, "action_id": _new_action(),
-            "incomplete": record.get("incomplete") and not record.get("incomplete_checked"),
+            "incomplete": (record.get("incomplete") and not record.get("incomplete_checked")
+                           and who.sees(record.get("agency") or "")),
             "settled": record["status"] != "needs_review", "thumb": THUMB, "large": LARGE,
         }, status_code=status_code)
 
@@ -541,6 +542,9 @@ class ReviewPages:
         becomes its dossier's current version), keep (a held rescan is set aside)."""
         record = self.batch(batch_id, who)
         if op not in ("assign", "discard", "incomplete", "replace", "keep"):
+            raise HTTPException(404)
+        if op == "incomplete" and not who.sees(record.get("agency") or ""):
+            # Another agency's scan, seen only for pages of ours held in it: its staff check it.
             raise HTTPException(404)
         action = _action_id(action_id)
         indexes = sorted({n - 1 for n in pages})

@@ -1,6 +1,7 @@
 """The scanning station (/scan): pick a scanner, start a scan, watch its pages arrive, follow the
 batches. For scanning staff (role scanner; admins too), within their agencies: another agency's
-scanner, scan, batch or thumbnail answers 404, as if it did not exist.
+scanner, scan, batch or thumbnail answers 404, as if it did not exist; a scan is started only for
+one of their agencies and a dossier code of one (another is refused, saying so).
 
 Pages are rendered on the server; htmx polls small fragments (the running scan every second, the
 batch list every few seconds while something is under way) because office networks are slow.
@@ -162,6 +163,7 @@ i18n.add(vi={
     "scan.error.dossier": "“{code}” không phải là mã hồ sơ hợp lệ (ví dụ "
                           "000.00.04.H40-240315-0001).",
     "scan.error.agency": "Hãy chọn cơ quan sở hữu lô này.",
+    "scan.error.not_yours": "Mã {code} thuộc cơ quan mà bạn không phụ trách.",
     "scan.error.busy": "Máy quét này đang quét một lô khác. Chờ lượt quét đó xong rồi thử "
                        "lại.",
     "scan.batches.title": "Các lô gần đây",
@@ -311,6 +313,7 @@ i18n.add(vi={
     "scan.error.dossier": "“{code}” is not a valid dossier code (for example "
                           "000.00.04.H40-240315-0001).",
     "scan.error.agency": "Pick the agency this batch belongs to.",
+    "scan.error.not_yours": "Code {code} belongs to an agency you do not work for.",
     "scan.error.busy": "This scanner is scanning another batch. Wait until it is done, then try "
                        "again.",
     "scan.batches.title": "Recent batches",
@@ -771,16 +774,21 @@ def _checked(state: WebState, service: ScanService, who: Principal,
         code = state.pipeline.grammar.match(form.dossier)
         if code is None:
             raise FormError("scan.error.dossier", code=form.dossier[:64])
+        if not who.sees(code.agency):  # writes are scoped like reads: as for an upload
+            raise FormError("scan.error.not_yours", code=code.code)
         form.dossier = code.code
     return device, _agency_for(who, device, form.agency)
 
 
 def _agency_for(who: Principal, device: Device, asked: str) -> str | None:
-    """The scanner's own agency, else the one asked (among the user's), else the user's only one."""
+    """The scanner's own agency, else the one asked (among the user's: another is refused, never
+    replaced by the user's own), else the user's only one."""
     if device.agency:
         return device.agency
-    if asked and AGENCY.match(asked) and who.sees(asked):
-        return asked
+    if asked:
+        if AGENCY.match(asked) and who.sees(asked):
+            return asked
+        raise FormError("scan.error.agency")
     if len(who.agencies) == 1 and who.agencies[0] != ALL_AGENCIES:
         return who.agencies[0]
     raise FormError("scan.error.agency")
