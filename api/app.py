@@ -2,6 +2,9 @@
 
 Every route needs an API key (`Authorization: Bearer sohoa_...`) whose role allows it; a dossier or
 batch of an agency the key does not hold answers 404, exactly like one that does not exist.
+Every answer a route can give is declared in the OpenAPI document, every error in one shape
+(api/errors.py), and no input makes a 5xx: text is bounded and without control characters,
+integers and cursors are checked before they reach the catalog.
 
 (No `from __future__ import annotations` here: FastAPI reads the route annotations at runtime, and
 they refer to dependencies local to create_app.)
@@ -9,25 +12,29 @@ they refer to dependencies local to create_app.)
 
 
 import base64
+import binascii
 import hmac
 import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as Path_
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from fastapi.security import APIKeyHeader, HTTPBearer
 from kombu.exceptions import OperationalError
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from api.errors import MAX_INT, PRINTABLE, PRINTABLE_LINES, answers, invalid, text
+from api.errors import install as install_error_handlers
 from api.keys import ALL_AGENCIES, KeyStore, Principal
 from api.scanner_routes import add_scanner_routes
 from api.web.security import CSRF_HEADER, UNSAFE_METHODS, session_of
@@ -52,7 +59,11 @@ UPLOAD_SLACK = 64 * 1024  # multipart headers and boundaries around the file, at
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary"},
-                   "dossier": {"type": "string", "description": "the dossier code, if known"}}}}}}}
+                   "dossier": {"type": "string", "maxLength": 64, "pattern": PRINTABLE,
+                               "description": "the dossier code, if known (422 for one the "
+                                              "office's code grammar does not accept)"}}}}}}}
+_NO_FILE = ("body", "file"), "Field required", "missing"
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
 
 
 class _TooBig(Exception):
@@ -69,8 +80,7 @@ class _Upload:
     def __init__(self, content_type: str, incoming: Path, limit: int) -> None:
         kind, options = parse_options_header(content_type)
         if kind != b"multipart/form-data" or not options.get(b"boundary"):
-            raise HTTPException(422, [{"type": "missing", "loc": ["body", "file"],
-                                       "msg": "Field required", "input": None}])
+            raise invalid(*_NO_FILE)
         self.incoming, self.limit = incoming, limit
         self.size = 0
         self.path: Path | None = None
@@ -84,16 +94,19 @@ class _Upload:
         self._header = [b"", b""]
         self._disposition = b""
         self._ended = False
-        self._parser = MultipartParser(options[b"boundary"], {
-            "on_part_begin": self._begin, "on_header_field": self._header_field,
-            "on_header_value": self._header_value, "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished, "on_part_data": self._data,
-            "on_part_end": self._part_end, "on_end": self._end})
+        try:
+            self._parser = MultipartParser(options[b"boundary"], {
+                "on_part_begin": self._begin, "on_header_field": self._header_field,
+                "on_header_value": self._header_value, "on_header_end": self._header_end,
+                "on_headers_finished": self._headers_finished, "on_part_data": self._data,
+                "on_part_end": self._part_end, "on_end": self._end})
+        except (FormParserError, ValueError) as e:
+            raise HTTPException(400, f"the multipart boundary cannot be used: {e}") from None
 
     def write(self, chunk: bytes) -> None:
         try:
             self._parser.write(chunk)
-        except FormParserError as e:
+        except (FormParserError, ValueError) as e:
             raise HTTPException(400, f"the multipart body cannot be read: {e}") from None
 
     def pending(self) -> int:
@@ -112,8 +125,7 @@ class _Upload:
         if not self._ended:
             raise HTTPException(400, "the multipart body ends before its closing boundary")
         if self.path is None:
-            raise HTTPException(422, [{"type": "missing", "loc": ["body", "file"],
-                                       "msg": "Field required", "input": None}])
+            raise invalid(*_NO_FILE)
 
     def discard(self) -> None:
         """The temporary file goes, whatever happened (the original is in the store by now)."""
@@ -142,15 +154,17 @@ class _Upload:
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if name == "file" and b"filename" in options:
             if self.path is not None:
-                raise HTTPException(422, "one file per upload")
-            raw = options[b"filename"].decode("utf-8", "replace")
-            self.file_name = Path(raw or "upload").name[:200] or "upload"
+                raise invalid(("body", "file"), "one file per upload")
+            raw = options[b"filename"].decode("utf-8", "replace").replace("\\", "/")
+            # Its last part, without control characters: kept in the batch record.
+            self.file_name = _UNSAFE_NAME.sub("", Path(raw).name)[:200].strip() or "upload"
+            suffix = Path(self.file_name).suffix.lower()[:6]
             self._file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in finish/discard)
-                dir=self.incoming, suffix=Path(self.file_name).suffix.lower()[:6], delete=False)
+                dir=self.incoming, suffix=suffix if suffix[1:].isalnum() else "", delete=False)
             self.path = Path(self._file.name)
             self._part, self._in_file = None, True
         elif len(self.fields) >= 20:
-            raise HTTPException(422, "too many form fields")
+            raise invalid(("body",), "too many form fields")
         else:
             self._part = name
 
@@ -161,7 +175,7 @@ class _Upload:
                 raise _TooBig
             self._buffer += data[start:end]
         elif len(self._value) + end - start > self.FIELD_MAX:
-            raise HTTPException(422, f"the form field {self._part!r} is too long")
+            raise invalid(("body", self._part or ""), "too long")
         else:
             self._value += data[start:end]
 
@@ -192,13 +206,111 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size - 1)
 
 
+class _File(FileResponse):
+    """A FileResponse of the one byte range already checked (`byte_range`), or of the whole file,
+    whatever the request's Range header says: so that every answer is one the API declares."""
+
+    def __init__(self, path: Path, wanted: tuple[int, int] | None, **kw: Any) -> None:
+        super().__init__(path, **kw)
+        self.wanted = wanted
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"range"]
+        if self.wanted is not None:
+            headers.append((b"range", f"bytes={self.wanted[0]}-{self.wanted[1]}".encode()))
+        await super().__call__({**scope, "headers": headers}, receive, send)
+
+
 def _encode(cursor: str) -> str:
     return base64.urlsafe_b64encode(cursor.encode()).decode()
 
 
 def _decode(cursor: str) -> str:
     """Raises ValueError (UnicodeDecodeError is one) for anything we did not hand out."""
-    return base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+    try:
+        return base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeError):
+        raise ValueError("not base64 of a cursor") from None
+
+
+_CODE_MAX = 64  # dossier codes are ~25 characters; ids of batches, scans and scanners fewer
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _cursor_code(code: str) -> str:
+    if not code or len(code) > _CODE_MAX or _CONTROL.search(code):
+        raise ValueError("its dossier code is not one")
+    return code
+
+
+def dossier_cursor(after: str | None) -> str | None:
+    """The code a page of GET /dossiers starts after (its `next`); 422 "bad cursor" otherwise."""
+    if not after:
+        return None
+    try:
+        return _cursor_code(_decode(after))
+    except ValueError as e:
+        raise invalid(("query", "after"), f"bad cursor: {e}") from None
+
+
+def event_position(after: str | None) -> tuple[str, str, int, int] | None:
+    """(at, code, kind rank, number) of a `next` of GET /events; 422 "bad cursor" for anything
+    else: a date-time that is none, a rank other than 0 (versions) or 1 (corrections), a number
+    outside 0..2**62 (nothing larger reaches the database)."""
+    if not after:
+        return None
+    try:
+        parts = _decode(after).split("|")
+        if len(parts) == 3:  # cursors handed out before corrections were in the feed
+            parts = [parts[0], parts[1], "0", parts[2]]
+        if len(parts) != 4:
+            raise ValueError("its parts are not those of one")
+        at, code, rank, number = parts
+        try:
+            when = datetime.fromisoformat(at)
+        except ValueError:
+            raise ValueError("its date-time is not one") from None
+        if not (rank.isascii() and rank.isdigit() and int(rank) in (0, 1)):
+            raise ValueError("its kind is not one")
+        if not (number.isascii() and number.isdigit() and len(number) <= 19
+                and int(number) <= MAX_INT):
+            raise ValueError("its number is out of range")
+        return when.isoformat(), _cursor_code(code), int(rank), int(number)
+    except ValueError as e:
+        raise invalid(("query", "after"), f"bad cursor: {e}") from None
+
+
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?"
+                  r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?)?")
+
+
+def _iso_only(value: Any) -> Any:
+    """Pydantic takes numbers for date-times (seconds since 1970): only ISO 8601 here."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _ISO.fullmatch(value):
+        raise ValueError("not an ISO 8601 date or date-time (such as 2024-05-01 or "
+                         "2024-05-01T08:00:00+07:00)")
+    return value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """An offset date-time as UTC (as the catalog keeps them); one without, as it is."""
+    if value is None or value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+
+
+IsoDateTime = Annotated[
+    datetime | None, BeforeValidator(_iso_only), AfterValidator(_utc),
+    WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"},
+                              {"type": "string", "format": "date"}, {"type": "null"}]})]
+CURSOR = "the `next` of an earlier answer, as it was given (anything else is 422 \"bad cursor\")"
+# A key is `sohoa_<id>_<secret>`: anything longer or with control characters is none.
+_TOKEN_MAX = 256
 
 
 def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None = None,
@@ -236,12 +348,19 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
     app = FastAPI(title="sohoa", version="1", openapi_url="/api/v1/openapi.json",
                   docs_url="/api/v1/docs", redoc_url=None, lifespan=lifespan)
 
-    def principal(request: Request) -> Principal:
+    # Declared in the OpenAPI document (either one); read below, as they come.
+    bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer sohoa_...`")
+    api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key")
+
+    def principal(request: Request, _bearer: Annotated[Any, Depends(bearer)],
+                  _api_key: Annotated[Any, Depends(api_key)]) -> Principal:
         """The API key's principal; without a key, the web app's signed-in user (whose writes
         must carry the session's CSRF token in X-CSRF-Token), so pages can use these routes."""
         auth = request.headers.get("authorization", "")
         token = auth[7:] if auth.lower().startswith("bearer ") else request.headers.get("x-api-key")
-        found = keys.authenticate(token.strip()) if token else None
+        token = token.strip() if token else token
+        usable = token and len(token) <= _TOKEN_MAX and token.isprintable()
+        found = keys.authenticate(token) if usable else None
         if found is None and not token and (session := session_of(request)) is not None:
             if request.method in UNSAFE_METHODS and not hmac.compare_digest(
                     request.headers.get(CSRF_HEADER, "").encode(), session.csrf.encode()):
@@ -297,7 +416,12 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
             raise HTTPException(404, "no such batch")
         return record
 
-    @app.post("/api/v1/batches", status_code=202, openapi_extra=UPLOAD_BODY)
+    Code = Annotated[str, text(_CODE_MAX, Path_, description="a dossier code")]
+    # Checked against its form before anything is looked up: any other string is 404.
+    Id = Annotated[str, Path_(description="a batch id, `b` and 24 hexadecimal digits")]
+
+    @app.post("/api/v1/batches", status_code=202, openapi_extra=UPLOAD_BODY,
+              responses=answers(400, 404, 413, 503))
     async def upload_batch(request: Request,
                            who: Annotated[Principal, Depends(role("scanner"))]) -> dict[str, Any]:
         """Stores the upload as a batch (original first) and queues it; 202 with the batch id.
@@ -329,7 +453,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
             agency = who.agencies[0]
             if dossier:
                 if (found := pipeline.grammar.match(dossier)) is None:
-                    raise HTTPException(422, f"{dossier!r} is not a dossier code")
+                    raise invalid(("body", "dossier"), f"{dossier!r} is not a dossier code")
                 if not who.sees(found.agency):  # writes are scoped like reads: as if missing
                     raise HTTPException(404, "no such dossier")
                 dossier, agency = found.code, found.agency
@@ -349,8 +473,8 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         return {"batch_id": record["batch_id"], "status": record["status"],
                 "error": record.get("error"), "pages": record.get("pages", 0)}
 
-    @app.get("/api/v1/batches/{batch_id}")
-    def batch_status(batch_id: str, request: Request,
+    @app.get("/api/v1/batches/{batch_id}", responses=answers(404))
+    def batch_status(batch_id: Id, request: Request,
                      who: Annotated[Principal, Depends(role("scanner"))]) -> dict[str, Any]:
         record = visible_batch(batch_id, who)
         done = sum(pipeline.store.exists(layout.page_facts(batch_id, i))
@@ -361,8 +485,9 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                  "incomplete", "waiting_for")
         return {**{k: record.get(k) for k in keys_}, "pages_done": done}
 
-    @app.post("/api/v1/batches/{batch_id}/retry", status_code=202)
-    def retry_batch(batch_id: str, request: Request,
+    @app.post("/api/v1/batches/{batch_id}/retry", status_code=202,
+              responses=answers(404, 409, 503))
+    def retry_batch(batch_id: Id, request: Request,
                     who: Annotated[Principal, Depends(role("scanner"))]) -> dict[str, Any]:
         """Resumes a batch now: one waiting for a dependency (registry, object store, database),
         one that failed, or one whose work was lost; 409 if it is already done or in review."""
@@ -379,22 +504,21 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         return {"batch_id": batch_id, "status": record["status"], "error": record.get("error"),
                 "waiting_for": record.get("waiting_for")}
 
-    @app.get("/api/v1/dossiers")
+    @app.get("/api/v1/dossiers", responses=answers())
     def list_dossiers(request: Request, who: Annotated[Principal, Depends(role("processor", "auditor"))],
-                      q: Annotated[str, Query(max_length=200)] = "",
-                      agency: str | None = None, procedure: str | None = None,
-                      updated_from: datetime | None = None, updated_to: datetime | None = None,
-                      after: str | None = None,
+                      q: Annotated[str, text(200)] = "",
+                      agency: Annotated[str | None, text(_CODE_MAX)] = None,
+                      procedure: Annotated[str | None, text(200)] = None,
+                      updated_from: IsoDateTime = None, updated_to: IsoDateTime = None,
+                      after: Annotated[str | None, text(1024, description=CURSOR)] = None,
                       limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
-        """Accent-insensitive search over fields and OCR text, cursor-paginated by code."""
+        """Accent-insensitive search over fields and OCR text, cursor-paginated by code;
+        `updated_from` and `updated_to` are ISO 8601 dates or date-times."""
         assert pipeline.catalog is not None
         scope: tuple[str, ...] | None = None if ALL_AGENCIES in who.agencies else who.agencies
         if agency:
             scope = (agency.upper(),) if who.sees(agency.upper()) else ()
-        try:
-            cursor = _decode(after) if after else None
-        except ValueError:
-            raise HTTPException(422, "bad cursor") from None
+        cursor = dossier_cursor(after)
         items, last = pipeline.catalog.list_dossiers(scope, q, procedure, updated_from,
                                                      updated_to, cursor, limit)
         log(request, who, "dossier.search", q, who.agencies[0],
@@ -402,34 +526,25 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         next_cursor = _encode(last) if last else None
         return {"items": items, "next": next_cursor}
 
-    @app.get("/api/v1/events")
+    @app.get("/api/v1/events", responses=answers())
     def events(who: Annotated[Principal, Depends(role("processor", "auditor"))],
-               after: str | None = None,
+               after: Annotated[str | None, text(1024, description=CURSOR)] = None,
                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
         """Change feed for processing systems: poll with the `next` cursor of the last answer."""
         assert pipeline.catalog is not None
         scope = None if ALL_AGENCIES in who.agencies else who.agencies
-        position = None
-        if after:
-            try:
-                parts = _decode(after).split("|")
-                if len(parts) == 3:  # cursors handed out before corrections were in the feed
-                    parts = [parts[0], parts[1], "0", parts[2]]
-                at, code, rank, number = parts
-                position = (datetime.fromisoformat(at).isoformat(), code, int(rank), int(number))
-            except ValueError:
-                raise HTTPException(422, "bad cursor") from None
+        position = event_position(after)
         items = pipeline.catalog.events(scope, position, limit)
         next_cursor = _encode("|".join(str(p) for p in items[-1]["position"])) if items else after
         return {"items": [{k: v for k, v in i.items() if k != "position"} for i in items],
                 "next": next_cursor}
 
     class FieldCorrection(BaseModel):
-        value: str = Field(min_length=1, max_length=2000)
-        reason: str = Field(default="", max_length=500)
+        value: str = Field(min_length=1, max_length=2000, pattern=PRINTABLE)
+        reason: str = Field(default="", max_length=500, pattern=PRINTABLE_LINES)
 
-    @app.put("/api/v1/dossiers/{code}/fields/{name}")
-    def correct_field(code: str, name: Annotated[str, Path_(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+    @app.put("/api/v1/dossiers/{code}/fields/{name}", responses=answers(400, 404, 410))
+    def correct_field(code: Code, name: Annotated[str, Path_(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
                       body: FieldCorrection, request: Request,
                       who: Annotated[Principal, Depends(role("scanner", "processor"))]
                       ) -> dict[str, Any]:
@@ -440,8 +555,8 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         return pipeline.correct_field(found["dossier_id"], name, body.value.strip(), who.key_id,
                                       body.reason.strip(), remote)
 
-    @app.get("/api/v1/dossiers/{code}")
-    def dossier(code: str, request: Request,
+    @app.get("/api/v1/dossiers/{code}", responses=answers(404, 410))
+    def dossier(code: Code, request: Request,
                 who: Annotated[Principal, Depends(role("processor", "auditor"))]
                 ) -> dict[str, Any]:
         """Fields, pages, versions and checksums of the latest version. A code that a person
@@ -457,8 +572,8 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                                        manifest["objects"].items()},
                 "original_sha256": manifest["original"]["sha256"]}
 
-    @app.get("/api/v1/dossiers/{code}/verify")
-    def verify_dossier(code: str, request: Request,
+    @app.get("/api/v1/dossiers/{code}/verify", responses=answers(404, 410))
+    def verify_dossier(code: Code, request: Request,
                        who: Annotated[Principal, Depends(role("auditor"))]) -> dict[str, Any]:
         """The archive's one verification (storage/integrity.py, as `sohoa verify CODE` and the
         web's "verify now"): every object against its manifest, the manifest against the
@@ -476,9 +591,15 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                 "ok": not bad, "checked": len(findings), "problems": bad,
                 "findings": [f.to_dict() for f in findings]}
 
-    @app.get("/api/v1/dossiers/{code}/pdf")
-    def dossier_pdf(code: str, request: Request,
-                    who: Annotated[Principal, Depends(role("processor", "auditor"))]):
+    pdf_body = {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}
+
+    @app.get("/api/v1/dossiers/{code}/pdf", response_class=Response, responses={
+        200: {**pdf_body, "description": "The PDF/A of the latest version"},
+        206: {**pdf_body, "description": "The part of it the Range asked for"},
+        304: {"description": "Unchanged since the ETag of If-None-Match"},
+        **answers(404, 410, 416)})
+    def dossier_pdf(code: Code, request: Request,
+                    who: Annotated[Principal, Depends(role("processor", "auditor"))]) -> Response:
         found = visible_dossier(code, who)
         manifest = pipeline.versions(found["dossier_id"])[-1]
         pdf = manifest["objects"]["dossier.pdf"]
@@ -486,13 +607,15 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
             version=manifest["version"], range=request.headers.get("range"))
         etag = f'"{pdf["sha256"]}"'
         if request.headers.get("if-none-match") == etag:
-            return JSONResponse(None, status_code=304, headers={"ETag": etag})
+            return Response(status_code=304, headers={"ETag": etag})
         headers = {"ETag": etag}
         if isinstance(pipeline.store, LocalObjectStore):
             with pipeline.store.local_path(pdf["key"]) as path:
-                # FileResponse streams and answers Range requests (206) itself.
-                return FileResponse(path, media_type="application/pdf", headers=headers,
-                                    filename=f"{found['dossier_id']}.pdf")
+                # The Range checked as for S3 (416 outside the file, the whole file for a
+                # malformed one or several), then answered by FileResponse (206).
+                wanted = byte_range(request.headers.get("range"), path.stat().st_size)
+                return _File(path, wanted, media_type="application/pdf", headers=headers,
+                             filename=f"{found['dossier_id']}.pdf")
         store = pipeline.store
         from storage.s3 import S3ObjectStore
 
@@ -517,8 +640,12 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         return StreamingResponse(body(), status_code=status, media_type="application/pdf",
                                  headers=headers)
 
-    @app.get("/api/v1/dossiers/{code}/pages/{page}")
-    def page_image(code: str, page: Annotated[int, Path_(ge=1, le=100_000)], request: Request,
+    @app.get("/api/v1/dossiers/{code}/pages/{page}", response_class=Response, responses={
+        200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+              "description": "The page as JPEG"},
+        304: {"description": "Unchanged since the ETag of If-None-Match"},
+        **answers(404, 410)})
+    def page_image(code: Code, page: Annotated[int, Path_(ge=1, le=100_000)], request: Request,
                    who: Annotated[Principal, Depends(role("processor", "auditor"))],
                    size: Annotated[int | None, Query(ge=32, le=2000)] = None) -> Response:
         """Page `page` (1-based) of the latest version as JPEG; `size` = longest side in pixels
@@ -537,9 +664,9 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         return Response(jpeg, media_type="image/jpeg",
                         headers={"ETag": etag, "Cache-Control": "private, max-age=86400"})
 
-    @app.get("/api/v1/audit")
+    @app.get("/api/v1/audit", responses=answers())
     def audit_log(request: Request, who: Annotated[Principal, Depends(role("auditor"))],
-                  after: Annotated[int, Query(ge=0)] = 0,
+                  after: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
         """The audit trail of the key's agencies, oldest first; `next` is the last seq."""
         # Reading the trail is itself recorded, and waiting for that entry flushes every entry
@@ -554,6 +681,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
     from api.web.pages import add_web_routes  # the back-office web app (api/web): pages, not /api
 
     add_web_routes(app, settings, pipeline, log)
+    install_error_handlers(app)  # in front of the web app's: its pages keep theirs
     return app
 
 
