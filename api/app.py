@@ -383,7 +383,9 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
             Scanners(settings.scanners, settings.data_dir, settings.scanner_discovery,
                      settings.scanner_discovery_seconds, settings.scanner_timeout_s),
             Spool(settings.spool_dir), submit, settings.data_dir / "scans")
-    add_scanner_routes(app, scans, role, log, lambda code: bool(pipeline.grammar.match(code)))
+    add_scanner_routes(app, scans, role, log,
+                       lambda code: found.agency if (found := pipeline.grammar.match(code))
+                       else None)
     app.state.scans = scans  # the web app's scanning station uses the same service
 
     def visible_dossier(code: str, who: Principal) -> dict[str, Any]:

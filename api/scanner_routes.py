@@ -28,7 +28,9 @@ class StartScan(BaseModel):
 
 
 def add_scanner_routes(app: FastAPI, service: ScanService, role: Callable[..., Any],
-                       log: Callable[..., None], is_code: Callable[[str], bool]) -> None:
+                       log: Callable[..., None],
+                       code_agency: Callable[[str], str | None]) -> None:
+    """`code_agency(code)` is the agency of a dossier code, None if it is not one."""
     Scanner = Annotated[Principal, Depends(role("scanner"))]
     # A scanner by UUID or name (a URL cannot be a path segment); a scan id is 16 hex digits.
     DeviceId = Annotated[str, text(200, Path)]
@@ -62,7 +64,7 @@ def add_scanner_routes(app: FastAPI, service: ScanService, role: Callable[..., A
         return {"scanners": [d.public() for d in devices if visible(d, who)]}
 
     @app.post("/api/v1/scanners/{device_id}/scans", status_code=202,
-              responses=answers(400, 404, 409))
+              responses=answers(400, 404, 409))  # 404 also for a dossier of another agency
     def start_scan(device_id: DeviceId, body: StartScan, request: Request, who: Scanner) -> dict[str, Any]:
         """Starts a scan; follow it at /api/v1/scans/{id}. 409 if the feeder is empty."""
         try:
@@ -71,11 +73,14 @@ def add_scanner_routes(app: FastAPI, service: ScanService, role: Callable[..., A
             raise HTTPException(404, "no such scanner") from None
         if not visible(device, who):
             raise HTTPException(404, "no such scanner")
-        if body.dossier and not is_code(body.dossier):
+        owner = code_agency(body.dossier) if body.dossier else None
+        if body.dossier and owner is None:
             raise invalid(("body", "dossier"), f"{body.dossier!r} is not a dossier code")
+        if owner is not None and not who.sees(owner):  # writes are scoped like reads
+            raise HTTPException(404, "no such dossier")
         if body.duplex and body.source != "feeder":
             raise invalid(("body", "duplex"), "duplex needs the feeder")
-        agency = agency_for(who, device, body.agency)
+        agency = agency_for(who, device, body.agency or owner)
         try:
             progress = service.start(device, ScanRequest(
                 source=body.source, duplex=body.duplex, color_mode=body.color_mode,
