@@ -253,6 +253,17 @@ def test_scanning_staff_are_forbidden_the_dossier_pages(live_app: LiveApp, manif
     assert r.status_code == 403 and "Bạn không có quyền truy cập trang này." in r.text
 
 
+def test_a_code_with_control_characters_is_404_not_an_error(live_app: LiveApp,
+                                                             manifests: dict) -> None:
+    """Given a processor, when a dossier address holds a NUL byte or a newline, then it answers
+    404 like any missing dossier (the code never reaches the database)."""
+    username, password = live_app.user("processor", [H40])
+    client, _ = http_login(live_app.url, username, password)
+    with closing(client):
+        for code in ("%00", f"{AN}%00", "a%0Ab", "%7F"):
+            assert client.get(f"/dossiers/{code}").status_code == 404, code
+
+
 def test_another_agencys_dossier_is_404_like_a_missing_one(live_app: LiveApp,
                                                             manifests: dict) -> None:
     """Given a processor of H40, when they open, preview, verify or correct a dossier of H56, then

@@ -283,9 +283,14 @@ def _is_last(row: dict[str, Any], items: list[dict[str, Any]]) -> bool:
 # ---- one dossier ---------------------------------------------------------------------------
 
 
+def _plausible(code: str) -> bool:
+    """A code worth looking up: short and printable (a NUL would reach PostgreSQL as an error)."""
+    return len(code) <= 64 and code.isprintable()
+
+
 def visible(pipeline: Any, code: str, who: Principal) -> dict[str, Any]:
     """The catalog's dossier, or the same 404 whether it is missing or another agency's."""
-    found = pipeline.catalog.dossier(code.strip().upper()) if len(code) <= 64 else None
+    found = pipeline.catalog.dossier(code.strip().upper()) if _plausible(code) else None
     if found is None or not who.sees(found["agency"]):
         raise HTTPException(404, "dossier.missing")
     return found
@@ -295,7 +300,7 @@ def renamed_to(pipeline: Any, code: str, who: Principal) -> str | None:
     """The code now holding the pages of a code a person withdrew as misread, when the user
     sees both (else None: then it answers like any missing dossier)."""
     withdrawal = getattr(pipeline.catalog, "withdrawal", None)
-    gone = withdrawal(code.strip().upper()) if withdrawal and len(code) <= 64 else None
+    gone = withdrawal(code.strip().upper()) if withdrawal and _plausible(code) else None
     if not gone or not who.sees(gone["agency"]):
         return None
     target = pipeline.catalog.dossier(gone["to"])
