@@ -330,7 +330,8 @@ def serve(host: str, port: int, no_worker: bool, processes: int) -> None:
 
     from ingest.tasks import submit
     from ingest.worker import become_subreaper, die_with_parent, end_children
-    from scanners.receivers import Drainer, start_receivers
+    from scanners.receivers import start_receivers
+    from scanners.receiving import Drainer
     from scanners.spool import Spool
 
     pipeline = _pipeline()  # fail early and clearly on bad configuration or storage

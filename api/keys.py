@@ -2,9 +2,10 @@
 
 A key looks like `sohoa_<id>_<secret>`: the id finds the row, the secret (32 random bytes) is
 compared by digest in constant time. A high-entropy secret needs no slow password hash.
-Keys live in their own table: `sohoa reindex` rebuilds the dossier index, never the keys, and
-object storage holds no copy of them: `sohoa backup FILE` / `sohoa restore FILE` carry the rows
-(digests, never a secret) through `export_records` / `import_records`.
+Keys live in their own table (`api_keys`, storage/tables.py): `sohoa reindex` rebuilds the
+dossier index, never the keys, and object storage holds no copy of them: `sohoa backup FILE` /
+`sohoa restore FILE` carry the rows (digests, never a secret) through `export_records` /
+`import_records`.
 """
 
 from __future__ import annotations
@@ -18,31 +19,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, String, create_engine, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from storage import migrate
+from storage.db import engine_for
+from storage.tables import ApiKey
 
 ROLES = ("scanner", "processor", "auditor", "admin")
 ALL_AGENCIES = "*"
 KEY_ID = re.compile(r"^[0-9a-z]{1,16}$")  # no "_": it separates the id from the secret
 DIGEST = re.compile(r"^[0-9a-f]{64}$")
 KEY_FIELDS = ("id", "digest", "role", "agencies", "name", "created_at", "revoked")
-
-
-class KeyBase(DeclarativeBase):
-    pass
-
-
-class ApiKey(KeyBase):
-    __tablename__ = "api_keys"
-    id: Mapped[str] = mapped_column(String(16), primary_key=True)
-    digest: Mapped[str] = mapped_column(String(64))
-    role: Mapped[str] = mapped_column(String(16))
-    agencies: Mapped[list[str]] = mapped_column(JSON)
-    name: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 @dataclass(frozen=True)
@@ -95,8 +83,8 @@ class KeyStore:
     per request); a revoked key stops working within that time."""
 
     def __init__(self, url: str, cache_seconds: float = 30.0) -> None:
-        self.engine = create_engine(url, future=True)
         migrate.upgrade(url)
+        self.engine = engine_for(url)
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[Principal, float]] = {}
 

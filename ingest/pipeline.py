@@ -100,7 +100,7 @@ class Pipeline:
         pipeline = cls(settings, store, Catalog(settings.catalog_url),
                        AuditLog(settings.catalog_url, store))
         if settings.webhooks:  # deliveries are queued for the workers, retried there
-            from ingest.tasks import announce
+            from ingest.broker import announce  # Celery loads only when configured
 
             pipeline.on_event = announce
         return pipeline

@@ -45,7 +45,7 @@ pages moving): only a `waiting` batch is resumed at once, and work nobody holds 
 if the queue is empty (as the watchdog would).
 
 Broker: SOHOA_BROKER_URL (redis://, amqp://); by default kombu's SQLAlchemy transport on a SQLite
-file in the data dir, so one machine needs no server.
+file in the data dir, so one machine needs no server (the Celery app: ingest/broker.py).
 """
 
 from __future__ import annotations
@@ -59,43 +59,19 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from celery import Celery, Task
+from celery import Task
 from celery.signals import worker_ready, worker_shutdown
 
 from ingest import webhooks
+from ingest.broker import DELIVER_WEBHOOK, app
 from ingest.pipeline import FINAL, Pipeline
-from ingest.settings import Settings, get_settings
+from ingest.settings import get_settings
 from ocr.errors import ToolError
 from storage import layout
 from storage.errors import TRANSIENT, describe
 from storage.leases import Leases, finish_key, page_key
 
-app = Celery("sohoa")
 log = logging.getLogger(__name__)
-
-
-def configure(settings: Settings) -> Celery:
-    app.conf.update(
-        broker_url=settings.broker,
-        broker_connection_retry_on_startup=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,  # a page is seconds of work: do not hoard
-        task_serializer="json", accept_content=["json"], task_ignore_result=True,
-        task_default_queue=settings.broker_queue,
-    )
-    if settings.broker.startswith("sqla+sqlite"):
-        # Worker and submitters share one SQLite file: wait for its lock instead of failing.
-        app.conf.broker_transport_options = {"connect_args": {"timeout": 60}}
-    elif settings.broker.startswith(("redis", "rediss")):
-        # Redis hands out a vanished worker's unacknowledged task again only after this; Celery's
-        # default is an hour. Leases make an early second delivery harmless.
-        app.conf.broker_transport_options = {
-            "visibility_timeout": settings.recovery.visibility_timeout_s}
-    return app
-
-
-configure(get_settings())
 
 
 @cache
@@ -207,7 +183,7 @@ def finish_batch(batch_id: str) -> str:
     return batch_id
 
 
-@app.task(name="sohoa.deliver_webhook", autoretry_for=(webhooks.Retryable,), retry_backoff=5,
+@app.task(name=DELIVER_WEBHOOK, autoretry_for=(webhooks.Retryable,), retry_backoff=5,
           retry_backoff_max=3600, retry_jitter=True, max_retries=12)
 def deliver_webhook(target_index: int, event: dict[str, Any]) -> int | None:
     settings = get_settings()
@@ -217,13 +193,6 @@ def deliver_webhook(target_index: int, event: dict[str, Any]) -> int | None:
     except webhooks.Refused as e:
         log.error("webhook %d refused: %s", target_index, e)
         return None
-
-
-def announce(event: dict[str, Any]) -> None:
-    """Queues one delivery per configured webhook that wants this dossier's agency."""
-    for i, target in enumerate(get_settings().webhooks):
-        if target.wants(event["agency"]):
-            deliver_webhook.delay(i, event)
 
 
 def ensure_queue(attempts: int = 5) -> None:

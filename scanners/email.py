@@ -40,7 +40,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, Session
 
 from scanners.config import EmailAccount, EmailConfig
-from scanners.receivers import SCAN_EXTENSIONS, Drainer, fsync_dir, safe_name
+from scanners.receiving import SCAN_EXTENSIONS, Drainer, fsync_dir, safe_name
 from scanners.spool import Accept, Spool
 
 log = logging.getLogger(__name__)

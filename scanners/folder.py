@@ -41,7 +41,7 @@ from watchdog.observers.api import BaseObserver
 
 from ocr.decode import cut_short
 from scanners.config import FolderConfig
-from scanners.receivers import SCAN_EXTENSIONS, fsync_dir, is_temporary_name
+from scanners.receiving import SCAN_EXTENSIONS, fsync_dir, is_temporary_name
 from scanners.spool import Accept, Spool, SpoolItem
 
 log = logging.getLogger(__name__)

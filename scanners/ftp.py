@@ -31,7 +31,7 @@ from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
 
 from scanners.config import FtpAccount, FtpConfig
-from scanners.receivers import Drainer, fsync_dir, safe_name
+from scanners.receiving import Drainer, fsync_dir, safe_name
 from scanners.spool import Accept, Spool, SpoolItem
 
 log = logging.getLogger(__name__)

@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Engine, Integer, String, create_engine, event, select, text
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from storage import migrate
+from storage.db import engine_for
 from storage.objects import ObjectMissing, ObjectStore
+from storage.tables import Entry
 
 log = logging.getLogger(__name__)
 HEAD_KEY = "audit/head.json"
@@ -34,45 +36,17 @@ GENESIS = "0" * 64
 _APPENDING = threading.Lock()  # appends of this process, one at a time
 
 
-def _write_lock_first(engine: Engine) -> None:
-    """SQLite transactions of this engine take the write lock when they begin (BEGIN IMMEDIATE),
-    waiting up to 60 s for it: an appender reads the last entry and writes the next one, and
-    another process (the API beside a worker) must not read the same last entry meanwhile.
-    (SQLAlchemy's documented recipe: pysqlite would otherwise begin only at the first write.)"""
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _: Any) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
-        dbapi_connection.execute("PRAGMA busy_timeout = 60000")
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-class AuditBase(DeclarativeBase):
-    pass
-
-
-class Entry(AuditBase):
-    __tablename__ = "audit_log"
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    at: Mapped[str] = mapped_column(String(40))  # ISO 8601 UTC, as hashed
-    actor: Mapped[str] = mapped_column(String(100))  # api key id, "cli", "pipeline"
-    action: Mapped[str] = mapped_column(String(40), index=True)
-    target: Mapped[str] = mapped_column(String(300), index=True)
-    agency: Mapped[str] = mapped_column(String(40), index=True)
-    remote: Mapped[str] = mapped_column(String(100))
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
-
-    def content(self) -> dict[str, Any]:
-        return {"seq": self.seq, "at": self.at, "actor": self.actor, "action": self.action,
-                "target": self.target, "agency": self.agency, "remote": self.remote,
-                "detail": self.detail, "prev_hash": self.prev_hash}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.content(), "hash": self.hash}
+def _one_appender(session: Session) -> None:
+    """Begins an appending transaction: one appender at a time, across processes. An appender
+    reads the last entry and writes the next one, and another process (the API beside a worker)
+    must not read the same last entry meanwhile. PostgreSQL: a transaction-scoped advisory lock.
+    SQLite: the database's write lock, taken at once (BEGIN IMMEDIATE; pysqlite would otherwise
+    begin only at the first write), waited for up to storage/db.py's SQLITE_BUSY_SECONDS."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(7319)"))
+    elif dialect == "sqlite":
+        session.execute(text("BEGIN IMMEDIATE"))
 
 
 def entry_hash(content: dict[str, Any]) -> str:
@@ -153,10 +127,8 @@ class Break:
 
 class AuditLog:
     def __init__(self, url: str, store: ObjectStore) -> None:
-        self.engine = create_engine(url, future=True)
-        if self.engine.dialect.name == "sqlite":
-            _write_lock_first(self.engine)
         migrate.upgrade(url)
+        self.engine = engine_for(url)
         self.store = store
 
     def append(self, actor: str, action: str, target: str, agency: str = "",
@@ -172,8 +144,7 @@ class AuditLog:
     def _append_many(self, events: list[Event]) -> list[Entry]:
         entries = []
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
-            if self.engine.dialect.name == "postgresql":  # one appender at a time
-                s.execute(text("SELECT pg_advisory_xact_lock(7319)"))
+            _one_appender(s)
             last = s.scalars(select(Entry).order_by(Entry.seq.desc()).limit(1)).first()
             seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
             for ev in events:
@@ -206,6 +177,7 @@ class AuditLog:
     def restore(self) -> int:
         """Refills an empty table from object storage (after the database was lost)."""
         with Session(self.engine) as s, s.begin():
+            _one_appender(s)
             if s.scalars(select(Entry).limit(1)).first() is not None:
                 raise RuntimeError("the audit table is not empty: nothing restored")
             stored = self.stored_entries()

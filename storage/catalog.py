@@ -10,29 +10,18 @@ import functools
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    Text,
-    and_,
-    create_engine,
-    delete,
-    or_,
-    select,
-)
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from ocr.text import fold
 from storage import layout, migrate
+from storage.db import Base, aware, engine_for
 from storage.objects import ObjectStore
+from storage.tables import Batch, Correction, Dossier, DossierVersion, FieldRow, Page
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,95 +39,6 @@ def _again_on_conflict(write: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-class Base(DeclarativeBase):
-    pass
-
-
-class Batch(Base):
-    __tablename__ = "batches"
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    file_name: Mapped[str] = mapped_column(String(512))
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    status: Mapped[str] = mapped_column(String(32), index=True)
-    error: Mapped[str | None] = mapped_column(Text)
-    page_count: Mapped[int] = mapped_column(Integer, default=0)
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    record: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-
-class Page(Base):
-    __tablename__ = "pages"
-    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"),
-                                          primary_key=True)
-    index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))
-    dossier_code: Mapped[str | None] = mapped_column(String(64), index=True)
-    role: Mapped[str] = mapped_column(String(16))  # dossier | unmatched | blank | separator
-    rotation: Mapped[int] = mapped_column(Integer, default=0)
-    skew: Mapped[float] = mapped_column(Float, default=0.0)
-    confidence: Mapped[float] = mapped_column(Float, default=0.0)
-    text: Mapped[str] = mapped_column(Text, default="")
-
-
-class Dossier(Base):
-    __tablename__ = "dossiers"
-    code: Mapped[str] = mapped_column(String(64), primary_key=True)
-    agency: Mapped[str] = mapped_column(String(40), index=True)
-    procedure: Mapped[str | None] = mapped_column(Text)
-    latest_version: Mapped[int] = mapped_column(Integer)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # Accent-folded fields and OCR text of the latest version (ocr.text.fold): "nguyen van an"
-    # finds "Nguyễn Văn An".
-    search: Mapped[str] = mapped_column(Text, default="")
-    # Set when the latest version withdraws the code (a person corrected a misread code: the
-    # pages are now dossier `withdrawn_to`): the code is then no live dossier, not listed.
-    withdrawn_to: Mapped[str | None] = mapped_column(String(64), default=None)
-
-
-class DossierVersion(Base):
-    __tablename__ = "dossier_versions"
-    code: Mapped[str] = mapped_column(ForeignKey("dossiers.code", ondelete="CASCADE"),
-                                      primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    batch_id: Mapped[str] = mapped_column(String(64), index=True)
-    pdf_key: Mapped[str] = mapped_column(String(512))
-    manifest_key: Mapped[str] = mapped_column(String(512))
-    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class FieldRow(Base):
-    __tablename__ = "fields"
-    code: Mapped[str] = mapped_column(String(64), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-    page: Mapped[int] = mapped_column(Integer)
-    confidence: Mapped[float] = mapped_column(Float)
-    source: Mapped[str] = mapped_column(String(16))
-
-
-def _aware(dt: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-class Correction(Base):
-    """A field corrected by a person: kept with who, when and why, and in the change feed."""
-
-    __tablename__ = "corrections"
-    code: Mapped[str] = mapped_column(ForeignKey("dossiers.code", ondelete="CASCADE"),
-                                      primary_key=True)
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
-    name: Mapped[str] = mapped_column(String(64))
-    previous: Mapped[str | None] = mapped_column(Text)
-    value: Mapped[str] = mapped_column(Text)
-    actor: Mapped[str] = mapped_column(String(100))
-    reason: Mapped[str] = mapped_column(Text, default="")
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-
-
 def version_event(manifest: dict[str, Any], agency: str, pdf_key: str,
                   at: datetime) -> dict[str, Any]:
     """The change-feed event of a stored version (also what webhooks receive): `created`,
@@ -152,9 +52,9 @@ def version_event(manifest: dict[str, Any], agency: str, pdf_key: str,
     return event
 
 
-# Tables on this metadata that are not an index of object storage (storage/leases.py): a
-# rebuild leaves them alone.
-_NOT_INDEX = frozenset({"leases"})
+# The tables that index object storage (storage/tables.py): `rebuild` drops and refills them and
+# leaves the database's other tables (audit log, leases, API keys, users) alone.
+INDEX_TABLES = ("batches", "pages", "dossiers", "dossier_versions", "fields", "corrections")
 
 UNFINISHED = ("received", "processing", "waiting")
 # Review reasons of pages that would make a version of a known code but wait for a person
@@ -164,8 +64,8 @@ HELD = frozenset({"incomplete_rescan", "incomplete_scan"})
 
 class Catalog:
     def __init__(self, url: str) -> None:
-        self.engine = create_engine(url, future=True)
         migrate.upgrade(url)
+        self.engine = engine_for(url)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -389,14 +289,14 @@ class Catalog:
             versions = versions.where(since(DossierVersion.created_at, DossierVersion.version, 0))
             corrections = corrections.where(since(Correction.at, Correction.seq, 1))
         with self.session() as s:
-            events = [(version_event(v.manifest, agency, v.pdf_key, _aware(v.created_at)),
-                       (_aware(v.created_at), v.code, 0, v.version))
+            events = [(version_event(v.manifest, agency, v.pdf_key, aware(v.created_at)),
+                       (aware(v.created_at), v.code, 0, v.version))
                       for v, agency in s.execute(versions).all()]
             events += [({"kind": "field_corrected", "dossier_id": c.code, "agency": agency,
                          "version": c.version, "field": c.name, "value": c.value,
                          "previous": c.previous, "correction": c.seq,
-                         "at": _aware(c.at).isoformat()},
-                        (_aware(c.at), c.code, 1, c.seq))
+                         "at": aware(c.at).isoformat()},
+                        (aware(c.at), c.code, 1, c.seq))
                        for c, agency in s.execute(corrections).all()]
         events.sort(key=lambda e: e[1])
         return [{**event, "position": [key[0].isoformat(), key[1], key[2], key[3]]}
@@ -429,7 +329,7 @@ class Catalog:
 
     def rebuild(self, store: ObjectStore) -> tuple[int, int]:
         """Drops every row and re-indexes all batch records and dossier manifests."""
-        index = [t for t in Base.metadata.sorted_tables if t.name not in _NOT_INDEX]
+        index = [Base.metadata.tables[name] for name in INDEX_TABLES]
         Base.metadata.drop_all(self.engine, tables=index)
         Base.metadata.create_all(self.engine, tables=index)
         batches = versions = 0

@@ -25,22 +25,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import DateTime, String, create_engine, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from storage import migrate
-from storage.catalog import Base, _aware
+from storage.db import aware, engine_for
+from storage.tables import LeaseRow
 
 log = logging.getLogger(__name__)
-
-
-class LeaseRow(Base):
-    __tablename__ = "leases"
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    holder: Mapped[str] = mapped_column(String(200))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True)
@@ -74,9 +67,9 @@ def _now() -> datetime:
 class Leases:
     def __init__(self, url: str) -> None:
         migrate.upgrade(url)
-        # SQLite: every worker process writes here; wait for another's write instead of failing.
-        args = {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-        self.engine = create_engine(url, future=True, **args)
+        # SQLite: every worker process writes here; its engine waits for another's write instead
+        # of failing (storage/db.py).
+        self.engine = engine_for(url)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def take(self, key: str, holder: str, seconds: float, batch_id: str | None = None) -> bool:
@@ -113,13 +106,13 @@ class Leases:
         with self._session.begin() as s:
             rows = s.scalars(select(LeaseRow).where(LeaseRow.batch_id == batch_id)).all()
         now = _now()
-        return {r.key: Lease(r.key, r.holder, _aware(r.expires_at)) for r in rows
-                if _aware(r.expires_at) >= now}
+        return {r.key: Lease(r.key, r.holder, aware(r.expires_at)) for r in rows
+                if aware(r.expires_at) >= now}
 
     def is_live(self, key: str) -> bool:
         with self._session.begin() as s:
             row = s.get(LeaseRow, key)
-            return row is not None and _aware(row.expires_at) >= _now()
+            return row is not None and aware(row.expires_at) >= _now()
 
     def forget_batch(self, batch_id: str) -> None:
         """Expired leases of a finished batch (live ones are left to their holders)."""

@@ -2,8 +2,9 @@
 
 The index tables (storage/catalog.py) could be rebuilt from object storage, but API keys and the
 audit log live only in the database, so their schema changes must migrate data, not drop it.
-New migration: `.venv/bin/alembic -c storage/migrations/alembic.ini revision --autogenerate -m ...`
-with SOHOA_DATABASE_URL pointing at a database at the current head.
+Every table is in storage/tables.py, on one metadata. New migration:
+`SOHOA_DATABASE_URL=... .venv/bin/alembic -c storage/migrations/alembic.ini revision --autogenerate
+-m ...`, the URL naming a database at the current head (storage/migrations/env.py reads it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Connection, make_url
+
+from storage.tables import METADATA
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -116,14 +119,7 @@ def _upgrade(url: str) -> None:
 
 
 def _create_current_tables(connection: Connection) -> None:
-    from api.keys import KeyBase
-    from api.web.users import UserBase
-    from storage.audit import AuditBase
-    from storage.catalog import Base
-    from storage.leases import LeaseRow  # noqa: F401  (its table is on Base's metadata)
-
-    for metadata in (Base.metadata, KeyBase.metadata, AuditBase.metadata, UserBase.metadata):
-        metadata.create_all(connection)  # only the missing ones
+    METADATA.create_all(connection)  # only the missing ones
 
 
 def _alembic(verb: str, url: str) -> None:

@@ -46,3 +46,42 @@ def test_a_new_database_gets_the_same_schema_as_one_migrated_step_by_step(tmp_pa
     migrate.upgrade(direct)
     command.upgrade(migrate.config(stepwise), "head")
     assert _schema(direct) == _schema(stepwise)
+
+
+def test_the_migrations_leave_nothing_for_alembic_to_generate(tmp_path: Path) -> None:
+    """Given a database built by running every migration, when Alembic compares it with the one
+    metadata of storage/tables.py (as `alembic revision --autogenerate` does), then it finds no
+    difference: every table sohoa defines has its migration, and nothing else is there."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.tables import METADATA
+
+    url = f"sqlite:///{tmp_path / 'stepwise.db'}"
+    command.upgrade(migrate.config(url), "head")
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"render_as_batch": True})
+        assert compare_metadata(context, METADATA) == []
+    engine.dispose()
+
+
+def test_the_stores_of_one_database_share_one_engine(tmp_path: Path) -> None:
+    """Given the catalog, audit log, leases, API keys and web users on one database, then they
+    share one engine (one connection pool); when the SQLite file is replaced, a store opened
+    afterwards gets an engine of its own (the old one's connections hold the old file)."""
+    from api.keys import KeyStore
+    from api.web.users import UserStore
+    from storage.audit import AuditLog
+    from storage.catalog import Catalog
+    from storage.leases import Leases
+    from storage.objects import LocalObjectStore
+
+    url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+    stores = [Catalog(url), AuditLog(url, LocalObjectStore(tmp_path / "objects")), Leases(url),
+              KeyStore(url), UserStore(url)]
+    assert len({id(store.engine) for store in stores}) == 1
+    (tmp_path / "catalog.sqlite3").rename(tmp_path / "old.sqlite3")
+    (tmp_path / "catalog.sqlite3").write_bytes((tmp_path / "old.sqlite3").read_bytes())
+    assert KeyStore(url).engine is not stores[0].engine

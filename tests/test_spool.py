@@ -130,7 +130,7 @@ def _race_side(role: str, root: str, log: str, count: int) -> None:
     """One side of the race, in a process of its own: the server's Drainer (`drainer`), or the
     scan CLI completing its items and storing them itself (`storer`). Every hand-off to `accept`
     is appended to `log`: "<item> <role>"."""
-    from scanners.receivers import Drainer
+    from scanners.receiving import Drainer
 
     spool = Spool(Path(root) / "spool")
 

@@ -1,5 +1,3 @@
 """The back-office web app: server-rendered pages (Jinja2 + htmx) for scanning staff, processors,
 auditors and admins, on the same app as the REST API (`api/web/pages.py::add_web_routes`).
-
-Kept import-light: the migrations import `api.web.users` for its tables.
 """

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from api.keys import ALL_AGENCIES, Principal
 from api.web import i18n
-from api.web.pages import error_page, render
+from api.web.render import error_page, render
 from api.web.security import WebState, language, require_role, safe_next
 from ocr.text import nfc
 from storage import layout

@@ -4,8 +4,8 @@ A user has one role and agency codes like an API key (`api/keys.py`), and a pass
 salted scrypt hash (`scrypt$n$r$p$salt$hash`, stdlib `hashlib.scrypt`). A login session is a
 random 32-byte token in a cookie: only its SHA-256 is stored, with its own CSRF token; it ends after
 `idle` without a request, `absolute` after login at the latest, at logout, or when the user is
-disabled or gets a new password. Users and sessions live only in the database (like API keys:
-`sohoa reindex` never touches them).
+disabled or gets a new password. Users and sessions live only in the database (tables `users` and
+`web_sessions`, storage/tables.py; like API keys, `sohoa reindex` never touches them).
 """
 
 from __future__ import annotations
@@ -21,20 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    DateTime,
-    ForeignKey,
-    Integer,
-    String,
-    create_engine,
-    delete,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
 
 from api.keys import (
     ALL_AGENCIES,
@@ -46,38 +34,14 @@ from api.keys import (
     parse_time,
 )
 from storage import migrate
+from storage.db import engine_for
+from storage.tables import SessionRow, UserRow
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD, MAX_PASSWORD = 8, 256
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,63}$")
 AGENCY = re.compile(r"^(\*|[A-Z0-9][A-Z0-9._-]{0,39})$")
 TOUCH_EVERY = timedelta(seconds=60)  # last_seen is written at most this often per session
-
-
-class UserBase(DeclarativeBase):
-    pass
-
-
-class UserRow(UserBase):
-    __tablename__ = "users"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)  # stored lower-case
-    display_name: Mapped[str] = mapped_column(String(200), default="")
-    password_hash: Mapped[str] = mapped_column(String(255))
-    role: Mapped[str] = mapped_column(String(16))
-    agencies: Mapped[list[str]] = mapped_column(JSON)
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-
-class SessionRow(UserBase):
-    __tablename__ = "web_sessions"
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    csrf: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class UserError(ValueError):
@@ -196,8 +160,8 @@ class UserStore:
     def __init__(self, url: str, idle: timedelta = timedelta(hours=8),
                  absolute: timedelta = timedelta(hours=24),
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.engine = create_engine(url, future=True)
         migrate.upgrade(url)
+        self.engine = engine_for(url)
         self.idle, self.absolute, self.now = idle, absolute, now
 
     # users

@@ -1,25 +1,25 @@
-"""Alembic environment: the catalog, API keys and audit log tables, one database."""
+"""Alembic environment: every table of sohoa's one database (storage/tables.py).
+
+The database is the one `storage.migrate.config(url)` names; run from the command line
+(`alembic -c storage/migrations/alembic.ini ...`), the one in SOHOA_DATABASE_URL.
+"""
+
+import os
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from api.keys import KeyBase
-from api.web.users import UserBase
-from storage.audit import AuditBase
-from storage.catalog import Base
-from storage.leases import LeaseRow  # noqa: F401  (registers the leases table on Base)
+from storage.tables import METADATA
 
-target_metadata = [Base.metadata, KeyBase.metadata, AuditBase.metadata, UserBase.metadata]
 config = context.config
-url = config.get_main_option("sqlalchemy.url")
+url = config.get_main_option("sqlalchemy.url") or os.environ.get("SOHOA_DATABASE_URL")
 if not url:
-    from ingest.settings import Settings
-
-    url = Settings().catalog_url
+    raise SystemExit("no database to migrate: set SOHOA_DATABASE_URL (sohoa itself migrates "
+                     "every database it opens, with storage.migrate.upgrade(url))")
 
 engine = create_engine(url)
 with engine.connect() as connection:
-    context.configure(connection=connection, target_metadata=target_metadata,
+    context.configure(connection=connection, target_metadata=METADATA,
                       render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,49 @@
+"""The Celery app that sohoa's tasks (ingest/tasks.py) run on, configured from the settings, and
+what queues a task without loading the pipeline's tasks: `announce`, which the pipeline calls with
+each feed event when webhooks are configured (Pipeline.from_settings).
+
+Broker: SOHOA_BROKER_URL (redis://, amqp://); by default kombu's SQLAlchemy transport on a SQLite
+file in the data dir, so one machine needs no server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from ingest.settings import Settings, get_settings
+
+app = Celery("sohoa")
+DELIVER_WEBHOOK = "sohoa.deliver_webhook"  # the task of ingest/tasks.py that delivers one event
+
+
+def configure(settings: Settings) -> Celery:
+    app.conf.update(
+        broker_url=settings.broker,
+        broker_connection_retry_on_startup=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # a page is seconds of work: do not hoard
+        task_serializer="json", accept_content=["json"], task_ignore_result=True,
+        task_default_queue=settings.broker_queue,
+    )
+    if settings.broker.startswith("sqla+sqlite"):
+        # Worker and submitters share one SQLite file: wait for its lock instead of failing.
+        app.conf.broker_transport_options = {"connect_args": {"timeout": 60}}
+    elif settings.broker.startswith(("redis", "rediss")):
+        # Redis hands out a vanished worker's unacknowledged task again only after this; Celery's
+        # default is an hour. Leases make an early second delivery harmless.
+        app.conf.broker_transport_options = {
+            "visibility_timeout": settings.recovery.visibility_timeout_s}
+    return app
+
+
+configure(get_settings())
+
+
+def announce(event: dict[str, Any]) -> None:
+    """Queues one delivery per configured webhook that wants this dossier's agency."""
+    for i, target in enumerate(get_settings().webhooks):
+        if target.wants(event["agency"]):
+            app.send_task(DELIVER_WEBHOOK, args=(i, event))

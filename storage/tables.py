@@ -1,0 +1,182 @@
+"""Every table of sohoa's one database, on one metadata (storage/db.py `Base`).
+
+    batches, pages, dossiers, dossier_versions, fields, corrections
+                        the catalog: an index of object storage (storage/catalog.py), rebuilt
+                        from it by `sohoa reindex`
+    audit_log           the hash-chained audit log (storage/audit.py)
+    leases              who works on what right now (storage/leases.py)
+    api_keys            API keys, stored as digests (api/keys.py)
+    users, web_sessions web users and their login sessions (api/web/users.py)
+
+A change here needs a migration (storage/migrations/versions, see storage/migrate.py);
+tests/test_migrate.py checks that the migrations build exactly these tables.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.db import Base
+
+# ---- the catalog (storage/catalog.py) ---------------------------------------------------------
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(512))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    page_count: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Page(Base):
+    __tablename__ = "pages"
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    dossier_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # dossier | unmatched | blank | separator
+    rotation: Mapped[int] = mapped_column(Integer, default=0)
+    skew: Mapped[float] = mapped_column(Float, default=0.0)
+    confidence: Mapped[float] = mapped_column(Float, default=0.0)
+    text: Mapped[str] = mapped_column(Text, default="")
+
+
+class Dossier(Base):
+    __tablename__ = "dossiers"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agency: Mapped[str] = mapped_column(String(40), index=True)
+    procedure: Mapped[str | None] = mapped_column(Text)
+    latest_version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Accent-folded fields and OCR text of the latest version (ocr.text.fold): "nguyen van an"
+    # finds "Nguyễn Văn An".
+    search: Mapped[str] = mapped_column(Text, default="")
+    # Set when the latest version withdraws the code (a person corrected a misread code: the
+    # pages are now dossier `withdrawn_to`): the code is then no live dossier, not listed.
+    withdrawn_to: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class DossierVersion(Base):
+    __tablename__ = "dossier_versions"
+    code: Mapped[str] = mapped_column(ForeignKey("dossiers.code", ondelete="CASCADE"),
+                                      primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(64), index=True)
+    pdf_key: Mapped[str] = mapped_column(String(512))
+    manifest_key: Mapped[str] = mapped_column(String(512))
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FieldRow(Base):
+    __tablename__ = "fields"
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    page: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16))
+
+
+class Correction(Base):
+    """A field corrected by a person: kept with who, when and why, and in the change feed."""
+
+    __tablename__ = "corrections"
+    code: Mapped[str] = mapped_column(ForeignKey("dossiers.code", ondelete="CASCADE"),
+                                      primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+    previous: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# ---- the audit log (storage/audit.py) -------------------------------------------------------
+
+
+class Entry(Base):
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))  # ISO 8601 UTC, as hashed
+    actor: Mapped[str] = mapped_column(String(100))  # api key id, "cli", "pipeline"
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    target: Mapped[str] = mapped_column(String(300), index=True)
+    agency: Mapped[str] = mapped_column(String(40), index=True)
+    remote: Mapped[str] = mapped_column(String(100))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    def content(self) -> dict[str, Any]:
+        return {"seq": self.seq, "at": self.at, "actor": self.actor, "action": self.action,
+                "target": self.target, "agency": self.agency, "remote": self.remote,
+                "detail": self.detail, "prev_hash": self.prev_hash}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.content(), "hash": self.hash}
+
+
+# ---- leases (storage/leases.py) ---------------------------------------------------------------
+
+
+class LeaseRow(Base):
+    __tablename__ = "leases"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# ---- API keys (api/keys.py), web users and their sessions (api/web/users.py) --------------
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    agencies: Mapped[list[str]] = mapped_column(JSON)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)  # stored lower-case
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    agencies: Mapped[list[str]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SessionRow(Base):
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# Every table above: what storage/migrate.py builds a new database from, and what the migrations
+# (storage/migrations/env.py) are compared with.
+METADATA = Base.metadata
