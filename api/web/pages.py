@@ -28,7 +28,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.keys import Principal
 from api.web import i18n
 from api.web.render import NAV, STATIC, error_page, render
-from api.web.render import jpeg_response as jpeg_response  # scan_pages, review_pages import it here
 from api.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,

@@ -35,7 +35,7 @@ from sqlalchemy import and_, or_, select
 
 from api.keys import ALL_AGENCIES, Principal
 from api.web import i18n
-from api.web.pages import jpeg_response, render
+from api.web.render import jpeg_response, render
 from api.web.security import WebState, language, require_role
 from ingest.pipeline import PageRef, Pipeline
 from ingest.review import DECIDED, Review, ReviewError

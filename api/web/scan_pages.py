@@ -29,7 +29,7 @@ from PIL import Image
 
 from api.keys import ALL_AGENCIES, Principal
 from api.web import i18n
-from api.web.pages import jpeg_response, render
+from api.web.render import jpeg_response, render
 from api.web.security import WebState, language, require_role
 from ocr.decode import open_document
 from ocr.errors import DocumentError
