@@ -48,7 +48,7 @@ from storage import layout
 from storage.audit import AuditWriter, Event
 from storage.integrity import problems
 from storage.integrity import verify as verify_archive
-from storage.objects import LocalObjectStore, ObjectMissing
+from storage.objects import ObjectMissing, ObjectStore
 
 UPLOAD_CHUNK = 1 << 20
 BATCH_ID = re.compile(r"b[0-9a-f]{24}")  # ingest.pipeline.Pipeline.receive
@@ -611,17 +611,14 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         headers = {"ETag": etag}
-        if isinstance(pipeline.store, LocalObjectStore):
-            with pipeline.store.local_path(pdf["key"]) as path:
-                # The Range checked as for S3 (416 outside the file, the whole file for a
-                # malformed one or several), then answered by FileResponse (206).
-                wanted = byte_range(request.headers.get("range"), path.stat().st_size)
-                return _File(path, wanted, media_type="application/pdf", headers=headers,
-                             filename=f"{found['dossier_id']}.pdf")
-        store = pipeline.store
-        from storage.s3 import S3ObjectStore
-
-        assert isinstance(store, S3ObjectStore)
+        store: ObjectStore = pipeline.store
+        path = store.file_path(pdf["key"])
+        if path is not None:
+            # A store of files: the Range checked as for a remote one (416 outside the file, the
+            # whole file for a malformed one or several), then answered by FileResponse (206).
+            wanted = byte_range(request.headers.get("range"), path.stat().st_size)
+            return _File(path, wanted, media_type="application/pdf", headers=headers,
+                         filename=f"{found['dossier_id']}.pdf")
         size = store.size(pdf["key"])
         headers["Accept-Ranges"] = "bytes"
         wanted = byte_range(request.headers.get("range"), size)

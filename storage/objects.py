@@ -7,6 +7,7 @@ Keys are '/'-separated paths (see storage/layout.py). Objects are immutable unle
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 import time
@@ -58,7 +59,18 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
-    def open(self, key: str) -> BinaryIO: ...
+    def open(self, key: str) -> BinaryIO:
+        """The object as a stream (not read into memory); ObjectMissing if absent."""
+        ...
+
+    def size(self, key: str) -> int:
+        """The object's length in bytes; ObjectMissing if absent."""
+        ...
+
+    def open_range(self, key: str, start: int, length: int) -> BinaryIO:
+        """A stream of bytes start..start+length-1 (an HTTP Range), fetched as such; the caller
+        checks the range against `size`. ObjectMissing if absent."""
+        ...
 
     def exists(self, key: str) -> bool: ...
 
@@ -67,7 +79,15 @@ class ObjectStore(Protocol):
     def sha256(self, key: str) -> str: ...
 
     def local_path(self, key: str) -> AbstractContextManager[Path]:
-        """A file path holding the object, for tools that need one (poppler, Pillow)."""
+        """A file path holding the object, for tools that need one (poppler, Pillow): the
+        object's own file, or a temporary copy of it."""
+        ...
+
+    def file_path(self, key: str) -> Path | None:
+        """The object's own file when the store keeps objects as files (served or read in place,
+        no copy); None for a remote store: callers then stream (`open`, `open_range`) or copy
+        (`local_path`). ObjectMissing if a local one is absent (a remote store answers None
+        without asking the server)."""
         ...
 
 
@@ -160,6 +180,17 @@ class LocalObjectStore:
         except FileNotFoundError as e:
             raise ObjectMissing(key) from e
 
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as e:
+            raise ObjectMissing(key) from e
+
+    def open_range(self, key: str, start: int, length: int) -> BinaryIO:
+        f = self.open(key)
+        f.seek(start)
+        return _Limited(f, length)  # type: ignore[return-value]
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
@@ -179,10 +210,13 @@ class LocalObjectStore:
 
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]:
+        yield self.file_path(key)
+
+    def file_path(self, key: str) -> Path:
         path = self._path(key)
         if not path.is_file():
             raise ObjectMissing(key)
-        yield path
+        return path
 
     def leftovers(self, older_than: float) -> Iterator[Leftover]:
         """`.tmp-*` files of `_write` last modified more than `older_than` seconds ago."""
@@ -198,3 +232,29 @@ class LocalObjectStore:
                     if stat.st_mtime < cutoff:
                         yield Leftover(str(path), stat.st_size, stat.st_mtime,
                                        lambda path=path: path.unlink(missing_ok=True))
+
+
+class _Limited(io.RawIOBase):
+    """At most `length` bytes of an open file, from where it stands; closing closes the file."""
+
+    def __init__(self, f: BinaryIO, length: int) -> None:
+        self._f, self._left = f, max(0, length)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        n = self._left if size is None or size < 0 else min(size, self._left)
+        data = self._f.read(n) if n else b""
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.close()
+        super().close()

@@ -130,8 +130,13 @@ class S3ObjectStore:
 
     def open_range(self, key: str, start: int, length: int) -> BinaryIO:
         """Bytes start..start+length-1, fetched as such (HTTP Range for downloads)."""
-        response = self.client.get_object(self.bucket, _check_key(key), offset=start,
-                                          length=length)
+        try:
+            response = self.client.get_object(self.bucket, _check_key(key), offset=start,
+                                              length=length)
+        except S3Error as e:
+            if e.code in _MISSING:
+                raise ObjectMissing(key) from e
+            raise
         return _ResponseStream(response)  # type: ignore[return-value]
 
     def exists(self, key: str) -> bool:
@@ -166,6 +171,10 @@ class S3ObjectStore:
             while chunk := f.read(CHUNK):
                 h.update(chunk)
         return h.hexdigest()
+
+    def file_path(self, key: str) -> Path | None:
+        """No object of a remote store is a local file: stream it or copy it (`local_path`)."""
+        return None
 
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]:

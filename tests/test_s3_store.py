@@ -17,7 +17,7 @@ from ingest.page_stages import DetectBlank, ReadBarcodes
 from ingest.pipeline import Pipeline
 from ingest.runner import run_file
 from ingest.settings import Settings
-from storage.objects import ObjectExists, ObjectMissing
+from storage.objects import LocalObjectStore, ObjectExists, ObjectMissing, ObjectStore
 from storage.s3 import S3ObjectStore
 from tests.synth import ASN_BATCH
 
@@ -80,6 +80,30 @@ def test_listing_and_missing_objects(endpoint: str) -> None:
     assert not store.exists("a/3")
     with pytest.raises(ObjectMissing):
         store.get("a/3")
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_both_stores_answer_the_whole_protocol(endpoint: str, tmp_path: Path, kind: str) -> None:
+    """Size, ranged reads and the file path (or none) through the protocol alone: what the API's
+    PDF route uses, with no `isinstance` on a backend."""
+    store: ObjectStore = (LocalObjectStore(tmp_path / "objects") if kind == "local"
+                          else store_at(endpoint))
+    data = os.urandom(5000)
+    store.put("dossiers/X/v0001/dossier.pdf", data)
+    assert store.size("dossiers/X/v0001/dossier.pdf") == 5000
+    with store.open_range("dossiers/X/v0001/dossier.pdf", 100, 250) as part:
+        assert part.read() == data[100:350]
+    with store.open_range("dossiers/X/v0001/dossier.pdf", 4990, 10) as part:
+        assert part.read(4) + part.read() == data[4990:]
+    with store.open("dossiers/X/v0001/dossier.pdf") as whole:
+        assert whole.read() == data
+    path = store.file_path("dossiers/X/v0001/dossier.pdf")
+    assert (path is not None) == (kind == "local")
+    assert path is None or path.read_bytes() == data
+    for call in (lambda: store.size("a/3"), lambda: store.open_range("a/3", 0, 1),
+                 lambda: store.open("a/3")):
+        with pytest.raises(ObjectMissing):
+            call()
 
 
 def test_claims_are_won_once(endpoint: str) -> None:
