@@ -11,15 +11,12 @@ import numpy as np
 from PIL import Image
 
 from ingest.stages import PageWork
-from ocr import barcodes, blank, deskew, tesseract
+from ocr import barcodes, blank, deskew, symbologies, tesseract
 
 
 def _gray(work: PageWork) -> np.ndarray:
     img = work.image
     return np.asarray(img if img.mode == "L" else img.convert("L"))
-
-
-TWO_D = {"QRCode", "MicroQRCode", "rMQRCode", "DataMatrix", "Aztec", "PDF417"}
 
 
 class ReadBarcodes:
@@ -35,7 +32,7 @@ class ReadBarcodes:
             return
         formats = tuple(work.settings.barcode_formats)
         if self.retry:  # 2-D codes are found at any angle: only 1-D ones can hide in a skew
-            formats = tuple(f for f in formats if f not in TWO_D)
+            formats = symbologies.one_d(formats)
             if not formats:
                 return
         found = barcodes.read(_gray(work), tuple(work.settings.barcode_engines), formats)

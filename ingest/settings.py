@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.webhooks import WebhookTarget
 from ocr.dossier_code import STRICT, TOLERANT
+from ocr.symbologies import SYMBOLOGIES, lookup
 from scanners.config import EmailConfig, FolderConfig, FtpConfig, ScannerConfig
 
 
@@ -167,6 +168,16 @@ class Settings(BaseSettings):
         if unknown or not v:
             raise ValueError(f"barcode engines are zxing-cpp and/or pyzbar, not {sorted(unknown)}")
         return v
+
+    @field_validator("barcode_formats")
+    @classmethod
+    def _known_formats(cls, v: list[str]) -> list[str]:
+        """Names of ocr/symbologies.py's table (any case, stored as the table spells them): a typo
+        stops the start with the known names instead of failing every page."""
+        if not v:  # zxing-cpp would read every format, zbar none
+            raise ValueError("barcode formats: name at least one; known: "
+                             + ", ".join(s.name for s in SYMBOLOGIES))
+        return list(dict.fromkeys(lookup(name).name for name in v))
 
     @field_validator("workers")
     @classmethod

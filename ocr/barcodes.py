@@ -15,13 +15,8 @@ import numpy as np
 import zxingcpp
 from pyzbar import pyzbar
 
+from ocr.symbologies import DEFAULT_FORMATS, from_zbar, from_zxing, lookup
 from ocr.text import nfc
-
-DEFAULT_FORMATS = ("Code128", "Code39", "QRCode")
-_ZBAR = {"Code128": pyzbar.ZBarSymbol.CODE128, "Code39": pyzbar.ZBarSymbol.CODE39,
-         "QRCode": pyzbar.ZBarSymbol.QRCODE, "Code93": pyzbar.ZBarSymbol.CODE93,
-         "ITF": pyzbar.ZBarSymbol.I25, "PDF417": pyzbar.ZBarSymbol.PDF417,
-         "EAN13": pyzbar.ZBarSymbol.EAN13}
 
 
 @dataclass(frozen=True)
@@ -37,8 +32,9 @@ class Barcode:
 
 
 def read_zxing(gray: np.ndarray, formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Barcode]:
+    """Names of ocr/symbologies.py in, names out; UnknownSymbology for a name it lacks."""
     found = []
-    wanted = zxingcpp.barcode_formats_from_str(",".join(formats))
+    wanted = zxingcpp.barcode_formats_from_str(",".join(lookup(f).zxing for f in formats))
     for r in zxingcpp.read_barcodes(gray, formats=wanted, text_mode=zxingcpp.TextMode.Plain,
                                     try_invert=False):
         p = r.position
@@ -50,17 +46,20 @@ def read_zxing(gray: np.ndarray, formats: tuple[str, ...] = DEFAULT_FORMATS) -> 
 
 
 def _zxing_name(fmt: object) -> str:
-    name = str(fmt).rsplit(".", 1)[-1].replace(" ", "")
-    return {"Code39Std": "Code39", "Code39Ext": "Code39", "QRCodeModel2": "QRCode"}.get(name, name)
+    member = getattr(fmt, "name", None) or str(fmt).rsplit(".", 1)[-1]
+    return from_zxing(member) or str(fmt).rsplit(".", 1)[-1].replace(" ", "")
 
 
 def read_pyzbar(gray: np.ndarray, formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Barcode]:
+    """The formats zbar cannot read (ocr/symbologies.py: no zbar symbol) are left to zxing-cpp."""
+    symbols = [getattr(pyzbar.ZBarSymbol, zbar) for f in formats if (zbar := lookup(f).zbar)]
+    if not symbols:  # none it can read (an empty list would ask zbar for every type)
+        return []
     found = []
-    for r in pyzbar.decode(gray, symbols=[_ZBAR[f] for f in formats if f in _ZBAR]):
+    for r in pyzbar.decode(gray, symbols=symbols):
         x, y, w, h = r.rect
-        name = {"CODE128": "Code128", "CODE39": "Code39", "QRCODE": "QRCode", "CODE93": "Code93",
-                "I25": "ITF", "PDF417": "PDF417"}.get(r.type, r.type)
-        found.append(Barcode(nfc(_zbar_text(r.data)), name, "pyzbar", (x, y, x + w, y + h)))
+        found.append(Barcode(nfc(_zbar_text(r.data)), from_zbar(r.type) or r.type, "pyzbar",
+                             (x, y, x + w, y + h)))
     return found
 
 
