@@ -28,17 +28,13 @@ from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from api.keys import ALL_AGENCIES, Principal
 from api.web import i18n
 from api.web.render import error_page, render
 from api.web.security import WebState, language, require_role, safe_next
 from ocr.text import nfc
-from storage import layout
-from storage.audit import Entry
-from storage.catalog import Correction, Dossier, DossierVersion, FieldRow
+from storage import layout, queries
 from storage.integrity import problems, verify
 from storage.objects import LocalObjectStore, ObjectMissing
 
@@ -170,19 +166,12 @@ def agency_choices(pipeline: Any, who: Principal) -> list[str]:
     """The agencies the user may filter by: theirs, or every agency in the catalog for '*'."""
     if ALL_AGENCIES not in who.agencies:
         return sorted(who.agencies)
-    with pipeline.catalog.session() as s:
-        return list(s.scalars(select(Dossier.agency).distinct().order_by(Dossier.agency)
-                              .limit(500)))
+    return queries.agencies(pipeline.catalog, limit=500)
 
 
 def procedure_choices(pipeline: Any, scope: tuple[str, ...] | None) -> list[str]:
     """Procedures of the dossiers the user sees (never another agency's)."""
-    stmt = (select(Dossier.procedure).where(Dossier.procedure.is_not(None)).distinct()
-            .order_by(Dossier.procedure).limit(300))
-    if scope is not None:
-        stmt = stmt.where(Dossier.agency.in_(scope))
-    with pipeline.catalog.session() as s:
-        return [p for p in s.scalars(stmt) if p]
+    return queries.procedures(pipeline.catalog, scope, limit=300)
 
 
 def summaries(pipeline: Any, items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -191,22 +180,11 @@ def summaries(pipeline: Any, items: list[dict[str, Any]]) -> dict[str, dict[str,
     latest = {i["dossier_id"]: i["version"] for i in items}
     found: dict[str, dict[str, Any]] = {code: {"applicant": "", "pages": 0, "size": 0}
                                         for code in latest}
-    if not latest:
-        return found
-    with pipeline.catalog.session() as s:
-        for code, version, manifest in s.execute(
-                select(DossierVersion.code, DossierVersion.version, DossierVersion.manifest)
-                .where(DossierVersion.code.in_(latest))):
-            if latest[code] == version:
-                found[code]["pages"] = len(manifest.get("pages", []))
-                found[code]["size"] = manifest["objects"]["dossier.pdf"].get("size", 0)
-        names: dict[str, dict[str, str]] = {}
-        for code, version, name, value in s.execute(
-                select(FieldRow.code, FieldRow.version, FieldRow.name, FieldRow.value)
-                .where(FieldRow.code.in_(latest), FieldRow.name.in_(APPLICANT_FIELDS))):
-            if latest[code] == version:
-                names.setdefault(code, {})[name] = value
-    for code, by_name in names.items():
+    for code, version in queries.version_summaries(pipeline.catalog, latest,
+                                                    APPLICANT_FIELDS).items():
+        found[code]["pages"] = len(version.manifest.get("pages", []))
+        found[code]["size"] = version.manifest["objects"]["dossier.pdf"].get("size", 0)
+        by_name = version.fields
         found[code]["applicant"] = next((by_name[n] for n in APPLICANT_FIELDS if by_name.get(n)), "")
     return found
 
@@ -215,12 +193,7 @@ def last_verifications(pipeline: Any, codes: list[str]) -> dict[str, dict[str, A
     """The newest `dossier.verify` audit entry of each code."""
     if not codes or pipeline.audit is None:
         return {}
-    newest = (select(func.max(Entry.seq)).where(Entry.action == VERIFY_ACTION,
-                                                Entry.target.in_(codes))
-              .group_by(Entry.target))
-    with Session(pipeline.audit.engine) as s:
-        rows = s.scalars(select(Entry).where(Entry.seq.in_(newest))).all()
-    return {e.target: {**e.detail, "at": e.at, "actor": e.actor} for e in rows}
+    return queries.newest_entries(pipeline.audit.engine, VERIFY_ACTION, codes)
 
 
 def integrity_state(check: dict[str, Any] | None, latest_version: int) -> dict[str, Any]:
@@ -355,12 +328,7 @@ def field_rows(lang: str, fields: dict[str, dict[str, Any]], machine: dict[str, 
 
 
 def corrections_of(pipeline: Any, code: str, version: int) -> list[dict[str, Any]]:
-    with pipeline.catalog.session() as s:
-        rows = s.scalars(select(Correction).where(Correction.code == code,
-                                                  Correction.version == version)
-                         .order_by(Correction.seq)).all()
-    return [{"name": c.name, "value": c.value, "previous": c.previous, "actor": c.actor,
-             "reason": c.reason, "at": c.at} for c in rows]
+    return queries.corrections(pipeline.catalog, code, version)
 
 
 def audit_entries(pipeline: Any, code: str, actions: tuple[str, ...] = (), reads: bool = True,
@@ -368,16 +336,8 @@ def audit_entries(pipeline: Any, code: str, actions: tuple[str, ...] = (), reads
     """The dossier's audit entries, newest first."""
     if pipeline.audit is None:
         return []
-    stmt = select(Entry).where(Entry.target == code).order_by(Entry.seq.desc()).limit(limit)
-    if actions:
-        stmt = stmt.where(Entry.action.in_(actions))
-    if not reads:
-        for suffix in READ_SUFFIXES:
-            stmt = stmt.where(Entry.action.not_like(f"%{suffix}"))
-    if before is not None:
-        stmt = stmt.where(Entry.seq < before)
-    with Session(pipeline.audit.engine) as s:
-        return [e.to_dict() for e in s.scalars(stmt)]
+    return queries.entries_of(pipeline.audit.engine, code, actions,
+                              () if reads else READ_SUFFIXES, before, limit)
 
 
 def actor_label(lang: str, actor: str) -> str:
@@ -465,11 +425,8 @@ def manifests_of(pipeline: Any, found: dict[str, Any]) -> list[dict[str, Any]]:
     stored = {m["version"]: m for m in pipeline.versions(found["dossier_id"])}
     missing = [v["version"] for v in found["versions"] if v["version"] not in stored]
     if missing:
-        with pipeline.catalog.session() as s:
-            for m in s.scalars(select(DossierVersion.manifest).where(
-                    DossierVersion.code == found["dossier_id"],
-                    DossierVersion.version.in_(missing))):
-                stored[m["version"]] = m
+        for m in queries.version_manifests(pipeline.catalog, found["dossier_id"], missing):
+            stored[m["version"]] = m
     return [stored[v] for v in sorted(stored)]
 
 

@@ -31,7 +31,6 @@ from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import and_, or_, select
 
 from api.keys import ALL_AGENCIES, Principal
 from api.web import i18n
@@ -40,8 +39,7 @@ from api.web.security import WebState, language, require_role
 from ingest.pipeline import PageRef, Pipeline
 from ingest.review import DECIDED, Review, ReviewError
 from ocr.pdf import page_jpeg, rotated
-from storage import layout
-from storage.catalog import Batch, Dossier, FieldRow
+from storage import layout, queries
 from storage.objects import ObjectMissing
 
 ROLES = ("scanner", "processor")  # and admin
@@ -150,37 +148,20 @@ def waiting_batches(pipeline: Pipeline, who: Principal) -> list[dict[str, Any]]:
     """Batch records still in review, newest first: of the user's agencies, and of other
     agencies when they hold pages with a code of the user's agencies (`other_agency`)."""
     assert pipeline.catalog is not None
-    stmt = (select(Batch.record).where(Batch.status == "needs_review")
-            .order_by(Batch.received_at.desc(), Batch.id))
     if (agencies := _scope(who)) is None:
-        stmt = stmt.limit(QUEUE_LIMIT)
-    with pipeline.catalog.session() as s:
-        if agencies is None:
-            return [dict(r) for r in s.scalars(stmt).all()]
-        found = []
-        for r in s.scalars(stmt.limit(QUEUE_LIMIT * 10)).all():
-            if who.sees(r.get("agency") or "") or other_agencies(r) & set(agencies):
-                found.append(dict(r))
-        return found[:QUEUE_LIMIT]
+        return queries.batches_in_review(pipeline.catalog, QUEUE_LIMIT)
+    found = [r for r in queries.batches_in_review(pipeline.catalog, QUEUE_LIMIT * 10)
+             if who.sees(r.get("agency") or "") or other_agencies(r) & set(agencies)]
+    return found[:QUEUE_LIMIT]
 
 
 def codes_to_check(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
     """Dossiers whose latest version has a code read by OCR or with low confidence."""
     assert pipeline.catalog is not None
-    stmt = (select(Dossier.code, Dossier.updated_at, FieldRow.source, FieldRow.confidence)
-            .join(FieldRow, and_(FieldRow.code == Dossier.code,
-                                 FieldRow.version == Dossier.latest_version,
-                                 FieldRow.name == "dossier_id"))
-            .where(or_(FieldRow.source == "ocr", FieldRow.confidence < LOW_CONFIDENCE),
-                   Dossier.withdrawn_to.is_(None))
-            .order_by(Dossier.updated_at.desc()).limit(QUEUE_LIMIT))
-    if (agencies := _scope(who)) is not None:
-        stmt = stmt.where(Dossier.agency.in_(agencies))
-    with pipeline.catalog.session() as s:
-        rows = s.execute(stmt).all()
-    return [QueueItem("code", _aware(at), f"/review/dossiers/{code}", code,
-                      [code_reason(source, confidence)])
-            for code, at, source, confidence in rows]
+    rows = queries.codes_to_check(pipeline.catalog, _scope(who), LOW_CONFIDENCE, QUEUE_LIMIT)
+    return [QueueItem("code", _aware(r.updated_at), f"/review/dossiers/{r.code}", r.code,
+                      [code_reason(r.source, r.confidence)])
+            for r in rows]
 
 
 def queue(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
