@@ -357,7 +357,7 @@ def serve(host: str, port: int, no_worker: bool, processes: int) -> None:
         # What scanners push (folder, FTP, e-mail), and scans an earlier run left in the spool; the
         # drainer retries items whose storing failed (storage down) once a minute.
         spool = Spool(settings.spool_dir)
-        receivers = start_receivers(spool, submit, settings.folder, settings.ftp, settings.smtp)
+        receivers = start_receivers(spool, submit, settings)  # its sections (RECEIVERS)
         drainer = Drainer(spool, submit).start()
         for receiver in receivers:
             where = f" on port {receiver.port}" if hasattr(receiver, "port") else ""

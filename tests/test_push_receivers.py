@@ -584,3 +584,78 @@ def test_killed_between_spooling_and_storing_a_folder_file_stores_it_exactly_onc
     assert records[0]["sha256"] == sha256(data) and records[0]["status"] != "received"
     assert stored_original(pipeline, records[0]) == data
     assert list(spool.incoming.iterdir()) == [] and list(spool.ready.iterdir()) == []
+
+
+# ---- the registry: receivers by their settings section (scanners/receivers.py) ------------------
+
+def test_every_registered_section_is_a_settings_field_of_its_config_model() -> None:
+    """A receiver is started from the `Settings` field named by its section: the table and the
+    settings name the same sections, with the same models, and all are off by default."""
+    from pydantic import BaseModel
+
+    from scanners.receivers import RECEIVERS
+
+    fields = Settings.model_fields
+    assert list(RECEIVERS) == ["folder", "ftp", "smtp"]  # the order they start
+    for section, kind in RECEIVERS.items():
+        assert fields[section].default is None
+        assert kind.config in getattr(fields[section].annotation, "__args__", ())
+    receiver_models = {f for name, info in fields.items()
+                       for f in getattr(info.annotation, "__args__", ())
+                       if isinstance(f, type) and issubclass(f, BaseModel)
+                       and f.__module__ == "scanners.config" and name != "scanners"}
+    assert receiver_models == {kind.config for kind in RECEIVERS.values()}
+
+
+def test_a_registered_receiver_is_started_from_its_section_and_stopped(
+        spool: Spool, accept, monkeypatch) -> None:
+    """Adding a receiver is one entry: a kind registered under a section is started when that
+    section is configured (from settings or by keyword), after the spool's recovery, and stopped
+    with the others if a later one fails to start."""
+    from pydantic import BaseModel
+
+    from scanners import receivers
+
+    class PigeonConfig(BaseModel):
+        loft: str
+
+    events: list[str] = []
+
+    class Pigeon:
+        def __init__(self, config: PigeonConfig) -> None:
+            self.config = config
+
+        def stop(self) -> None:
+            events.append(f"stop {self.config.loft}")
+
+    def start(config: PigeonConfig, spool_: Spool, accept_: Any, retry: float) -> Pigeon:
+        if config.loft == "broken":
+            raise OSError("no loft")
+        events.append(f"start {config.loft} {retry}")
+        return Pigeon(config)
+
+    monkeypatch.setattr(receivers, "RECEIVERS", dict(receivers.RECEIVERS))
+    receivers.register(receivers.ReceiverKind("pigeon", PigeonConfig, start,
+                                              recover=lambda s: events.append("recover")))
+    with pytest.raises(ValueError, match="already registered"):
+        receivers.register(receivers.ReceiverKind("pigeon", PigeonConfig, start))
+
+    class FromSettings:
+        folder = ftp = smtp = None
+        pigeon = PigeonConfig(loft="roof")
+
+    started = start_receivers(spool, accept, FromSettings(), retry_seconds=5)
+    assert [type(r).__name__ for r in started] == ["Pigeon"]
+    assert events == ["recover", "start roof 5"]
+    assert start_receivers(spool, accept, FromSettings(), pigeon=None) == []  # a keyword wins
+    with pytest.raises(TypeError, match="no receiver is registered for \\['owl'\\]"):
+        start_receivers(spool, accept, owl=PigeonConfig(loft="x"))
+    with pytest.raises(TypeError, match="the ftp section is a FtpConfig, not PigeonConfig"):
+        start_receivers(spool, accept, ftp=PigeonConfig(loft="x"))
+
+    events.clear()
+    monkeypatch.setitem(receivers.RECEIVERS, "zz", receivers.ReceiverKind("zz", PigeonConfig, start))
+    with pytest.raises(OSError, match="no loft"):
+        start_receivers(spool, accept, pigeon=PigeonConfig(loft="roof"),
+                        zz=PigeonConfig(loft="broken"))
+    assert events == ["recover", "start roof 60.0", "stop roof"]
