@@ -39,8 +39,27 @@ class Principal:
     role: str
     agencies: tuple[str, ...]
 
+    @property
+    def all_agencies(self) -> bool:
+        """Whether the principal is of every agency ("*")."""
+        return ALL_AGENCIES in self.agencies
+
     def sees(self, agency: str) -> bool:
-        return ALL_AGENCIES in self.agencies or agency in self.agencies
+        """May I see this agency's dossiers, batches and scans?"""
+        return self.all_agencies or agency in self.agencies
+
+    def may_change(self, agency: str) -> bool:
+        """May I change this agency's dossiers, batches and scans? Writes are scoped like reads;
+        what a role may do at all is the routes' check."""
+        return self.sees(agency)
+
+    def scope(self) -> tuple[str, ...] | None:
+        """The agencies to filter a listing by: None for all agencies, else the principal's."""
+        return None if self.all_agencies else self.agencies
+
+    def only_agency(self) -> str | None:
+        """The principal's one agency, when it has exactly one (and not "*"); else None."""
+        return self.agencies[0] if len(self.agencies) == 1 and not self.all_agencies else None
 
 
 def _digest(secret: str) -> str:

@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from api.keys import ALL_AGENCIES, Principal
+from api.keys import Principal
 from api.web import i18n
 from api.web.render import error_page, render
 from api.web.security import WebState, language, require_role, safe_next
@@ -117,7 +117,7 @@ def _day_start(text: str, zone: timezone, days: int = 0) -> datetime:
     return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
 
 
-def parse_search(params: Any, agencies: list[str], zone: timezone) -> SearchForm:
+def parse_search(params: Any, who: Principal, zone: timezone) -> SearchForm:
     """The filters of a search page's query string, each checked with a message for people."""
     def get(name: str) -> str:
         return str(params.get(name, "")).strip()
@@ -127,7 +127,7 @@ def parse_search(params: Any, agencies: list[str], zone: timezone) -> SearchForm
                       after=get("after"))
     if len(form.q) > MAX_QUERY:
         form.errors.append("search.error.q_long")
-    if form.agency and form.agency not in agencies and ALL_AGENCIES not in agencies:
+    if form.agency and not who.sees(form.agency):
         form.errors.append("search.error.agency")
     if len(form.procedure) > MAX_PROCEDURE:
         form.errors.append("search.error.procedure")
@@ -164,7 +164,7 @@ def _parse_limit(form: SearchForm, text: str) -> None:
 
 def agency_choices(pipeline: Any, who: Principal) -> list[str]:
     """The agencies the user may filter by: theirs, or every agency in the catalog for '*'."""
-    if ALL_AGENCIES not in who.agencies:
+    if not who.all_agencies:
         return sorted(who.agencies)
     return queries.agencies(pipeline.catalog, limit=500)
 
@@ -443,12 +443,6 @@ def check_dossier(pipeline: Any, found: dict[str, Any]) -> tuple[int, list[dict[
 # ---- routes --------------------------------------------------------------------------------
 
 
-def _scope(who: Principal, agency: str = "") -> tuple[str, ...] | None:
-    if agency:
-        return (agency,)
-    return None if ALL_AGENCIES in who.agencies else who.agencies
-
-
 def exact_code(pipeline: Any, form: SearchForm, who: Principal) -> str | None:
     """A search that is exactly the code of a dossier the user sees (typed, or scanned from
     the receipt's barcode, which a USB reader types with an Enter): that dossier."""
@@ -461,14 +455,14 @@ def exact_code(pipeline: Any, form: SearchForm, who: Principal) -> str | None:
 def _search_page(request: Request, who: Principal, mode: str) -> Response:
     state: WebState = request.app.state.web
     pipeline = state.pipeline
-    form = parse_search(request.query_params, list(who.agencies), office_zone(state.settings))
+    form = parse_search(request.query_params, who, office_zone(state.settings))
     if (code := exact_code(pipeline, form, who)) is not None:
         return RedirectResponse(f"/dossiers/{code}", 303)
     agencies = agency_choices(pipeline, who)
     rows: list[dict[str, Any]] = []
     next_cursor = None
     if not form.errors:
-        rows, last = search(pipeline, form, _scope(who, form.agency))
+        rows, last = search(pipeline, form, (form.agency,) if form.agency else who.scope())
         next_cursor = encode_cursor(last) if last else None
         state.audit(request, who, "dossier.search", form.q, who.agencies[0],
                     results=[r["code"] for r in rows], via="web")
@@ -476,7 +470,7 @@ def _search_page(request: Request, who: Principal, mode: str) -> Response:
     return render(request, "search.html", {
         "mode": mode, "form": form, "rows": rows, "next_cursor": next_cursor,
         "errors": [i18n.translate(lang, e, max=MAX_QUERY, limit=MAX_LIMIT) for e in form.errors],
-        "agencies": agencies, "procedures": procedure_choices(pipeline, _scope(who)),
+        "agencies": agencies, "procedures": procedure_choices(pipeline, who.scope()),
         "statuses": STATUSES, "page_sizes": (25, 50, 100), "actor_label": actor_label,
     }, status_code=400 if form.errors else 200)
 

@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from api.keys import ALL_AGENCIES, Principal
+from api.keys import Principal
 from api.web import i18n
 from api.web.render import jpeg_response, render
 from api.web.security import WebState, language, require_role
@@ -140,15 +140,11 @@ def code_reason(source: str, confidence: float) -> Reason:
     return Reason("review.reason.ocr", {"confidence": _percent(confidence)})
 
 
-def _scope(who: Principal) -> tuple[str, ...] | None:
-    return None if ALL_AGENCIES in who.agencies else who.agencies
-
-
 def waiting_batches(pipeline: Pipeline, who: Principal) -> list[dict[str, Any]]:
     """Batch records still in review, newest first: of the user's agencies, and of other
     agencies when they hold pages with a code of the user's agencies (`other_agency`)."""
     assert pipeline.catalog is not None
-    if (agencies := _scope(who)) is None:
+    if (agencies := who.scope()) is None:
         return queries.batches_in_review(pipeline.catalog, QUEUE_LIMIT)
     found = [r for r in queries.batches_in_review(pipeline.catalog, QUEUE_LIMIT * 10)
              if who.sees(r.get("agency") or "") or other_agencies(r) & set(agencies)]
@@ -158,7 +154,7 @@ def waiting_batches(pipeline: Pipeline, who: Principal) -> list[dict[str, Any]]:
 def codes_to_check(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
     """Dossiers whose latest version has a code read by OCR or with low confidence."""
     assert pipeline.catalog is not None
-    rows = queries.codes_to_check(pipeline.catalog, _scope(who), LOW_CONFIDENCE, QUEUE_LIMIT)
+    rows = queries.codes_to_check(pipeline.catalog, who.scope(), LOW_CONFIDENCE, QUEUE_LIMIT)
     return [QueueItem("code", _aware(r.updated_at), f"/review/dossiers/{r.code}", r.code,
                       [code_reason(r.source, r.confidence)])
             for r in rows]

@@ -140,13 +140,9 @@ def _visible_batch(state: WebState, batch_id: str, who: Principal) -> dict[str, 
     return record
 
 
-def _scope(who: Principal) -> tuple[str, ...] | None:
-    return None if ALL_AGENCIES in who.agencies else who.agencies
-
-
 def _agency_choices(who: Principal) -> list[str]:
     """Agencies to pick from when neither the scanner nor the user settles it; [] if settled."""
-    if ALL_AGENCIES in who.agencies or len(who.agencies) > 1:
+    if who.all_agencies or len(who.agencies) > 1:
         return [a for a in who.agencies if a != ALL_AGENCIES]
     return []
 
@@ -200,7 +196,7 @@ def _batch_rows(state: WebState, service: ScanService, who: Principal) -> list[R
     names = _device_names(service, scans)
     catalog = state.pipeline.catalog
     rows = {r["batch_id"]: _row_of(r, names)
-            for r in (catalog.recent_batches(_scope(who), RECENT) if catalog else [])}
+            for r in (catalog.recent_batches(who.scope(), RECENT) if catalog else [])}
     for p in scans:
         if p.batch_id in rows:
             rows[p.batch_id].scan_id = p.id
@@ -335,7 +331,7 @@ def add_routes(app: FastAPI, state: WebState) -> None:
         return render(request, "scan.html", {
             "form": form, "error": error, "agencies": _agency_choices(who),
             "color_modes": COLOR_MODES, "resolutions": RESOLUTIONS,
-            "any_agency": ALL_AGENCIES in who.agencies,
+            "any_agency": who.all_agencies,
             **scan_context(request, current), **batches_context(who, request)},
             status_code=status_code)
 
@@ -466,7 +462,7 @@ def _checked(state: WebState, service: ScanService, who: Principal,
         code = state.pipeline.grammar.match(form.dossier)
         if code is None:
             raise FormError("scan.error.dossier", code=form.dossier[:64])
-        if not who.sees(code.agency):  # writes are scoped like reads: as for an upload
+        if not who.may_change(code.agency):  # writes are scoped like reads: as for an upload
             raise FormError("scan.error.not_yours", code=code.code)
         form.dossier = code.code
     return device, _agency_for(who, device, form.agency)
@@ -478,11 +474,11 @@ def _agency_for(who: Principal, device: Device, asked: str) -> str | None:
     if device.agency:
         return device.agency
     if asked:
-        if AGENCY.match(asked) and who.sees(asked):
+        if AGENCY.match(asked) and who.may_change(asked):
             return asked
         raise FormError("scan.error.agency")
-    if len(who.agencies) == 1 and who.agencies[0] != ALL_AGENCIES:
-        return who.agencies[0]
+    if (agency := who.only_agency()) is not None:
+        return agency
     raise FormError("scan.error.agency")
 
 
