@@ -901,8 +901,8 @@ def new_batch(store: Any, before: set[str]) -> Callable[[], str | None]:
 def jammed_rescan(scene: Scene) -> Row:
     """A dossier scanned whole (v1), then scanned again on a feeder that jams after the first
     sheet: the jam must not make a 1-page v2 of a 3-page dossier (issue 10, 1.)."""
-    from scanners.emulator import EmulatorConfig, EsclEmulator
     from tests import synth
+    from tests.escl_emulator import EmulatorConfig, EsclEmulator
 
     stack = dossier_scan(1, 2, seed=5)
     code = stack.dossiers[0].code

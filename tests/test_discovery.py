@@ -39,7 +39,7 @@ def namespace() -> Iterator[str]:
 
 
 def advertise(namespace: str, scanner_uuid: str, tls: bool = False) -> subprocess.Popen:
-    code = ("import sys, time; from scanners.emulator import EsclEmulator, EmulatorConfig, numbered_pages; "
+    code = ("import sys, time; from tests.escl_emulator import EsclEmulator, EmulatorConfig, numbered_pages; "
             f"e = EsclEmulator(EmulatorConfig(pages=numbered_pages(2), host={SCANNER_IP!r}, "
             f"uuid={scanner_uuid!r}, make_and_model='Văn phòng MFP')).start(); "
             f"e.advertise({SCANNER_IP!r}); print(e.url, flush=True); time.sleep(60)")

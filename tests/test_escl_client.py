@@ -1,4 +1,4 @@
-"""sohoa's eSCL client against the emulated scanner (scanners/emulator.py), which behaves like the
+"""sohoa's eSCL client against the emulated scanner (tests/escl_emulator.py), which behaves like the
 devices of ../shared/domain/ESCL.md and is itself checked against sane-airscan."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from scanners.emulator import EmulatorConfig, EsclEmulator, numbered_pages
 from scanners.escl import (
     CertificateMismatch,
     DeviceBusy,
@@ -19,6 +18,7 @@ from scanners.escl import (
     Unsupported,
 )
 from scanners.escl_xml import ScanRequest
+from tests.escl_emulator import EmulatorConfig, EsclEmulator, numbered_pages
 
 
 def scan(emulator: EsclEmulator, request: ScanRequest | None = None, **client_options):

@@ -1,4 +1,4 @@
-"""The eSCL scanner emulator (scanners/emulator.py), checked directly over HTTP and against real clients.
+"""The eSCL scanner emulator (tests/escl_emulator.py), checked directly over HTTP and against real clients.
 
 The emulator only earns its place in tests if real eSCL clients accept it, so it is checked against two
 of them: Debian's sane-airscan (0.99.27 in Debian 12) and the built-in `escl` backend of libsane1
@@ -45,7 +45,7 @@ import pikepdf
 import pytest
 from PIL import Image
 
-from scanners.emulator import (
+from tests.escl_emulator import (
     PWG_NS,
     SCAN_NS,
     EmulatorConfig,

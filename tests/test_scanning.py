@@ -1,5 +1,5 @@
 """Scanning into batches: an eSCL scan becomes a stored, split batch; trouble at the scanner is kept
-and told, never lost. The scanner is the emulator (scanners/emulator.py)."""
+and told, never lost. The scanner is the emulator (tests/escl_emulator.py)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ from ingest.pipeline import Pipeline
 from ingest.runner import run_file
 from ingest.settings import Settings
 from scanners.devices import ScannerConfig, Scanners
-from scanners.emulator import EmulatorConfig, EsclEmulator
 from scanners.escl_xml import ScanRequest
 from scanners.scan import ScanProgress, ScanService, run_scan
 from scanners.spool import Spool
 from tests import synth
+from tests.escl_emulator import EmulatorConfig, EsclEmulator
 
 SOHOA = Path(sys.executable).parent / "sohoa"
 

@@ -244,9 +244,9 @@ def test_an_item_removed_while_being_stored_is_still_stored_from_the_bytes_held(
 def test_a_scan_whose_item_another_process_stored_is_not_reported_failed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from scanners.devices import ScannerConfig, Scanners
-    from scanners.emulator import EmulatorConfig, EsclEmulator, numbered_pages
     from scanners.escl_xml import ScanRequest
     from scanners.scan import run_scan
+    from tests.escl_emulator import EmulatorConfig, EsclEmulator, numbered_pages
 
     def gone(self: Spool, item: Any, accept: Any) -> dict[str, Any]:
         shutil.rmtree(item.path)
@@ -267,7 +267,7 @@ def test_sohoa_scan_beside_sohoa_serve_on_the_same_data_names_the_stored_batch(
         tmp_path: Path) -> None:
     """Given `sohoa serve` running on a data directory, when `sohoa scan` runs on the same one,
     then it exits 0 and names the batch, which the server's data holds."""
-    from scanners.emulator import EmulatorConfig, EsclEmulator, numbered_pages
+    from tests.escl_emulator import EmulatorConfig, EsclEmulator, numbered_pages
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

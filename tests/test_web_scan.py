@@ -23,9 +23,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from scanners.devices import ScannerConfig
-from scanners.emulator import EmulatorConfig, EsclEmulator
 from scanners.scan import ScanProgress
 from tests.browser import LiveApp, http_login, login, make_settings, serve, shot
+from tests.escl_emulator import EmulatorConfig, EsclEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-batch.pdf"

@@ -47,10 +47,10 @@ from api.web.review_pages import sees_page, waiting_batches
 from ingest.pipeline import PageRef, Pipeline
 from ingest.runner import run_file
 from scanners.devices import ScannerConfig
-from scanners.emulator import EmulatorConfig, EsclEmulator
 from storage import layout
 from tests import synth
 from tests.browser import LiveApp, http_login, make_settings, serve
+from tests.escl_emulator import EmulatorConfig, EsclEmulator
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "sample-batch.pdf"

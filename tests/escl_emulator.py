@@ -1,4 +1,5 @@
-"""An eSCL (AirScan) scanner emulator, for tests and demos.
+"""An eSCL (AirScan) scanner emulator, for tests and demos: a test double, kept with the tests and
+out of the product package (sohoa's scanners/ are its clients; nothing of sohoa imports this).
 
 Real scanners differ in exactly the places where an eSCL client breaks: the `Location` of a new job
 may be relative or spelled `location:`, `NextDocument` answers 503 while the page is still being
@@ -12,7 +13,8 @@ It is checked against Debian's sane-airscan (tests/test_escl_emulator.py), a rea
     with EsclEmulator(EmulatorConfig(pages=numbered_pages(3), duplex=True)) as emu:
         ...  # point a client at emu.url (http://127.0.0.1:PORT/eSCL/)
 
-Demo: `python -m scanners.emulator --port 8090 --count 5 --duplex`.
+Demo, from a checkout (with the test extra installed):
+`python -m tests.escl_emulator --port 8090 --count 5 --duplex`.
 """
 
 from __future__ import annotations
@@ -710,7 +712,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Serves an emulated scanner until Ctrl-C (demos, browser tests, trying a client by hand)."""
-    parser = argparse.ArgumentParser(prog="python -m scanners.emulator", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.escl_emulator", description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     source = parser.add_mutually_exclusive_group()
