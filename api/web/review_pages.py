@@ -17,15 +17,15 @@ batch or dossier answers 404, like one that does not exist. Correcting a code (o
 the pages to the right code and withdraws the old one: the form posts without htmx and lands on
 the new code's page; the old code's page then leads there too.
 
+What the queue and the screens show (the view models) is built in api/web/review_view.py.
+
 (No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.)
 """
 
 import io
 import re
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -35,247 +35,35 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api.keys import Principal
 from api.web import i18n
 from api.web.render import jpeg_response, render
+from api.web.review_view import (
+    LOW_CONFIDENCE,
+    QUEUE_LIMIT,
+    DossierPage,
+    batch_dossiers,
+    batch_reasons,
+    describe,
+    other_agencies,
+    pages_text,
+    percent,
+    queue,
+    sees_page,
+    unmatched_groups,
+)
+from api.web.review_view import waiting_batches as waiting_batches  # tests/test_write_scope.py
 from api.web.security import WebState, language, require_role
 from ingest.pipeline import PageRef, Pipeline
-from ingest.review import DECIDED, Review, ReviewError
+from ingest.review import Review, ReviewError
 from ocr.pdf import page_jpeg, rotated
-from storage import layout, queries
+from storage import layout
 from storage.objects import ObjectMissing
 
 ROLES = ("scanner", "processor")  # and admin
-LOW_CONFIDENCE = 0.9  # a dossier code read with less than this waits for a person
-QUEUE_LIMIT = 200  # rows of each kind the queue shows
 THUMB, LARGE = 320, 1400  # longest side of a thumbnail, of an enlarged page
 BATCH_ID = re.compile(r"b[0-9a-f]{24}")
 ACTION_ID = re.compile(r"[0-9a-f]{32}")
 
 Staff = Annotated[Principal, Depends(require_role(*ROLES))]
 Text = Annotated[str, Form(max_length=300)]
-
-
-# ---- what the queue and the screens show ------------------------------------------------------
-
-@dataclass
-class Reason:
-    """Why something waits (or what a version changed): an i18n key and its values."""
-    key: str
-    values: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class QueueItem:
-    kind: str  # batch | code
-    at: datetime
-    href: str
-    name: str  # the batch's file name, or the dossier code
-    reasons: list[Reason]
-
-
-def _aware(at: datetime | str) -> datetime:
-    found = datetime.fromisoformat(at) if isinstance(at, str) else at
-    return found if found.tzinfo else found.replace(tzinfo=UTC)
-
-
-def _percent(confidence: float) -> int:
-    return round(confidence * 100)
-
-
-def batch_reasons(record: dict[str, Any]) -> list[Reason]:
-    """Why a batch waits, from the reason codes beside its pages (ingest/pipeline.py
-    review_entries): pages with no code, codes the registry does not know, rescans that may lack
-    pages, pages that could not be read, a scan that may lack pages."""
-    waiting = set(record.get("unmatched_pages", []))
-    reasons = []
-    unreadable = 0
-    for r in record.get("review", []):
-        pages = [p for p in r.get("pages", []) if p in waiting]
-        reason = r.get("reason")
-        if reason == "unreadable":
-            unreadable += len(pages)
-        elif reason == "no_code" and pages:
-            reasons.append(Reason("review.reason.unmatched", {"count": len(pages)}))
-        elif reason == "unknown_to_registry" and pages:
-            reasons.append(Reason("review.reason.registry", {"code": r["code"],
-                                                             "count": len(pages)}))
-        elif reason == "incomplete_rescan" and pages:
-            reasons.append(Reason("review.reason.rescan", {
-                "code": r["code"], "count": len(pages), "version": r.get("current_version"),
-                "current": r.get("current_pages")}))
-        elif reason == "other_agency" and pages:
-            reasons.append(Reason("review.reason.other_agency", {
-                "code": r["code"], "agency": r["agency"], "count": len(pages)}))
-        elif reason == "incomplete_scan" and pages:
-            reasons.append(Reason("review.reason.partial", {"code": r["code"],
-                                                            "count": len(pages)}))
-    if unreadable:
-        reasons.append(Reason("review.reason.unreadable", {"count": unreadable}))
-    if record.get("incomplete") and not record.get("incomplete_checked"):
-        reasons.append(Reason("review.reason.incomplete", {"why": record["incomplete"]}))
-    return reasons
-
-
-def page_agency(record: dict[str, Any], index: int) -> str:
-    """Whose page this is, for who may see and decide on it: the agency of a code of another
-    agency read on it (review reason `other_agency`), else the batch's agency."""
-    for entry in record.get("review", []):
-        if entry.get("reason") == "other_agency" and index in entry["pages"]:
-            return entry["agency"]
-    return record.get("agency") or ""
-
-
-def sees_page(who: Principal, record: dict[str, Any], index: int) -> bool:
-    return who.sees(page_agency(record, index))
-
-
-def other_agencies(record: dict[str, Any]) -> set[str]:
-    return {r["agency"] for r in record.get("review", []) if r.get("reason") == "other_agency"
-            and r.get("pages")}
-
-
-def code_reason(source: str, confidence: float) -> Reason:
-    if source != "ocr":
-        return Reason("review.reason.low", {"confidence": _percent(confidence)})
-    if confidence >= 1.0:  # the code was found, not read from its label line: no score
-        return Reason("review.reason.ocr_found")
-    return Reason("review.reason.ocr", {"confidence": _percent(confidence)})
-
-
-def waiting_batches(pipeline: Pipeline, who: Principal) -> list[dict[str, Any]]:
-    """Batch records still in review, newest first: of the user's agencies, and of other
-    agencies when they hold pages with a code of the user's agencies (`other_agency`)."""
-    assert pipeline.catalog is not None
-    if (agencies := who.scope()) is None:
-        return queries.batches_in_review(pipeline.catalog, QUEUE_LIMIT)
-    found = [r for r in queries.batches_in_review(pipeline.catalog, QUEUE_LIMIT * 10)
-             if who.sees(r.get("agency") or "") or other_agencies(r) & set(agencies)]
-    return found[:QUEUE_LIMIT]
-
-
-def codes_to_check(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
-    """Dossiers whose latest version has a code read by OCR or with low confidence."""
-    assert pipeline.catalog is not None
-    rows = queries.codes_to_check(pipeline.catalog, who.scope(), LOW_CONFIDENCE, QUEUE_LIMIT)
-    return [QueueItem("code", _aware(r.updated_at), f"/review/dossiers/{r.code}", r.code,
-                      [code_reason(r.source, r.confidence)])
-            for r in rows]
-
-
-def queue(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
-    items = [QueueItem("batch", _aware(r["received_at"]), f"/review/batches/{r['batch_id']}",
-                       r["file"], batch_reasons(r))
-             for r in waiting_batches(pipeline, who)]
-    return sorted(items + codes_to_check(pipeline, who), key=lambda i: i.at, reverse=True)
-
-
-@dataclass
-class UnmatchedPage:
-    number: int  # 1-based, as staff count
-    readable: bool
-    selected: bool = False
-
-
-@dataclass
-class Group:
-    """Unmatched pages as separators and codes cut them. `code` is one read on them that cannot
-    be used as it is: `held` says why (a rescan that may lack pages: keep the current version
-    or replace it), else the registry did not know it."""
-    pages: list[UnmatchedPage]
-    code: str | None = None
-    held: dict[str, Any] | None = None  # the review entry a person decides on (DECIDED)
-    visible: bool = True  # False: pages of another agency than the user's, not shown
-
-
-def unmatched_groups(pipeline: Pipeline, record: dict[str, Any],
-                     selected: set[int] | None, who: Principal) -> list[Group]:
-    """The batch's waiting pages in groups; without a choice made yet, the first readable
-    group is selected, so scanning a code assigns it at once."""
-    waiting = record.get("unmatched_pages", [])
-    failed = {f["page"] for f in record.get("failed_pages", [])}
-    entries = {p: r for r in record.get("review", []) if r.get("code") for p in r["pages"]}
-    groups = [[p for p in g if p in waiting] for g in record.get("unmatched_groups", [])]
-    grouped = {p for g in groups for p in g}
-    groups = [g for g in groups if g] + [[p] for p in waiting if p not in grouped]
-    out = []
-    for pages in groups:
-        shown = [UnmatchedPage(p + 1, p not in failed and pipeline.store.exists(
-            layout.page_pdf(record["batch_id"], p))) for p in pages]
-        found = [entries.get(p) for p in pages]
-        entry = found[0] if all(e is found[0] for e in found) else None
-        held = entry if entry and entry.get("reason") in DECIDED else None
-        out.append(Group(shown, entry["code"] if entry else None, held,
-                         all(sees_page(who, record, p) for p in pages)))
-    if selected is None:
-        first = next((g for g in out if g.visible and all(p.readable for p in g.pages)), None)
-        selected = {p.number for p in first.pages} if first else set()
-    for group in out:
-        for page in group.pages:
-            page.selected = page.number in selected
-    return out
-
-
-@dataclass
-class BatchDossier:
-    code: str
-    pages: int
-    version: int
-    source: str
-    confidence: float
-
-
-def batch_dossiers(pipeline: Pipeline, record: dict[str, Any], who: Principal) -> list[BatchDossier]:
-    """The batch's dossiers as they are now (a later version may have changed them)."""
-    assert pipeline.catalog is not None
-    out = []
-    for entry in record.get("dossiers", []):
-        found = pipeline.catalog.dossier(entry["dossier_id"])
-        if found is None or not who.sees(found["agency"]):
-            continue
-        code_field = found["fields"].get("dossier_id") or {}
-        out.append(BatchDossier(found["dossier_id"], len(found["pages"]), found["version"],
-                                code_field.get("source", entry.get("code_source", "")),
-                                code_field.get("confidence", 1.0)))
-    return out
-
-
-@dataclass
-class DossierPage:
-    number: int
-    ref: PageRef
-
-
-def describe(code: str, manifest: dict[str, Any], file_of: Callable[[str], str]) -> Reason:
-    """What a version changed, for the versions list (`file_of` names a batch by its file)."""
-    change = manifest.get("change") or {}
-    action = change.get("action")
-    if action == "assign":
-        return Reason("review.change.assign", {"pages": _pages_text(change["pages"]),
-                                               "file": file_of(change["batch_id"])})
-    if action == "rotate":
-        turn = int(change["degrees"]) % 360
-        return Reason(f"review.change.rotate.{turn}", {"page": change["position"] + 1})
-    if action == "move":
-        return Reason("review.change.move", {"page": change["position"] + 1, "to": change["to"] + 1})
-    if action == "drop":
-        return Reason("review.change.drop", {"page": change["position"] + 1})
-    if action == "split":
-        if change["from"] == code:
-            return Reason("review.change.split_from", {"page": change["position"] + 1,
-                                                       "other": change["to"]})
-        return Reason("review.change.split_to", {"other": change["from"]})
-    if action == "merge":
-        return Reason("review.change.merge", {"other": change["from"]})
-    if action == "confirm":
-        return Reason("review.change.confirm")
-    if manifest.get("withdrawn"):
-        return Reason("review.change.withdrawn", {"other": manifest["withdrawn"]["to"]})
-    if action == "recode":
-        return Reason("review.change.recode", {"other": change["from"]})
-    return Reason("review.change.scan", {"file": manifest["original"]["file"]})
-
-
-def _pages_text(pages: list[int]) -> str:
-    """0-based page indexes as staff count them: "1, 2, 5"."""
-    return ", ".join(str(p + 1) for p in sorted(pages))
 
 
 # ---- errors -------------------------------------------------------------------------------
@@ -460,14 +248,14 @@ class ReviewPages:
     def batch_notice(self, request: Request, done: str, code: str, version: int,
                      pages: list[int]) -> str | None:
         if done == "assign" and self.pipeline.grammar.match(code) and version:
-            return self.message(request, "review.done.assign", pages=_pages_text(pages),
+            return self.message(request, "review.done.assign", pages=pages_text(pages),
                                 code=code, version=version)
         if done == "replace" and self.pipeline.grammar.match(code) and version:
             return self.message(request, "review.done.replace", code=code, version=version)
         if done == "keep":
-            return self.message(request, "review.done.keep", pages=_pages_text(pages))
+            return self.message(request, "review.done.keep", pages=pages_text(pages))
         if done == "discard":
-            return self.message(request, "review.done.discard", pages=_pages_text(pages))
+            return self.message(request, "review.done.discard", pages=pages_text(pages))
         if done == "incomplete":
             return self.message(request, "review.done.incomplete")
         return None
@@ -633,7 +421,7 @@ class ReviewPages:
         return render(request, template, {
             "code": code, "agency": dossier["agency"], "version": latest["version"],
             "pages": [DossierPage(i + 1, r) for i, r in enumerate(Pipeline.page_refs(latest))],
-            "source": source, "confidence": _percent(confidence),
+            "source": source, "confidence": percent(confidence),
             "needs_confirm": needs_confirm, "recode": recode or "",
             "recode_refused": recode is not None, "recode_focus": needs_confirm or recode is not None,
             "versions": [(m, describe(code, m, self.file_of)) for m in reversed(versions)],
