@@ -39,6 +39,7 @@ from api.web.review_view import (
     LOW_CONFIDENCE,
     QUEUE_LIMIT,
     DossierPage,
+    Refused,
     batch_dossiers,
     batch_reasons,
     describe,
@@ -46,6 +47,7 @@ from api.web.review_view import (
     pages_text,
     percent,
     queue,
+    refused,
     sees_page,
     unmatched_groups,
 )
@@ -64,44 +66,6 @@ ACTION_ID = re.compile(r"[0-9a-f]{32}")
 
 Staff = Annotated[Principal, Depends(require_role(*ROLES))]
 Text = Annotated[str, Form(max_length=300)]
-
-
-# ---- errors -------------------------------------------------------------------------------
-
-class Refused(Exception):
-    """A change that cannot be made: shown on the page with its status; nothing was changed."""
-
-    def __init__(self, key: str, status_code: int = 422, **values: Any) -> None:
-        super().__init__(key)
-        self.key, self.status_code, self.values = key, status_code, values
-
-
-# ingest/review.py's messages, as the staff's language says them.
-_REVIEW_ERRORS = [
-    (re.compile(r"no dossier (?P<code>\S+)"), "review.error.no_dossier"),
-    (re.compile(r"'(?P<code>.*)' is not a dossier code"), "review.error.bad_code"),
-    (re.compile(r"only pages waiting for review"), "review.error.not_waiting"),
-    (re.compile(r"not a rescan waiting"), "review.error.not_held"),
-    (re.compile(r"(?P<code>\S+) belongs to another agency"), "review.error.other_agency"),
-    (re.compile(r"dossiers of different agencies"), "review.error.merge_agency"),
-    (re.compile(r"page (?P<page>\d+) could not be read"), "review.error.unreadable"),
-    (re.compile(r"a dossier needs at least one page"), "review.error.last_page"),
-    (re.compile(r"the dossier has no page (?P<page>\d+)"), "review.error.no_page"),
-    (re.compile(r"split between two pages"), "review.error.split_position"),
-    (re.compile(r"split into another dossier code"), "review.error.split_same"),
-    (re.compile(r"merge two different dossiers"), "review.error.merge_same"),
-    (re.compile(r"this code was not read by OCR"), "review.error.not_ocr"),
-    (re.compile(r"this scan is not marked incomplete"), "review.error.not_incomplete"),
-    (re.compile(r"recode to another dossier code"), "review.error.recode_same"),
-    (re.compile(r"(?P<code>\S+) was renamed to (?P<other>\S+)"), "review.error.renamed"),
-]
-
-
-def refused(e: ReviewError) -> Refused:
-    for pattern, key in _REVIEW_ERRORS:
-        if found := pattern.match(str(e)):
-            return Refused(key, **found.groupdict())
-    return Refused("review.error.other", detail=str(e))
 
 
 # ---- routes ---------------------------------------------------------------------------------

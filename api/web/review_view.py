@@ -5,6 +5,7 @@ unmatched pages in groups, the dossiers a batch made and what a version changed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from typing import Any
 
 from api.keys import Principal
 from ingest.pipeline import PageRef, Pipeline
-from ingest.review import DECIDED
+from ingest.review import DECIDED, ReviewError
 from storage import layout, queries
 
 LOW_CONFIDENCE = 0.9  # a dossier code read with less than this waits for a person
@@ -240,3 +241,41 @@ def describe(code: str, manifest: dict[str, Any], file_of: Callable[[str], str])
 def pages_text(pages: list[int]) -> str:
     """0-based page indexes as staff count them: "1, 2, 5"."""
     return ", ".join(str(p + 1) for p in sorted(pages))
+
+
+# ---- refusals -----------------------------------------------------------------------------
+
+class Refused(Exception):
+    """A change that cannot be made: shown on the page with its status; nothing was changed."""
+
+    def __init__(self, key: str, status_code: int = 422, **values: Any) -> None:
+        super().__init__(key)
+        self.key, self.status_code, self.values = key, status_code, values
+
+
+# ingest/review.py's messages, as the staff's language says them.
+_REVIEW_ERRORS = [
+    (re.compile(r"no dossier (?P<code>\S+)"), "review.error.no_dossier"),
+    (re.compile(r"'(?P<code>.*)' is not a dossier code"), "review.error.bad_code"),
+    (re.compile(r"only pages waiting for review"), "review.error.not_waiting"),
+    (re.compile(r"not a rescan waiting"), "review.error.not_held"),
+    (re.compile(r"(?P<code>\S+) belongs to another agency"), "review.error.other_agency"),
+    (re.compile(r"dossiers of different agencies"), "review.error.merge_agency"),
+    (re.compile(r"page (?P<page>\d+) could not be read"), "review.error.unreadable"),
+    (re.compile(r"a dossier needs at least one page"), "review.error.last_page"),
+    (re.compile(r"the dossier has no page (?P<page>\d+)"), "review.error.no_page"),
+    (re.compile(r"split between two pages"), "review.error.split_position"),
+    (re.compile(r"split into another dossier code"), "review.error.split_same"),
+    (re.compile(r"merge two different dossiers"), "review.error.merge_same"),
+    (re.compile(r"this code was not read by OCR"), "review.error.not_ocr"),
+    (re.compile(r"this scan is not marked incomplete"), "review.error.not_incomplete"),
+    (re.compile(r"recode to another dossier code"), "review.error.recode_same"),
+    (re.compile(r"(?P<code>\S+) was renamed to (?P<other>\S+)"), "review.error.renamed"),
+]
+
+
+def refused(e: ReviewError) -> Refused:
+    for pattern, key in _REVIEW_ERRORS:
+        if found := pattern.match(str(e)):
+            return Refused(key, **found.groupdict())
+    return Refused("review.error.other", detail=str(e))
