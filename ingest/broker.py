@@ -1,6 +1,7 @@
 """The Celery app that sohoa's tasks (ingest/tasks.py) run on, configured from the settings, and
 what queues a task without loading the pipeline's tasks: `announce`, which the pipeline calls with
-each feed event when webhooks are configured (Pipeline.from_settings).
+each feed event when webhooks are configured (ingest/services.py registers it as a listener
+of dossier changes).
 
 Broker: SOHOA_BROKER_URL (redis://, amqp://); by default kombu's SQLAlchemy transport on a SQLite
 file in the data dir, so one machine needs no server.

@@ -4,7 +4,7 @@
     inspect(batch_id)          -> record     validates the file, counts pages (or records the error)
     process_page(batch_id, n)  -> facts      page stages; stores pages/n.pdf, then pages/n.json
     split_batch(batch_id)      -> plan       dossiers, unmatched and dropped pages
-    assemble(batch_id, code)   -> manifest   dossier stages; stores a new dossier version
+    assemble(batch_id, code)   -> manifest   a new dossier version (ingest/versions.py)
     finish(batch_id)           -> record     final status, catalog index
 
 Each step reads its inputs from the object store and writes its outputs there, so any step can run
@@ -28,12 +28,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ingest.dossier_stages import DEFAULT_DOSSIER_STAGES
+from ingest import services
 from ingest.page_stages import DEFAULT_PAGE_STAGES
 from ingest.registry import Registry
 from ingest.settings import Settings
 from ingest.split import DossierSplit, SplitPlan, split
-from ingest.stages import DossierStage, DossierWork, PageStage, PageWork
+from ingest.stages import DossierStage, PageStage, PageWork
+from ingest.versions import Dossiers, PageRef, listeners
 from ocr import pdf as pdfmod
 from ocr.decode import (
     DecodeLimits,
@@ -47,7 +48,7 @@ from ocr.dossier_code import DossierCodeGrammar
 from ocr.errors import DocumentError, ToolError
 from storage import layout
 from storage.audit import AuditLog
-from storage.catalog import Catalog, version_event
+from storage.catalog import Catalog
 from storage.errors import TRANSIENT, dependency_of, describe
 from storage.objects import LocalObjectStore, ObjectStore, sha256_file
 
@@ -58,52 +59,35 @@ FINAL = frozenset({"done", "needs_review", "failed"})
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class PageRef:
-    """A page of a batch as it goes into a dossier version, turned clockwise by `rotate`."""
-
-    batch_id: str
-    index: int
-    rotate: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"batch_id": self.batch_id, "index": self.index, "rotate": self.rotate}
-
-
 @dataclass
 class Pipeline:
     settings: Settings
     store: ObjectStore
     catalog: Catalog | None = None
     audit: AuditLog | None = None
-    # Called with the feed event of each new dossier version (webhooks); failures are logged.
-    on_event: Callable[[dict[str, Any]], None] | None = None
     page_stages: list[PageStage] = field(default_factory=lambda: list(DEFAULT_PAGE_STAGES))
-    dossier_stages: list[DossierStage] = field(
-        default_factory=lambda: list(DEFAULT_DOSSIER_STAGES))
+    # Dossier versions, withdrawals and corrections, and who hears of them (ingest/versions.py);
+    # by default with the catalog and audit log as listeners.
+    dossiers: Dossiers = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.dossiers is None:
+            self.dossiers = Dossiers(self.settings, self.store, self.catalog,
+                                     listeners(self.catalog, self.audit))
 
     @classmethod
     def from_settings(cls, settings: Settings, with_catalog: bool = True) -> Pipeline:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store: ObjectStore
-        if settings.s3_endpoint:
-            from storage.s3 import S3ObjectStore  # minio loads only when configured
+        """A pipeline on the services the settings describe (ingest/services.py)."""
+        found = services.build(settings, with_catalog)
+        return cls(settings, found.store, found.catalog, found.audit, dossiers=found.dossiers)
 
-            store = S3ObjectStore.connect(settings.s3_endpoint, settings.s3_access_key,
-                                          settings.s3_secret_key, settings.s3_bucket,
-                                          settings.s3_secure, settings.s3_region,
-                                          settings.s3_object_lock)
-        else:
-            store = LocalObjectStore(settings.data_dir / "objects")
-        if not with_catalog:
-            return cls(settings, store)
-        pipeline = cls(settings, store, Catalog(settings.catalog_url),
-                       AuditLog(settings.catalog_url, store))
-        if settings.webhooks:  # deliveries are queued for the workers, retried there
-            from ingest.broker import announce  # Celery loads only when configured
+    @property
+    def dossier_stages(self) -> list[DossierStage]:
+        return self.dossiers.stages
 
-            pipeline.on_event = announce
-        return pipeline
+    @dossier_stages.setter
+    def dossier_stages(self, stages: list[DossierStage]) -> None:
+        self.dossiers.stages = stages
 
     @property
     def grammar(self) -> DossierCodeGrammar:
@@ -415,7 +399,7 @@ class Pipeline:
         last = max(plan.dossiers, key=lambda d: d.pages[-1]) if partial and plan.dossiers else None
         kept = []
         for part in plan.dossiers:
-            versions = self.versions(part.code)
+            versions = self.dossiers.versions(part.code)
             current = versions[-1] if versions and not versions[-1].get("withdrawn") else None
             if any(m["batch_id"] == batch_id for m in versions):
                 kept.append(part)  # this batch made its version on an earlier run of this step
@@ -441,187 +425,39 @@ class Pipeline:
 
     def assemble(self, batch_id: str, part: DossierSplit) -> dict[str, Any]:
         """Stores the dossier as a new version, unless this batch already made one."""
-        for manifest in self.versions(part.code):
+        for manifest in self.dossiers.versions(part.code):
             if manifest["batch_id"] == batch_id:
                 return manifest
         refs = [PageRef(batch_id, i) for i in part.pages]
-        return self.store_version(part.code, part.agency, part.source, refs, claim=batch_id,
-                                  registry=part.registry)
+        return self.dossiers.store_version(part.code, part.agency, part.source, refs,
+                                           claim=batch_id, registry=part.registry)
+
+    # ---- dossier versions: ingest/versions.py (Dossiers) -----------------------------------
+    # One-line delegations kept for the callers (api/app.py, api/web/*, ingest/review.py, tests);
+    # new code calls `pipeline.dossiers` directly.
 
     def store_version(self, code: str, agency: str, code_source: str, refs: list[PageRef],
                       claim: str, registry: dict[str, Any] | None = None,
                       actor: str = "pipeline", extra: dict[str, Any] | None = None
                       ) -> dict[str, Any]:
-        """A new version of dossier `code` made of these pages (from one batch or several, each
-        possibly turned by a person): dossier stages, objects, manifest, index, event, audit.
-        `claim` makes it idempotent: the same claim gets the same version number."""
-        batch_id = refs[0].batch_id
-        record = self.record(batch_id)
-        facts = [self.page_facts_for(r.batch_id, [r.index])[0] for r in refs]
-        pdfs = [pdfmod.rotated(self.store.get(layout.page_pdf(r.batch_id, r.index)), r.rotate)
-                for r in refs]
-        pages = [r.index for r in refs]
-        work = DossierWork(batch_id, code, agency, code_source, pages, facts, pdfs,
-                           self.settings, record["received_at"], registry=registry)
-        for stage in self.dossier_stages:
-            stage(work)
-        assert work.pdf is not None, "a dossier stage must produce the PDF"
-        version = self._claim_version(code, claim)
-        prefix = layout.version_prefix(code, version)
-        fields = {k: f.to_dict() for k, f in work.fields.items()}
-        text = [{"page": i, "lines": (f.get("ocr") or {}).get("lines", [])}
-                for i, f in zip(pages, facts, strict=True)]
-        objects = {}
-        procedure = work.fields.get("procedure")
-        retention = self.settings.retention_for(procedure.value if procedure else None)
-        for name, data in (("dossier.pdf", work.pdf),
-                           ("text.json", _json(text)), ("fields.json", _json(fields))):
-            info = self.store.put(prefix + name, data, overwrite=True, retention_days=retention)
-            objects[name] = {"key": info.key, "sha256": info.sha256, "size": info.size}
-        manifest = {
-            "format": FORMAT_VERSION, "dossier_id": code, "agency": agency,
-            "version": version, "batch_id": batch_id, "code_source": code_source,
-            "pages": pages, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "original": {"key": record["original"], "sha256": record["sha256"],
-                         "size": record["size"], "file": record["file"]},
-            "objects": objects,
-        }
-        if any(r.batch_id != batch_id or r.rotate for r in refs):
-            manifest["page_refs"] = [r.to_dict() for r in refs]
-        manifest["retention_days"] = retention
-        if registry is not None:
-            manifest["registry"] = registry
-        manifest.update(extra or {})
-        # The manifest's own checksum goes into the audit log below: the anchor that proves the
-        # manifest was not rewritten later (storage/integrity.py).
-        anchor = self.store.put(prefix + "manifest.json", _json(manifest), overwrite=True,
-                                retention_days=retention).sha256
-        if self.catalog:
-            self.catalog.index_version(manifest, fields, text)
-        if self.on_event:
-            event = {"kind": "created" if version == 1 else "new_version",
-                     "dossier_id": code, "agency": agency, "version": version,
-                     "batch_id": batch_id, "pdf": objects["dossier.pdf"]["key"],
-                     "at": manifest["created_at"]}
-            try:
-                self.on_event(event)
-            except Exception:  # the dossier is stored; a notification must not undo that
-                log.exception("could not announce %s v%d", code, version)
-        if self.audit:
-            self.audit.append(actor, "dossier.version.create", code, agency,
-                              detail={"version": version, "batch_id": batch_id,
-                                      "pdf_sha256": objects["dossier.pdf"]["sha256"],
-                                      "manifest_sha256": anchor,
-                                      **({"change": extra.get("change")} if extra else {})})
-        return manifest
+        return self.dossiers.store_version(code, agency, code_source, refs, claim, registry,
+                                           actor, extra)
 
     def withdraw(self, code: str, to: str, claim: str, actor: str,
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A version of dossier `code` that withdraws the code: a person found it was misread
-        and its pages are now dossier `to`. It has no pages and no objects; its manifest says
-        `withdrawn: {to, by, at}` and keeps the original scan's checksum (so it verifies). The
-        catalog then lists the code no more; a later version (a real dossier of that code
-        scanned later) brings it back. Indexed, announced as a `withdrawn` event, audited;
-        `claim` makes it idempotent like store_version's."""
-        latest = self.versions(code)[-1]
-        version = self._claim_version(code, claim)
-        at = datetime.now(UTC).isoformat(timespec="seconds")
-        manifest = {
-            "format": FORMAT_VERSION, "dossier_id": code, "agency": latest["agency"],
-            "version": version, "batch_id": latest["batch_id"],
-            "code_source": latest["code_source"], "pages": [], "created_at": at,
-            "original": latest["original"], "objects": {},
-            "retention_days": latest.get("retention_days"),
-            "withdrawn": {"to": to, "by": actor, "at": at, "from_version": latest["version"]},
-            **(extra or {}),
-        }
-        key = layout.version_prefix(code, version) + "manifest.json"
-        if self.store.exists(key):  # stored by an earlier run of this claim, cut short
-            data = self.store.get(key)
-            manifest = json.loads(data)
-            anchor = hashlib.sha256(data).hexdigest()
-        else:
-            anchor = self.store.put(key, _json(manifest),
-                                    retention_days=manifest["retention_days"]).sha256
-        if self.catalog:
-            self.catalog.index_version(manifest, {}, [])
-        if self.on_event:
-            try:
-                self.on_event(version_event(manifest, manifest["agency"], "",
-                                            datetime.fromisoformat(manifest["created_at"])))
-            except Exception:
-                log.exception("could not announce the withdrawal of %s", code)
-        if self.audit:
-            self.audit.append(actor, "dossier.withdraw", code, manifest["agency"],
-                              detail={"version": version, "to": to, "manifest_sha256": anchor,
-                                      **({"change": extra.get("change")} if extra else {})})
-        return manifest
-
-    @staticmethod
-    def page_refs(manifest: dict[str, Any]) -> list[PageRef]:
-        """The pages a stored version is made of."""
-        if "page_refs" in manifest:
-            return [PageRef(**r) for r in manifest["page_refs"]]
-        return [PageRef(manifest["batch_id"], i) for i in manifest["pages"]]
+        return self.dossiers.withdraw(code, to, claim, actor, extra)
 
     def correct_field(self, code: str, name: str, value: str, actor: str, reason: str = "",
                       remote: str = "") -> dict[str, Any]:
-        """A person's correction of a field of the latest version: stored as an object of its
-        own (the version's fields.json stays as the machine read it), indexed, audited and
-        announced as a `field_corrected` event."""
-        manifest = self.versions(code)[-1]
-        version = manifest["version"]
-        fields = json.loads(self.store.get(manifest["objects"]["fields.json"]["key"]))
-        if self.catalog:
-            current = self.catalog.dossier(code)
-            if current and current["version"] == version:
-                fields = current["fields"]
-        previous = fields.get(name)
-        correction = {"format": FORMAT_VERSION, "dossier_id": code, "version": version,
-                      "name": name, "value": value,
-                      "previous": previous["value"] if previous else None,
-                      "page": previous["page"] if previous else manifest["pages"][0],
-                      "actor": actor, "reason": reason,
-                      "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        seq = 1
-        while not self.store.create(layout.correction(code, seq),
-                                    _json({**correction, "seq": seq})):
-            seq += 1
-        correction["seq"] = seq
-        if self.catalog:
-            self.catalog.index_correction(correction)
-        if self.audit:
-            self.audit.append(actor, "dossier.field.correct", code, manifest["agency"], remote,
-                              {"version": version, "field": name, "previous": correction["previous"],
-                               "value": value, "reason": reason, "correction": seq})
-        if self.on_event:
-            try:
-                self.on_event({"kind": "field_corrected", "dossier_id": code,
-                                     "agency": manifest["agency"], "version": version,
-                                     "field": name, "value": value,
-                                     "previous": correction["previous"], "at": correction["at"]})
-            except Exception:
-                log.exception("could not announce the correction of %s", code)
-        return correction
+        return self.dossiers.correct(code, name, value, actor, reason, remote)
+
+    def versions(self, code: str) -> list[dict[str, Any]]:
+        return self.dossiers.versions(code)
+
+    page_refs = staticmethod(Dossiers.page_refs)
 
     def page_facts_for(self, batch_id: str, pages: list[int]) -> list[dict[str, Any]]:
         return [json.loads(self.store.get(layout.page_facts(batch_id, i))) for i in pages]
-
-    def versions(self, code: str) -> list[dict[str, Any]]:
-        keys = [k for k in self.store.list(layout.dossier_prefix(code))
-                if k.endswith("/manifest.json")]
-        return sorted((json.loads(self.store.get(k)) for k in keys), key=lambda m: m["version"])
-
-    def _claim_version(self, code: str, batch_id: str) -> int:
-        """The next free version number, claimed atomically (or this batch's earlier claim)."""
-        version = 1
-        while True:
-            claim = layout.version_prefix(code, version) + ".claim"
-            if self.store.create(claim, batch_id.encode()):
-                return version
-            if self.store.get(claim).decode() == batch_id:
-                return version
-            version += 1
 
     def finish(self, batch_id: str, plan: SplitPlan, manifests: list[dict[str, Any]]
                ) -> dict[str, Any]:
@@ -681,8 +517,5 @@ def review_entries(plan: SplitPlan, failed: list[dict[str, Any]],
         entries.append({"pages": [], "code": None, "reason": "incomplete", "detail": incomplete})
     return entries
 
-
-def _json(obj: object) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True).encode()
 
 ProgressFn = Callable[[int, int], None]

@@ -1,0 +1,53 @@
+"""The one place that builds sohoa's services from the settings: the object store, the database's
+catalog and audit log, and the dossier versions with their listeners. `Pipeline.from_settings`
+puts a pipeline on top of them (this module cannot name the pipeline: ingest/pipeline.py imports
+it, and the layers allow no import cycle)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ingest.settings import Settings
+from ingest.versions import Dossiers, listeners
+from storage.audit import AuditLog
+from storage.catalog import Catalog
+from storage.objects import LocalObjectStore, ObjectStore
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    store: ObjectStore
+    catalog: Catalog | None
+    audit: AuditLog | None
+    dossiers: Dossiers
+
+
+def object_store(settings: Settings) -> ObjectStore:
+    """S3 when an endpoint is configured, else a folder of the data dir."""
+    if settings.s3_endpoint:
+        from storage.s3 import S3ObjectStore  # minio loads only when configured
+
+        return S3ObjectStore.connect(settings.s3_endpoint, settings.s3_access_key,
+                                     settings.s3_secret_key, settings.s3_bucket,
+                                     settings.s3_secure, settings.s3_region,
+                                     settings.s3_object_lock)
+    return LocalObjectStore(settings.data_dir / "objects")
+
+
+def build(settings: Settings, with_catalog: bool = True) -> Services:
+    """Everything a process needs; `with_catalog=False` (a page worker) opens no database and
+    hears no dossier changes."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = object_store(settings)
+    if not with_catalog:
+        return Services(settings, store, None, None, Dossiers(settings, store))
+    catalog = Catalog(settings.catalog_url)
+    audit = AuditLog(settings.catalog_url, store)
+    announce = None
+    if settings.webhooks:  # deliveries are queued for the workers, retried there
+        from ingest import broker  # Celery loads only when configured
+
+        announce = broker.announce
+    dossiers = Dossiers(settings, store, catalog, listeners(catalog, audit, announce))
+    return Services(settings, store, catalog, audit, dossiers)

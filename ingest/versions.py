@@ -1,0 +1,333 @@
+"""Dossier versions: each change of a dossier is a new stored version (or a correction), then one
+`DossierChanged` event that every listener receives.
+
+    store_version(code, ..., refs, claim)  -> manifest    dossier stages, objects, manifest
+    withdraw(code, to, claim, actor)       -> manifest    a version that withdraws a misread code
+    correct(code, name, value, actor)      -> correction  a person's correction of a field
+    versions(code)                         -> manifests   oldest first
+    page_refs(manifest)                    -> refs        the pages a version is made of
+
+What follows a change is the listeners' work, registered in one place (`listeners`): the catalog
+index (which the change feed reads), the audit log (with the manifest's checksum, the anchor
+storage/integrity.py verifies against), and the webhook announcer. Every listener gets every
+event, in that order; a failure is logged and does not undo the stored change. A `required`
+listener's failure (the catalog's, the audit log's) fails the step afterwards, as its dependency
+being down does anywhere else, so the caller waits and retries.
+
+Objects written here are immutable and claimed atomically: `claim` makes a writer idempotent (the
+same claim gets the same version number).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from ingest.dossier_stages import DEFAULT_DOSSIER_STAGES
+from ingest.settings import Settings
+from ingest.stages import DossierStage, DossierWork
+from ocr import pdf as pdfmod
+from storage import layout
+from storage.audit import AuditLog
+from storage.catalog import Catalog, version_event
+from storage.objects import ObjectStore
+
+FORMAT_VERSION = 1  # of manifests and corrections
+log = logging.getLogger(__name__)
+
+Kind = Literal["created", "new_version", "withdrawn", "field_corrected"]
+
+
+@dataclass(frozen=True)
+class PageRef:
+    """A page of a batch as it goes into a dossier version, turned clockwise by `rotate`."""
+
+    batch_id: str
+    index: int
+    rotate: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch_id": self.batch_id, "index": self.index, "rotate": self.rotate}
+
+
+@dataclass(frozen=True)
+class DossierChanged:
+    """One change of dossier `code`: a version stored (`created`, `new_version`), its code
+    withdrawn (`withdrawn`), or a field corrected (`field_corrected`)."""
+
+    kind: Kind
+    code: str
+    agency: str
+    version: int
+    actor: str
+    at: str  # ISO 8601, seconds
+    manifest: dict[str, Any] | None = None  # the version stored (not for field_corrected)
+    anchor: str | None = None  # sha256 of that manifest.json as stored
+    fields: dict[str, Any] = field(default_factory=dict)  # the version's fields and text
+    text: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] | None = None  # the writer's additions to the manifest (a "change")
+    correction: dict[str, Any] | None = None  # field_corrected: the stored correction
+    remote: str = ""  # where the person's request came from
+
+
+class Listener(Protocol):
+    def __call__(self, event: DossierChanged) -> None: ...
+
+
+@dataclass
+class CatalogIndexer:
+    """Indexes the change; the change feed (GET /api/v1/events) reads the index."""
+
+    catalog: Catalog
+    required = True
+
+    def __call__(self, event: DossierChanged) -> None:
+        if event.kind == "field_corrected":
+            assert event.correction is not None
+            self.catalog.index_correction(event.correction)
+        else:
+            assert event.manifest is not None
+            self.catalog.index_version(event.manifest, event.fields, event.text)
+
+
+@dataclass
+class AuditWriter:
+    """One audit entry per change; a version's entry holds its manifest's checksum."""
+
+    audit: AuditLog
+    required = True
+
+    def __call__(self, event: DossierChanged) -> None:
+        change = {"change": event.extra.get("change")} if event.extra else {}
+        if event.kind == "field_corrected":
+            c = event.correction
+            assert c is not None
+            self.audit.append(event.actor, "dossier.field.correct", event.code, event.agency,
+                              event.remote,
+                              {"version": event.version, "field": c["name"],
+                               "previous": c["previous"], "value": c["value"],
+                               "reason": c["reason"], "correction": c["seq"]})
+            return
+        m = event.manifest
+        assert m is not None
+        if event.kind == "withdrawn":
+            self.audit.append(event.actor, "dossier.withdraw", event.code, event.agency,
+                              detail={"version": event.version, "to": m["withdrawn"]["to"],
+                                      "manifest_sha256": event.anchor, **change})
+        else:
+            self.audit.append(event.actor, "dossier.version.create", event.code, event.agency,
+                              detail={"version": event.version, "batch_id": m["batch_id"],
+                                      "pdf_sha256": m["objects"]["dossier.pdf"]["sha256"],
+                                      "manifest_sha256": event.anchor, **change})
+
+
+@dataclass
+class Announcer:
+    """Hands the change's feed event to `announce` (ingest.broker.announce queues the webhook
+    deliveries); the same shape as the feed's."""
+
+    announce: Callable[[dict[str, Any]], None]
+    required = False
+
+    def __call__(self, event: DossierChanged) -> None:
+        self.announce(feed_event(event))
+
+
+def feed_event(event: DossierChanged) -> dict[str, Any]:
+    """What the change feed and webhooks say of a change."""
+    if event.kind == "field_corrected":
+        c = event.correction
+        assert c is not None
+        return {"kind": "field_corrected", "dossier_id": event.code, "agency": event.agency,
+                "version": event.version, "field": c["name"], "value": c["value"],
+                "previous": c["previous"], "at": c["at"]}
+    m = event.manifest
+    assert m is not None
+    pdf = m["objects"].get("dossier.pdf", {}).get("key", "")
+    return version_event(m, event.agency, pdf, datetime.fromisoformat(m["created_at"]))
+
+
+def listeners(catalog: Catalog | None, audit: AuditLog | None,
+              announce: Callable[[dict[str, Any]], None] | None = None) -> list[Listener]:
+    """The one place that says who hears of a dossier's changes, in this order."""
+    found: list[Listener] = []
+    if catalog is not None:
+        found.append(CatalogIndexer(catalog))
+    if audit is not None:
+        found.append(AuditWriter(audit))
+    if announce is not None:
+        found.append(Announcer(announce))
+    return found
+
+
+@dataclass
+class Dossiers:
+    settings: Settings
+    store: ObjectStore
+    catalog: Catalog | None = None  # read by `correct`: the fields as corrected so far
+    listeners: list[Listener] = field(default_factory=list)
+    stages: list[DossierStage] = field(default_factory=lambda: list(DEFAULT_DOSSIER_STAGES))
+
+    def emit(self, event: DossierChanged) -> None:
+        """Every listener hears of the change once; a failure is logged, and the first failure
+        of a required listener is raised once all have heard."""
+        failure: Exception | None = None
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception as e:  # the change is stored; a listener must not undo that
+                log.exception("%s could not take %s of %s v%d", type(listener).__name__,
+                              event.kind, event.code, event.version)
+                if failure is None and getattr(listener, "required", False):
+                    failure = e
+        if failure is not None:
+            raise failure
+
+    # ---- writers ---------------------------------------------------------------------------
+
+    def store_version(self, code: str, agency: str, code_source: str, refs: list[PageRef],
+                      claim: str, registry: dict[str, Any] | None = None,
+                      actor: str = "pipeline", extra: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+        """A new version of dossier `code` made of these pages (from one batch or several, each
+        possibly turned by a person): dossier stages, objects, manifest, then the event.
+        `claim` makes it idempotent: the same claim gets the same version number."""
+        batch_id = refs[0].batch_id
+        record = json.loads(self.store.get(layout.batch_record(batch_id)))
+        facts = [json.loads(self.store.get(layout.page_facts(r.batch_id, r.index)))
+                 for r in refs]
+        pdfs = [pdfmod.rotated(self.store.get(layout.page_pdf(r.batch_id, r.index)), r.rotate)
+                for r in refs]
+        pages = [r.index for r in refs]
+        work = DossierWork(batch_id, code, agency, code_source, pages, facts, pdfs,
+                           self.settings, record["received_at"], registry=registry)
+        for stage in self.stages:
+            stage(work)
+        assert work.pdf is not None, "a dossier stage must produce the PDF"
+        version = self._claim_version(code, claim)
+        prefix = layout.version_prefix(code, version)
+        fields = {k: f.to_dict() for k, f in work.fields.items()}
+        text = [{"page": i, "lines": (f.get("ocr") or {}).get("lines", [])}
+                for i, f in zip(pages, facts, strict=True)]
+        objects = {}
+        procedure = work.fields.get("procedure")
+        retention = self.settings.retention_for(procedure.value if procedure else None)
+        for name, data in (("dossier.pdf", work.pdf),
+                           ("text.json", _json(text)), ("fields.json", _json(fields))):
+            info = self.store.put(prefix + name, data, overwrite=True, retention_days=retention)
+            objects[name] = {"key": info.key, "sha256": info.sha256, "size": info.size}
+        manifest = {
+            "format": FORMAT_VERSION, "dossier_id": code, "agency": agency,
+            "version": version, "batch_id": batch_id, "code_source": code_source,
+            "pages": pages, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "original": {"key": record["original"], "sha256": record["sha256"],
+                         "size": record["size"], "file": record["file"]},
+            "objects": objects,
+        }
+        if any(r.batch_id != batch_id or r.rotate for r in refs):
+            manifest["page_refs"] = [r.to_dict() for r in refs]
+        manifest["retention_days"] = retention
+        if registry is not None:
+            manifest["registry"] = registry
+        manifest.update(extra or {})
+        # The manifest's own checksum goes into the audit log: the anchor that proves the
+        # manifest was not rewritten later (storage/integrity.py).
+        anchor = self.store.put(prefix + "manifest.json", _json(manifest), overwrite=True,
+                                retention_days=retention).sha256
+        self.emit(DossierChanged("created" if version == 1 else "new_version", code, agency,
+                                 version, actor, manifest["created_at"], manifest, anchor,
+                                 fields, text, extra))
+        return manifest
+
+    def withdraw(self, code: str, to: str, claim: str, actor: str,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A version of dossier `code` that withdraws the code: a person found it was misread
+        and its pages are now dossier `to`. It has no pages and no objects; its manifest says
+        `withdrawn: {to, by, at}` and keeps the original scan's checksum (so it verifies). The
+        catalog then lists the code no more; a later version (a real dossier of that code
+        scanned later) brings it back. `claim` makes it idempotent like store_version's."""
+        latest = self.versions(code)[-1]
+        version = self._claim_version(code, claim)
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        manifest = {
+            "format": FORMAT_VERSION, "dossier_id": code, "agency": latest["agency"],
+            "version": version, "batch_id": latest["batch_id"],
+            "code_source": latest["code_source"], "pages": [], "created_at": at,
+            "original": latest["original"], "objects": {},
+            "retention_days": latest.get("retention_days"),
+            "withdrawn": {"to": to, "by": actor, "at": at, "from_version": latest["version"]},
+            **(extra or {}),
+        }
+        key = layout.version_prefix(code, version) + "manifest.json"
+        if self.store.exists(key):  # stored by an earlier run of this claim, cut short
+            data = self.store.get(key)
+            manifest = json.loads(data)
+            anchor = hashlib.sha256(data).hexdigest()
+        else:
+            anchor = self.store.put(key, _json(manifest),
+                                    retention_days=manifest["retention_days"]).sha256
+        self.emit(DossierChanged("withdrawn", code, manifest["agency"], version, actor,
+                                 manifest["created_at"], manifest, anchor, extra=extra))
+        return manifest
+
+    def correct(self, code: str, name: str, value: str, actor: str, reason: str = "",
+                remote: str = "") -> dict[str, Any]:
+        """A person's correction of a field of the latest version: stored as an object of its
+        own (the version's fields.json stays as the machine read it), then the event."""
+        manifest = self.versions(code)[-1]
+        version = manifest["version"]
+        fields = json.loads(self.store.get(manifest["objects"]["fields.json"]["key"]))
+        if self.catalog:
+            current = self.catalog.dossier(code)
+            if current and current["version"] == version:
+                fields = current["fields"]
+        previous = fields.get(name)
+        correction = {"format": FORMAT_VERSION, "dossier_id": code, "version": version,
+                      "name": name, "value": value,
+                      "previous": previous["value"] if previous else None,
+                      "page": previous["page"] if previous else manifest["pages"][0],
+                      "actor": actor, "reason": reason,
+                      "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        seq = 1
+        while not self.store.create(layout.correction(code, seq),
+                                    _json({**correction, "seq": seq})):
+            seq += 1
+        correction["seq"] = seq
+        self.emit(DossierChanged("field_corrected", code, manifest["agency"], version, actor,
+                                 correction["at"], correction=correction, remote=remote))
+        return correction
+
+    # ---- readers ---------------------------------------------------------------------------
+
+    def versions(self, code: str) -> list[dict[str, Any]]:
+        """The stored versions of dossier `code`, oldest first."""
+        keys = [k for k in self.store.list(layout.dossier_prefix(code))
+                if k.endswith("/manifest.json")]
+        return sorted((json.loads(self.store.get(k)) for k in keys), key=lambda m: m["version"])
+
+    @staticmethod
+    def page_refs(manifest: dict[str, Any]) -> list[PageRef]:
+        """The pages a stored version is made of."""
+        if "page_refs" in manifest:
+            return [PageRef(**r) for r in manifest["page_refs"]]
+        return [PageRef(manifest["batch_id"], i) for i in manifest["pages"]]
+
+    def _claim_version(self, code: str, claim: str) -> int:
+        """The next free version number, claimed atomically (or this claim's earlier one)."""
+        version = 1
+        while True:
+            key = layout.version_prefix(code, version) + ".claim"
+            if self.store.create(key, claim.encode()):
+                return version
+            if self.store.get(key).decode() == claim:
+                return version
+            version += 1
+
+
+def _json(obj: object) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True).encode()

@@ -1,0 +1,167 @@
+"""Dossier versions on their own (ingest/versions.py): idempotent claims, and one DossierChanged per
+change that every listener hears of, without a listener able to undo what was stored."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest import services
+from ingest.settings import Settings
+from ingest.stages import DossierWork
+from ingest.versions import Announcer, DossierChanged, Dossiers, PageRef
+from storage import layout
+from storage.objects import LocalObjectStore
+
+CODE = "000.00.04.H40-230414-0002"
+AGENCY = "000.00.04.H40"
+BATCH = "b0123456789abcdef01234567"
+
+
+class JoinPages:
+    """A dossier stage that stands in for fields and PDF/A: the dossier's PDF is its pages."""
+
+    name = "join"
+
+    def __call__(self, work: DossierWork) -> None:
+        work.pdf = b"".join(work.page_pdfs)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.heard: list[DossierChanged] = []
+
+    def __call__(self, event: DossierChanged) -> None:
+        self.heard.append(event)
+
+
+class Broken:
+    def __init__(self, required: bool = False) -> None:
+        self.required = required
+
+    def __call__(self, event: DossierChanged) -> None:
+        raise RuntimeError("listener down")
+
+
+def with_batch(store: LocalObjectStore, pages: int = 2) -> None:
+    """A finished batch as the pipeline leaves it: its record, and each page's facts and PDF."""
+    store.put(layout.batch_record(BATCH), json.dumps({
+        "batch_id": BATCH, "original": f"batches/{BATCH}/original.pdf", "sha256": "0" * 64,
+        "size": 10, "file": "scan.pdf", "received_at": "2026-12-01T08:00:00+00:00"}).encode())
+    for i in range(pages):
+        store.put(layout.page_facts(BATCH, i), json.dumps({"index": i, "status": "ok"}).encode())
+        store.put(layout.page_pdf(BATCH, i), f"%page {i}\n".encode())
+
+
+@pytest.fixture
+def dossiers(tmp_path: Path) -> Dossiers:
+    store = LocalObjectStore(tmp_path / "objects")
+    with_batch(store)
+    return Dossiers(Settings(data_dir=tmp_path), store, stages=[JoinPages()])
+
+
+def store(d: Dossiers, claim: str, pages: tuple[int, ...] = (0, 1), **kw: Any) -> dict[str, Any]:
+    return d.store_version(CODE, AGENCY, "barcode", [PageRef(BATCH, i) for i in pages], claim,
+                           **kw)
+
+
+def test_a_version_made_twice_with_the_same_claim_is_one_version(dossiers: Dossiers) -> None:
+    """Given a version stored under a claim, when the same claim stores it again (a retried
+    step), then there is still one version, numbered as before; another claim makes the next."""
+    first = store(dossiers, "batch:1")
+    again = store(dossiers, "batch:1")
+    assert first["version"] == again["version"] == 1
+    assert [m["version"] for m in dossiers.versions(CODE)] == [1]
+    assert store(dossiers, "review:x", pages=(1,))["version"] == 2
+    assert [m["version"] for m in dossiers.versions(CODE)] == [1, 2]
+    assert dossiers.page_refs(dossiers.versions(CODE)[-1]) == [PageRef(BATCH, 1)]
+
+
+def test_each_change_emits_exactly_one_dossier_changed_to_every_listener(
+        dossiers: Dossiers) -> None:
+    """Given two listeners, when a dossier is created, versioned, corrected and withdrawn, then
+    each listener hears of each change once, in order, with its kind, version and anchor."""
+    one, two = Recorder(), Recorder()
+    dossiers.listeners = [one, two]
+    store(dossiers, "c1")
+    store(dossiers, "c2", pages=(0,), extra={"change": {"action": "drop"}})
+    dossiers.correct(CODE, "applicant", "Nguyễn Văn An", "user:staff", "typo", "10.0.0.1")
+    dossiers.withdraw(CODE, "000.00.04.H40-230414-0003", "w1", "user:staff")
+    assert one.heard == two.heard
+    assert [(e.kind, e.version) for e in one.heard] == [
+        ("created", 1), ("new_version", 2), ("field_corrected", 2), ("withdrawn", 3)]
+    for event in one.heard:
+        if event.manifest is not None:  # the anchor is the stored manifest's checksum
+            key = layout.version_prefix(CODE, event.version) + "manifest.json"
+            assert event.anchor == hashlib.sha256(dossiers.store.get(key)).hexdigest()
+    assert one.heard[2].correction is not None and one.heard[2].remote == "10.0.0.1"
+
+
+def test_a_listener_that_raises_does_not_undo_the_stored_version_and_is_logged(
+        dossiers: Dossiers, caplog: pytest.LogCaptureFixture) -> None:
+    """Given a listener that fails, when a version is stored, then the version is there, the
+    other listeners heard of it, and the failure is in the log. A required listener (catalog,
+    audit) fails the step too, after every listener heard of the change."""
+    after = Recorder()
+    dossiers.listeners = [Broken(), after]
+    with caplog.at_level(logging.ERROR, logger="ingest.versions"):
+        manifest = store(dossiers, "c1")
+    assert [m["version"] for m in dossiers.versions(CODE)] == [manifest["version"]] == [1]
+    assert [e.kind for e in after.heard] == ["created"]
+    assert any("Broken" in r.getMessage() and CODE in r.getMessage() for r in caplog.records)
+
+    dossiers.listeners = [Broken(required=True), after]
+    with pytest.raises(RuntimeError, match="listener down"):
+        store(dossiers, "c2")
+    assert [m["version"] for m in dossiers.versions(CODE)] == [1, 2]
+    assert [e.kind for e in after.heard] == ["created", "new_version"]
+
+
+def test_the_listeners_built_from_settings_index_audit_and_announce_as_before(
+        tmp_path: Path) -> None:
+    """Given the services built from settings, plus an announcer, when a dossier changes, then
+    the audit log has the same actions and detail keys as ever (a version's manifest checksum
+    among them), webhooks get the feed's shape, and the feed lists every change."""
+    built = services.build(Settings(data_dir=tmp_path / "data"))
+    dossiers = built.dossiers
+    with_batch(dossiers.store)
+    dossiers.stages = [JoinPages()]
+    sent: list[dict[str, Any]] = []
+    dossiers.listeners.append(Announcer(sent.append))
+    first = store(dossiers, "c1")
+    store(dossiers, "c2", pages=(1,), actor="user:staff", extra={"change": {"action": "drop"}})
+    dossiers.correct(CODE, "applicant", "Nguyễn Văn An", "user:staff", "typo", "10.0.0.1")
+    dossiers.withdraw(CODE, "000.00.04.H40-230414-0003", "w1", "user:staff",
+                      extra={"change": {"action": "recode"}})
+
+    assert built.audit is not None and built.catalog is not None
+    entries = sorted(built.audit.stored_entries().values(), key=lambda e: e["seq"])
+    assert [(e["action"], e["actor"], sorted(e["detail"])) for e in entries] == [
+        ("dossier.version.create", "pipeline",
+         ["batch_id", "manifest_sha256", "pdf_sha256", "version"]),
+        ("dossier.version.create", "user:staff",
+         ["batch_id", "change", "manifest_sha256", "pdf_sha256", "version"]),
+        ("dossier.field.correct", "user:staff",
+         ["correction", "field", "previous", "reason", "value", "version"]),
+        ("dossier.withdraw", "user:staff", ["change", "manifest_sha256", "to", "version"]),
+    ]
+    assert entries[2]["remote"] == "10.0.0.1"
+    manifest_key = layout.version_prefix(CODE, 1) + "manifest.json"
+    assert entries[0]["detail"]["manifest_sha256"] == hashlib.sha256(
+        dossiers.store.get(manifest_key)).hexdigest()
+
+    assert sent[0] == {"kind": "created", "dossier_id": CODE, "agency": AGENCY, "version": 1,
+                       "batch_id": BATCH, "pdf": first["objects"]["dossier.pdf"]["key"],
+                       "at": first["created_at"]}
+    assert [e["kind"] for e in sent] == ["created", "new_version", "field_corrected", "withdrawn"]
+    assert sent[2] == {"kind": "field_corrected", "dossier_id": CODE, "agency": AGENCY,
+                       "version": 2, "field": "applicant", "value": "Nguyễn Văn An",
+                       "previous": None, "at": sent[2]["at"]}
+    assert sent[3]["pdf"] is None and sent[3]["to"] == "000.00.04.H40-230414-0003"
+    feed = built.catalog.events(None)
+    assert sorted(e["kind"] for e in feed) == sorted(e["kind"] for e in sent)
