@@ -35,7 +35,7 @@ from starlette.requests import ClientDisconnect
 
 from api.errors import MAX_INT, PRINTABLE, PRINTABLE_LINES, answers, invalid, text
 from api.errors import install as install_error_handlers
-from api.keys import ALL_AGENCIES, KeyStore, Principal
+from api.keys import KeyStore, Principal
 from api.scanner_routes import add_scanner_routes
 from api.web.security import CSRF_HEADER, UNSAFE_METHODS, session_of
 from ingest.pipeline import Pipeline
@@ -517,7 +517,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         """Accent-insensitive search over fields and OCR text, cursor-paginated by code;
         `updated_from` and `updated_to` are ISO 8601 dates or date-times."""
         assert pipeline.catalog is not None
-        scope: tuple[str, ...] | None = None if ALL_AGENCIES in who.agencies else who.agencies
+        scope: tuple[str, ...] | None = who.scope()
         if agency:
             scope = (agency.upper(),) if who.sees(agency.upper()) else ()
         cursor = dossier_cursor(after)
@@ -534,7 +534,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
         """Change feed for processing systems: poll with the `next` cursor of the last answer."""
         assert pipeline.catalog is not None
-        scope = None if ALL_AGENCIES in who.agencies else who.agencies
+        scope = who.scope()
         position = event_position(after)
         items = pipeline.catalog.events(scope, position, limit)
         next_cursor = _encode("|".join(str(p) for p in items[-1]["position"])) if items else after
@@ -673,7 +673,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         writer.record(Event(who.key_id, "audit.trail", "audit", who.agencies[0],
                             request.client.host if request.client else "", {"after": after}),
                       wait=True)
-        scope = None if ALL_AGENCIES in who.agencies else who.agencies
+        scope = who.scope()
         items = audit.entries(scope, after, limit)
         return {"items": items, "next": items[-1]["seq"] if items else after}
 

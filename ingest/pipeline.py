@@ -50,7 +50,7 @@ from storage import layout
 from storage.audit import AuditLog
 from storage.catalog import Catalog
 from storage.errors import TRANSIENT, dependency_of, describe
-from storage.objects import LocalObjectStore, ObjectStore, sha256_file
+from storage.objects import ObjectStore, sha256_file
 
 FORMAT_VERSION = 1
 ALL_AGENCIES = "*"  # a scope that holds every agency (api/keys.py)
@@ -120,9 +120,8 @@ class Pipeline:
         """A local file of the original. From a remote store it is fetched once per machine and
         kept in data_dir/cache until the batch is finalized here: page tasks of a 300-page scan
         must not download it 300 times."""
-        if isinstance(self.store, LocalObjectStore):
-            with self.store.local_path(record["original"]) as path:
-                yield path
+        if (path := self.store.file_path(record["original"])) is not None:  # read in place
+            yield path
             return
         cached = self._cache_path(record)
         if not (cached.exists() and cached.stat().st_size == record["size"]):

@@ -50,7 +50,7 @@ from api.web.security import WebState, language, require_role, safe_next
 from ocr.text import nfc
 from storage import queries
 from storage.integrity import problems, verify
-from storage.objects import LocalObjectStore, ObjectMissing
+from storage.objects import ObjectMissing
 
 LOW_CONFIDENCE = 0.85  # fields read below this are highlighted for a person to check
 TRAIL_PAGE = 50
@@ -333,9 +333,8 @@ def _pdf_response(pipeline: Any, key: str, filename: str) -> Response:
     disposition = {"Content-Disposition": f'inline; filename="{filename}"',
                    "Cache-Control": "private, max-age=3600"}
     try:
-        if isinstance(pipeline.store, LocalObjectStore):
-            with pipeline.store.local_path(key) as path:
-                return FileResponse(path, media_type="application/pdf", headers=disposition)
+        if (path := pipeline.store.file_path(key)) is not None:  # a local store: in place
+            return FileResponse(path, media_type="application/pdf", headers=disposition)
         stream = pipeline.store.open(key)
     except ObjectMissing:
         raise HTTPException(404, "dossier.error.pdf_missing") from None
