@@ -426,10 +426,18 @@ class Pipeline:
         """Stores the dossier as a new version, unless this batch already made one."""
         for manifest in self.dossiers.versions(part.code):
             if manifest["batch_id"] == batch_id:
+                if self.audit and not self._audited(manifest):  # an earlier run cut short after
+                    self.dossiers.emit_stored(manifest)  # storing it: index and anchor it now
                 return manifest
         refs = [PageRef(batch_id, i) for i in part.pages]
         return self.dossiers.store_version(part.code, part.agency, part.source, refs,
                                            claim=batch_id, registry=part.registry)
+
+    def _audited(self, manifest: dict[str, Any]) -> bool:
+        """Whether the audit log holds the entry (and so the manifest's anchor) of a version."""
+        assert self.audit is not None
+        return any(e["detail"].get("version") == manifest["version"] for e in
+                   self.audit.for_target(manifest["dossier_id"], ("dossier.version.create",)))
 
     # ---- dossier versions: ingest/versions.py (Dossiers) -----------------------------------
     # One-line delegations kept for the callers (api/app.py, api/web/*, ingest/review.py, tests);

@@ -244,6 +244,19 @@ class Dossiers:
                                  fields, text, extra))
         return manifest
 
+    def emit_stored(self, manifest: dict[str, Any], actor: str = "pipeline") -> None:
+        """The event of a version already stored, again: for a run that stored it and was cut
+        short before every listener heard (the catalog's index, the audit log's anchor)."""
+        code, version = manifest["dossier_id"], manifest["version"]
+        anchor = hashlib.sha256(self.store.get(
+            layout.version_prefix(code, version) + "manifest.json")).hexdigest()
+        fields = json.loads(self.store.get(manifest["objects"]["fields.json"]["key"]))
+        text = json.loads(self.store.get(manifest["objects"]["text.json"]["key"]))
+        extra = {"change": manifest["change"]} if "change" in manifest else None
+        self.emit(DossierChanged("created" if version == 1 else "new_version", code,
+                                 manifest["agency"], version, actor, manifest["created_at"],
+                                 manifest, anchor, fields, text, extra))
+
     def withdraw(self, code: str, to: str, claim: str, actor: str,
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """A version of dossier `code` that withdraws the code: a person found it was misread

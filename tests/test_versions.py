@@ -165,3 +165,42 @@ def test_the_listeners_built_from_settings_index_audit_and_announce_as_before(
     assert sent[3]["pdf"] is None and sent[3]["to"] == "000.00.04.H40-230414-0003"
     feed = built.catalog.events(None)
     assert sorted(e["kind"] for e in feed) == sorted(e["kind"] for e in sent)
+
+
+def test_a_version_whose_audit_entry_was_lost_is_anchored_by_the_next_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the audit log failing while a batch's versions are stored (the run fails after the
+    versions are in storage), when the batch is finished again, then each version gets its audit
+    entry with its manifest's checksum, and verify finds the archive whole."""
+    from ingest.page_stages import DetectBlank, ReadBarcodes
+    from ingest.pipeline import Pipeline
+    from storage.audit import AuditLog
+    from storage.integrity import problems, verify
+
+    sample = Path(__file__).resolve().parents[1] / "examples" / "sample-batch.pdf"
+    pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
+    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    batch_id = pipeline.receive(sample, scope=["*"])
+    for i in range(pipeline.inspect(batch_id)["pages"]):
+        pipeline.process_page(batch_id, i)
+    real = AuditLog.append
+
+    def down(self: AuditLog, actor: str, action: str, *args: Any, **kwargs: Any) -> Any:
+        if action == "dossier.version.create":
+            raise OSError("audit database unreachable")
+        return real(self, actor, action, *args, **kwargs)
+
+    monkeypatch.setattr(AuditLog, "append", down)
+    with pytest.raises(OSError):
+        pipeline.finalize(batch_id)
+    monkeypatch.setattr(AuditLog, "append", real)
+    record = pipeline.finalize(batch_id)
+    codes = [d["dossier_id"] for d in record["dossiers"]]
+    assert len(codes) == 2 and all(len(pipeline.versions(c)) == 1 for c in codes)
+    assert pipeline.audit is not None and pipeline.catalog is not None
+    for code in codes:
+        (entry,) = pipeline.audit.for_target(code, ("dossier.version.create",))
+        stored = pipeline.store.get(layout.version_prefix(code, 1) + "manifest.json")
+        assert entry["detail"]["manifest_sha256"] == hashlib.sha256(stored).hexdigest()
+    findings = verify(pipeline.store, None, pipeline.catalog, pipeline.audit)
+    assert problems(findings) == [] and len(findings) == 2 * 5
