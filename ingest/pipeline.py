@@ -51,6 +51,7 @@ from storage.audit import AuditLog
 from storage.catalog import Catalog
 from storage.errors import TRANSIENT, dependency_of, describe
 from storage.objects import ObjectStore, sha256_file
+from storage.records import BatchRecord
 
 FORMAT_VERSION = 1
 ALL_AGENCIES = "*"  # a scope that holds every agency (api/keys.py)
@@ -103,7 +104,7 @@ class Pipeline:
     # ---- records -------------------------------------------------------------------------
 
     def record(self, batch_id: str) -> dict[str, Any]:
-        return json.loads(self.store.get(layout.batch_record(batch_id)))
+        return BatchRecord.load(self.store.get(layout.batch_record(batch_id))).as_dict()
 
     def _save_record(self, record: dict[str, Any]) -> None:
         data = json.dumps(record, ensure_ascii=False, indent=1).encode()

@@ -36,23 +36,12 @@ from storage import layout
 from storage.audit import AuditLog
 from storage.catalog import Catalog, version_event
 from storage.objects import ObjectStore
+from storage.records import Manifest, PageRef
 
 FORMAT_VERSION = 1  # of manifests and corrections
 log = logging.getLogger(__name__)
 
 Kind = Literal["created", "new_version", "withdrawn", "field_corrected"]
-
-
-@dataclass(frozen=True)
-class PageRef:
-    """A page of a batch as it goes into a dossier version, turned clockwise by `rotate`."""
-
-    batch_id: str
-    index: int
-    rotate: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"batch_id": self.batch_id, "index": self.index, "rotate": self.rotate}
 
 
 @dataclass(frozen=True)
@@ -321,7 +310,8 @@ class Dossiers:
         """The stored versions of dossier `code`, oldest first."""
         keys = [k for k in self.store.list(layout.dossier_prefix(code))
                 if k.endswith("/manifest.json")]
-        return sorted((json.loads(self.store.get(k)) for k in keys), key=lambda m: m["version"])
+        return sorted((Manifest.load(self.store.get(k)).as_dict() for k in keys),
+                      key=lambda m: m["version"])
 
     @staticmethod
     def page_refs(manifest: dict[str, Any]) -> list[PageRef]:

@@ -1,0 +1,301 @@
+"""The stored records, typed (issue 12, point 2): each one a pydantic model with a `format` number.
+
+    BatchRecord   batches/<id>/batch.json          json indent=1, keys in the order written
+    PageFacts     batches/<id>/pages/<nnnnn>.json  json on one line, keys in the order written
+                  (its barcodes: BarcodeFact, its OCR: OcrFact; the blank facts `ink` and
+                  `blank` stand on the page facts themselves)
+    Manifest      dossiers/<code>/v<nnnn>/manifest.json   json indent=1, keys sorted
+    Correction    dossiers/<code>/corrections/<n>.json    json indent=1, keys sorted
+    PageRef       a page of a batch as it goes into a dossier version (in a manifest's page_refs)
+
+`Model.load(data)` reads stored bytes (or an already parsed dict): an older `format` is first
+brought up to date by `migrate`, a record from a newer sohoa or of the wrong shape raises
+`RecordError` naming the record and what is wrong. Keys an older writer did not write load with
+their defaults (the attributes), and are not added to what it gives back: `as_dict()` and
+`dump()` give the record as it was stored, byte for byte, keys in the stored order.
+
+`extra="allow"` where the shape is open: page facts (every page stage adds its own), manifests
+(a writer's `extra`, such as a review's `change`), the batch record (writers of tasks, review and
+recovery add keys of their own) and the entries inside them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+FORMAT = 1  # of every record below; a new one gets a step in its model's `migrate`
+
+Number = int | float  # as written: an int stays an int, a float a float (so dumps match)
+
+
+class RecordError(ValueError):
+    """A stored record that cannot be read: not JSON, not an object, of a newer format, or of
+    the wrong shape."""
+
+
+class Record(BaseModel):
+    """What every stored record shares: its format, load (with migration) and dump."""
+
+    model_config = ConfigDict(extra="forbid")
+    FORMAT: ClassVar[int] = FORMAT
+    JSON_ARGS: ClassVar[dict[str, Any]] = {"indent": 1}
+
+    format: int = FORMAT
+    _stored: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def migrate(cls, raw: dict[str, Any]) -> dict[str, Any]:
+        """Brings a record of an older format up to `FORMAT`. Format 1 is the first: a record
+        without `format` is taken to be format 1 (the keys it lacks load with their defaults)."""
+        found = raw.get("format", 1)
+        if not isinstance(found, int) or found < 1:
+            raise RecordError(f"{cls.__name__}: format {found!r} is not a format number")
+        if found > cls.FORMAT:
+            raise RecordError(f"{cls.__name__}: format {found} was written by a newer sohoa "
+                              f"(this one reads up to format {cls.FORMAT})")
+        # steps to come: `if found == 1: raw = {...}; found = 2` and so on
+        return raw
+
+    @classmethod
+    def load(cls, data: bytes | str | dict[str, Any]) -> Self:
+        if isinstance(data, bytes | str):
+            try:
+                raw = json.loads(data)
+            except ValueError as e:
+                raise RecordError(f"{cls.__name__}: not JSON: {e}") from e
+        else:
+            raw = data
+        if not isinstance(raw, dict):
+            raise RecordError(f"{cls.__name__}: a JSON object expected, not "
+                              f"{type(raw).__name__}")
+        raw = cls.migrate(raw)
+        try:
+            record = cls.model_validate(raw)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(record)'}: "
+                                 f"{err['msg']}" for err in e.errors())
+            raise RecordError(f"{cls.__name__}: {problems}") from e
+        record._stored = raw
+        return record
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as stored: the keys it was stored with (or set since), in their order."""
+        dumped = self.model_dump(mode="python", exclude_unset=True)
+        return _ordered_like(dumped, self._stored) if self._stored is not None else dumped
+
+    def dump(self) -> bytes:
+        return json.dumps(self.as_dict(), ensure_ascii=False, **self.JSON_ARGS).encode()
+
+
+def _ordered_like(value: Any, like: Any) -> Any:
+    """`value` with the keys of its dicts in the order of `like`'s (new keys last)."""
+    if isinstance(value, dict) and isinstance(like, dict):
+        keys = [k for k in like if k in value] + [k for k in value if k not in like]
+        return {k: _ordered_like(value[k], like.get(k)) for k in keys}
+    if isinstance(value, list) and isinstance(like, list) and len(value) == len(like):
+        return [_ordered_like(v, w) for v, w in zip(value, like, strict=True)]
+    return value
+
+
+class Entry(BaseModel):
+    """A part of a record: loose where writers add keys of their own."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# ---- page facts ------------------------------------------------------------------------------
+
+
+class BarcodeFact(Entry):
+    value: str
+    symbology: str
+    engine: str | None = None
+    box: list[Number] | None = None
+
+
+class OcrFact(Entry):
+    lines: list[str] = Field(default_factory=list)
+
+
+class PageFacts(Record):
+    """What the page stages found on one page (ingest/page_stages.py): written once per page."""
+
+    model_config = ConfigDict(extra="allow")
+    JSON_ARGS: ClassVar[dict[str, Any]] = {}
+
+    index: int
+    status: str  # ok | failed
+    error: str | None = None
+    dpi: Number | None = None
+    width: int | None = None
+    height: int | None = None
+    origin: str | None = None
+    had_text_layer: bool | None = None
+    seconds: dict[str, Number] = Field(default_factory=dict)
+    barcodes: list[BarcodeFact] = Field(default_factory=list)
+    ink: Number | None = None  # the blank facts (DetectBlank)
+    blank: bool | None = None
+    rotation: Number | None = None
+    skew: Number | None = None
+    ocr: OcrFact | None = None
+
+
+# ---- batch record ----------------------------------------------------------------------------
+
+
+class DossierSummary(Entry):
+    dossier_id: str
+    pages: list[int]
+    version: int
+    code_source: str
+    pdf: str | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReviewEntry(Entry):
+    pages: list[int]
+    code: str | None = None
+    reason: str
+
+
+class DroppedPage(Entry):
+    page: int
+    reason: str
+
+
+class FailedPage(Entry):
+    page: int
+    error: str | None = None
+
+
+class BatchRecord(Record):
+    """One scanned batch (ingest/pipeline.py receive .. finish, ingest/tasks.py, ingest/review.py).
+    Earlier writers wrote no `scope`, `failed_pages` or `review`: they load as none."""
+
+    model_config = ConfigDict(extra="allow")
+
+    batch_id: str
+    file: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    original: str | None = None
+    source: str | None = None
+    dossier_hint: str | None = None
+    agency: str | None = None
+    device: str | None = None
+    incomplete: str | None = None
+    scope: list[str] | None = None
+    received_at: str | None = None
+    status: str
+    error: str | None = None
+    pages: int = 0
+    dossiers: list[DossierSummary] = Field(default_factory=list)
+    unmatched_pages: list[int] = Field(default_factory=list)
+    dropped_pages: list[DroppedPage] = Field(default_factory=list)
+    failed_pages: list[FailedPage] = Field(default_factory=list)
+    unmatched_groups: list[list[int]] = Field(default_factory=list)
+    review: list[ReviewEntry] = Field(default_factory=list)
+    finished_at: str | None = None
+    # written by ingest/tasks.py and Pipeline.wait/resume, ingest/review.py
+    page_order: list[int] | None = None
+    pages_in_flight: int | None = None
+    start_queued_at: str | None = None
+    waiting_for: dict[str, Any] | None = None
+    retried_failure: str | None = None
+    resolved: list[dict[str, Any]] = Field(default_factory=list)
+    incomplete_checked: dict[str, Any] | None = None
+
+
+# ---- dossier versions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PageRef:
+    """A page of a batch as it goes into a dossier version, turned clockwise by `rotate`."""
+
+    batch_id: str
+    index: int
+    rotate: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch_id": self.batch_id, "index": self.index, "rotate": self.rotate}
+
+
+class PageRefEntry(Entry):
+    model_config = ConfigDict(extra="forbid")
+
+    batch_id: str
+    index: int
+    rotate: int = 0
+
+    def ref(self) -> PageRef:
+        return PageRef(self.batch_id, self.index, self.rotate)
+
+
+class StoredObject(Entry):
+    key: str
+    sha256: str
+    size: int
+
+
+class OriginalScan(Entry):
+    key: str
+    sha256: str
+    size: int
+    file: str | None = None
+
+
+class Withdrawal(Entry):
+    to: str
+    by: str
+    at: str
+    from_version: int
+
+
+class Manifest(Record):
+    """One stored version of a dossier (ingest/versions.py store_version, withdraw)."""
+
+    model_config = ConfigDict(extra="allow")
+    JSON_ARGS: ClassVar[dict[str, Any]] = {"indent": 1, "sort_keys": True}
+
+    dossier_id: str
+    agency: str
+    version: int
+    batch_id: str
+    code_source: str
+    pages: list[int]
+    created_at: str
+    original: OriginalScan
+    objects: dict[str, StoredObject]
+    page_refs: list[PageRefEntry] | None = None
+    retention_days: int | None = None
+    registry: dict[str, Any] | None = None
+    withdrawn: Withdrawal | None = None
+    change: dict[str, Any] | None = None
+
+    def refs(self) -> list[PageRef]:
+        """The pages this version is made of."""
+        if self.page_refs is not None:
+            return [r.ref() for r in self.page_refs]
+        return [PageRef(self.batch_id, i) for i in self.pages]
+
+
+class Correction(Record):
+    """A person's correction of a field of a dossier's version (ingest/versions.py correct)."""
+
+    JSON_ARGS: ClassVar[dict[str, Any]] = {"indent": 1, "sort_keys": True}
+
+    dossier_id: str
+    version: int
+    name: str
+    value: str
+    previous: Any = None
+    page: int | None = None
+    actor: str
+    reason: str = ""
+    at: str
+    seq: int
