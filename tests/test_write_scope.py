@@ -258,7 +258,6 @@ class Write:
     refused_status: int = 422
     says: str = ""  # what a refusal or a missing answer says (its message, in Vietnamese)
     held: Callable[[Env, Any, httpx.Response], None] | None = None
-    known: dict[str, str] = field(default_factory=dict)  # "<via>-<role>-<scope>" -> xfail reason
 
 
 def expected(write: Write, role: str, scope: str) -> str:
@@ -654,10 +653,7 @@ def cases() -> Iterator[Any]:
             for role in ROLES:
                 for scope in SCOPES:
                     name = f"{write.name}-{via}" if write.vias != ("web",) else write.name
-                    reason = write.known.get(f"{via}-{role}-{scope}")
-                    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-                    yield pytest.param(write, via, role, scope, id=f"{name}-{role}-{scope}",
-                                       marks=marks)
+                    yield pytest.param(write, via, role, scope, id=f"{name}-{role}-{scope}")
 
 
 @pytest.mark.parametrize(("write", "via", "role", "scope"), list(cases()))
