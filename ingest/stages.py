@@ -11,7 +11,10 @@ PageWork contract
          page's remaining stages: blank pages and separator sheets need no OCR)
 DossierWork contract
     in:  code, pages (batch page indexes), page_facts, page_pdfs, settings
-    out: fields (name -> Field), metadata, pdf (the document to store; a signer replaces it)
+    out: fields (name -> Field), metadata, pdf (the document to store; a signer replaces it),
+         copies (further documents stored with the version, object name -> bytes, such as each
+         component's electronic copy; a signer replaces them too), manifest (keys a stage adds to
+         the version's manifest, such as `components` or `signature`)
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class DossierWork:
     fields: dict[str, Field] = field(default_factory=dict)
     metadata: DossierMetadata | None = None
     pdf: bytes | None = None
+    copies: dict[str, bytes] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
 
 
 class PageStage(Protocol):

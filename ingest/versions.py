@@ -206,8 +206,9 @@ class Dossiers:
         objects = {}
         procedure = work.fields.get("procedure")
         retention = self.settings.retention_for(procedure.value if procedure else None)
-        for name, data in (("dossier.pdf", work.pdf),
-                           ("text.json", _json(text)), ("fields.json", _json(fields))):
+        stored = [("dossier.pdf", work.pdf), *sorted(work.copies.items()),
+                  ("text.json", _json(text)), ("fields.json", _json(fields))]
+        for name, data in stored:
             info = self.store.put(prefix + name, data, overwrite=True, retention_days=retention)
             objects[name] = {"key": info.key, "sha256": info.sha256, "size": info.size}
         manifest = {
@@ -223,6 +224,7 @@ class Dossiers:
         manifest["retention_days"] = retention
         if registry is not None:
             manifest["registry"] = registry
+        manifest.update(work.manifest)
         manifest.update(extra or {})
         # The manifest's own checksum goes into the audit log: the anchor that proves the
         # manifest was not rewritten later (storage/integrity.py).
