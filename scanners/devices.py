@@ -123,8 +123,9 @@ class Scanners:
         key = (options.uuid or options.url) if options else device.id
         return self.client(device.url, options, key=key)
 
-    def refresh(self, with_state: bool = True) -> list[Device]:
-        """Reads every configured scanner (and the discovered ones) and their state now."""
+    def refresh(self, with_state: bool = True, discover: bool = True) -> list[Device]:
+        """Reads every configured scanner (and the discovered ones, unless `discover` is off)
+        and their state now."""
         devices: dict[str, Device] = {}
         options: dict[str, ScannerConfig] = {}
         for config in self.configured:
@@ -145,7 +146,7 @@ class Scanners:
                 device.id = device.id or f"url:{config.url}"
             devices[device.id] = device
             options[device.id] = config
-        if self.discovery:
+        if self.discovery and discover:
             for found in self._discover():
                 key = found.uuid or f"url:{found.url}"
                 if key in devices:
@@ -175,11 +176,21 @@ class Scanners:
             device.state = ADF_STATES.get(status.adf_state or "", "idle")
 
     def find(self, wanted: str) -> tuple[Device, ScannerConfig | None]:
-        """A scanner by UUID, name or URL (case-insensitive)."""
+        """A scanner by UUID, name or URL (case-insensitive). The configured scanners are asked
+        first: browsing mDNS takes seconds, spent only when `wanted` is none of them."""
         if not self._devices:
+            self.refresh(with_state=False, discover=False)
+        found = self._match(wanted)
+        if found is None and self.discovery:
             self.refresh(with_state=False)
+            found = self._match(wanted)
+        if found is None:
+            raise KeyError(wanted)
+        return found, self._options.get(found.id)
+
+    def _match(self, wanted: str) -> Device | None:
         wanted_l = wanted.lower()
         for device in self._devices.values():
             if wanted_l in (device.id.lower(), device.name.lower(), device.url.lower()):
-                return device, self._options.get(device.id)
-        raise KeyError(wanted)
+                return device
+        return None

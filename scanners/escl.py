@@ -150,8 +150,22 @@ class EsclClient:
         except httpx.HTTPError as e:
             raise DeviceUnreachable(f"{urlsplit(url).netloc}: {e}") from e
 
+    def _get_resource(self, name: str) -> httpx.Response:
+        """GET `name` under the eSCL root. A URL given without its root (`http://host:port/`
+        instead of `http://host:port/eSCL/`) answers 404: the usual root is tried before the
+        scanner is called unreachable, and kept when it answers."""
+        response = self._request("GET", self.base_url + name)
+        if response.status_code == 404 and not self.base_url.lower().endswith("/escl/"):
+            root = self.base_url + "eSCL/"
+            retry = self._request("GET", root + name)
+            if retry.status_code == 200:
+                log.info("%s answers eSCL at %s", self.base_url, root)
+                self.base_url = root
+                return retry
+        return response
+
     def capabilities(self) -> Capabilities:
-        response = self._request("GET", self.base_url + "ScannerCapabilities")
+        response = self._get_resource("ScannerCapabilities")
         if response.status_code != 200:
             raise EsclError(f"ScannerCapabilities answered {response.status_code}")
         try:
@@ -160,7 +174,7 @@ class EsclClient:
             raise EsclError(str(e)) from e
 
     def status(self) -> Status:
-        response = self._request("GET", self.base_url + "ScannerStatus")
+        response = self._get_resource("ScannerStatus")
         if response.status_code != 200:
             raise EsclError(f"ScannerStatus answered {response.status_code}")
         try:

@@ -167,3 +167,45 @@ def test_an_https_scanner_presenting_another_certificate_is_refused(certificates
     config = EmulatorConfig(pages=numbered_pages(2), certfile=other_cert, keyfile=other_key)
     with EsclEmulator(config) as emulator, pytest.raises(CertificateMismatch):
         scan(emulator, pinned_cert=cert.read_text())
+
+
+def test_a_scanner_url_given_without_its_escl_root_is_tried_with_it() -> None:
+    """Given a scanner whose eSCL root is /eSCL/, when its URL is given as http://host:port/ only
+    (a common mistake: the root answers 404), then the client finds /eSCL/ and the scan works."""
+    sheets = numbered_pages(2)
+    with EsclEmulator(EmulatorConfig(pages=sheets)) as emulator:
+        bare = emulator.url.removesuffix("eSCL/")
+        assert bare != emulator.url
+        pages: list[bytes] = []
+        with EsclClient(bare, busy_wait=0.01) as client:
+            outcome = client.scan(ScanRequest(), pages.append)
+            assert client.base_url == emulator.url
+        assert pages == sheets and outcome.complete
+
+
+def test_a_url_that_is_no_escl_scanner_at_all_is_still_an_error() -> None:
+    """Given a URL under which neither the path nor /eSCL/ answers, then capabilities fail with
+    the status the device answered."""
+    from scanners.escl import EsclError
+
+    with EsclEmulator(EmulatorConfig(pages=numbered_pages(1))) as emulator:
+        wrong = emulator.url.removesuffix("eSCL/") + "nothing/"
+        with EsclClient(wrong) as client, pytest.raises(EsclError, match="404"):
+            client.capabilities()
+
+
+def test_finding_a_configured_scanner_browses_no_mdns(tmp_path: Path, monkeypatch) -> None:
+    """Given discovery on and a configured scanner, when it is asked for by name, then it is
+    found without browsing mDNS (seconds spent for nothing); an unknown name still browses."""
+    from scanners.config import ScannerConfig
+    from scanners.devices import Scanners
+
+    browsed: list[float] = []
+    with EsclEmulator(EmulatorConfig(pages=numbered_pages(1))) as emulator:
+        scanners = Scanners([ScannerConfig(url=emulator.url, name="quầy 1")], tmp_path)
+        monkeypatch.setattr(scanners, "_discover", lambda: browsed.append(1) or [])
+        device, _ = scanners.find("QUẦY 1")
+        assert (device.url, browsed) == (emulator.url, [])
+        with pytest.raises(KeyError):
+            scanners.find("quầy 9")
+        assert browsed == [1]
