@@ -362,6 +362,9 @@ def serve(host: str, port: int, no_worker: bool, processes: int) -> None:
         for receiver in receivers:
             where = f" on port {receiver.port}" if hasattr(receiver, "port") else ""
             click.echo(f"receiving scans: {type(receiver).__name__}{where}", err=True)
+        click.echo(f"web app and API: http://{host}:{port}/ ({processes} process"
+                   f"{'es' if processes > 1 else ''})"
+                   + ("; no worker here (--no-worker)" if no_worker else ""), err=True)
         stop.run_api(config)
     finally:
         stop.begin()  # the API ended on its own (it could not start, say): stop the rest

@@ -154,6 +154,8 @@ class Lifecycle:
 def run(concurrency: int, hostname: str | None = None, broker_retries: int | None = None) -> int:
     """Runs a worker until it is stopped; returns its exit status."""
     from celery import signals
+    from celery.utils.nodenames import host_format
+    from kombu.utils.url import maybe_sanitize_url
 
     from ingest.tasks import app, ensure_queue
 
@@ -162,12 +164,19 @@ def run(concurrency: int, hostname: str | None = None, broker_retries: int | Non
     if app.conf.broker_url.startswith("sqla+"):
         ensure_queue()
     become_subreaper()
+    _quiet_privileges_warning()
+    node = hostname or default_node_name()
+    # before Celery sets up logging: plain lines on stderr, like serve's
+    processes = f"{concurrency} process{'es' if concurrency > 1 else ''}"
+    print(f"worker {host_format(node)}: {processes}, queue {app.conf.task_default_queue} on "
+          f"{maybe_sanitize_url(app.conf.broker_url)}", file=sys.stderr, flush=True)
     life = Lifecycle()
     signals.worker_ready.connect(life.on_ready, weak=False)
     signals.worker_shutting_down.connect(life.on_shutting_down, weak=False)
     try:
-        code = app.start(["worker", "--loglevel=INFO", f"--queues={app.conf.task_default_queue}",
-                          f"--concurrency={concurrency}", f"--hostname={hostname or default_node_name()}"])
+        code = app.start(["--quiet", "worker", "--loglevel=INFO",  # --quiet: no banner
+                          f"--queues={app.conf.task_default_queue}",
+                          f"--concurrency={concurrency}", f"--hostname={node}"])
     finally:
         if life.timer is not None:
             life.timer.cancel()
@@ -177,6 +186,18 @@ def run(concurrency: int, hostname: str | None = None, broker_retries: int | Non
         if left:
             log.warning("ended %d processes left by the pool: %s", len(left), left)
     return life.exit_status(code)
+
+
+def _quiet_privileges_warning() -> None:
+    """Celery's multi-line SecurityWarning for a worker run as root becomes one line."""
+    import warnings
+
+    from celery.exceptions import SecurityWarning
+
+    warnings.filterwarnings("ignore", category=SecurityWarning)
+    if os.geteuid() == 0:
+        print("the worker runs as root: in production run sohoa as a user of its own",
+              file=sys.stderr, flush=True)
 
 
 def main(concurrency: int, hostname: str | None = None, broker_retries: int | None = None) -> NoReturn:

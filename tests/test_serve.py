@@ -86,3 +86,35 @@ def test_serve_digitizes_what_scanners_push_to_its_folder_and_ftp(tmp_path: Path
     assert (by_device["mfp-1"]["source"], by_device["mfp-2"]["source"]) == ("folder", "ftp")
     assert all(len(r["dossiers"]) == 2 for r in records), (tmp_path / "serve.log").read_text()[-3000:]
     assert (folder / ".sohoa-done" / "scan-0001.pdf").exists()
+
+
+def test_serve_names_each_part_on_one_line_without_celerys_banner(tmp_path: Path) -> None:
+    """Given `sohoa serve` with a watched folder, when it has started, then its console names the
+    web app's address, the worker and the receiver in a line each, and shows neither Celery's
+    banner nor its multi-line warning about running as root."""
+    folder, api_port = tmp_path / "mfp-1", free_port()
+    folder.mkdir()
+    env = {**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data"), "SOHOA_WORKERS": "1",
+           "SOHOA_SCANNER_DISCOVERY": "false",
+           "SOHOA_FOLDER": json.dumps({"devices": {"mfp-1": str(folder)}})}
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen([str(SOHOA), "serve", "--port", str(api_port)], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while b" ready." not in log_path.read_bytes():
+            assert time.monotonic() < deadline and server.poll() is None, log_path.read_text()
+            time.sleep(0.3)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(90)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+    console = log_path.read_text()
+    assert f"web app and API: http://127.0.0.1:{api_port}/" in console
+    assert "receiving scans: FolderReceiver" in console
+    assert "worker sohoa-" in console and ": 1 process, queue sohoa on sqla+sqlite" in console
+    assert "[queues]" not in console and "SecurityWarning" not in console
