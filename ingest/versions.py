@@ -205,7 +205,7 @@ class Dossiers:
                 for i, f in zip(pages, facts, strict=True)]
         objects = {}
         procedure = work.fields.get("procedure")
-        retention = self.settings.retention_for(procedure.value if procedure else None)
+        retention = self.settings.storage.retention_for(procedure.value if procedure else None)
         for name, data in (("dossier.pdf", work.pdf),
                            ("text.json", _json(text)), ("fields.json", _json(fields))):
             info = self.store.put(prefix + name, data, overwrite=True, retention_days=retention)
