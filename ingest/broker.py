@@ -29,10 +29,10 @@ def configure(settings: Settings) -> Celery:
         task_serializer="json", accept_content=["json"], task_ignore_result=True,
         task_default_queue=settings.broker.queue,
     )
-    if settings.broker.startswith("sqla+sqlite"):
+    if settings.broker.url.startswith("sqla+sqlite"):
         # Worker and submitters share one SQLite file: wait for its lock instead of failing.
         app.conf.broker_transport_options = {"connect_args": {"timeout": 60}}
-    elif settings.broker.startswith(("redis", "rediss")):
+    elif settings.broker.url.startswith(("redis", "rediss")):
         # Redis hands out a vanished worker's unacknowledged task again only after this; Celery's
         # default is an hour. Leases make an early second delivery harmless.
         app.conf.broker_transport_options = {
