@@ -321,7 +321,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
     retry). `scans` runs scans on the office's
     eSCL scanners; by default those of the settings."""
     pipeline = Pipeline.from_settings(settings)
-    keys = KeyStore(settings.catalog_url)
+    keys = KeyStore(settings.storage.catalog_url)
     audit = pipeline.audit
     assert audit is not None
     writer = AuditWriter(audit)
@@ -380,9 +380,8 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
 
     if scans is None:
         scans = ScanService(
-            Scanners(settings.scanners, settings.data_dir, settings.scanner_discovery,
-                     settings.scanner_discovery_seconds, settings.scanner_timeout_s),
-            Spool(settings.spool_dir), submit, settings.data_dir / "scans")
+            Scanners.from_config(settings.scanners, settings.storage.data_dir),
+            Spool(settings.scanners.spool_dir), submit, settings.storage.data_dir / "scans")
     add_scanner_routes(app, scans, role, log,
                        lambda code: found.agency if (found := pipeline.grammar.match(code))
                        else None)
@@ -430,10 +429,10 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         The body is written to disk as it comes: one over SOHOA_MAX_UPLOAD_MB is refused with
         413 as soon as that is known (before a byte is read when Content-Length says so), and
         nothing of it is kept. Nothing here depends on the number of pages (ingest/tasks.py)."""
-        incoming = settings.data_dir / "incoming"
+        incoming = settings.storage.data_dir / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
-        limit = settings.max_upload_mb * 1024 * 1024
-        too_big = HTTPException(413, f"the upload is larger than {settings.max_upload_mb} MB "
+        limit = settings.web.max_upload_mb * 1024 * 1024
+        too_big = HTTPException(413, f"the upload is larger than {settings.web.max_upload_mb} MB "
                                      "(SOHOA_MAX_UPLOAD_MB): nothing was stored",
                                 headers={"Connection": "close"})  # the rest of the body unread
         declared = request.headers.get("content-length", "")
@@ -554,7 +553,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         and in the change feed as `field_corrected`)."""
         found = visible_dossier(code, who)
         remote = request.client.host if request.client else ""
-        return pipeline.correct_field(found["dossier_id"], name, body.value.strip(), who.key_id,
+        return pipeline.dossiers.correct(found["dossier_id"], name, body.value.strip(), who.key_id,
                                       body.reason.strip(), remote)
 
     @app.get("/api/v1/dossiers/{code}", responses=answers(404, 410))
@@ -569,7 +568,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         found = visible_dossier(code, who)
         log(request, who, "dossier.read", found["dossier_id"], found["agency"],
             version=found["version"])
-        manifest = pipeline.versions(found["dossier_id"])[-1]
+        manifest = pipeline.dossiers.versions(found["dossier_id"])[-1]
         return {**found, "checksums": {name: o["sha256"] for name, o in
                                        manifest["objects"].items()},
                 "original_sha256": manifest["original"]["sha256"]}
@@ -603,7 +602,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
     def dossier_pdf(code: Code, request: Request,
                     who: Annotated[Principal, Depends(role("processor", "auditor"))]) -> Response:
         found = visible_dossier(code, who)
-        manifest = pipeline.versions(found["dossier_id"])[-1]
+        manifest = pipeline.dossiers.versions(found["dossier_id"])[-1]
         pdf = manifest["objects"]["dossier.pdf"]
         log(request, who, "dossier.pdf.read", found["dossier_id"], found["agency"],
             version=manifest["version"], range=request.headers.get("range"))
@@ -650,7 +649,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         """Page `page` (1-based) of the latest version as JPEG; `size` = longest side in pixels
         (a thumbnail), else full resolution."""
         found = visible_dossier(code, who)
-        manifest = pipeline.versions(found["dossier_id"])[-1]
+        manifest = pipeline.dossiers.versions(found["dossier_id"])[-1]
         if page > len(manifest["pages"]):
             raise HTTPException(404, "no such page")
         log(request, who, "dossier.page.read", found["dossier_id"], found["agency"],

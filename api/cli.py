@@ -142,8 +142,7 @@ def _review_line(item: dict[str, Any]) -> str | None:
 def _scanners(settings: Settings, discovery: bool) -> Any:
     from scanners.devices import Scanners
 
-    return Scanners(settings.scanners, settings.data_dir, discovery and settings.scanner_discovery,
-                    settings.scanner_discovery_seconds, settings.scanner_timeout_s)
+    return Scanners.from_config(settings.scanners, settings.storage.data_dir, discovery)
 
 
 @main.group()
@@ -210,7 +209,7 @@ def scan(device: str, dossier: str | None, source: str, duplex: bool, color_mode
     def accept(path: Path, **kwargs: Any) -> dict[str, Any]:
         return run_file(pipeline, path, **kwargs)
 
-    progress = run_scan(registry, found, request, Spool(settings.spool_dir), accept, dossier)
+    progress = run_scan(registry, found, request, Spool(settings.scanners.spool_dir), accept, dossier)
     record = pipeline.record(progress.batch_id) if progress.batch_id else None
     if as_json:
         click.echo(json.dumps({"scan": progress.public(),
@@ -291,7 +290,7 @@ def _clean_leftovers(pipeline: Pipeline) -> None:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
-    remove_leftovers(pipeline.store, pipeline.settings.data_dir)
+    remove_leftovers(pipeline.store, pipeline.settings.storage.data_dir)
 
 
 @main.command()
@@ -356,8 +355,8 @@ def serve(host: str, port: int, no_worker: bool, processes: int) -> None:
     try:
         # What scanners push (folder, FTP, e-mail), and scans an earlier run left in the spool; the
         # drainer retries items whose storing failed (storage down) once a minute.
-        spool = Spool(settings.spool_dir)
-        receivers = start_receivers(spool, submit, settings)  # its sections (RECEIVERS)
+        spool = Spool(settings.scanners.spool_dir)
+        receivers = start_receivers(spool, submit, settings.scanners)  # its sections (RECEIVERS)
         drainer = Drainer(spool, submit).start()
         for receiver in receivers:
             where = f" on port {receiver.port}" if hasattr(receiver, "port") else ""
@@ -558,7 +557,7 @@ def apikey_create(role: str, agencies: tuple[str, ...], name: str) -> None:
     from api.keys import KeyStore
 
     settings = _pipeline().settings
-    click.echo(KeyStore(settings.catalog_url).create(role, list(agencies), name))
+    click.echo(KeyStore(settings.storage.catalog_url).create(role, list(agencies), name))
 
 
 @main.command()
@@ -634,7 +633,7 @@ def reindex() -> None:
     from api.keys import KeyStore
     from api.web.users import UserStore
 
-    url = pipeline.settings.catalog_url
+    url = pipeline.settings.storage.catalog_url
     keys, users = len(KeyStore(url).export_records()), len(UserStore(url).users())
     click.echo(f"API keys and web users are not in object storage and were not rebuilt: "
                f"{_plural(keys, 'key')} and {_plural(users, 'user')} in the catalog now; restore "
@@ -695,7 +694,7 @@ def backup(file: Path) -> None:
 
     pipeline = _pipeline()
     assert pipeline.audit is not None
-    url = pipeline.settings.catalog_url
+    url = pipeline.settings.storage.catalog_url
     keys, users = KeyStore(url).export_records(), UserStore(url).export_records()
     document = {"format": BACKUP_FORMAT, "version": BACKUP_VERSION,
                 "created_at": datetime.now(UTC).isoformat(), "sohoa_version": _sohoa_version(),
@@ -767,7 +766,7 @@ def restore(file: Path, dry_run: bool, replace: bool) -> None:
     where = "stdin" if str(file) == "-" else str(file)
     pipeline = _pipeline()
     assert pipeline.audit is not None
-    url = pipeline.settings.catalog_url
+    url = pipeline.settings.storage.catalog_url
     keys, users = KeyStore(url), UserStore(url)
     before_keys = {k["id"] for k in keys.export_records()}
     before_users = {u["username"] for u in users.export_records()}
@@ -823,7 +822,7 @@ def user() -> None:
 def _users() -> Any:
     from api.web.users import UserStore
 
-    return UserStore(_pipeline().settings.catalog_url)
+    return UserStore(_pipeline().settings.storage.catalog_url)
 
 
 def _new_password(from_stdin: bool) -> str:

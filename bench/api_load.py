@@ -49,8 +49,8 @@ ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 def seed(settings: Settings, count: int) -> list[str]:
     """Dossiers as the pipeline stores them (manifest, fields, text), without scanning pages."""
-    store = LocalObjectStore(settings.data_dir / "objects")
-    catalog = Catalog(settings.catalog_url)
+    store = LocalObjectStore(settings.storage.data_dir / "objects")
+    catalog = Catalog(settings.storage.catalog_url)
     rng = random.Random(1)
     paragraphs = synth.corpus_paragraphs()
     codes = []
@@ -157,7 +157,7 @@ def main() -> None:
             settings = Settings(data_dir=Path(tmp) / "data", database_url=url)
             codes = seed(settings, args.dossiers)
             key = KeyStore(url).create("admin", ["*"])
-            env = {**os.environ, "SOHOA_DATA_DIR": str(settings.data_dir),
+            env = {**os.environ, "SOHOA_DATA_DIR": str(settings.storage.data_dir),
                    "SOHOA_DATABASE_URL": url}
             server = subprocess.Popen([str(Path(sys.executable).parent / "sohoa"), "serve",
                                        "--no-worker", "--processes", "2", "--port",

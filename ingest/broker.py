@@ -21,18 +21,18 @@ DELIVER_WEBHOOK = "sohoa.deliver_webhook"  # the task of ingest/tasks.py that de
 
 def configure(settings: Settings) -> Celery:
     app.conf.update(
-        broker_url=settings.broker,
+        broker_url=settings.broker.url,
         broker_connection_retry_on_startup=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # a page is seconds of work: do not hoard
         task_serializer="json", accept_content=["json"], task_ignore_result=True,
-        task_default_queue=settings.broker_queue,
+        task_default_queue=settings.broker.queue,
     )
-    if settings.broker.startswith("sqla+sqlite"):
+    if settings.broker.url.startswith("sqla+sqlite"):
         # Worker and submitters share one SQLite file: wait for its lock instead of failing.
         app.conf.broker_transport_options = {"connect_args": {"timeout": 60}}
-    elif settings.broker.startswith(("redis", "rediss")):
+    elif settings.broker.url.startswith(("redis", "rediss")):
         # Redis hands out a vanished worker's unacknowledged task again only after this; Celery's
         # default is an hour. Leases make an early second delivery harmless.
         app.conf.broker_transport_options = {
@@ -45,6 +45,6 @@ configure(get_settings())
 
 def announce(event: dict[str, Any]) -> None:
     """Queues one delivery per configured webhook that wants this dossier's agency."""
-    for i, target in enumerate(get_settings().webhooks):
+    for i, target in enumerate(get_settings().webhooks.targets):
         if target.wants(event["agency"]):
             app.send_task(DELIVER_WEBHOOK, args=(i, event))

@@ -20,7 +20,7 @@ class ExtractFields:
     name = "fields"
 
     def __call__(self, work: DossierWork) -> None:
-        grammar = DossierCodeGrammar(work.settings.dossier_code_pattern)
+        grammar = DossierCodeGrammar(work.settings.barcodes.dossier_code_pattern)
         found: dict[str, fieldmod.Field] = {}
         for page, facts in zip(work.pages, work.page_facts, strict=True):
             ocr = facts.get("ocr") or {}

@@ -30,14 +30,14 @@ class ReadBarcodes:
     def __call__(self, work: PageWork) -> None:
         if self.retry and (work.facts.get("barcodes") or abs(work.facts.get("skew", 0)) < 1):
             return
-        formats = tuple(work.settings.barcode_formats)
+        formats = tuple(work.settings.barcodes.formats)
         if self.retry:  # 2-D codes are found at any angle: only 1-D ones can hide in a skew
             formats = symbologies.one_d(formats)
             if not formats:
                 return
-        found = barcodes.read(_gray(work), tuple(work.settings.barcode_engines), formats)
+        found = barcodes.read(_gray(work), tuple(work.settings.barcodes.engines), formats)
         work.facts["barcodes"] = [b.to_dict() for b in found]
-        separators = {s.upper() for s in work.settings.separator_barcodes}
+        separators = {s.upper() for s in work.settings.barcodes.separators}
         if any(b.value.strip().upper() in separators for b in found):
             work.facts["separator"] = True
             work.done = True
@@ -49,18 +49,18 @@ class DetectBlank:
     def __call__(self, work: PageWork) -> None:
         ink = blank.ink_fraction(_gray(work), work.dpi)
         work.facts["ink"] = round(ink, 6)
-        is_blank = ink < work.settings.blank_ink_threshold and not work.facts.get("barcodes")
+        is_blank = ink < work.settings.ocr.blank_ink_threshold and not work.facts.get("barcodes")
         work.facts["blank"] = is_blank
         work.done = work.done or is_blank
 
 
 class Straighten:
-    """Quarter turns for sideways pages, then deskew (up to settings.max_skew_degrees)."""
+    """Quarter turns for sideways pages, then deskew (up to settings.ocr.max_skew_degrees)."""
 
     name = "straighten"
 
     def __call__(self, work: PageWork) -> None:
-        skew = deskew.detect(_gray(work), work.dpi, work.settings.max_skew_degrees)
+        skew = deskew.detect(_gray(work), work.dpi, work.settings.ocr.max_skew_degrees)
         rotation = 0
         if skew.sideways:
             work.image = work.image.transpose(Image.ROTATE_90)
@@ -83,24 +83,24 @@ class Recognize:
         readings: list[dict[str, object]] = []  # what ran, for the facts (BENCHMARKS.md counts them)
 
         def read(img: Image.Image, languages: str, turned: int = 0) -> tesseract.OcrResult:
-            out = tesseract.run(img, work.dpi, languages, s.ocr_timeout_s, s.ocr_max_dpi,
-                                s.ocr_engine)
+            out = tesseract.run(img, work.dpi, languages, s.ocr.timeout_s, s.ocr.max_dpi,
+                                s.ocr.engine)
             readings.append({"languages": languages, "turned": turned,
                              "confidence": round(out.mean_confidence / 100, 3)})
             return out
 
-        result = read(work.image, s.ocr_languages)
-        languages = s.ocr_languages
-        if result.mean_confidence < s.upside_down_check_below:
+        result = read(work.image, s.ocr.languages)
+        languages = s.ocr.languages
+        if result.mean_confidence < s.ocr.upside_down_check_below:
             turned = work.image.transpose(Image.ROTATE_180)
-            other = read(turned, s.ocr_languages, 180)
+            other = read(turned, s.ocr.languages, 180)
             if other.mean_confidence > result.mean_confidence + 5:
                 work.image, result = turned, other
                 work.facts["rotation"] = (work.facts.get("rotation", 0) + 180) % 360
-        if s.ocr_second_languages and result.mean_confidence < s.ocr_second_reading_below:
-            other = read(work.image, s.ocr_second_languages)
+        if s.ocr.second_languages and result.mean_confidence < s.ocr.second_reading_below:
+            other = read(work.image, s.ocr.second_languages)
             if other.mean_confidence > result.mean_confidence:
-                result, languages = other, s.ocr_second_languages
+                result, languages = other, s.ocr.second_languages
         line_conf = [0.0] * len(result.lines)
         counts = [0] * len(result.lines)
         for w in result.words:

@@ -33,7 +33,7 @@ from ingest.page_stages import DEFAULT_PAGE_STAGES
 from ingest.registry import Registry
 from ingest.settings import Settings
 from ingest.split import DossierSplit, SplitPlan, split
-from ingest.stages import DossierStage, PageStage, PageWork
+from ingest.stages import PageStage, PageWork
 from ingest.versions import Dossiers, PageRef, listeners
 from ocr import pdf as pdfmod
 from ocr.decode import (
@@ -83,23 +83,15 @@ class Pipeline:
         return cls(settings, found.store, found.catalog, found.audit, dossiers=found.dossiers)
 
     @property
-    def dossier_stages(self) -> list[DossierStage]:
-        return self.dossiers.stages
-
-    @dossier_stages.setter
-    def dossier_stages(self, stages: list[DossierStage]) -> None:
-        self.dossiers.stages = stages
-
-    @property
     def grammar(self) -> DossierCodeGrammar:
-        return DossierCodeGrammar(self.settings.dossier_code_pattern)
+        return DossierCodeGrammar(self.settings.barcodes.dossier_code_pattern)
 
     @property
     def limits(self) -> DecodeLimits:
-        return DecodeLimits(max_pixels=self.settings.max_page_pixels,
-                            max_pages=self.settings.max_pages,
-                            fallback_dpi=self.settings.fallback_dpi,
-                            render_seconds=self.settings.render_seconds)
+        return DecodeLimits(max_pixels=self.settings.ocr.max_page_pixels,
+                            max_pages=self.settings.ocr.max_pages,
+                            fallback_dpi=self.settings.ocr.fallback_dpi,
+                            render_seconds=self.settings.ocr.render_seconds)
 
     # ---- records -------------------------------------------------------------------------
 
@@ -134,7 +126,7 @@ class Pipeline:
         yield cached
 
     def _cache_path(self, record: dict[str, Any]) -> Path:
-        return self.settings.data_dir / "cache" / Path(record["original"]).name.replace(
+        return self.settings.storage.data_dir / "cache" / Path(record["original"]).name.replace(
             "original", record["batch_id"])
 
     # ---- steps ---------------------------------------------------------------------------
@@ -326,7 +318,7 @@ class Pipeline:
                 t0 = time.perf_counter()
                 self.store.put(layout.page_pdf(batch_id, index),
                                pdfmod.page_pdf(work.image, work.dpi, work.text_pdf,
-                                               self.settings.jpeg_quality),
+                                               self.settings.ocr.jpeg_quality),
                                overwrite=True)
                 timings["page_pdf"] = round(time.perf_counter() - t0, 3)
         except DocumentError as e:
@@ -351,10 +343,10 @@ class Pipeline:
 
     def check_registry(self, plan: SplitPlan) -> SplitPlan:
         """With a registry configured, dossiers whose code it does not know go to review."""
-        if not self.settings.registry_url:
+        if not self.settings.registry.url:
             return plan
-        registry = Registry(self.settings.registry_url, self.settings.registry_token,
-                            self.settings.registry_allow_private)
+        registry = Registry(self.settings.registry.url, self.settings.registry.token,
+                            self.settings.registry.allow_private)
         known = []
         for part in plan.dossiers:
             part.registry = registry.lookup(part.code)
@@ -440,27 +432,8 @@ class Pipeline:
         return any(e["detail"].get("version") == manifest["version"] for e in
                    self.audit.for_target(manifest["dossier_id"], ("dossier.version.create",)))
 
-    # ---- dossier versions: ingest/versions.py (Dossiers) -----------------------------------
-    # One-line delegations kept for the callers (api/app.py, api/web/*, ingest/review.py, tests);
-    # new code calls `pipeline.dossiers` directly.
-
-    def store_version(self, code: str, agency: str, code_source: str, refs: list[PageRef],
-                      claim: str, registry: dict[str, Any] | None = None,
-                      actor: str = "pipeline", extra: dict[str, Any] | None = None
-                      ) -> dict[str, Any]:
-        return self.dossiers.store_version(code, agency, code_source, refs, claim, registry,
-                                           actor, extra)
-
-    def withdraw(self, code: str, to: str, claim: str, actor: str,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self.dossiers.withdraw(code, to, claim, actor, extra)
-
-    def correct_field(self, code: str, name: str, value: str, actor: str, reason: str = "",
-                      remote: str = "") -> dict[str, Any]:
-        return self.dossiers.correct(code, name, value, actor, reason, remote)
-
-    def versions(self, code: str) -> list[dict[str, Any]]:
-        return self.dossiers.versions(code)
+    # ---- dossier versions: `pipeline.dossiers` (ingest/versions.py) ---------------------------
+    # Kept until the review code (ingest/review.py, api/web/review_pages.py) names Dossiers.
 
     page_refs = staticmethod(Dossiers.page_refs)
 

@@ -51,7 +51,7 @@ class Review:
     # ---- helpers --------------------------------------------------------------------------
 
     def _latest(self, code: str) -> dict[str, Any]:
-        versions = self.pipeline.versions(code)
+        versions = self.pipeline.dossiers.versions(code)
         if not versions:
             raise ReviewError(f"no dossier {code}")
         if withdrawn := versions[-1].get("withdrawn"):
@@ -77,7 +77,7 @@ class Review:
         """A new version; `code_source` stays "user" only for acts that assert the code."""
         if not refs:
             raise ReviewError("a dossier needs at least one page")
-        return self.pipeline.store_version(code, agency, code_source, refs,
+        return self.pipeline.dossiers.store_version(code, agency, code_source, refs,
                                            self._claim(code, action_id), actor=actor,
                                            extra={"change": change})
 
@@ -91,7 +91,7 @@ class Review:
         if not action_id:
             return None
         claim = f"review:{action_id}:{code}".encode()
-        for manifest in reversed(self.pipeline.versions(code)):
+        for manifest in reversed(self.pipeline.dossiers.versions(code)):
             key = layout.version_prefix(code, manifest["version"]) + ".claim"
             if self.pipeline.store.exists(key) and self.pipeline.store.get(key) == claim:
                 return manifest
@@ -120,7 +120,7 @@ class Review:
         for index in pages:
             if not self.pipeline.store.exists(layout.page_pdf(batch_id, index)):
                 raise ReviewError(f"page {index + 1} could not be read and cannot be assigned")
-        refs = self._live(self.pipeline.versions(code))
+        refs = self._live(self.pipeline.dossiers.versions(code))
         refs += [PageRef(batch_id, i) for i in sorted(pages)]
         manifest = self._save(code, agency, refs, actor,
                               {"action": "assign", "batch_id": batch_id, "pages": sorted(pages)},
@@ -312,7 +312,7 @@ class Review:
         if agency != latest["agency"]:
             raise ReviewError(f"{new_code} belongs to another agency")
         action_id = action_id or uuid.uuid4().hex
-        moved = self._live(self.pipeline.versions(new_code)) + refs[position:]
+        moved = self._live(self.pipeline.dossiers.versions(new_code)) + refs[position:]
         change = {"action": "split", "from": code, "to": new_code, "position": position}
         other = self._save(new_code, agency, moved, actor, change, action_id)
         kept = self._save(code, latest["agency"], refs[:position], actor, change, action_id,
@@ -342,7 +342,7 @@ class Review:
                                  "from_version": theirs["version"]}, action_id,
                                 latest["code_source"])
         if withdrawn is None:  # a run cut short after the pages moved goes on here
-            self.pipeline.withdraw(other, code, self._claim(other, action_id), actor,
+            self.pipeline.dossiers.withdraw(other, code, self._claim(other, action_id), actor,
                                    extra={"change": merged["change"]})
         self._rename_in_batches(other, code, merged, actor)
         return merged
@@ -385,10 +385,10 @@ class Review:
                                       f"this dossier")
             change = {"action": "recode", "from": code, "to": new_code,
                       "from_version": latest["version"]}
-            moved = self._save(new_code, agency, self._live(self.pipeline.versions(new_code))
+            moved = self._save(new_code, agency, self._live(self.pipeline.dossiers.versions(new_code))
                                + refs, actor, change, action_id)
         if withdrawn is None:  # a run cut short after the pages moved goes on here
-            withdrawn = self.pipeline.withdraw(code, new_code, self._claim(code, action_id), actor,
+            withdrawn = self.pipeline.dossiers.withdraw(code, new_code, self._claim(code, action_id), actor,
                                                extra={"change": moved["change"]})
         self._rename_in_batches(code, new_code, moved, actor)
         return withdrawn, moved

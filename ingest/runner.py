@@ -42,7 +42,7 @@ def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source:
                                 agency=agency, device=device, incomplete=incomplete, scope=scope)
     # Held while this process runs the batch, so that a server's watchdog on the same data
     # leaves it alone, and takes it over if this process dies.
-    leases = Leases(pipeline.settings.catalog_url)
+    leases = Leases(pipeline.settings.storage.catalog_url)
     with leases.holding(batch_key(batch_id), pipeline.settings.recovery.lease_s,
                         holder=f"cli@{this_process()}", batch_id=batch_id):
         try:

@@ -11,6 +11,7 @@ from ingest.settings import Settings
 from ingest.versions import Dossiers, listeners
 from storage.audit import AuditLog
 from storage.catalog import Catalog
+from storage.config import StorageConfig
 from storage.objects import LocalObjectStore, ObjectStore
 
 
@@ -23,29 +24,29 @@ class Services:
     dossiers: Dossiers
 
 
-def object_store(settings: Settings) -> ObjectStore:
+def object_store(config: StorageConfig) -> ObjectStore:
     """S3 when an endpoint is configured, else a folder of the data dir."""
-    if settings.s3_endpoint:
+    s3 = config.s3
+    if s3.endpoint:
         from storage.s3 import S3ObjectStore  # minio loads only when configured
 
-        return S3ObjectStore.connect(settings.s3_endpoint, settings.s3_access_key,
-                                     settings.s3_secret_key, settings.s3_bucket,
-                                     settings.s3_secure, settings.s3_region,
-                                     settings.s3_object_lock)
-    return LocalObjectStore(settings.data_dir / "objects")
+        return S3ObjectStore.connect(s3.endpoint, s3.access_key, s3.secret_key, s3.bucket,
+                                     s3.secure, s3.region, s3.object_lock)
+    return LocalObjectStore(config.data_dir / "objects")
 
 
 def build(settings: Settings, with_catalog: bool = True) -> Services:
     """Everything a process needs; `with_catalog=False` (a page worker) opens no database and
     hears no dossier changes."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = object_store(settings)
+    config = settings.storage
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    store = object_store(config)
     if not with_catalog:
         return Services(settings, store, None, None, Dossiers(settings, store))
-    catalog = Catalog(settings.catalog_url)
-    audit = AuditLog(settings.catalog_url, store)
+    catalog = Catalog(config.catalog_url)
+    audit = AuditLog(config.catalog_url, store)
     announce = None
-    if settings.webhooks:  # deliveries are queued for the workers, retried there
+    if settings.webhooks.targets:  # deliveries are queued for the workers, retried there
         from ingest import broker  # Celery loads only when configured
 
         announce = broker.announce

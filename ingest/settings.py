@@ -1,19 +1,35 @@
-"""All options in one validated object, read from `SOHOA_*` environment variables."""
+"""All options in one validated object, composed of one small model per concern, each owned by
+its layer: `ocr` and `barcodes` (ocr/config.py), `storage` (storage/config.py), `scanners`
+(scanners/config.py), and ingest's and the web app's own below.
+
+Read from `SOHOA_*` environment variables by their flat, documented names (README "Settings":
+SOHOA_OCR_LANGUAGES, SOHOA_DATA_DIR, SOHOA_SCANNERS...), which `FLAT` maps to their place; a
+section's field may also be given nested (SOHOA_OCR__LANGUAGES) or a section as JSON
+(SOHOA_WEB='{"secure_cookies": true}'). The constructor takes the same flat names
+(`Settings(data_dir=..., ocr_max_dpi=...)`) or whole sections (`Settings(ocr=OcrConfig(...))`).
+A value refused names the flat setting (`ocr_max_dpi`), as the user wrote it."""
 
 from __future__ import annotations
 
+import json
 import os
+import types
+import typing
 from functools import cache
-from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from ingest.webhooks import WebhookTarget
-from ocr.dossier_code import STRICT, TOLERANT
-from ocr.symbologies import SYMBOLOGIES, lookup
-from scanners.config import EmailConfig, FolderConfig, FtpConfig, ScannerConfig
+from ocr.config import BarcodeConfig, OcrConfig
+from scanners.config import ScannersConfig
+from storage.config import StorageConfig
 
 
 class RecoveryConfig(BaseModel):
@@ -34,150 +50,258 @@ class RecoveryConfig(BaseModel):
     visibility_timeout_s: int = Field(default=900, ge=60, le=86400)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SOHOA_", extra="ignore", env_nested_delimiter="__")
+class BrokerConfig(BaseModel):
+    """The Celery broker of `sohoa worker` and how much of a batch it holds (ingest/tasks.py)."""
 
-    data_dir: Path = Path("data")
-    database_url: str | None = None  # default: SQLite file in data_dir
-    # Dossier-code grammar: "tolerant" (DOMAIN.md), "strict", or a regular expression of your own
-    # with named groups agency, date and seq.
-    dossier_code_grammar: str = "tolerant"
-    separator_barcodes: list[str] = Field(default_factory=lambda: ["PATCHT"])
-    # zxing-cpp reads more than pyzbar, faster (BENCHMARKS.md); add "pyzbar" for a second try.
-    barcode_engines: list[str] = Field(default_factory=lambda: ["zxing-cpp"])
-    barcode_formats: list[str] = Field(default_factory=lambda: ["Code128", "Code39", "QRCode"])
-    # Tesseract languages: vie first; pages it reads below the threshold get a vie+eng reading.
-    ocr_languages: str = "vie"
-    ocr_second_languages: str = "vie+eng"  # "" disables the second reading
-    ocr_second_reading_below: float = 90.0
-    ocr_timeout_s: int = 300
-    # "library": libtesseract loaded once per worker (saves ~0.2 s of model loading per page);
-    # "cli": one `tesseract` program run per page. Same results (BENCHMARKS.md).
-    ocr_engine: Literal["library", "cli"] = "library"
-    # Scans finer than this are OCR'd from a copy downscaled to it (0: as scanned); the stored page
-    # keeps its resolution. 200 dpi reads as well as 300 in a quarter less time (BENCHMARKS.md).
-    ocr_max_dpi: int = Field(default=200, ge=0)
-    # OCR confidence (0..100) under which an upright page is also tried upside down.
-    upside_down_check_below: float = 80.0
-    max_skew_degrees: float = 15.0
-    blank_ink_threshold: float = 0.0001
-    workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
-    max_page_pixels: int = 150_000_000
-    max_pages: int = Field(default=2000, ge=1)  # longer files fail as too_many_pages
-    # Seconds poppler may spend drawing one PDF page (300,000 vector strokes take minutes); past
-    # them the drawing is stopped and the page fails as too_complex.
-    render_seconds: float = Field(default=60.0, gt=0)
-    fallback_dpi: int = 300
-    jpeg_quality: int = Field(default=80, ge=30, le=95)  # page images in the dossier PDFs
-    max_upload_mb: int = 2048  # API uploads larger than this are refused (413)
-    # Pages of one batch queued or in a worker's hands at a time (ingest/tasks.py): a batch sent
-    # after others waits behind at most this many pages of each. Give it at least the number of
-    # worker processes of all machines, or one batch alone cannot keep them all busy.
-    pages_in_flight: int = Field(default=8, ge=1, le=10_000)
-    timezone_offset: str = "+07:00"  # receipts print local time (Vietnam, no DST)
-
-    # Celery broker for `sohoa worker`: redis://..., amqp://...; default: SQLite file in data_dir.
-    broker_url: str | None = None
+    # redis://..., amqp://...; default: SQLite file in the data dir (filled in by Settings).
+    url: str | None = None
     # The queue of this installation's tasks: two installations (or test runs) sharing a broker
     # each need their own.
-    broker_queue: str = Field(default="sohoa", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    queue: str = Field(default="sohoa", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    # Pages of one batch queued or in a worker's hands at a time: a batch sent after others waits
+    # behind at most this many pages of each. Give it at least the number of worker processes of
+    # all machines, or one batch alone cannot keep them all busy.
+    pages_in_flight: int = Field(default=8, ge=1, le=10_000)
 
-    @property
-    def broker(self) -> str:
-        return self.broker_url or f"sqla+sqlite:///{self.data_dir.resolve() / 'broker.sqlite3'}"
 
+class WebhooksConfig(BaseModel):
+    # JSON list of {"url", "secret", "agencies"}; see ingest/webhooks.py.
+    targets: list[WebhookTarget] = Field(default_factory=list)
+    allow_private: bool = False
+
+
+class RegistryConfig(BaseModel):
+    """Registry hook: URL template with {code}; unknown codes go to review (ingest/registry.py)."""
+
+    url: str | None = None
+    token: str = ""
+    allow_private: bool = False
+
+
+class WebConfig(BaseModel):
+    """The API and the back-office web app (api/). Login sessions end after session_idle_hours
+    without a request and session_max_hours after login; cookies are HTTPS-only with
+    secure_cookies (set it when served over TLS). login_max_failures failed logins per username and
+    address within login_window_s answer 429 until the window passes. trusted_origins: extra
+    origins (https://host) accepted for form posts, e.g. behind a proxy that rewrites Host."""
+
+    max_upload_mb: int = 2048  # API uploads larger than this are refused (413)
+    secure_cookies: bool = False
+    session_idle_hours: float = Field(default=8.0, gt=0)
+    session_max_hours: float = Field(default=24.0, gt=0)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_s: int = Field(default=300, ge=1)
+    trusted_origins: list[str] = Field(default_factory=list)
+
+
+# The documented flat names (SOHOA_<NAME>, or a constructor keyword) -> their place in the sections.
+FLAT: dict[str, tuple[str, ...]] = {
+    **{f"ocr_{name}": ("ocr", name) for name in (
+        "languages", "second_languages", "second_reading_below", "timeout_s", "engine", "max_dpi")},
+    **{name: ("ocr", name) for name in (
+        "upside_down_check_below", "max_skew_degrees", "blank_ink_threshold", "max_page_pixels",
+        "max_pages", "render_seconds", "fallback_dpi", "jpeg_quality")},
+    "barcode_engines": ("barcodes", "engines"),
+    "barcode_formats": ("barcodes", "formats"),
+    "separator_barcodes": ("barcodes", "separators"),
+    "dossier_code_grammar": ("barcodes", "dossier_code_grammar"),
+    "data_dir": ("storage", "data_dir"),
+    "database_url": ("storage", "database_url"),
+    **{f"s3_{name}": ("storage", "s3", name) for name in (
+        "endpoint", "access_key", "secret_key", "bucket", "secure", "region", "object_lock")},
+    "retention_days": ("storage", "retention_days"),
+    "retention_by_procedure": ("storage", "retention_by_procedure"),
+    "scanners": ("scanners", "devices"),
+    "scanner_discovery": ("scanners", "discovery"),
+    "scanner_discovery_seconds": ("scanners", "discovery_seconds"),
+    "scanner_timeout_s": ("scanners", "timeout_s"),
+    "folder": ("scanners", "folder"),
+    "ftp": ("scanners", "ftp"),
+    "smtp": ("scanners", "smtp"),
+    "broker_url": ("broker", "url"),
+    "broker_queue": ("broker", "queue"),
+    "pages_in_flight": ("broker", "pages_in_flight"),
+    "webhooks": ("webhooks", "targets"),
+    "webhook_allow_private": ("webhooks", "allow_private"),
+    "registry_url": ("registry", "url"),
+    "registry_token": ("registry", "token"),
+    "registry_allow_private": ("registry", "allow_private"),
+    "max_upload_mb": ("web", "max_upload_mb"),
+    **{f"web_{name}": ("web", name) for name in (
+        "secure_cookies", "session_idle_hours", "session_max_hours", "login_max_failures",
+        "login_window_s", "trusted_origins")},
+}
+_FLAT_NAME = {path: name for name, path in FLAT.items()}
+
+
+def _put(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Sets `value` at `path`, turning a section given as a model into a dict of its fields."""
+    head, *rest = path
+    if not rest:
+        data[head] = value
+        return
+    inner = data.get(head)
+    if isinstance(inner, BaseModel):
+        inner = {name: getattr(inner, name) for name in type(inner).model_fields}
+    elif not isinstance(inner, dict):
+        inner = {}
+    data[head] = inner
+    _put(inner, tuple(rest), value)
+
+
+def _is_section_value(name: str, value: Any) -> bool:
+    """`scanners` and `webhooks` name both a flat list and a section: a dict or model is the
+    section."""
+    return name in Settings.model_fields and isinstance(value, dict | BaseModel)
+
+
+def nest(values: dict[str, Any]) -> dict[str, Any]:
+    """The flat names of `values` moved to their place in the sections (a flat name wins over the
+    same field given in its section: it is the more specific)."""
+    out = {k: v for k, v in values.items() if k not in FLAT or _is_section_value(k, v)}
+    for name, value in values.items():
+        if name in FLAT and not _is_section_value(name, value):
+            _put(out, FLAT[name], value)
+    return out
+
+
+def _annotation_at(path: tuple[str, ...]) -> Any:
+    model: Any = Settings
+    annotation: Any = None
+    for name in path:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) \
+                or name not in model.model_fields:
+            return None
+        annotation = model.model_fields[name].annotation
+        model = next((a for a in (annotation, *typing.get_args(annotation))
+                      if isinstance(a, type) and issubclass(a, BaseModel)), annotation)
+    return annotation
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Whether an environment value for this type is JSON (a list, a dict, a model)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return any(_is_complex(a) for a in typing.get_args(annotation) if a is not type(None))
+    origin = typing.get_origin(annotation)
+    if origin in (list, dict, tuple, set):
+        return True
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel | list | dict)
+
+
+class _Environment(PydanticBaseSettingsSource):
+    """SOHOA_* variables: flat names (FLAT), a section as JSON (SOHOA_RECOVERY), or a section's
+    field nested (SOHOA_OCR__LANGUAGES, SOHOA_STORAGE__S3__BUCKET). Values of lists, dicts and
+    models are JSON."""
+
+    PREFIX = "SOHOA_"
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ reads every variable at once
+
+    def __call__(self) -> dict[str, Any]:
+        found: list[tuple[int, tuple[str, ...], Any]] = []
+        for var, raw in os.environ.items():
+            if not var.upper().startswith(self.PREFIX):
+                continue
+            name = var[len(self.PREFIX):].lower()
+            if name in FLAT:
+                path, rank = FLAT[name], 2
+            elif "__" in name:
+                path, rank = tuple(name.split("__")), 1
+            elif name in Settings.model_fields:
+                path, rank = (name,), 0
+            else:
+                continue
+            annotation = _annotation_at(path)
+            if annotation is None:
+                continue
+            value: Any = raw
+            if _is_complex(annotation) or name in ("scanners", "webhooks"):
+                try:
+                    value = json.loads(raw)
+                except ValueError as e:
+                    raise SettingsError(f"{var} is not valid JSON: {e}") from e
+                if rank == 2 and _is_section_value(name, value):
+                    path, rank = (name,), 0
+            found.append((rank, path, value))
+        data: dict[str, Any] = {}
+        for _, path, value in sorted(found, key=lambda f: f[0]):  # the more specific last
+            if len(path) > 1 and isinstance(_get(data, path[:-1]), dict | None):
+                _put(data, path, value)
+            elif len(path) == 1:
+                data[path[0]] = value if not isinstance(data.get(path[0]), dict) \
+                    or not isinstance(value, dict) else {**data[path[0]], **value}
+        return data
+
+
+def _get(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for name in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(name)  # type: ignore[assignment]
+    return data
+
+
+class _Init(PydanticBaseSettingsSource):
+    """The constructor's keywords, flat names moved to their sections (so that a keyword overrides
+    only its own field of a section the environment also sets)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.init = init
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError
+
+    def __call__(self) -> dict[str, Any]:
+        return nest(self.init())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SOHOA_", extra="ignore")
+
+    ocr: OcrConfig = Field(default_factory=OcrConfig)
+    barcodes: BarcodeConfig = Field(default_factory=BarcodeConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    scanners: ScannersConfig = Field(default_factory=ScannersConfig)
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)
     # SOHOA_RECOVERY='{"lease_s": 60, "tick_s": 15}' or SOHOA_RECOVERY__LEASE_S=60
     recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+    # Processes of `sohoa run`/`sohoa worker` (default: one per CPU).
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    timezone_offset: str = "+07:00"  # receipts print local time (Vietnam, no DST)
 
-    # Webhooks: JSON list of {"url", "secret", "agencies"}; see ingest/webhooks.py.
-    webhooks: list[WebhookTarget] = Field(default_factory=list)
-    webhook_allow_private: bool = False
-
-    # Registry hook: URL template with {code}; unknown codes go to review (ingest/registry.py).
-    registry_url: str | None = None
-    registry_token: str = ""
-    registry_allow_private: bool = False
-
-    # MinIO / S3: set the endpoint to use it instead of the local disk.
-    s3_endpoint: str | None = None  # host:port
-    s3_access_key: str = ""
-    s3_secret_key: str = ""
-    s3_bucket: str = "sohoa"
-    s3_secure: bool = True
-    s3_region: str | None = None
-    s3_object_lock: bool = False  # WORM: dossier objects get a COMPLIANCE retention
-    retention_days: int = 0  # default retention of dossier objects (0 = none)
-    # Per procedure (code such as "1.000948" or its name as printed): days of retention.
-    retention_by_procedure: dict[str, int] = Field(default_factory=dict)
-
-    def retention_for(self, procedure: str | None) -> int | None:
-        days = self.retention_by_procedure.get(procedure or "", self.retention_days)
-        return days or None
-
-    # eSCL scanners by URL: JSON list of {"url", "name", "uuid", "agency", ...}
-    # (scanners/devices.py); more are found over mDNS unless discovery is off.
-    scanners: list[ScannerConfig] = Field(default_factory=list)
-    scanner_discovery: bool = True
-    scanner_discovery_seconds: float = Field(default=2.0, ge=0.2, le=30)
-    scanner_timeout_s: float = Field(default=30.0, ge=1, le=600)
-
-    # Push receivers, each off until configured; JSON, or one field at a time (SOHOA_FTP__PORT=2121).
-    # SOHOA_FOLDER='{"devices": {"mfp-1": "/srv/scans/mfp-1"}}'   (scanners/folder.py)
-    folder: FolderConfig | None = None
-    # SOHOA_FTP='{"accounts": [{"device": "mfp-1", "username": "mfp1", "password": "..."}],
-    #             "host": "0.0.0.0", "port": 2121, "passive_ports": [60000, 60100]}'   (scanners/ftp.py)
-    ftp: FtpConfig | None = None
-    # SOHOA_SMTP='{"senders": {"scanner@office.example": "mfp-1"}, "host": "0.0.0.0", "port": 2525}'
-    smtp: EmailConfig | None = None
-
-    # The back-office web app (api/web): login sessions end after web_session_idle_hours without a
-    # request and web_session_max_hours after login; cookies are HTTPS-only with web_secure_cookies
-    # (set it when served over TLS). web_login_max_failures failed logins per username and address
-    # within web_login_window_s answer 429 until the window passes. web_trusted_origins: extra
-    # origins (https://host) accepted for form posts, e.g. behind a proxy that rewrites Host.
-    web_secure_cookies: bool = False
-    web_session_idle_hours: float = Field(default=8.0, gt=0)
-    web_session_max_hours: float = Field(default=24.0, gt=0)
-    web_login_max_failures: int = Field(default=5, ge=1)
-    web_login_window_s: int = Field(default=300, ge=1)
-    web_trusted_origins: list[str] = Field(default_factory=list)
-
-    @property
-    def spool_dir(self) -> Path:
-        """Where scanner pages wait until their original is stored (scanners/spool.py)."""
-        return self.data_dir / "spool"
-
-    @field_validator("dossier_code_grammar")
-    @classmethod
-    def _known_or_regex(cls, v: str) -> str:
-        import re
-
-        pattern = {"tolerant": TOLERANT, "strict": STRICT}.get(v, v)
+    def __init__(self, **values: Any) -> None:
         try:
-            compiled = re.compile(pattern)
-        except re.error as e:
-            raise ValueError(f"not a regular expression: {e}") from e
-        if not {"agency", "date", "seq"} <= set(compiled.groupindex):
-            raise ValueError("the grammar needs named groups agency, date and seq")
-        return v
+            super().__init__(**values)
+        except ValidationError as e:
+            raise _named(e) from None
 
-    @field_validator("barcode_engines")
     @classmethod
-    def _known_engines(cls, v: list[str]) -> list[str]:
-        unknown = set(v) - {"zxing-cpp", "pyzbar"}
-        if unknown or not v:
-            raise ValueError(f"barcode engines are zxing-cpp and/or pyzbar, not {sorted(unknown)}")
-        return v
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return _Init(settings_cls, init_settings), _Environment(settings_cls)
 
-    @field_validator("barcode_formats")
+    @model_validator(mode="before")
     @classmethod
-    def _known_formats(cls, v: list[str]) -> list[str]:
-        """Names of ocr/symbologies.py's table (any case, stored as the table spells them): a typo
-        stops the start with the known names instead of failing every page."""
-        if not v:  # zxing-cpp would read every format, zbar none
-            raise ValueError("barcode formats: name at least one; known: "
-                             + ", ".join(s.name for s in SYMBOLOGIES))
-        return list(dict.fromkeys(lookup(name).name for name in v))
+    def _flat_names(cls, data: Any) -> Any:
+        """Flat names given to model_validate (the sources have already nested theirs)."""
+        return nest(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _defaults_in_data_dir(self) -> Settings:
+        if self.scanners.spool_dir is None:
+            self.scanners.spool_dir = self.storage.data_dir / "spool"
+        if self.broker.url is None:
+            self.broker.url = f"sqla+sqlite:///{self.storage.data_dir.resolve() / 'broker.sqlite3'}"
+        return self
 
     @field_validator("workers")
     @classmethod
@@ -186,14 +310,19 @@ class Settings(BaseSettings):
             raise ValueError("workers must be at least 1")
         return v
 
-    @property
-    def dossier_code_pattern(self) -> str:
-        return {"tolerant": TOLERANT, "strict": STRICT}.get(self.dossier_code_grammar,
-                                                            self.dossier_code_grammar)
 
-    @property
-    def catalog_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'catalog.sqlite3'}"
+def _named(error: ValidationError) -> ValidationError:
+    """The error with each place named by its flat setting (`ocr_max_dpi`, not `ocr.max_dpi`)."""
+    details = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        for cut in range(len(loc), 0, -1):
+            if loc[:cut] in _FLAT_NAME:
+                loc = (_FLAT_NAME[loc[:cut]], *loc[cut:])  # type: ignore[index]
+                break
+        details.append({"type": item["type"], "loc": loc, "input": item["input"],
+                        **({"ctx": item["ctx"]} if "ctx" in item else {})})
+    return ValidationError.from_exception_data(error.title, details)  # type: ignore[arg-type]
 
 
 @cache

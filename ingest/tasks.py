@@ -81,7 +81,7 @@ def _pipeline() -> Pipeline:
 
 @cache
 def _leases() -> Leases:
-    return Leases(get_settings().catalog_url)
+    return Leases(get_settings().storage.catalog_url)
 
 
 def _lease_s() -> float:
@@ -188,8 +188,8 @@ def finish_batch(batch_id: str) -> str:
 def deliver_webhook(target_index: int, event: dict[str, Any]) -> int | None:
     settings = get_settings()
     try:
-        return webhooks.deliver(settings.webhooks[target_index], event,
-                                settings.webhook_allow_private)
+        return webhooks.deliver(settings.webhooks.targets[target_index], event,
+                                settings.webhooks.allow_private)
     except webhooks.Refused as e:
         log.error("webhook %d refused: %s", target_index, e)
         return None
@@ -202,7 +202,7 @@ def ensure_queue(attempts: int = 5) -> None:
     for attempt in range(attempts):
         try:
             with app.connection_for_write() as connection:
-                connection.default_channel.queue_declare(queue=get_settings().broker_queue,
+                connection.default_channel.queue_declare(queue=get_settings().broker.queue,
                                                          durable=True, auto_delete=False)
             return
         except Exception:
@@ -220,7 +220,7 @@ def queued_messages() -> int | None:
             connection.ensure_connection(max_retries=1)
             channel = connection.channel()
             try:
-                queue = get_settings().broker_queue
+                queue = get_settings().broker.queue
                 return int(channel.queue_declare(queue=queue, passive=True).message_count)
             except ChannelError:  # never declared (nothing ever queued): nothing waits
                 return 0
@@ -288,7 +288,7 @@ def _order(pipeline: Pipeline, batch_id: str) -> dict[str, Any]:
     order = pipeline.heaviest_first(batch_id, list(range(record["pages"])))
     record = pipeline.record(batch_id)
     record[ORDER] = None if order == sorted(order) else order
-    record[WINDOW] = get_settings().pages_in_flight
+    record[WINDOW] = get_settings().broker.pages_in_flight
     pipeline._save_record(record)  # the store's copy only: the catalog has nothing to index
     return record
 
@@ -300,7 +300,7 @@ def _plan(record: dict[str, Any]) -> tuple[list[int], int]:
     order = record.get(ORDER)
     if not order or len(order) != pages:
         order = list(range(pages))
-    return order, max(1, int(record.get(WINDOW) or get_settings().pages_in_flight))
+    return order, max(1, int(record.get(WINDOW) or get_settings().broker.pages_in_flight))
 
 
 def _has_result(pipeline: Pipeline, batch_id: str) -> Callable[[int], bool]:

@@ -205,7 +205,7 @@ class Dossiers:
                 for i, f in zip(pages, facts, strict=True)]
         objects = {}
         procedure = work.fields.get("procedure")
-        retention = self.settings.retention_for(procedure.value if procedure else None)
+        retention = self.settings.storage.retention_for(procedure.value if procedure else None)
         stored = [("dossier.pdf", work.pdf), *sorted(work.copies.items()),
                   ("text.json", _json(text)), ("fields.json", _json(fields))]
         for name, data in stored:

@@ -1,5 +1,6 @@
-"""What scanners and the push receivers are told by configuration (SOHOA_SCANNERS, SOHOA_FOLDER,
-SOHOA_FTP, SOHOA_SMTP).
+"""What scanners and the push receivers are told by configuration: the `scanners` section of
+ingest's Settings, `ScannersConfig` (flat SOHOA_SCANNERS, SOHOA_SCANNER_DISCOVERY, SOHOA_FOLDER,
+SOHOA_FTP, SOHOA_SMTP... as documented in README).
 
 Kept apart from the clients and receivers themselves so that reading the settings does not load
 the eSCL client (httpx), the FTP and SMTP servers (pyftpdlib, aiosmtpd) in every process.
@@ -149,3 +150,27 @@ class ScannerConfig(BaseModel):
     host_header: str | None = None  # quirk: some HP models want "localhost"
     page_delay: float = Field(default=0.0, ge=0, le=10)  # quirk: some Brother models
     certificate_sha256: str | None = None  # expected certificate; else trusted on first use
+
+
+class ScannersConfig(BaseModel):
+    """Scanners and push receivers. Its `folder`, `ftp` and `smtp` fields are the sections of
+    scanners/receivers.py's RECEIVERS (tests/test_push_receivers.py checks them against it)."""
+
+    # eSCL scanners by URL: JSON list of {"url", "name", "uuid", "agency", ...}
+    # (scanners/devices.py); more are found over mDNS unless discovery is off.
+    devices: list[ScannerConfig] = Field(default_factory=list)
+    discovery: bool = True
+    discovery_seconds: float = Field(default=2.0, ge=0.2, le=30)
+    timeout_s: float = Field(default=30.0, ge=1, le=600)
+    # Where scanner pages wait until their original is stored (scanners/spool.py); default: the
+    # data dir's spool/ (filled in by ingest's Settings).
+    spool_dir: Path | None = None
+
+    # Push receivers, each off until configured; JSON, or one field at a time (SOHOA_FTP__PORT=2121).
+    # SOHOA_FOLDER='{"devices": {"mfp-1": "/srv/scans/mfp-1"}}'   (scanners/folder.py)
+    folder: FolderConfig | None = None
+    # SOHOA_FTP='{"accounts": [{"device": "mfp-1", "username": "mfp1", "password": "..."}],
+    #             "host": "0.0.0.0", "port": 2121, "passive_ports": [60000, 60100]}'   (scanners/ftp.py)
+    ftp: FtpConfig | None = None
+    # SOHOA_SMTP='{"senders": {"scanner@office.example": "mfp-1"}, "host": "0.0.0.0", "port": 2525}'
+    smtp: EmailConfig | None = None

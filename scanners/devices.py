@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from scanners.config import ScannerConfig
+from scanners.config import ScannerConfig, ScannersConfig
 from scanners.discovery import Advertised
 from scanners.escl import (
     CertificateMismatch,
@@ -87,6 +87,13 @@ class Scanners:
         self._devices: dict[str, Device] = {}
         self._options: dict[str, ScannerConfig] = {}
         self._advertised: tuple[float, list[Advertised]] = (0.0, [])
+
+    @classmethod
+    def from_config(cls, config: ScannersConfig, data_dir: Path, discovery: bool = True) -> Scanners:
+        """The scanners of the `scanners` settings; `discovery=False` turns mDNS off whatever
+        the settings say (a one-off command naming its scanner)."""
+        return cls(config.devices, data_dir, discovery and config.discovery,
+                   config.discovery_seconds, config.timeout_s)
 
     def known(self) -> list[Device]:
         """The scanners as last read, without asking them again."""

@@ -1,11 +1,12 @@
 """Starts the push receivers (watched folder, FTP, e-mail) over one spool (what they share is in
 scanners/receiving.py), each registered by its section of the settings.
 
-`RECEIVERS` maps a settings section (the `Settings` field and its SOHOA_<SECTION> variable, a
+`RECEIVERS` maps a settings section (the `ScannersConfig` field and its SOHOA_<SECTION> variable, a
 pydantic model of scanners/config.py, None when the receiver is off) to how a receiver of that
 kind is started. Adding a receiver: its module (a class with `start()` and `stop()`), its config
-model beside the others in scanners/config.py, the `Settings` field of that type (ingest/settings.py,
-which tests/test_push_receivers.py checks against this table), and one `register(...)` line here.
+model beside the others in scanners/config.py, the `ScannersConfig` field of that type and its flat
+name in ingest/settings.py's FLAT (tests/test_push_receivers.py checks both against this table),
+and one `register(...)` line here.
 
 Every receiver follows the same order, so that a crash at any moment loses nothing: what arrives is
 written into a spool item, the item is completed only when fully received, it is stored through
@@ -83,7 +84,7 @@ register(ReceiverKind("smtp", EmailConfig, _email, recover=_email_inbox))
 
 def configured(settings: object | None = None, **sections: BaseModel | None) -> dict[str, Any]:
     """The configured sections, by name: each registered section of `settings` (an object with
-    those attributes, e.g. ingest's Settings) unless given by keyword; sections set to None are
+    those attributes, e.g. the settings' ScannersConfig) unless given by keyword; sections set to None are
     off. A keyword that is no registered section is a TypeError."""
     unknown = set(sections) - set(RECEIVERS)
     if unknown:

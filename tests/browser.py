@@ -108,7 +108,7 @@ def serve(settings: Settings, submit: Callable[..., dict[str, Any]] | None = Non
             raise RuntimeError("the app did not start")
         time.sleep(0.02)
     try:
-        yield LiveApp(f"http://127.0.0.1:{port}", settings, pipeline, UserStore(settings.catalog_url),
+        yield LiveApp(f"http://127.0.0.1:{port}", settings, pipeline, UserStore(settings.storage.catalog_url),
                       app)
     finally:
         server.should_exit = True

@@ -32,7 +32,7 @@ def env(tmp_path_factory):
 
     client = TestClient(create_app(settings, submit=submit_now))
     client.__enter__()  # runs the app's lifespan: its audit writer is flushed and stopped at the end
-    store = KeyStore(settings.catalog_url)
+    store = KeyStore(settings.storage.catalog_url)
     keys = {role: store.create(role, ["ASN"]) for role in ("scanner", "processor", "auditor",
                                                            "admin")}
     keys["other_agency"] = store.create("processor", ["H40"])
@@ -136,7 +136,7 @@ def test_malformed_upload_is_refused(env) -> None:
 def test_oversized_upload_is_refused_with_413(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data", max_upload_mb=1)
     app = create_app(settings, submit=lambda *a, **k: {})
-    key = KeyStore(settings.catalog_url).create("scanner", ["H40"])
+    key = KeyStore(settings.storage.catalog_url).create("scanner", ["H40"])
     with TestClient(app) as client:
         r = client.post("/api/v1/batches", headers=auth(key),
                         files={"file": ("big.pdf", b"%PDF-" + b"0" * (2 * 1024 * 1024))})

@@ -106,7 +106,7 @@ def test_keys_and_users_come_back_after_a_lost_catalog(office, tmp_path: Path) -
     assert answers(data, keys["admin"]) == 200
     assert web_login(data, "an.nv", PASSWORD) == 303
     assert web_login(data, "an.nv", "not-the-password") == 401
-    users = UserStore(settings(data).catalog_url)
+    users = UserStore(settings(data).storage.catalog_url)
     restored = users.authenticate("an.nv", PASSWORD)
     assert restored is not None
     assert (restored.role, restored.agencies, restored.display_name) == \
@@ -188,7 +188,7 @@ def test_a_malformed_file_is_refused_and_changes_nothing(office, tmp_path: Path)
         assert message in result.stderr and "nothing restored" in result.stderr, \
             (name, result.stderr)
         assert "Traceback" not in result.stderr
-    url = settings(data).catalog_url
+    url = settings(data).storage.catalog_url
     assert KeyStore(url).export_records() == [] and UserStore(url).export_records() == []
     assert answers(data, keys["processor"]) == 401
 
@@ -206,7 +206,7 @@ def test_differing_records_are_kept_unless_replace_and_dry_run_writes_nothing(
     document["users"][0]["role"] = "admin"
     changed = tmp_path / "changed.json"
     changed.write_text(json.dumps(document))
-    url = settings(data).catalog_url
+    url = settings(data).storage.catalog_url
     before = (KeyStore(url).export_records(), UserStore(url).export_records())
 
     skipped = ok(sohoa(data, "restore", str(changed)))

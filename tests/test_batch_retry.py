@@ -44,7 +44,7 @@ def env(tmp_path_factory):
     pipeline.wait(batch_id, RegistryUnavailable("registry answered 503 for 000.00.60.H93-…"))
     client = TestClient(create_app(settings, submit=lambda *a, **k: {}, resume=resume))
     client.__enter__()
-    store = KeyStore(settings.catalog_url)
+    store = KeyStore(settings.storage.catalog_url)
     keys = {"scanner": store.create("scanner", [AGENCY]),
             "processor": store.create("processor", [AGENCY]),
             "other_scanner": store.create("scanner", ["000.00.78.H22"]),

@@ -134,7 +134,7 @@ def test_corrections_survive_a_rebuild_from_object_storage(ingested) -> None:
     """Given a corrected field, when the catalog is rebuilt from storage, then the correction and
     its feed event are back."""
     pipeline, _ = ingested
-    pipeline.correct_field("ASN00126", "procedure", "1.000948", "key-1", "đọc nhầm")
+    pipeline.dossiers.correct("ASN00126", "procedure", "1.000948", "key-1", "đọc nhầm")
     pipeline.catalog.rebuild(pipeline.store)
     found = pipeline.catalog.dossier("ASN00126")
     assert found["fields"]["procedure"]["value"] == "1.000948" and found["procedure"] == "1.000948"

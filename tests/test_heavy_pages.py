@@ -90,7 +90,7 @@ def test_an_ordinary_vector_page_still_draws_under_the_same_limit(tmp_path: Path
 def test_the_render_limit_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SOHOA_RENDER_SECONDS", "2.5")
     assert Pipeline.from_settings(Settings(data_dir=tmp_path)).limits.render_seconds == 2.5
-    assert Settings().render_seconds == 2.5
+    assert Settings().ocr.render_seconds == 2.5
     monkeypatch.setenv("SOHOA_RENDER_SECONDS", "0")
     with pytest.raises(ValueError, match="greater than 0"):
         Settings()

@@ -57,7 +57,7 @@ def test_a_shorter_rescan_waits_and_the_current_version_stays(pipeline: Pipeline
     assert record["review"] == [{"pages": [0, 1], "code": code, "code_source": "barcode",
                                  "reason": "incomplete_rescan", "detail": "2 of 3 pages",
                                  "current_version": 1, "current_pages": 3}]
-    assert [m["version"] for m in pipeline.versions(code)] == [1]
+    assert [m["version"] for m in pipeline.dossiers.versions(code)] == [1]
     assert feed(pipeline) == [("created", 1)]
 
 
@@ -81,7 +81,7 @@ def test_the_same_replace_twice_makes_one_version(pipeline: Pipeline, held) -> N
     first = review.replace(record["batch_id"], [0, 1], "user:lan", action_id="r1")
     again = review.replace(record["batch_id"], [0, 1], "user:lan", action_id="r1")
     assert again["version"] == first["version"] == 2
-    assert [m["version"] for m in pipeline.versions(code)] == [1, 2]
+    assert [m["version"] for m in pipeline.dossiers.versions(code)] == [1, 2]
 
 
 def test_keeping_the_current_version_sets_the_rescan_aside(pipeline: Pipeline, held) -> None:
@@ -92,7 +92,7 @@ def test_keeping_the_current_version_sets_the_rescan_aside(pipeline: Pipeline, h
     assert after["status"] == "done"
     assert [(d["page"], d["reason"]) for d in after["dropped_pages"]] == [
         (0, "kept_current"), (1, "kept_current")]
-    assert [m["version"] for m in pipeline.versions(code)] == [1]
+    assert [m["version"] for m in pipeline.dossiers.versions(code)] == [1]
     assert feed(pipeline) == [("created", 1)]
     assert pipeline.store.exists(after["original"])
 
@@ -112,7 +112,7 @@ def test_a_rescan_as_long_as_the_current_version_replaces_it(pipeline: Pipeline,
     again.write_bytes(whole.read_bytes() + b"\n% scanned again\n")
     record = run_file(pipeline, again)
     assert record["status"] == "done"
-    assert [m["version"] for m in pipeline.versions(code)] == [1, 2]
+    assert [m["version"] for m in pipeline.dossiers.versions(code)] == [1, 2]
 
 
 def test_a_cut_upload_of_a_new_dossier_is_stored_only_when_a_person_confirms(
@@ -126,7 +126,7 @@ def test_a_cut_upload_of_a_new_dossier_is_stored_only_when_a_person_confirms(
     assert record["incomplete"] and record["status"] == "needs_review"
     assert [(r["code"], r["reason"]) for r in record["review"] if r["pages"]] == [
         (code, "incomplete_scan")]
-    assert pipeline.versions(code) == []
+    assert pipeline.dossiers.versions(code) == []
     pages = next(r["pages"] for r in record["review"] if r["pages"])
     manifest = Review(pipeline).replace(record["batch_id"], pages, "user:lan")
     assert manifest["version"] == 1
@@ -138,7 +138,7 @@ def test_the_api_says_a_version_is_waiting(pipeline: Pipeline, held, tmp_path: P
     """Given a held rescan, then GET /api/v1/dossiers/{code} still answers v1 and lists the
     waiting rescan under `held`."""
     code, record = held
-    key = KeyStore(pipeline.settings.catalog_url).create("processor", ["*"])
+    key = KeyStore(pipeline.settings.storage.catalog_url).create("processor", ["*"])
     client = TestClient(create_app(pipeline.settings, submit=lambda *a, **k: {}))
     body = client.get(f"/api/v1/dossiers/{code}",
                       headers={"Authorization": f"Bearer {key}"}).json()

@@ -125,7 +125,7 @@ def test_the_cli_api_and_web_give_the_same_verdict(archive, tmp_path: Path) -> N
                          text=True, timeout=120)
     assert out.returncode == 1, out.stderr
     cli = [(p["key"], p["problem"]) for p in json.loads(out.stdout)["problems"]]
-    key = KeyStore(pipeline.settings.catalog_url).create("auditor", ["*"])
+    key = KeyStore(pipeline.settings.storage.catalog_url).create("auditor", ["*"])
     client = TestClient(create_app(pipeline.settings, submit=lambda *a, **k: {}))
     body = client.get(f"/api/v1/dossiers/{codes[1]}/verify",
                       headers={"Authorization": f"Bearer {key}"}).json()
@@ -148,7 +148,7 @@ def test_verify_over_the_api_is_for_auditors_of_the_agency(archive) -> None:
     from api.keys import KeyStore
 
     pipeline, codes = archive
-    keys = KeyStore(pipeline.settings.catalog_url)
+    keys = KeyStore(pipeline.settings.storage.catalog_url)
     agency = pipeline.catalog.dossier(codes[0])["agency"]
     client = TestClient(create_app(pipeline.settings, submit=lambda *a, **k: {}))
 

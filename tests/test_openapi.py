@@ -46,7 +46,7 @@ def env(tmp_path_factory):
     pipeline = Pipeline.from_settings(settings)
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     batch = run_file(pipeline, ASN_BATCH)
-    pipeline.correct_field("ASN00125", "applicant", "Nguyễn Thị Bích", "test")
+    pipeline.dossiers.correct("ASN00125", "applicant", "Nguyễn Thị Bích", "test")
     Review(pipeline).recode("ASN00127", "ASN00128", "user:test")
 
     def store_only(path: Path, **kw: Any) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def env(tmp_path_factory):
     app = create_app(settings, submit=store_only, resume=pipeline.record)
     client = TestClient(app, raise_server_exceptions=False)
     client.__enter__()
-    key = KeyStore(settings.catalog_url).create("admin", ["*"])
+    key = KeyStore(settings.storage.catalog_url).create("admin", ["*"])
     yield app, client, {"Authorization": f"Bearer {key}"}, batch
     client.__exit__(None, None, None)
 

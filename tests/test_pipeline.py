@@ -86,7 +86,7 @@ def test_original_is_stored_byte_exact(ingested) -> None:
 def test_manifest_checksums_match_the_stored_objects(ingested) -> None:
     pipeline, record, _ = ingested
     for d in record["dossiers"]:
-        manifest = pipeline.versions(d["dossier_id"])[-1]
+        manifest = pipeline.dossiers.versions(d["dossier_id"])[-1]
         for obj in manifest["objects"].values():
             assert hashlib.sha256(pipeline.store.get(obj["key"])).hexdigest() == obj["sha256"]
         assert manifest["original"]["sha256"] == record["sha256"]
@@ -138,7 +138,7 @@ def test_a_rescan_of_a_dossier_makes_a_new_version_and_keeps_the_old(batch, inge
     path = synth.write_pdf(rescan, tmp_path / "rescan.pdf")
     second = run_file(pipeline, path)
     assert [(d["dossier_id"], d["version"]) for d in second["dossiers"]] == [(first.code, 2)]
-    versions = pipeline.versions(first.code)
+    versions = pipeline.dossiers.versions(first.code)
     assert [v["version"] for v in versions] == [1, 2]
     assert pipeline.store.exists(record["dossiers"][0]["pdf"])
     assert pipeline.catalog.dossier(first.code)["version"] == 2

@@ -589,22 +589,27 @@ def test_killed_between_spooling_and_storing_a_folder_file_stores_it_exactly_onc
 # ---- the registry: receivers by their settings section (scanners/receivers.py) ------------------
 
 def test_every_registered_section_is_a_settings_field_of_its_config_model() -> None:
-    """A receiver is started from the `Settings` field named by its section: the table and the
-    settings name the same sections, with the same models, and all are off by default."""
+    """A receiver is started from the `ScannersConfig` field named by its section (the `scanners`
+    section of the settings, SOHOA_<SECTION>): the table and the settings name the same sections,
+    with the same models, and all are off by default."""
     from pydantic import BaseModel
 
+    from ingest.settings import FLAT
+    from scanners.config import ScannersConfig
     from scanners.receivers import RECEIVERS
 
-    fields = Settings.model_fields
+    fields = ScannersConfig.model_fields
     assert list(RECEIVERS) == ["folder", "ftp", "smtp"]  # the order they start
     for section, kind in RECEIVERS.items():
         assert fields[section].default is None
         assert kind.config in getattr(fields[section].annotation, "__args__", ())
+        assert FLAT[section] == ("scanners", section)  # SOHOA_FOLDER, SOHOA_FTP, SOHOA_SMTP
     receiver_models = {f for name, info in fields.items()
                        for f in getattr(info.annotation, "__args__", ())
                        if isinstance(f, type) and issubclass(f, BaseModel)
-                       and f.__module__ == "scanners.config" and name != "scanners"}
+                       and f.__module__ == "scanners.config" and name != "devices"}
     assert receiver_models == {kind.config for kind in RECEIVERS.values()}
+    assert Settings.model_fields["scanners"].annotation is ScannersConfig
 
 
 def test_a_registered_receiver_is_started_from_its_section_and_stopped(

@@ -50,7 +50,7 @@ def written(tmp_path_factory) -> tuple[Pipeline, dict[str, bytes]]:
     assert held["status"] == "needs_review" and held["review"][0]["reason"] == "incomplete_rescan"
     Review(pipeline).replace(held["batch_id"], [0, 1], "user:lan", action_id="r1")
     Review(pipeline).recode(second, second[:-4] + "8006", "user:lan", action_id="r2")
-    pipeline.correct_field(first, "phone", "0203851235", "user:lan", "a digit misread")
+    pipeline.dossiers.correct(first, "phone", "0203851235", "user:lan", "a digit misread")
     stored = {key: pipeline.store.get(key) for prefix in ("batches/", "dossiers/")
               for key in pipeline.store.list(prefix) if kind_of(key)}
     return pipeline, stored

@@ -74,7 +74,7 @@ def test_registry_down_interrupts_the_batch_to_be_finished_later(tmp_path: Path)
 
 def test_private_registry_is_refused_unless_allowed(tmp_path: Path, registry_url: str) -> None:
     pipeline = pipeline_with(tmp_path, registry_url)
-    pipeline.settings.registry_allow_private = False
+    pipeline.settings.registry.allow_private = False
     with pytest.raises(RegistryUnavailable, match="not allowed"):
         run_file(pipeline, ASN_BATCH)
 

@@ -36,7 +36,7 @@ def done(tmp_path: Path, stack) -> tuple[Pipeline, dict, synth.Batch]:
 
 
 def pages_of(pipeline: Pipeline, code: str) -> list[tuple[int, int]]:
-    return [(r.index, r.rotate) for r in Pipeline.page_refs(pipeline.versions(code)[-1])]
+    return [(r.index, r.rotate) for r in Pipeline.page_refs(pipeline.dossiers.versions(code)[-1])]
 
 
 def test_an_unmatched_page_assigned_to_a_dossier_makes_its_next_version(done) -> None:
@@ -46,7 +46,7 @@ def test_an_unmatched_page_assigned_to_a_dossier_makes_its_next_version(done) ->
     code = batch.dossiers[0].code
     manifest = Review(pipeline).assign(record["batch_id"], [0], code, "user:lan")
     assert manifest["version"] == 2 and pages_of(pipeline, code) == [(1, 0), (2, 0), (0, 0)]
-    assert [v["version"] for v in pipeline.versions(code)] == [1, 2]
+    assert [v["version"] for v in pipeline.dossiers.versions(code)] == [1, 2]
     after = pipeline.record(record["batch_id"])
     assert (after["status"], after["unmatched_pages"]) == ("done", [])
     entry = pipeline.audit.entries(limit=1000)[-1]
@@ -61,7 +61,7 @@ def test_the_same_action_twice_makes_one_version(done) -> None:
     review = Review(pipeline)
     review.rotate(code, 0, 90, "user:lan", action_id="a1")
     review.rotate(code, 0, 90, "user:lan", action_id="a1")
-    assert [v["version"] for v in pipeline.versions(code)] == [1, 2]
+    assert [v["version"] for v in pipeline.dossiers.versions(code)] == [1, 2]
 
 
 def test_a_page_not_waiting_for_review_cannot_be_assigned(done) -> None:
@@ -85,7 +85,7 @@ def test_a_malformed_code_is_refused(done) -> None:
 def test_a_rotated_page_is_turned_in_the_pdf_and_its_preview(done) -> None:
     pipeline, _, batch = done
     code = batch.dossiers[0].code
-    before = pipeline.versions(code)[-1]
+    before = pipeline.dossiers.versions(code)[-1]
     manifest = Review(pipeline).rotate(code, 1, 90, "user:lan")
     with pipeline.store.local_path(manifest["objects"]["dossier.pdf"]["key"]) as path:
         with pikepdf.open(path) as pdf:
@@ -138,7 +138,7 @@ def test_a_merged_dossier_is_withdrawn_in_favour_of_the_one_it_joined(done) -> N
     review.split(code, 1, other, "user:lan")
     merged = review.merge(code, other.lower(), "user:lan", "m1")
     assert pages_of(pipeline, code) == [(1, 0), (2, 0)]
-    gone = pipeline.versions(other)[-1]
+    gone = pipeline.dossiers.versions(other)[-1]
     assert (gone["version"], gone["pages"], gone["withdrawn"]["to"]) == (2, [], code)
     assert gone["change"] == merged["change"] == {"action": "merge", "from": other,
                                                   "from_version": 1}
@@ -161,8 +161,8 @@ def test_the_same_merge_sent_twice_changes_nothing_the_second_time(done) -> None
     first = review.merge(code, other, "user:lan", action_id="m2")
     entries, events = pipeline.audit.entries(limit=10_000), events_of(pipeline, other, code)
     assert review.merge(code, other, "user:lan", action_id="m2") == first
-    assert [m["version"] for m in pipeline.versions(code)] == [1, 2, 3]
-    assert [m["version"] for m in pipeline.versions(other)] == [1, 2]
+    assert [m["version"] for m in pipeline.dossiers.versions(code)] == [1, 2, 3]
+    assert [m["version"] for m in pipeline.dossiers.versions(other)] == [1, 2]
     assert pipeline.audit.entries(limit=10_000) == entries
     assert events_of(pipeline, other, code) == events
 
@@ -184,7 +184,7 @@ def test_review_versions_verify_and_survive_a_rebuild(done) -> None:
 def ocr_read(pipeline: Pipeline, record: dict, code: str, pages: list[int]) -> dict:
     """A dossier whose code the pipeline read by OCR (wrongly, in these tests)."""
     agency = pipeline.grammar.match(code).agency
-    return pipeline.store_version(code, agency, "ocr",
+    return pipeline.dossiers.store_version(code, agency, "ocr",
                                   [PageRef(record["batch_id"], p) for p in pages],
                                   claim=f"ocr-test:{code}")
 
@@ -278,8 +278,8 @@ def test_the_same_recode_sent_twice_changes_nothing_the_second_time(done) -> Non
     first = review.recode(wrong, right, "user:lan", action_id="r3")
     entries, events = pipeline.audit.entries(limit=10_000), events_of(pipeline, wrong, right)
     assert review.recode(wrong, right, "user:lan", action_id="r3") == first
-    assert [m["version"] for m in pipeline.versions(wrong)] == [1, 2]
-    assert [m["version"] for m in pipeline.versions(right)] == [1]
+    assert [m["version"] for m in pipeline.dossiers.versions(wrong)] == [1, 2]
+    assert [m["version"] for m in pipeline.dossiers.versions(right)] == [1]
     assert pipeline.audit.entries(limit=10_000) == entries
     assert events_of(pipeline, wrong, right) == events
 
@@ -305,8 +305,8 @@ def test_a_bad_or_foreign_code_is_refused_and_nothing_changes(done) -> None:
         with pytest.raises(ReviewError, match=message):
             review.recode(*args, "user:lan")
     assert (snapshot(pipeline, code, other, gone), len(pipeline.audit.entries(limit=10_000))) == before
-    assert [m["version"] for m in pipeline.versions(code)] == [1]
-    assert pipeline.versions(foreign) == []
+    assert [m["version"] for m in pipeline.dossiers.versions(code)] == [1]
+    assert pipeline.dossiers.versions(foreign) == []
 
 
 def test_a_recode_reads_the_same_after_the_catalog_is_rebuilt_from_storage(done) -> None:

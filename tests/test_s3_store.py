@@ -151,7 +151,7 @@ def test_api_streams_pdfs_from_s3_with_ranges(endpoint: str, tmp_path: Path) -> 
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     run_file(pipeline, ASN_BATCH)
     with TestClient(create_app(settings, submit=lambda *a, **k: {})) as client:
-        check_ranges(client, KeyStore(settings.catalog_url).create("processor", ["ASN"]))
+        check_ranges(client, KeyStore(settings.storage.catalog_url).create("processor", ["ASN"]))
 
 
 def check_ranges(client, key: str) -> None:  # type: ignore[no-untyped-def]

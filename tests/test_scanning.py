@@ -52,9 +52,9 @@ def fast_pipeline(tmp_path: Path) -> Pipeline:
 
 def scan_into(pipeline: Pipeline, emulator: EsclEmulator, request: ScanRequest | None = None):
     scanners = Scanners([ScannerConfig(url=emulator.url, name="MFP tầng 1")],
-                        pipeline.settings.data_dir, discovery=False)
+                        pipeline.settings.storage.data_dir, discovery=False)
     device, _ = scanners.find("MFP tầng 1")
-    return run_scan(scanners, device, request or ScanRequest(), Spool(pipeline.settings.spool_dir),
+    return run_scan(scanners, device, request or ScanRequest(), Spool(pipeline.settings.scanners.spool_dir),
                     partial(run_file, pipeline))
 
 
@@ -73,7 +73,7 @@ def test_a_scan_becomes_a_batch_split_into_its_dossiers(fast_pipeline: Pipeline,
     with fast_pipeline.store.local_path(record["original"]) as original:
         embedded = [bytes(p.Resources.XObject.Im0.read_raw_bytes()) for p in pikepdf.open(original).pages]
     assert embedded == pages
-    assert list(Path(fast_pipeline.settings.spool_dir / "ready").iterdir()) == []
+    assert list(Path(fast_pipeline.settings.scanners.spool_dir / "ready").iterdir()) == []
 
 
 def test_a_jammed_scan_keeps_its_pages_in_a_batch_marked_incomplete(fast_pipeline: Pipeline,
@@ -91,7 +91,7 @@ def test_a_jammed_scan_keeps_its_pages_in_a_batch_marked_incomplete(fast_pipelin
     assert [d["dossier_id"] for d in record["dossiers"]] == [first]
     assert [(r["code"], r["pages"], r["reason"]) for r in record["review"] if r["pages"]] == [
         (second, [2], "incomplete_scan")]
-    assert fast_pipeline.versions(second) == []
+    assert fast_pipeline.dossiers.versions(second) == []
     assert {"pages": [], "code": None, "reason": "incomplete",
             "detail": record["incomplete"]} in record["review"]
 
@@ -105,7 +105,7 @@ def test_a_jammed_rescan_never_replaces_the_complete_version(fast_pipeline: Pipe
     pages = jpeg_pages(stack)[:2]
     with EsclEmulator(EmulatorConfig(pages=pages)) as emulator:
         assert scan_into(fast_pipeline, emulator).state == "done"
-    assert [m["version"] for m in fast_pipeline.versions(code)] == [1]
+    assert [m["version"] for m in fast_pipeline.dossiers.versions(code)] == [1]
     with EsclEmulator(EmulatorConfig(pages=pages, jam_after=1)) as emulator:
         progress = scan_into(fast_pipeline, emulator)
     assert (progress.state, progress.pages) == ("incomplete", 1)
@@ -114,7 +114,7 @@ def test_a_jammed_rescan_never_replaces_the_complete_version(fast_pipeline: Pipe
     held = [r for r in record["review"] if r["pages"]]
     assert [(r["code"], r["pages"], r["reason"], r["current_version"], r["current_pages"])
             for r in held] == [(code, [0], "incomplete_rescan", 1, 2)]
-    assert [m["version"] for m in fast_pipeline.versions(code)] == [1]
+    assert [m["version"] for m in fast_pipeline.dossiers.versions(code)] == [1]
     catalog = fast_pipeline.catalog
     assert catalog is not None
     assert [(e["kind"], e["version"]) for e in catalog.events(None)] == [("created", 1)]
@@ -164,10 +164,10 @@ def station(tmp_path: Path, stack):
                                       uuid="0d6f2a8e-0000-4000-8000-000000000400")).start()
     scanners = Scanners([ScannerConfig(url=shared.url, name="shared"),
                          ScannerConfig(url=own.url, name="H40 only", agency="H40")],
-                        settings.data_dir, discovery=False)
-    service = ScanService(scanners, Spool(settings.spool_dir), partial(run_file, pipeline),
-                          settings.data_dir / "scans")
-    keys = KeyStore(settings.catalog_url)
+                        settings.storage.data_dir, discovery=False)
+    service = ScanService(scanners, Spool(settings.scanners.spool_dir), partial(run_file, pipeline),
+                          settings.storage.data_dir / "scans")
+    keys = KeyStore(settings.storage.catalog_url)
     headers = {name: {"Authorization": f"Bearer {keys.create(role, [agency])}"}
                for name, role, agency in [("scanner", "scanner", "H12"), ("processor", "processor", "H12"),
                                           ("h40", "scanner", "H40")]}
@@ -255,7 +255,8 @@ def test_a_scan_killed_midway_is_kept_and_ingested_once_after_restart(tmp_path: 
     pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     for _ in range(2):  # two restarts
-        for receiver in start_receivers(Spool(pipeline.settings.spool_dir), partial(run_file, pipeline)):
+        spool = Spool(pipeline.settings.scanners.spool_dir)
+        for receiver in start_receivers(spool, partial(run_file, pipeline)):
             receiver.stop()
     records = [json.loads(pipeline.store.get(k)) for k in pipeline.store.list("batches/")
                if k.endswith("batch.json")]

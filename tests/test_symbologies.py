@@ -44,9 +44,9 @@ def test_pyzbar_asked_only_for_codes_it_cannot_read_reads_nothing() -> None:
 
 
 def test_the_settings_take_the_tables_names_in_any_case() -> None:
-    assert Settings(barcode_formats=["code128", "QRCODE", "rmqrcode", "Code128"]).barcode_formats \
+    assert Settings(barcode_formats=["code128", "QRCODE", "rmqrcode", "Code128"]).barcodes.formats \
         == ["Code128", "QRCode", "rMQRCode"]
-    assert Settings().barcode_formats == list(symbologies.DEFAULT_FORMATS)
+    assert Settings().barcodes.formats == list(symbologies.DEFAULT_FORMATS)
 
 
 def test_an_unknown_format_stops_the_start_naming_it_and_the_known_ones(monkeypatch) -> None:

@@ -196,7 +196,7 @@ def test_a_version_whose_audit_entry_was_lost_is_anchored_by_the_next_run(
     monkeypatch.setattr(AuditLog, "append", real)
     record = pipeline.finalize(batch_id)
     codes = [d["dossier_id"] for d in record["dossiers"]]
-    assert len(codes) == 2 and all(len(pipeline.versions(c)) == 1 for c in codes)
+    assert len(codes) == 2 and all(len(pipeline.dossiers.versions(c)) == 1 for c in codes)
     assert pipeline.audit is not None and pipeline.catalog is not None
     for code in codes:
         (entry,) = pipeline.audit.for_target(code, ("dossier.version.create",))

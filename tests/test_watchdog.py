@@ -31,7 +31,7 @@ def pipeline(tmp_path: Path) -> Pipeline:
 
 @pytest.fixture
 def leases(pipeline: Pipeline) -> Leases:
-    return Leases(pipeline.settings.catalog_url)
+    return Leases(pipeline.settings.storage.catalog_url)
 
 
 class Queue:
@@ -176,7 +176,7 @@ def test_a_second_delivery_of_a_page_another_worker_holds_waits_for_its_lease(
     that one does not process it but looks again once the lease could have expired."""
     from ingest import tasks
 
-    monkeypatch.setenv("SOHOA_DATA_DIR", str(pipeline.settings.data_dir))
+    monkeypatch.setenv("SOHOA_DATA_DIR", str(pipeline.settings.storage.data_dir))
     tasks.get_settings.cache_clear()
     tasks._pipeline.cache_clear()
     tasks._leases.cache_clear()
@@ -188,7 +188,7 @@ def test_a_second_delivery_of_a_page_another_worker_holds_waits_for_its_lease(
                             lambda args, countdown: later.append((args, countdown)))
         tasks.process_page.run(batch_id, 0)
         assert later == [((batch_id, 0), tasks.get_settings().recovery.lease_s)]
-        assert not (pipeline.settings.data_dir / "objects" / "batches" / batch_id / "pages" /
+        assert not (pipeline.settings.storage.data_dir / "objects" / "batches" / batch_id / "pages" /
                     "00000.json").exists()
     finally:
         tasks.get_settings.cache_clear()

@@ -297,7 +297,7 @@ def test_the_rest_api_refuses_a_session_write_without_its_csrf_token(live_app: L
         forged = client.post("/api/v1/batches", files=files)
         wrong = client.post("/api/v1/batches", files=files, headers={"X-CSRF-Token": csrf + "x"})
     assert forged.status_code == wrong.status_code == 403
-    assert list((live_app.settings.data_dir / "objects").glob("batches/*")) == []
+    assert list((live_app.settings.storage.data_dir / "objects").glob("batches/*")) == []
 
 
 # without a browser

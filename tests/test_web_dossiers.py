@@ -58,7 +58,7 @@ def manifests(live_app: LiveApp, tmp_path_factory: pytest.TempPathFactory) -> di
     # H56's dossier comes in H56's own batch: writes are scoped like reads.
     theirs = synth.write_pdf(dossier_pages(OTHER, 0), folder / "h56.pdf")
     assert run_file(live_app.pipeline, theirs, agency=H56)["status"] == "done"
-    return {code: live_app.pipeline.versions(code)[-1]
+    return {code: live_app.pipeline.dossiers.versions(code)[-1]
             for code in (AN, NGOC, THANG, OTHER, MISREAD)}
 
 
@@ -165,7 +165,7 @@ def test_verify_now_reports_each_difference_after_tampering(
     is listed with the recorded and the current SHA-256, and the search finds it among the
     dossiers with differences."""
     objects = manifests[THANG]["objects"]
-    root = live_app.settings.data_dir / "objects"
+    root = live_app.settings.storage.data_dir / "objects"
     with (root / objects["dossier.pdf"]["key"]).open("ab") as pdf:
         pdf.write(b"\n% changed after digitization\n")
     (root / objects["text.json"]["key"]).unlink()
@@ -513,7 +513,7 @@ def test_a_withdrawn_code_points_to_the_dossier_now_holding_its_pages(live_app: 
     """Given a code a person withdrew as misread (its pages went to another dossier), when a
     processor opens it, then the page answers 410 and links to that dossier; the code is no
     longer listed."""
-    live_app.pipeline.withdraw(MISREAD, AN, "test:withdraw", "user:reviewer")
+    live_app.pipeline.dossiers.withdraw(MISREAD, AN, "test:withdraw", "user:reviewer")
     username, password = live_app.user("processor", [H40])
     client, _ = http_login(live_app.url, username, password)
     with closing(client):

@@ -22,6 +22,7 @@ from playwright.sync_api import Page, expect
 
 from ingest.pipeline import PageRef, Pipeline
 from ingest.runner import run_file
+from ingest.settings import RegistryConfig
 from storage import layout
 from tests import synth
 from tests.browser import LiveApp, http_login, login, shot
@@ -91,18 +92,18 @@ def unknown_codes(live_app: LiveApp) -> Iterator[Pipeline]:
     server = HTTPServer(("127.0.0.1", 0), NoSuchDossier)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/dossiers/{{code}}"
-    settings = live_app.settings.model_copy(update={"registry_url": url,
-                                                    "registry_allow_private": True})
+    settings = live_app.settings.model_copy(
+        update={"registry": RegistryConfig(url=url, allow_private=True)})
     yield dataclasses.replace(live_app.pipeline, settings=settings)
     server.shutdown()
 
 
 def versions(live_app: LiveApp, code: str) -> list[int]:
-    return [m["version"] for m in live_app.pipeline.versions(code)]
+    return [m["version"] for m in live_app.pipeline.dossiers.versions(code)]
 
 
 def refs(live_app: LiveApp, code: str) -> list[tuple[int, int]]:
-    return [(r.index, r.rotate) for r in Pipeline.page_refs(live_app.pipeline.versions(code)[-1])]
+    return [(r.index, r.rotate) for r in Pipeline.page_refs(live_app.pipeline.dossiers.versions(code)[-1])]
 
 
 def status(live_app: LiveApp, batch_id: str) -> tuple[str, list[int]]:
@@ -218,7 +219,7 @@ def test_a_code_read_by_ocr_waits_until_confirmed(live_app: LiveApp, page: Page,
     version with the code from a person, and it leaves the queue."""
     scan = scanned()
     code = f"{H40}-230415-{next(_numbers):04d}"
-    live_app.pipeline.store_version(code, H40, "ocr", [PageRef(scan.batch_id, 1)],
+    live_app.pipeline.dossiers.store_version(code, H40, "ocr", [PageRef(scan.batch_id, 1)],
                                     claim=f"ocr-test:{code}")
     login(page, live_app.url, *live_app.user("processor", [H40]))
     page.goto(f"{live_app.url}/review")
@@ -233,7 +234,7 @@ def test_a_code_read_by_ocr_waits_until_confirmed(live_app: LiveApp, page: Page,
     expect(page.locator("#confirm-code")).to_have_count(0)
     expect(page.locator("#versions li").first).to_contain_text("Xác nhận mã hồ sơ")
     shot(page, "confirmed")
-    assert live_app.pipeline.versions(code)[-1]["code_source"] == "user"
+    assert live_app.pipeline.dossiers.versions(code)[-1]["code_source"] == "user"
     page.goto(f"{live_app.url}/review")
     expect(page.locator("main")).not_to_contain_text(code)
 
@@ -260,7 +261,7 @@ def test_rotating_a_page_in_the_browser_makes_a_new_version(live_app: LiveApp, p
 
 
 def refs_of_version(live_app: LiveApp, code: str, version: int) -> list[tuple[int, int]]:
-    manifest = live_app.pipeline.versions(code)[version - 1]
+    manifest = live_app.pipeline.dossiers.versions(code)[version - 1]
     return [(r.index, r.rotate) for r in Pipeline.page_refs(manifest)]
 
 
@@ -489,7 +490,7 @@ def test_a_shorter_rescan_is_replaced_or_kept_by_a_person(live_app: LiveApp, sca
     post(http, f"/review/batches/{scan.batch_id}/discard", csrf, pages="1")
     assert versions(live_app, scan.code) == [1]
     receipt_only = live_app.pipeline.store.get(layout.page_pdf(scan.batch_id, 1))
-    rescan = live_app.settings.data_dir.parent / f"rescan-{scan.code}.pdf"
+    rescan = live_app.settings.storage.data_dir.parent / f"rescan-{scan.code}.pdf"
     rescan.write_bytes(receipt_only)
     record = run_file(live_app.pipeline, rescan, agency=H40, source="scan")
     assert [r["reason"] for r in record["review"]] == ["incomplete_rescan"]
@@ -584,7 +585,7 @@ def test_a_code_from_a_barcode_needs_no_confirmation(live_app: LiveApp, scanned)
 def ocr_read(live_app: LiveApp, scan: Scan, code: str) -> None:
     """Dossier `code` as if OCR had read it (wrongly) on page 2 of the scan."""
     agency = live_app.pipeline.grammar.match(code).agency  # type: ignore[union-attr]
-    live_app.pipeline.store_version(code, agency, "ocr", [PageRef(scan.batch_id, 1)],
+    live_app.pipeline.dossiers.store_version(code, agency, "ocr", [PageRef(scan.batch_id, 1)],
                                     claim=f"ocr-test:{code}")
 
 
@@ -627,8 +628,8 @@ def test_a_code_read_wrong_is_corrected_by_typing_the_right_one(live_app: LiveAp
     expect(page.locator("main h1 code")).to_have_text(right)
     shot(page, "old-address")
     assert refs(live_app, right) == [(1, 0)] and versions(live_app, wrong) == [1, 2]
-    assert live_app.pipeline.versions(right)[-1]["code_source"] == "user"
-    assert live_app.pipeline.versions(wrong)[-1]["withdrawn"]["to"] == right
+    assert live_app.pipeline.dossiers.versions(right)[-1]["code_source"] == "user"
+    assert live_app.pipeline.dossiers.versions(wrong)[-1]["withdrawn"]["to"] == right
 
 
 def test_a_wrong_code_typed_to_correct_a_code_is_refused_and_kept_for_fixing(live_app: LiveApp,

@@ -398,7 +398,7 @@ def test_a_batch_waiting_for_a_dependency_says_so_in_plain_words(station: Statio
     from ingest.registry import RegistryUnavailable
 
     pipeline = station.app.pipeline
-    unique = Path(pipeline.settings.data_dir) / "waiting.pdf"
+    unique = Path(pipeline.settings.storage.data_dir) / "waiting.pdf"
     unique.write_bytes(SAMPLE.read_bytes() + b"\n% waiting\n")
     batch_id = pipeline.receive(unique, agency=H40, source="upload")
     pipeline.inspect(batch_id)
@@ -421,7 +421,7 @@ def test_a_batch_lists_its_unreadable_pages_with_their_reasons(station: Station)
     from ingest.runner import run_file
 
     pipeline = station.app.pipeline
-    tiny = Path(pipeline.settings.data_dir) / "tiny.png"
+    tiny = Path(pipeline.settings.storage.data_dir) / "tiny.png"
     Image.new("L", (1, 1), 255).save(tiny)
     record = run_file(pipeline, tiny, agency=H40, source="upload")
     mine, password = station.app.user("scanner", [H40])

@@ -122,7 +122,7 @@ class Env:
         """A fresh dossier (version 1) made of pages of the sample batch."""
         code = self.code(agency)
         refs = [PageRef(self.source, i) for i in (0, 1, 2, 4, 5, 6)[:pages]]
-        self.pipeline.store_version(code, agency, code_source, refs, f"test:{code}")
+        self.pipeline.dossiers.store_version(code, agency, code_source, refs, f"test:{code}")
         return code
 
     def page_file(self) -> Path:
@@ -156,10 +156,10 @@ class Env:
     def versions(self, code: str) -> list[tuple[int, bool, tuple[tuple[str, int, int], ...]]]:
         return [(m["version"], bool(m.get("withdrawn")),
                  tuple((r.batch_id, r.index, r.rotate) for r in Pipeline.page_refs(m)))
-                for m in self.pipeline.versions(code)]
+                for m in self.pipeline.dossiers.versions(code)]
 
     def code_source(self, code: str) -> str:
-        return self.pipeline.versions(code)[-1]["code_source"]
+        return self.pipeline.dossiers.versions(code)[-1]["code_source"]
 
     def fields(self, code: str) -> dict[str, Any]:
         found = self.pipeline.catalog.dossier(code)  # type: ignore[union-attr]
@@ -224,7 +224,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         found = {d["dossier_id"]: live.pipeline.catalog.dossier(d["dossier_id"])["agency"]  # type: ignore[union-attr]
                  for d in record["dossiers"]}
         assert found == SAMPLE_CODES
-        keys = KeyStore(settings.catalog_url)
+        keys = KeyStore(settings.storage.catalog_url)
         api_client = stack.enter_context(httpx.Client(base_url=live.url, trust_env=False,
                                                       timeout=60))
         actors = {}

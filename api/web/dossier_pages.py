@@ -4,7 +4,7 @@
     GET  /dossiers/{code}            preview, thumbnails, fields, versions, checksums, integrity, trail
     GET  /dossiers/{code}/pdf        the latest version's PDF, inline (the preview frame)
     POST /dossiers/{code}/verify     re-hashes the dossier's objects now (audited)
-    POST /dossiers/{code}/fields/{name}  a person's correction of a field (Pipeline.correct_field)
+    POST /dossiers/{code}/fields/{name}  a person's correction of a field (Dossiers.correct)
 
 Everything is scoped like the REST API: a dossier of an agency the user does not hold answers the
 same 404 as one that does not exist and never shows in results. Downloads and thumbnails use the
@@ -238,7 +238,7 @@ def machine_fields(pipeline: Any, manifest: dict[str, Any]) -> dict[str, dict[st
 def manifests_of(pipeline: Any, found: dict[str, Any]) -> list[dict[str, Any]]:
     """The versions' manifests as stored; one missing from object storage (which verification
     reports) is shown from the catalog's copy, so the page still opens."""
-    stored = {m["version"]: m for m in pipeline.versions(found["dossier_id"])}
+    stored = {m["version"]: m for m in pipeline.dossiers.versions(found["dossier_id"])}
     missing = [v["version"] for v in found["versions"] if v["version"] not in stored]
     if missing:
         for m in queries.version_manifests(pipeline.catalog, found["dossier_id"], missing):
@@ -427,7 +427,7 @@ def add_routes(app: FastAPI, state: WebState) -> None:
 
 def _correct(request: Request, who: Principal, code: str, name: str, value: str, reason: str,
              next_: str = "") -> Response:
-    """Stores a correction (Pipeline.correct_field: kept beside what the machine read, audited,
+    """Stores a correction (Dossiers.correct: kept beside what the machine read, audited,
     in the change feed); a mistake re-shows the page with the message at the field."""
     state: WebState = request.app.state.web
     found = visible(state.pipeline, code, who)
@@ -443,7 +443,7 @@ def _correct(request: Request, who: Principal, code: str, name: str, value: str,
         return _dossier_page(request, who, code, 400, typed=typed)
     remote = request.client.host if request.client else ""
     try:
-        state.pipeline.correct_field(found["dossier_id"], name, value, who.key_id, reason, remote)
+        state.pipeline.dossiers.correct(found["dossier_id"], name, value, who.key_id, reason, remote)
     except ObjectMissing:  # the version's fields are gone from storage: verification says more
         raise HTTPException(409, "dossier.error.storage") from None
     default = f"/dossiers/{found['dossier_id']}?done=corrected#field-{name}"

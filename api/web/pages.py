@@ -64,15 +64,15 @@ def add_web_routes(app: FastAPI, settings: Any, pipeline: Any = None,
     """The web app on `app`: pages, /static, error pages for web paths, WebMiddleware. The REST
     API's routes and answers are unchanged. `log` is create_app's audit log."""
     hour = 3600
-    users = UserStore(settings.catalog_url, idle=_hours(settings.web_session_idle_hours),
-                      absolute=_hours(settings.web_session_max_hours))
+    users = UserStore(settings.storage.catalog_url, idle=_hours(settings.web.session_idle_hours),
+                      absolute=_hours(settings.web.session_max_hours))
     state = WebState(settings=settings, users=users,
-                     limiter=LoginLimiter(settings.web_login_max_failures, settings.web_login_window_s),
+                     limiter=LoginLimiter(settings.web.login_max_failures, settings.web.login_window_s),
                      pipeline=pipeline, log=log,
-                     trusted_origins=frozenset(o.rstrip("/").lower() for o in settings.web_trusted_origins))
+                     trusted_origins=frozenset(o.rstrip("/").lower() for o in settings.web.trusted_origins))
     app.state.web = state
-    secure = settings.web_secure_cookies
-    session_seconds = int(settings.web_session_max_hours * hour)
+    secure = settings.web.secure_cookies
+    session_seconds = int(settings.web.session_max_hours * hour)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(WebMiddleware, refuse=lambda r: error_page(r, 403, "error.origin"),
                        trusted_origins=state.trusted_origins)

@@ -374,7 +374,7 @@ class ReviewPages:
         """The page editor; `recode` is a code typed into the "correct the code" box that was
         refused: shown again there, with the focus."""
         code = dossier["dossier_id"]
-        versions = self.pipeline.versions(code)
+        versions = self.pipeline.dossiers.versions(code)
         latest = versions[-1]
         code_field = dossier["fields"].get("dossier_id") or {}
         source = code_field.get("source", latest["code_source"])
@@ -398,7 +398,7 @@ class ReviewPages:
         """Page `number` of version `version` as it shows in that version (turned)."""
         dossier = self.dossier(code, who)
         code = dossier["dossier_id"]
-        manifest = next((m for m in self.pipeline.versions(code) if m["version"] == version), None)
+        manifest = next((m for m in self.pipeline.dossiers.versions(code) if m["version"] == version), None)
         refs = Pipeline.page_refs(manifest) if manifest else []
         if not 1 <= number <= len(refs):
             raise HTTPException(404)
@@ -460,7 +460,7 @@ class ReviewPages:
             target = self.code(typed)
             if not who.sees(self.pipeline.grammar.match(target).agency):  # type: ignore[union-attr]
                 raise Refused("review.error.not_yours", code=target)
-            latest = self.pipeline.versions(code)[-1]
+            latest = self.pipeline.dossiers.versions(code)[-1]
             if latest["version"] != version:
                 raise Refused("review.error.stale", 409, version=latest["version"])
             _, moved = self.review.recode(code, target, who.key_id, action)
@@ -500,7 +500,7 @@ class ReviewPages:
                 return kept, new_code
         elif done := self.review.replayed(code, action):
             return done, None
-        latest = self.pipeline.versions(code)[-1]
+        latest = self.pipeline.dossiers.versions(code)[-1]
         if latest["version"] != version:
             raise Refused("review.error.stale", 409, version=latest["version"])
         count = len(Pipeline.page_refs(latest))

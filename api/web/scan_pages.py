@@ -303,7 +303,7 @@ def _batch_page(state: WebState, record: dict[str, Any], index: int) -> bytes | 
 
 def add_routes(app: FastAPI, state: WebState) -> None:
     Staff = Annotated[Principal, Depends(require_role("scanner"))]
-    thumbs = Path(state.settings.data_dir) / "thumbs"
+    thumbs = Path(state.settings.storage.data_dir) / "thumbs"
 
     def batch_outcome(progress: ScanProgress | None) -> dict[str, Any] | None:
         record = _record(state, progress.batch_id) if progress and progress.batch_id else None
