@@ -84,6 +84,16 @@ class Stored(BaseModel):
         """The record as stored: its keys in the order written, its parts as dicts."""
         return {k: _plain(getattr(self, k)) for k in self._keys}
 
+    def __eq__(self, other: object) -> bool:
+        """Equal to a record or dict that would be stored the same (key order aside)."""
+        if isinstance(other, Stored):
+            return type(self) is type(other) and self.as_dict() == other.as_dict()
+        if isinstance(other, dict):
+            return self.as_dict() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
     # Reading by key, for code and tests written against the dict records: sohoa's own code
     # reads attributes.
     def __getitem__(self, name: str) -> Any:
@@ -93,6 +103,9 @@ class Stored(BaseModel):
 
     def get(self, name: str, default: Any = None) -> Any:
         return getattr(self, name) if name in self._keys else default
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._keys
 
 
 def _plain(value: Any) -> Any:
@@ -169,6 +182,11 @@ class BarcodeFact(Entry):
 
 class OcrFact(Entry):
     lines: list[str] = Field(default_factory=list)
+    line_confidence: list[Number] = Field(default_factory=list)
+    confidence: Number | None = None
+    languages: str | None = None
+    readings: list[dict[str, Any]] = Field(default_factory=list)
+    words: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class PageFacts(Record):
@@ -192,6 +210,7 @@ class PageFacts(Record):
     rotation: Number | None = None
     skew: Number | None = None
     ocr: OcrFact | None = None
+    separator: bool | None = None  # a separator sheet (ReadBarcodes)
 
 
 # ---- batch record ----------------------------------------------------------------------------
@@ -210,16 +229,32 @@ class ReviewEntry(Entry):
     pages: list[int]
     code: str | None = None
     reason: str
+    detail: str | None = None
+    code_source: str | None = None  # of a held version's code (hold_partial, other_agency)
+    agency: str | None = None  # other_agency: the agency of the code
+    current_version: int | None = None  # incomplete_rescan: the dossier's version now
+    current_pages: int | None = None
 
 
 class DroppedPage(Entry):
     page: int
-    reason: str
+    reason: str  # blank | separator | set_aside | kept_current
+    by: str | None = None  # set aside by a person (ingest/review.py discard)
+    action_id: str | None = None
 
 
 class FailedPage(Entry):
     page: int
     error: str | None = None
+
+
+class Resolution(Entry):
+    """Pages of a batch a person put in a dossier (ingest/review.py assign, replace)."""
+
+    pages: list[int]
+    dossier_id: str
+    version: int
+    by: str
 
 
 class BatchRecord(Record):
@@ -256,8 +291,11 @@ class BatchRecord(Record):
     start_queued_at: str | None = None
     waiting_for: dict[str, Any] | None = None
     retried_failure: str | None = None
-    resolved: list[dict[str, Any]] = Field(default_factory=list)
+    resolved: list[Resolution] = Field(default_factory=list)
+    renamed: list[dict[str, Any]] = Field(default_factory=list)
     incomplete_checked: dict[str, Any] | None = None
+    # not stored: ingest/runner.py run_file's answer for a file whose batch had finished before
+    already_ingested: bool = False
 
 
 # ---- dossier versions ------------------------------------------------------------------------
