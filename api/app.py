@@ -556,7 +556,7 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
         found = visible_dossier(code, who)
         remote = request.client.host if request.client else ""
         return pipeline.correct_field(found["dossier_id"], name, body.value.strip(), who.key_id,
-                                      body.reason.strip(), remote)
+                                      body.reason.strip(), remote).as_dict()
 
     @app.get("/api/v1/dossiers/{code}", responses=answers(404, 410))
     def dossier(code: Code, request: Request,
