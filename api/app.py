@@ -49,6 +49,7 @@ from storage.audit import AuditWriter, Event
 from storage.integrity import problems
 from storage.integrity import verify as verify_archive
 from storage.objects import ObjectMissing, ObjectStore
+from storage.records import BatchRecord
 
 UPLOAD_CHUNK = 1 << 20
 BATCH_ID = re.compile(r"b[0-9a-f]{24}")  # ingest.pipeline.Pipeline.receive
@@ -313,9 +314,9 @@ CURSOR = "the `next` of an earlier answer, as it was given (anything else is 422
 _TOKEN_MAX = 256
 
 
-def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None = None,
+def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = None,
                scans: ScanService | None = None,
-               resume: Callable[[str], dict[str, Any]] | None = None) -> FastAPI:
+               resume: Callable[[str], BatchRecord] | None = None) -> FastAPI:
     """`submit(path, dossier=, source=, file_name=, agency=, device=, incomplete=)` queues a stored
     upload; by default the Celery tasks of ingest/tasks.py (and `resume(batch_id)`, their
     retry). `scans` runs scans on the office's
@@ -405,7 +406,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
             raise HTTPException(404, "no such dossier")
         return found
 
-    def visible_batch(batch_id: str, who: Principal) -> dict[str, Any]:
+    def visible_batch(batch_id: str, who: Principal) -> BatchRecord:
         """The batch record; 404 if missing, malformed or another agency's."""
         if not BATCH_ID.fullmatch(batch_id):
             raise HTTPException(404, "no such batch")
@@ -413,7 +414,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
             record = pipeline.record(batch_id)
         except (ObjectMissing, ValueError):
             raise HTTPException(404, "no such batch") from None
-        if not who.sees(record.get("agency") or ""):
+        if not who.sees(record.agency or ""):
             raise HTTPException(404, "no such batch")
         return record
 
@@ -469,22 +470,23 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                                      "unreachable); upload the same file again to resume") from e
         finally:
             upload.discard()
-        await run_in_threadpool(log, request, who, "batch.upload", record["batch_id"],
-                                agency, file=upload.file_name, status=record["status"])
-        return {"batch_id": record["batch_id"], "status": record["status"],
-                "error": record.get("error"), "pages": record.get("pages", 0)}
+        await run_in_threadpool(log, request, who, "batch.upload", record.batch_id,
+                                agency, file=upload.file_name, status=record.status)
+        return {"batch_id": record.batch_id, "status": record.status,
+                "error": record.error, "pages": record.pages}
 
     @app.get("/api/v1/batches/{batch_id}", responses=answers(404))
     def batch_status(batch_id: Id, request: Request,
                      who: Annotated[Principal, Depends(role("scanner"))]) -> dict[str, Any]:
         record = visible_batch(batch_id, who)
         done = sum(pipeline.store.exists(layout.page_facts(batch_id, i))
-                   for i in range(record.get("pages", 0)))
-        log(request, who, "batch.read", batch_id, record.get("agency") or "")
+                   for i in range(record.pages))
+        log(request, who, "batch.read", batch_id, record.agency or "")
         keys_ = ("batch_id", "file", "status", "error", "pages", "dossiers", "unmatched_pages",
                  "dropped_pages", "failed_pages", "review", "received_at", "source", "device",
                  "incomplete", "waiting_for")
-        return {**{k: record.get(k) for k in keys_}, "pages_done": done}
+        stored = record.as_dict()  # the API answers with the record's keys as stored
+        return {**{k: stored.get(k) for k in keys_}, "pages_done": done}
 
     @app.post("/api/v1/batches/{batch_id}/retry", status_code=202,
               responses=answers(404, 409, 503))
@@ -493,17 +495,16 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         """Resumes a batch now: one waiting for a dependency (registry, object store, database),
         one that failed, or one whose work was lost; 409 if it is already done or in review."""
         record = visible_batch(batch_id, who)
-        if record["status"] in ("done", "needs_review"):
-            raise HTTPException(409, f"the batch is already {record['status']}")
+        if record.status in ("done", "needs_review"):
+            raise HTTPException(409, f"the batch is already {record.status}")
         try:
             record = resume(batch_id)
         except OperationalError as e:
             raise HTTPException(503, "the batch could not be queued (task broker unreachable); "
                                      "try again") from e
-        log(request, who, "batch.retry", batch_id, record.get("agency") or "",
-            status=record["status"])
-        return {"batch_id": batch_id, "status": record["status"], "error": record.get("error"),
-                "waiting_for": record.get("waiting_for")}
+        log(request, who, "batch.retry", batch_id, record.agency or "", status=record.status)
+        return {"batch_id": batch_id, "status": record.status, "error": record.error,
+                "waiting_for": record.waiting_for}
 
     @app.get("/api/v1/dossiers", responses=answers())
     def list_dossiers(request: Request, who: Annotated[Principal, Depends(role("processor", "auditor"))],
@@ -554,7 +555,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         found = visible_dossier(code, who)
         remote = request.client.host if request.client else ""
         return pipeline.dossiers.correct(found["dossier_id"], name, body.value.strip(), who.key_id,
-                                      body.reason.strip(), remote)
+                                      body.reason.strip(), remote).as_dict()
 
     @app.get("/api/v1/dossiers/{code}", responses=answers(404, 410))
     def dossier(code: Code, request: Request,
@@ -569,9 +570,8 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         log(request, who, "dossier.read", found["dossier_id"], found["agency"],
             version=found["version"])
         manifest = pipeline.dossiers.versions(found["dossier_id"])[-1]
-        return {**found, "checksums": {name: o["sha256"] for name, o in
-                                       manifest["objects"].items()},
-                "original_sha256": manifest["original"]["sha256"]}
+        return {**found, "checksums": {name: o.sha256 for name, o in manifest.objects.items()},
+                "original_sha256": manifest.original.sha256}
 
     @app.get("/api/v1/dossiers/{code}/verify", responses=answers(404, 410))
     def verify_dossier(code: Code, request: Request,
@@ -603,30 +603,30 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                     who: Annotated[Principal, Depends(role("processor", "auditor"))]) -> Response:
         found = visible_dossier(code, who)
         manifest = pipeline.dossiers.versions(found["dossier_id"])[-1]
-        pdf = manifest["objects"]["dossier.pdf"]
+        pdf = manifest.objects["dossier.pdf"]
         log(request, who, "dossier.pdf.read", found["dossier_id"], found["agency"],
-            version=manifest["version"], range=request.headers.get("range"))
-        etag = f'"{pdf["sha256"]}"'
+            version=manifest.version, range=request.headers.get("range"))
+        etag = f'"{pdf.sha256}"'
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         headers = {"ETag": etag}
         store: ObjectStore = pipeline.store
-        path = store.file_path(pdf["key"])
+        path = store.file_path(pdf.key)
         if path is not None:
             # A store of files: the Range checked as for a remote one (416 outside the file, the
             # whole file for a malformed one or several), then answered by FileResponse (206).
             wanted = byte_range(request.headers.get("range"), path.stat().st_size)
             return _File(path, wanted, media_type="application/pdf", headers=headers,
                          filename=f"{found['dossier_id']}.pdf")
-        size = store.size(pdf["key"])
+        size = store.size(pdf.key)
         headers["Accept-Ranges"] = "bytes"
         wanted = byte_range(request.headers.get("range"), size)
         if wanted is None:
-            stream, status = store.open(pdf["key"]), 200
+            stream, status = store.open(pdf.key), 200
             headers["Content-Length"] = str(size)
         else:
             start, end = wanted
-            stream, status = store.open_range(pdf["key"], start, end - start + 1), 206
+            stream, status = store.open_range(pdf.key, start, end - start + 1), 206
             headers.update({"Content-Range": f"bytes {start}-{end}/{size}",
                             "Content-Length": str(end - start + 1)})
 
@@ -650,14 +650,14 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         (a thumbnail), else full resolution."""
         found = visible_dossier(code, who)
         manifest = pipeline.dossiers.versions(found["dossier_id"])[-1]
-        if page > len(manifest["pages"]):
+        if page > len(manifest.pages):
             raise HTTPException(404, "no such page")
         log(request, who, "dossier.page.read", found["dossier_id"], found["agency"],
-            version=manifest["version"], page=page, size=size)
-        etag = f'"{manifest["objects"]["dossier.pdf"]["sha256"][:32]}-{page}-{size or 0}"'
+            version=manifest.version, page=page, size=size)
+        etag = f'"{manifest.objects["dossier.pdf"].sha256[:32]}-{page}-{size or 0}"'
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
-        with pipeline.store.local_path(manifest["objects"]["dossier.pdf"]["key"]) as path:
+        with pipeline.store.local_path(manifest.objects["dossier.pdf"].key) as path:
             jpeg = page_jpeg(path, page - 1, size)
         return Response(jpeg, media_type="image/jpeg",
                         headers={"ETag": etag, "Cache-Control": "private, max-age=86400"})

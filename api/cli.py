@@ -23,6 +23,7 @@ from ingest.pipeline import Pipeline
 from ingest.runner import public_view, run_file
 from ingest.settings import Settings
 from storage.errors import TRANSIENT, describe
+from storage.records import BatchRecord, ReviewEntry
 
 
 def _pipeline() -> Pipeline:
@@ -75,7 +76,7 @@ def ingest(files: tuple[Path, ...], dossier: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _run_with_bar(pipeline: Pipeline, path: Path, dossier: str | None) -> dict[str, Any]:
+def _run_with_bar(pipeline: Pipeline, path: Path, dossier: str | None) -> BatchRecord:
     bar: Any = None
 
     def progress(step: int, total: int) -> None:
@@ -95,45 +96,45 @@ def _run_with_bar(pipeline: Pipeline, path: Path, dossier: str | None) -> dict[s
             bar.__exit__(None, None, None)
 
 
-def _print_summary(record: dict[str, Any]) -> None:
-    status = record["status"]
+def _print_summary(record: BatchRecord) -> None:
+    status = record.status
     colour = {"done": "green", "needs_review": "yellow", "failed": "red"}.get(status, "white")
-    click.echo(f"{record['file']}: {click.style(status, fg=colour)} "
-               f"(batch {record['batch_id']}, {record.get('pages', 0)} pages)")
-    if record.get("already_ingested"):
-        click.echo(f"  already ingested at {record['received_at']} (same SHA-256): nothing new")
-    if record.get("error"):
-        click.echo(f"  error: {record['error']}")
-    for d in record.get("dossiers", []):
-        pages = ", ".join(str(p + 1) for p in d["pages"])
-        click.echo(f"  {d['dossier_id']}  pages {pages}  -> {d['pdf']}")
-    failed = {f["page"]: f["error"] for f in record.get("failed_pages", [])}
+    click.echo(f"{record.file}: {click.style(status, fg=colour)} "
+               f"(batch {record.batch_id}, {record.pages} pages)")
+    if record.already_ingested:
+        click.echo(f"  already ingested at {record.received_at} (same SHA-256): nothing new")
+    if record.error:
+        click.echo(f"  error: {record.error}")
+    for d in record.dossiers:
+        pages = ", ".join(str(p + 1) for p in d.pages)
+        click.echo(f"  {d.dossier_id}  pages {pages}  -> {d.pdf}")
+    failed = {f.page: f.error for f in record.failed_pages}
     for page, error in failed.items():
         click.echo(f"  page {page + 1} could not be read: {error}")
-    for item in record.get("review", []):
+    for item in record.review:
         if line := _review_line(item):
             click.echo(f"  {line}")
-    for d in record.get("dropped_pages", []):
-        click.echo(f"  dropped page {d['page'] + 1}: {d['reason']}")
+    for dropped in record.dropped_pages:
+        click.echo(f"  dropped page {dropped.page + 1}: {dropped.reason}")
 
 
-def _review_line(item: dict[str, Any]) -> str | None:
+def _review_line(item: ReviewEntry) -> str | None:
     """One review reason (ingest/pipeline.py review_entries) as the summary line staff read;
     unreadable pages are listed with their errors already."""
-    pages = ", ".join(str(p + 1) for p in item.get("pages", []))
-    reason, code = item.get("reason"), item.get("code")
+    pages = ", ".join(str(p + 1) for p in item.pages)
+    reason, code = item.reason, item.code
     if reason == "no_code":
         return f"for review (no dossier code): pages {pages}"
     if reason == "unknown_to_registry":
         return f"for review ({code} is unknown to the registry): pages {pages}"
     if reason == "incomplete_rescan":
         return (f"held for review ({code}: a rescan that may lack pages; the current version "
-                f"v{item.get('current_version')} has {item.get('current_pages')} pages and "
+                f"v{item.current_version} has {item.current_pages} pages and "
                 f"stays): pages {pages}")
     if reason == "incomplete_scan":
         return f"held for review ({code}: from a scan that stopped early): pages {pages}"
     if reason == "incomplete":
-        return f"the scan may lack pages: {item.get('detail')}"
+        return f"the scan may lack pages: {item.detail}"
     if reason != "unreadable":
         return f"for review ({code or 'no code'}: {reason}): pages {pages}"
     return None
@@ -206,7 +207,7 @@ def scan(device: str, dossier: str | None, source: str, duplex: bool, color_mode
     request = ScanRequest(source=source, duplex=duplex, color_mode=color_mode,
                           resolution=resolution)
 
-    def accept(path: Path, **kwargs: Any) -> dict[str, Any]:
+    def accept(path: Path, **kwargs: Any) -> BatchRecord:
         return run_file(pipeline, path, **kwargs)
 
     progress = run_scan(registry, found, request, Spool(settings.scanners.spool_dir), accept, dossier)
@@ -500,11 +501,11 @@ def batch_show(batch_id: str, as_json: bool) -> None:
     pipeline = _pipeline()
     record = _batch_record(pipeline, batch_id)
     if as_json:
-        click.echo(json.dumps({**public_view(record), "waiting_for": record.get("waiting_for")},
+        click.echo(json.dumps({**public_view(record), "waiting_for": record.waiting_for},
                               ensure_ascii=False, indent=1))
         return
     _print_summary(record)
-    if waiting := record.get("waiting_for"):
+    if waiting := record.waiting_for:
         click.echo(f"  waiting for the {waiting['dependency']} since {waiting['since']}"
                    + (f"; next try at {waiting['next_try']}" if waiting.get("next_try") else ""))
 
@@ -520,19 +521,19 @@ def batch_retry(batch_id: str) -> None:
 
     pipeline = _pipeline()
     record = _batch_record(pipeline, batch_id)
-    if record["status"] in ("done", "needs_review"):
-        raise click.ClickException(f"batch {batch_id} is already {record['status']}")
+    if record.status in ("done", "needs_review"):
+        raise click.ClickException(f"batch {batch_id} is already {record.status}")
     try:
-        record = retry(record["batch_id"])
+        record = retry(record.batch_id)
     except TRANSIENT as e:
         raise click.ClickException(f"batch {batch_id} not resumed: {describe(e)}") from e
     except OperationalError as e:
         raise click.ClickException(f"batch {batch_id} not resumed: task broker unavailable: "
                                    f"{_reason(e)}") from e
-    click.echo(f"batch {record['batch_id']}: {record['status']}, queued for the workers")
+    click.echo(f"batch {record.batch_id}: {record.status}, queued for the workers")
 
 
-def _batch_record(pipeline: Pipeline, batch_id: str) -> dict[str, Any]:
+def _batch_record(pipeline: Pipeline, batch_id: str) -> BatchRecord:
     from storage.objects import ObjectMissing
 
     try:

@@ -12,6 +12,7 @@ from ocr import fields as fieldmod
 from ocr import pdf as pdfmod
 from ocr.dossier_code import DossierCodeGrammar
 from ocr.text import fold
+from storage.records import OcrFact
 
 
 class ExtractFields:
@@ -23,13 +24,13 @@ class ExtractFields:
         grammar = DossierCodeGrammar(work.settings.barcodes.dossier_code_pattern)
         found: dict[str, fieldmod.Field] = {}
         for page, facts in zip(work.pages, work.page_facts, strict=True):
-            ocr = facts.get("ocr") or {}
-            receipt = fieldmod.receipt_fields(ocr.get("lines", []), ocr.get("line_confidence", []),
+            ocr = facts.ocr or OcrFact()
+            receipt = fieldmod.receipt_fields(ocr.lines, ocr.line_confidence,
                                               page, grammar, work.settings.timezone_offset)
             for name, f in receipt.items():
                 found.setdefault(name, f)
-            for b in facts.get("barcodes", []):
-                card = fieldmod.citizen_id_fields(b["value"], page)
+            for b in facts.barcodes:
+                card = fieldmod.citizen_id_fields(b.value, page)
                 for name, f in (card or {}).items():
                     found.setdefault(name, f)
         _confirm_with_id_card(found)

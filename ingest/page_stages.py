@@ -12,6 +12,7 @@ from PIL import Image
 
 from ingest.stages import PageWork
 from ocr import barcodes, blank, deskew, symbologies, tesseract
+from storage.records import BarcodeFact, OcrFact
 
 
 def _gray(work: PageWork) -> np.ndarray:
@@ -28,7 +29,7 @@ class ReadBarcodes:
         self.name = "barcodes-straightened" if retry else "barcodes"
 
     def __call__(self, work: PageWork) -> None:
-        if self.retry and (work.facts.get("barcodes") or abs(work.facts.get("skew", 0)) < 1):
+        if self.retry and (work.facts.barcodes or abs(work.facts.skew or 0) < 1):
             return
         formats = tuple(work.settings.barcodes.formats)
         if self.retry:  # 2-D codes are found at any angle: only 1-D ones can hide in a skew
@@ -36,10 +37,10 @@ class ReadBarcodes:
             if not formats:
                 return
         found = barcodes.read(_gray(work), tuple(work.settings.barcodes.engines), formats)
-        work.facts["barcodes"] = [b.to_dict() for b in found]
+        work.facts.barcodes = [BarcodeFact.model_validate(b.to_dict()) for b in found]
         separators = {s.upper() for s in work.settings.barcodes.separators}
         if any(b.value.strip().upper() in separators for b in found):
-            work.facts["separator"] = True
+            work.facts.separator = True
             work.done = True
 
 
@@ -48,9 +49,9 @@ class DetectBlank:
 
     def __call__(self, work: PageWork) -> None:
         ink = blank.ink_fraction(_gray(work), work.dpi)
-        work.facts["ink"] = round(ink, 6)
-        is_blank = ink < work.settings.ocr.blank_ink_threshold and not work.facts.get("barcodes")
-        work.facts["blank"] = is_blank
+        work.facts.ink = round(ink, 6)
+        is_blank = ink < work.settings.ocr.blank_ink_threshold and not work.facts.barcodes
+        work.facts.blank = is_blank
         work.done = work.done or is_blank
 
 
@@ -66,7 +67,7 @@ class Straighten:
             work.image = work.image.transpose(Image.ROTATE_90)
             rotation = 90
         work.image = deskew.rotate(work.image, -skew.angle)
-        work.facts.update(rotation=rotation, skew=round(skew.angle, 3))
+        work.facts.rotation, work.facts.skew = rotation, round(skew.angle, 3)
 
 
 class Recognize:
@@ -96,7 +97,7 @@ class Recognize:
             other = read(turned, s.ocr.languages, 180)
             if other.mean_confidence > result.mean_confidence + 5:
                 work.image, result = turned, other
-                work.facts["rotation"] = (work.facts.get("rotation", 0) + 180) % 360
+                work.facts.rotation = ((work.facts.rotation or 0) + 180) % 360
         if s.ocr.second_languages and result.mean_confidence < s.ocr.second_reading_below:
             other = read(work.image, s.ocr.second_languages)
             if other.mean_confidence > result.mean_confidence:
@@ -106,15 +107,15 @@ class Recognize:
         for w in result.words:
             line_conf[w.line] += w.confidence
             counts[w.line] += 1
-        work.facts["ocr"] = {
-            "lines": result.lines,
-            "line_confidence": [round(c / n / 100, 3) if n else 0.0
-                                for c, n in zip(line_conf, counts, strict=True)],
-            "confidence": round(result.mean_confidence / 100, 3),
-            "languages": languages,
-            "readings": readings,
-            "words": [w.to_dict() for w in result.words],
-        }
+        work.facts.ocr = OcrFact(
+            lines=result.lines,
+            line_confidence=[round(c / n / 100, 3) if n else 0.0
+                             for c, n in zip(line_conf, counts, strict=True)],
+            confidence=round(result.mean_confidence / 100, 3),
+            languages=languages,
+            readings=readings,
+            words=[w.to_dict() for w in result.words],
+        )
         work.text_pdf = result.text_pdf
 
 

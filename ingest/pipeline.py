@@ -51,7 +51,15 @@ from storage.audit import AuditLog
 from storage.catalog import Catalog
 from storage.errors import TRANSIENT, dependency_of, describe
 from storage.objects import ObjectStore, sha256_file
-from storage.records import BatchRecord
+from storage.records import (
+    BatchRecord,
+    DossierSummary,
+    DroppedPage,
+    FailedPage,
+    Manifest,
+    PageFacts,
+    ReviewEntry,
+)
 
 FORMAT_VERSION = 1
 ALL_AGENCIES = "*"  # a scope that holds every agency (api/keys.py)
@@ -95,39 +103,41 @@ class Pipeline:
 
     # ---- records -------------------------------------------------------------------------
 
-    def record(self, batch_id: str) -> dict[str, Any]:
-        return BatchRecord.load(self.store.get(layout.batch_record(batch_id))).as_dict()
+    def record(self, batch_id: str) -> BatchRecord:
+        return BatchRecord.load(self.store.get(layout.batch_record(batch_id)))
 
-    def _save_record(self, record: dict[str, Any]) -> None:
-        data = json.dumps(record, ensure_ascii=False, indent=1).encode()
-        self.store.put(layout.batch_record(record["batch_id"]), data, overwrite=True)
+    def _save_record(self, record: BatchRecord) -> None:
+        self.store.put(layout.batch_record(record.batch_id), record.dump(), overwrite=True)
 
-    def save_record(self, record: dict[str, Any]) -> None:
+    def save_record(self, record: BatchRecord | dict[str, Any]) -> None:
         """A batch record changed after its batch finished (review): stored, then indexed."""
+        if isinstance(record, dict):
+            record = BatchRecord.load(record)
         self._save_record(record)
         if self.catalog:
-            self.catalog.index_batch(record, self.page_facts(record["batch_id"], record["pages"]))
+            self.catalog.index_batch(record, self.page_facts(record.batch_id, record.pages))
 
     @contextmanager
-    def _original(self, record: dict[str, Any]) -> Iterator[Path]:
+    def _original(self, record: BatchRecord) -> Iterator[Path]:
         """A local file of the original. From a remote store it is fetched once per machine and
         kept in data_dir/cache until the batch is finalized here: page tasks of a 300-page scan
         must not download it 300 times."""
-        if (path := self.store.file_path(record["original"])) is not None:  # read in place
+        assert record.original is not None
+        if (path := self.store.file_path(record.original)) is not None:  # read in place
             yield path
             return
         cached = self._cache_path(record)
-        if not (cached.exists() and cached.stat().st_size == record["size"]):
+        if not (cached.exists() and cached.stat().st_size == record.size):
             cached.parent.mkdir(parents=True, exist_ok=True)
             tmp = cached.with_name(f".{cached.name}.{os.getpid()}")
-            with self.store.local_path(record["original"]) as path:
+            with self.store.local_path(record.original) as path:
                 shutil.copyfile(path, tmp)
             os.replace(tmp, cached)
         yield cached
 
-    def _cache_path(self, record: dict[str, Any]) -> Path:
-        return self.settings.storage.data_dir / "cache" / Path(record["original"]).name.replace(
-            "original", record["batch_id"])
+    def _cache_path(self, record: BatchRecord) -> Path:
+        return self.settings.storage.data_dir / "cache" / Path(record.original or "").name.replace(
+            "original", record.batch_id)
 
     # ---- steps ---------------------------------------------------------------------------
 
@@ -151,15 +161,15 @@ class Pipeline:
             else ""
         key = layout.original(batch_id, suffix)
         info = self.store.put_file(key, path)
-        self._save_record({
-            "format": FORMAT_VERSION, "batch_id": batch_id, "file": file_name or path.name,
-            "sha256": info.sha256, "size": info.size, "original": key, "source": source,
-            "dossier_hint": dossier, "agency": agency, "device": device, "incomplete": incomplete,
-            "scope": sorted(set(scope)) if scope else ([agency] if agency else None),
-            "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "status": "received", "error": None, "pages": 0, "dossiers": [],
-            "unmatched_pages": [], "dropped_pages": [], "failed_pages": [],
-        })
+        self._save_record(BatchRecord(
+            format=FORMAT_VERSION, batch_id=batch_id, file=file_name or path.name,
+            sha256=info.sha256, size=info.size, original=key, source=source,
+            dossier_hint=dossier, agency=agency, device=device, incomplete=incomplete,
+            scope=sorted(set(scope)) if scope else ([agency] if agency else None),
+            received_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            status="received", error=None, pages=0, dossiers=[],
+            unmatched_pages=[], dropped_pages=[], failed_pages=[],
+        ))
         if self.catalog:  # so the watchdog knows of it, should nobody ever start it
             self.catalog.index_batch(self.record(batch_id), [])
         return batch_id
@@ -168,49 +178,49 @@ class Pipeline:
         """An incomplete scan is never folded into an earlier batch of the same bytes without
         its mark: the batch says so, and goes to review if it had finished."""
         record = self.record(batch_id)
-        if record.get("incomplete"):
+        if record.incomplete:
             return
-        record["incomplete"] = why
-        if record["status"] == "done":
-            record["status"] = "needs_review"
-            record.setdefault("review", []).append(
-                {"pages": [], "code": None, "reason": "incomplete", "detail": why})
-        if record["status"] in FINAL:
+        record.incomplete = why
+        if record.status == "done":
+            record.status = "needs_review"
+            record.review = [*record.review, ReviewEntry(pages=[], code=None,
+                                                         reason="incomplete", detail=why)]
+        if record.status in FINAL:
             self.save_record(record)
         else:  # finish() adds the review reason when the batch ends
             self._save_record(record)
 
-    def inspect(self, batch_id: str) -> dict[str, Any]:
+    def inspect(self, batch_id: str) -> BatchRecord:
         record = self.record(batch_id)
-        if record["status"] != "received":
+        if record.status != "received":
             return record
         try:
             with self._original(record) as path:
                 # A transfer can end "complete" with a file cut short (a client killed mid-upload,
                 # a scanner that stopped writing): its own structure tells.
                 cut = cut_short(path)
-                if not record.get("incomplete") and cut:
-                    record["incomplete"] = f"the file is cut short: {cut}"
-                record["pages"] = count_pages(path, self.limits)
-            record["status"] = "processing"
+                if not record.incomplete and cut:
+                    record.incomplete = f"the file is cut short: {cut}"
+                record.pages = count_pages(path, self.limits)
+            record.status = "processing"
         except DocumentError as e:
-            record.update(status="failed", error=f"{e.code}: {e}")
-            if record.get("incomplete"):  # an interrupted scan, not a bad file: staff rescan it
-                record.update(status="needs_review", review=[
-                    {"pages": [], "code": None, "reason": "incomplete",
-                     "detail": record["incomplete"]}],
-                    finished_at=datetime.now(UTC).isoformat(timespec="seconds"))
+            record.status, record.error = "failed", f"{e.code}: {e}"
+            if record.incomplete:  # an interrupted scan, not a bad file: staff rescan it
+                record.status = "needs_review"
+                record.review = [ReviewEntry(pages=[], code=None, reason="incomplete",
+                                             detail=record.incomplete)]
+                record.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         except TRANSIENT:
             raise
         except Exception as e:  # a file our decoders choke on: still a recorded, clear failure
             log.exception("batch %s could not be opened", batch_id)
-            record.update(status="failed", error=f"unreadable: {type(e).__name__}: {e}")
+            record.status, record.error = "failed", f"unreadable: {type(e).__name__}: {e}"
         self._save_record(record)
         if self.catalog:
             self.catalog.index_batch(record, [])
         return record
 
-    def wait(self, batch_id: str, error: BaseException) -> dict[str, Any]:
+    def wait(self, batch_id: str, error: BaseException) -> BatchRecord:
         """A dependency (registry, object store, database) stopped the batch: it waits, with
         the dependency named, until its next try (`resume`). Never `failed` for good. Recorded
         in the object store, or only in the catalog while the store is the one down."""
@@ -222,23 +232,24 @@ class Pipeline:
             if found is None:
                 raise
             record, in_store = found, False
-        if record["status"] in FINAL:
+        if record.status in FINAL:
             return record
         now = datetime.now(UTC)
-        waiting = record.get("waiting_for") or {}
+        waiting = record.waiting_for or {}
         tries = int(waiting.get("tries", 0))
         due = waiting.get("next_try")
-        if record["status"] == "waiting" and due and datetime.fromisoformat(due) > now:
+        if record.status == "waiting" and due and datetime.fromisoformat(due) > now:
             next_try = due  # another page of the same try failed: the next try stays put
-        elif record["status"] == "waiting":  # a try that could not even begin
+        elif record.status == "waiting":  # a try that could not even begin
             tries += 1
             next_try = self._after_pause(now, tries)
         else:
             next_try = self._after_pause(now, tries)
-        record.update(status="waiting", error=describe(error)[:2000], waiting_for={
+        record.status, record.error = "waiting", describe(error)[:2000]
+        record.waiting_for = {
             "dependency": dependency_of(error), "error": describe(error)[:2000],
             "since": waiting.get("since") or now.isoformat(timespec="seconds"),
-            "tries": tries, "next_try": next_try})
+            "tries": tries, "next_try": next_try}
         if in_store:
             self._save_record(record)
         if self.catalog:
@@ -251,26 +262,26 @@ class Pipeline:
                     self.settings.recovery.backoff_max_s)
         return (now + timedelta(seconds=pause)).isoformat(timespec="seconds")
 
-    def resume(self, batch_id: str, reset: bool = False) -> dict[str, Any]:
+    def resume(self, batch_id: str, reset: bool = False) -> BatchRecord:
         """Starts another try of a waiting batch (the caller queues its missing work); it stays
         `waiting`, with the time of the try after this one, until its work gets done. With
         `reset` (a person asked: `sohoa batch retry`), also a failed batch, and the pauses start
         short again."""
         record = self.record(batch_id)
-        status = record["status"]
+        status = record.status
         if status in ("done", "needs_review") or (status == "failed" and not reset):
             return record
         if status == "failed":
-            record["retried_failure"] = record.get("retried_failure") or record.get("error")
-            record["status"] = "processing" if record.get("pages") else "received"
-            record["error"] = None
+            record.retried_failure = record.retried_failure or record.error
+            record.status = "processing" if record.pages else "received"
+            record.error = None
         elif status == "waiting":
-            waiting = dict(record.get("waiting_for") or {})
+            waiting = dict(record.waiting_for or {})
             tries = 0 if reset else int(waiting.get("tries", 0)) + 1
             waiting.update(tries=tries, next_try=self._after_pause(datetime.now(UTC), tries))
-            record["waiting_for"] = waiting
-            if not record.get("pages"):
-                record["status"] = "received"  # it waited before its pages were counted
+            record.waiting_for = waiting
+            if not record.pages:
+                record.status = "received"  # it waited before its pages were counted
         else:  # it never waited in the store (the store was what was down): the catalog did
             if self.catalog:
                 self.catalog.index_batch(record, [])
@@ -284,17 +295,17 @@ class Pipeline:
         """`pages` in the order to process them: heaviest first (ocr.decode.page_weights)."""
         record = self.record(batch_id)
         with self._original(record) as path:
-            weights = page_weights(path) if record.get("pages", 0) > 1 else []
-        if len(weights) != record.get("pages"):
+            weights = page_weights(path) if record.pages > 1 else []
+        if len(weights) != record.pages:
             return pages
         return sorted(pages, key=lambda i: -weights[i])
 
-    def process_page(self, batch_id: str, index: int) -> dict[str, Any]:
+    def process_page(self, batch_id: str, index: int) -> PageFacts:
         facts_key = layout.page_facts(batch_id, index)
         if self.store.exists(facts_key):
-            return json.loads(self.store.get(facts_key))
+            return PageFacts.load(self.store.get(facts_key))
         record = self.record(batch_id)
-        facts: dict[str, Any] = {"index": index, "status": "ok"}
+        facts = PageFacts(index=index, status="ok")
         start = time.perf_counter()
         try:
             with self._original(record) as path:
@@ -304,10 +315,10 @@ class Pipeline:
                 finally:
                     doc.close()
             check_readable(page.image, index)
-            facts.update(dpi=page.dpi, width=page.image.width, height=page.image.height,
-                         origin=page.origin, had_text_layer=page.has_text_layer)
+            facts.dpi, facts.width, facts.height = page.dpi, page.image.width, page.image.height
+            facts.origin, facts.had_text_layer = page.origin, page.has_text_layer
             work = PageWork(batch_id, index, page.image, page.dpi, self.settings, facts)
-            timings = facts.setdefault("seconds", {"decode": round(time.perf_counter() - start, 3)})
+            facts.seconds = timings = {"decode": round(time.perf_counter() - start, 3)}
             for stage in self.page_stages:
                 if work.done:
                     break
@@ -322,24 +333,23 @@ class Pipeline:
                                overwrite=True)
                 timings["page_pdf"] = round(time.perf_counter() - t0, 3)
         except DocumentError as e:
-            facts.update(status="failed", error=f"{e.code}: {e}")
+            facts.status, facts.error = "failed", f"{e.code}: {e}"
         except ToolError as e:
-            facts.update(status="failed", error=f"tool: {e}")
+            facts.status, facts.error = "failed", f"tool: {e}"
         except TRANSIENT:
             raise  # storage or a server is down: the caller retries or resumes
         except Exception as e:  # a page our image code could not handle: recorded, batch goes on
             log.exception("page %d of batch %s failed", index, batch_id)
-            facts.update(status="failed", error=f"unexpected: {type(e).__name__}: {e}")
-        self.store.put(facts_key, json.dumps(facts, ensure_ascii=False).encode(), overwrite=True)
+            facts.status, facts.error = "failed", f"unexpected: {type(e).__name__}: {e}"
+        self.store.put(facts_key, facts.dump(), overwrite=True)
         return facts
 
-    def page_facts(self, batch_id: str, count: int) -> list[dict[str, Any]]:
+    def page_facts(self, batch_id: str, count: int) -> list[PageFacts]:
         return self.page_facts_for(batch_id, list(range(count)))
 
     def split_batch(self, batch_id: str) -> SplitPlan:
         record = self.record(batch_id)
-        return split(self.page_facts(batch_id, record["pages"]), self.grammar,
-                     record.get("dossier_hint"))
+        return split(self.page_facts(batch_id, record.pages), self.grammar, record.dossier_hint)
 
     def check_registry(self, plan: SplitPlan) -> SplitPlan:
         """With a registry configured, dossiers whose code it does not know go to review."""
@@ -364,7 +374,7 @@ class Pipeline:
         """Writes are scoped like reads: a code (read on a page or given) of an agency outside
         the sender's scope neither makes nor versions that dossier. Its pages wait in review as
         `other_agency`, for that agency's staff to decide on."""
-        scope = self.record(batch_id).get("scope")
+        scope = self.record(batch_id).scope
         if not scope or ALL_AGENCIES in scope:
             return plan
         kept = []
@@ -387,27 +397,26 @@ class Pipeline:
         those before it were closed by the next receipt) and any rescan with fewer pages than
         the dossier's current version."""
         record = self.record(batch_id)
-        partial = record.get("incomplete")
+        partial = record.incomplete
         last = max(plan.dossiers, key=lambda d: d.pages[-1]) if partial and plan.dossiers else None
         kept = []
         for part in plan.dossiers:
             versions = self.dossiers.versions(part.code)
-            current = versions[-1] if versions and not versions[-1].get("withdrawn") else None
-            if any(m["batch_id"] == batch_id for m in versions):
+            current = versions[-1] if versions and not versions[-1].withdrawn else None
+            if any(m.batch_id == batch_id for m in versions):
                 kept.append(part)  # this batch made its version on an earlier run of this step
                 continue
             if part is last:
                 entry = {"reason": "incomplete_rescan" if current else "incomplete_scan",
                          "detail": partial}
-            elif current and len(part.pages) < len(current["pages"]):
+            elif current and len(part.pages) < len(current.pages):
                 entry = {"reason": "incomplete_rescan",
-                         "detail": f"{len(part.pages)} of {len(current['pages'])} pages"}
+                         "detail": f"{len(part.pages)} of {len(current.pages)} pages"}
             else:
                 kept.append(part)
                 continue
             if current:
-                entry.update(current_version=current["version"],
-                             current_pages=len(current["pages"]))
+                entry.update(current_version=current.version, current_pages=len(current.pages))
             plan.unmatched = sorted(plan.unmatched + part.pages)
             plan.unmatched_groups.append(part.pages)
             plan.review.append({"pages": part.pages, "code": part.code,
@@ -415,10 +424,10 @@ class Pipeline:
         plan.dossiers = kept
         return plan
 
-    def assemble(self, batch_id: str, part: DossierSplit) -> dict[str, Any]:
+    def assemble(self, batch_id: str, part: DossierSplit) -> Manifest:
         """Stores the dossier as a new version, unless this batch already made one."""
         for manifest in self.dossiers.versions(part.code):
-            if manifest["batch_id"] == batch_id:
+            if manifest.batch_id == batch_id:
                 if self.audit and not self._audited(manifest):  # an earlier run cut short after
                     self.dossiers.emit_stored(manifest)  # storing it: index and anchor it now
                 return manifest
@@ -426,49 +435,48 @@ class Pipeline:
         return self.dossiers.store_version(part.code, part.agency, part.source, refs,
                                            claim=batch_id, registry=part.registry)
 
-    def _audited(self, manifest: dict[str, Any]) -> bool:
+    def _audited(self, manifest: Manifest) -> bool:
         """Whether the audit log holds the entry (and so the manifest's anchor) of a version."""
         assert self.audit is not None
-        return any(e["detail"].get("version") == manifest["version"] for e in
-                   self.audit.for_target(manifest["dossier_id"], ("dossier.version.create",)))
+        return any(e["detail"].get("version") == manifest.version for e in
+                   self.audit.for_target(manifest.dossier_id, ("dossier.version.create",)))
 
     # ---- dossier versions: `pipeline.dossiers` (ingest/versions.py) ---------------------------
     # Kept until the review code (ingest/review.py, api/web/review_pages.py) names Dossiers.
 
     page_refs = staticmethod(Dossiers.page_refs)
 
-    def page_facts_for(self, batch_id: str, pages: list[int]) -> list[dict[str, Any]]:
-        return [json.loads(self.store.get(layout.page_facts(batch_id, i))) for i in pages]
+    def page_facts_for(self, batch_id: str, pages: list[int]) -> list[PageFacts]:
+        return [PageFacts.load(self.store.get(layout.page_facts(batch_id, i))) for i in pages]
 
-    def finish(self, batch_id: str, plan: SplitPlan, manifests: list[dict[str, Any]]
-               ) -> dict[str, Any]:
+    def finish(self, batch_id: str, plan: SplitPlan, manifests: list[Manifest]) -> BatchRecord:
         record = self.record(batch_id)
-        fields = {m["dossier_id"]: json.loads(self.store.get(m["objects"]["fields.json"]["key"]))
+        fields = {m.dossier_id: json.loads(self.store.get(m.objects["fields.json"].key))
                   for m in manifests}
-        record["dossiers"] = [
-            {"dossier_id": m["dossier_id"], "pages": m["pages"], "version": m["version"],
-             "code_source": m["code_source"], "pdf": m["objects"]["dossier.pdf"]["key"],
-             "fields": fields[m["dossier_id"]]}
+        record.dossiers = [
+            DossierSummary(dossier_id=m.dossier_id, pages=m.pages, version=m.version,
+                           code_source=m.code_source, pdf=m.objects["dossier.pdf"].key,
+                           fields=fields[m.dossier_id])
             for m in manifests]
-        record["unmatched_pages"] = plan.unmatched
-        record["unmatched_groups"] = plan.unmatched_groups
+        record.unmatched_pages = plan.unmatched
+        record.unmatched_groups = plan.unmatched_groups
         failed = self.page_facts_for(batch_id, plan.failed)
-        record["review"] = review_entries(plan, failed, record.get("incomplete"))
-        record["dropped_pages"] = [{"page": p, "reason": r} for p, r in plan.dropped]
-        record["failed_pages"] = [{"page": f["index"], "error": f.get("error")} for f in failed]
-        record["status"] = "needs_review" if plan.unmatched or record.get("incomplete") else "done"
-        if record.pop("waiting_for", None) is not None:
-            record["error"] = None  # what it waited for answered in the end
-        if plan.failed and not record.get("error"):
+        record.review = review_entries(plan, failed, record.incomplete)
+        record.dropped_pages = [DroppedPage(page=p, reason=r) for p, r in plan.dropped]
+        record.failed_pages = [FailedPage(page=f.index, error=f.error) for f in failed]
+        record.status = "needs_review" if plan.unmatched or record.incomplete else "done"
+        if record.unset("waiting_for") is not None:
+            record.error = None  # what it waited for answered in the end
+        if plan.failed and not record.error:
             count = len(plan.failed)
-            record["error"] = f"{count} page{'s' if count > 1 else ''} could not be read"
-        record["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            record.error = f"{count} page{'s' if count > 1 else ''} could not be read"
+        record.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         self._save_record(record)
         if self.catalog:
-            self.catalog.index_batch(record, self.page_facts(batch_id, record["pages"]))
+            self.catalog.index_batch(record, self.page_facts(batch_id, record.pages))
         return record
 
-    def finalize(self, batch_id: str) -> dict[str, Any]:
+    def finalize(self, batch_id: str) -> BatchRecord:
         """split_batch, check codes with the registry, assemble each dossier, finish: once every
         page has its facts."""
         plan = self.check_registry(self.split_batch(batch_id))
@@ -479,23 +487,23 @@ class Pipeline:
         return record
 
 
-def review_entries(plan: SplitPlan, failed: list[dict[str, Any]],
-                   incomplete: str | None) -> list[dict[str, Any]]:
+def review_entries(plan: SplitPlan, failed: list[PageFacts],
+                   incomplete: str | None) -> list[ReviewEntry]:
     """Why pages wait for a person, beside the pages concerned, as reason codes: held versions
     and unknown codes (from the plan), pages with no code, pages that could not be read, and a
     scan that may lack pages (no page: the whole batch)."""
-    entries = list(plan.review)
-    taken = {p for entry in entries for p in entry["pages"]}
+    entries = [ReviewEntry.model_validate(entry) for entry in plan.review]
+    taken = {p for entry in entries for p in entry.pages}
     for f in failed:
-        entries.append({"pages": [f["index"]], "code": None, "reason": "unreadable",
-                        "detail": f.get("error")})
-        taken.add(f["index"])
+        entries.append(ReviewEntry(pages=[f.index], code=None, reason="unreadable",
+                                   detail=f.error))
+        taken.add(f.index)
     for group in plan.unmatched_groups:
         if rest := [p for p in group if p not in taken]:
-            entries.append({"pages": rest, "code": None, "reason": "no_code"})
-    entries.sort(key=lambda e: e["pages"][0])
+            entries.append(ReviewEntry(pages=rest, code=None, reason="no_code"))
+    entries.sort(key=lambda e: e.pages[0])
     if incomplete:
-        entries.append({"pages": [], "code": None, "reason": "incomplete", "detail": incomplete})
+        entries.append(ReviewEntry(pages=[], code=None, reason="incomplete", detail=incomplete))
     return entries
 
 

@@ -17,6 +17,7 @@ from ingest.stages import PageStage
 from storage import layout
 from storage.errors import TRANSIENT
 from storage.leases import Leases, batch_key, this_process
+from storage.records import BatchRecord
 
 _worker: Pipeline | None = None
 
@@ -36,7 +37,7 @@ def _process_page(batch_id: str, index: int) -> int:
 def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source: str = "cli",
              progress: Callable[[int, int], None] | None = None, file_name: str | None = None,
              agency: str | None = None, device: str | None = None,
-             incomplete: str | None = None, scope: list[str] | None = None) -> dict[str, Any]:
+             incomplete: str | None = None, scope: list[str] | None = None) -> BatchRecord:
     """Ingests one file and waits; returns the batch record. Same file again: same record."""
     batch_id = pipeline.receive(path, source=source, dossier=dossier, file_name=file_name,
                                 agency=agency, device=device, incomplete=incomplete, scope=scope)
@@ -54,12 +55,13 @@ def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source:
 
 
 def _run(pipeline: Pipeline, batch_id: str,
-         progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+         progress: Callable[[int, int], None] | None) -> BatchRecord:
     pipeline.resume(batch_id)  # a batch that waited for a dependency: now, by this process
     record = pipeline.inspect(batch_id)
-    if record["status"] in FINAL:
-        return {**record, "already_ingested": True}
-    total = record["pages"]
+    if record.status in FINAL:
+        record.already_ingested = True
+        return record
+    total = record.pages
     todo = pipeline.heaviest_first(batch_id, [i for i in range(total) if not pipeline.store.exists(
         layout.page_facts(batch_id, i))])
     if progress:
@@ -80,14 +82,14 @@ def _run(pipeline: Pipeline, batch_id: str,
     return pipeline.finalize(batch_id)
 
 
-def public_view(record: dict[str, Any]) -> dict[str, Any]:
+def public_view(record: BatchRecord) -> dict[str, Any]:
     """The batch as `sohoa ingest --json` promises it."""
     return {
-        "batch_id": record["batch_id"], "file": record["file"], "status": record["status"],
-        "error": record.get("error"), "pages": record.get("pages", 0),
-        "dossiers": [{k: d[k] for k in ("dossier_id", "pages", "pdf", "fields")}
-                     for d in record.get("dossiers", [])],
-        "unmatched_pages": record.get("unmatched_pages", []),
-        "dropped_pages": record.get("dropped_pages", []),
-        "failed_pages": record.get("failed_pages", []),
+        "batch_id": record.batch_id, "file": record.file, "status": record.status,
+        "error": record.error, "pages": record.pages,
+        "dossiers": [{"dossier_id": d.dossier_id, "pages": d.pages, "pdf": d.pdf,
+                      "fields": d.fields} for d in record.dossiers],
+        "unmatched_pages": record.unmatched_pages,
+        "dropped_pages": [p.as_dict() for p in record.dropped_pages],
+        "failed_pages": [p.as_dict() for p in record.failed_pages],
     }

@@ -16,6 +16,7 @@ from typing import Any
 
 from ocr.dossier_code import DossierCodeGrammar
 from ocr.fields import RECEIPT_LABELS, fold_aligned
+from storage.records import PageFacts
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,13 @@ class SplitPlan:
 _CODE_LABEL_RE = re.compile(next(rx for name, rx in RECEIPT_LABELS if name == "dossier_id"))
 
 
-def page_code(facts: dict[str, Any], grammar: DossierCodeGrammar) -> PageCode | None:
-    for b in facts.get("barcodes", []):
-        found = grammar.find(b["value"])
+def page_code(facts: PageFacts, grammar: DossierCodeGrammar) -> PageCode | None:
+    for b in facts.barcodes:
+        found = grammar.find(b.value)
         if found:
             return PageCode(found.code, found.agency, "barcode")
     label = _CODE_LABEL_RE
-    for line in (facts.get("ocr") or {}).get("lines", []):
+    for line in facts.ocr.lines if facts.ocr else []:
         folded = fold_aligned(line)
         m = label.search(folded)
         if m:
@@ -63,7 +64,7 @@ def page_code(facts: dict[str, Any], grammar: DossierCodeGrammar) -> PageCode | 
     return None
 
 
-def split(pages: list[dict[str, Any]], grammar: DossierCodeGrammar,
+def split(pages: list[PageFacts], grammar: DossierCodeGrammar,
           whole_file_code: str | None = None) -> SplitPlan:
     dossiers: dict[str, DossierSplit] = {}
     order: list[str] = []
@@ -81,17 +82,17 @@ def split(pages: list[dict[str, Any]], grammar: DossierCodeGrammar,
     open_group: list[int] | None = None
 
     for facts in pages:
-        i = facts["index"]
-        if facts.get("status") == "failed":
+        i = facts.index
+        if facts.status == "failed":
             failed.append(i)
             unmatched.append(i)
             groups.append([i])
             continue
-        if facts.get("separator"):
+        if facts.separator:
             dropped.append((i, "separator"))
             current, open_group = None, None
             continue
-        if facts.get("blank"):
+        if facts.blank:
             dropped.append((i, "blank"))
             continue
         code = page_code(facts, grammar)

@@ -6,9 +6,10 @@ in the list given to the pipeline: no other stage changes.
 
 PageWork contract
     in:  image (decoded, square dpi), dpi, settings
-    out: facts (JSON-safe, stored as pages/NNNNN.json), image/dpi (may be replaced: rotated,
-         deskewed), text_pdf (tesseract's invisible text for this image), done (True stops the
-         page's remaining stages: blank pages and separator sheets need no OCR)
+    out: facts (storage.records.PageFacts, stored as pages/NNNNN.json: set its attributes; a
+         stage's own facts go in as attributes of their own, JSON-safe), image/dpi (may be
+         replaced: rotated, deskewed), text_pdf (tesseract's invisible text for this image), done
+         (True stops the page's remaining stages: blank pages and separator sheets need no OCR)
 DossierWork contract
     in:  code, pages (batch page indexes), page_facts, page_pdfs, settings
     out: fields (name -> Field), metadata, pdf (the document to store; a signer replaces it),
@@ -27,6 +28,7 @@ from PIL import Image
 from ingest.settings import Settings
 from ocr.fields import Field
 from ocr.pdf import DossierMetadata
+from storage.records import PageFacts
 
 
 @dataclass
@@ -36,9 +38,13 @@ class PageWork:
     image: Image.Image
     dpi: int
     settings: Settings
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: PageFacts = None  # type: ignore[assignment]  # by default: index, status ok
     text_pdf: bytes | None = None
     done: bool = False
+
+    def __post_init__(self) -> None:
+        if self.facts is None:
+            self.facts = PageFacts(index=self.index, status="ok")
 
 
 @dataclass
@@ -48,7 +54,7 @@ class DossierWork:
     agency: str
     code_source: str
     pages: list[int]
-    page_facts: list[dict[str, Any]]
+    page_facts: list[PageFacts]
     page_pdfs: list[bytes]
     settings: Settings
     received_at: str  # ISO 8601, when the batch was received

@@ -70,6 +70,7 @@ from ocr.errors import ToolError
 from storage import layout
 from storage.errors import TRANSIENT, describe
 from storage.leases import Leases, finish_key, page_key
+from storage.records import BatchRecord
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,9 @@ class SettlesBatch(Task):  # type: ignore[misc]
         if self.name != finish_batch.name:
             return
         record = pipeline.record(batch_id)
-        if record["status"] not in FINAL:
-            record.update(status="failed", error=f"unexpected: {type(exc).__name__}: {exc}"[:2000])
+        if record.status not in FINAL:
+            record.status = "failed"
+            record.error = f"unexpected: {type(exc).__name__}: {exc}"[:2000]
             pipeline.save_record(record)
 
 
@@ -124,7 +126,7 @@ def start_batch(batch_id: str) -> str:
     page of each chain. A batch already ordered is left to its chains (a second delivery)."""
     pipeline = _pipeline()
     record = pipeline.inspect(batch_id)
-    if record["status"] in FINAL or not record.get("pages") or _ordered(record):
+    if record.status in FINAL or not record.pages or _ordered(record):
         return batch_id
     record = _order(pipeline, batch_id)
     _queue_heads(pipeline, record)
@@ -155,7 +157,7 @@ def _after_page(pipeline: Pipeline, batch_id: str, index: int, go_on: bool) -> N
     """With `go_on`, queues the next page of this page's chain that has no result; once the chain
     has none left, queues finish_batch if every page of the batch has its result."""
     record = pipeline.record(batch_id)
-    if record["status"] in FINAL:
+    if record.status in FINAL:
         return
     order, window = _plan(record)
     done = _has_result(pipeline, batch_id)
@@ -165,14 +167,14 @@ def _after_page(pipeline: Pipeline, batch_id: str, index: int, go_on: bool) -> N
             if go_on:
                 process_page.delay(batch_id, later)
             return
-    if all(done(i) for i in range(record["pages"])):
+    if all(done(i) for i in range(record.pages)):
         finish_batch.delay(batch_id)
 
 
 @app.task(name="sohoa.finish_batch", base=SettlesBatch, **RETRY)
 def finish_batch(batch_id: str) -> str:
     pipeline = _pipeline()
-    if pipeline.record(batch_id)["status"] in FINAL:
+    if pipeline.record(batch_id).status in FINAL:
         return batch_id
     with _leases().holding(finish_key(batch_id), _lease_s(), batch_id=batch_id) as mine:
         if not mine:
@@ -239,11 +241,11 @@ def queue_missing(batch_id: str, only_if_idle: bool = True) -> list[str]:
     With `only_if_idle`, only when the queue is empty (otherwise the work may be in it)."""
     pipeline = _pipeline()
     record = pipeline.record(batch_id)
-    if record["status"] in FINAL:
+    if record.status in FINAL:
         return []
     if only_if_idle and queued_messages() != 0:
         return []
-    if record["status"] == "received" or not record.get("pages"):
+    if record.status == "received" or not record.pages:
         start_batch.delay(batch_id)
         return ["start"]
     if not _ordered(record):  # counted, but its start was cut short (or began before orders)
@@ -251,8 +253,8 @@ def queue_missing(batch_id: str, only_if_idle: bool = True) -> list[str]:
     return _queue_heads(pipeline, record)
 
 
-def _queue_heads(pipeline: Pipeline, record: dict[str, Any]) -> list[str]:
-    batch_id = record["batch_id"]
+def _queue_heads(pipeline: Pipeline, record: BatchRecord) -> list[str]:
+    batch_id = record.batch_id
     live = _leases().live(batch_id)
     done = _has_result(pipeline, batch_id)
     order, window = _plan(record)
@@ -274,33 +276,30 @@ def _queue_heads(pipeline: Pipeline, record: dict[str, Any]) -> list[str]:
 
 # ---- the order pages are queued in ---------------------------------------------------------
 
-ORDER, WINDOW = "page_order", "pages_in_flight"  # keys of the batch record
+def _ordered(record: BatchRecord) -> bool:
+    return record.has("pages_in_flight")
 
 
-def _ordered(record: dict[str, Any]) -> bool:
-    return WINDOW in record
-
-
-def _order(pipeline: Pipeline, batch_id: str) -> dict[str, Any]:
+def _order(pipeline: Pipeline, batch_id: str) -> BatchRecord:
     """Stores in the batch record the order its pages are queued in (heaviest first; null for
     the page order) and its window, once: every later task reads them there."""
     record = pipeline.record(batch_id)
-    order = pipeline.heaviest_first(batch_id, list(range(record["pages"])))
+    order = pipeline.heaviest_first(batch_id, list(range(record.pages)))
     record = pipeline.record(batch_id)
-    record[ORDER] = None if order == sorted(order) else order
-    record[WINDOW] = get_settings().broker.pages_in_flight
+    record.page_order = None if order == sorted(order) else order
+    record.pages_in_flight = get_settings().broker.pages_in_flight
     pipeline._save_record(record)  # the store's copy only: the catalog has nothing to index
     return record
 
 
-def _plan(record: dict[str, Any]) -> tuple[list[int], int]:
+def _plan(record: BatchRecord) -> tuple[list[int], int]:
     """The order of a batch's pages and its window; for a batch begun before they were stored,
     the page order and the window of the settings."""
-    pages = int(record.get("pages") or 0)
-    order = record.get(ORDER)
+    pages = record.pages
+    order = record.page_order
     if not order or len(order) != pages:
         order = list(range(pages))
-    return order, max(1, int(record.get(WINDOW) or get_settings().broker.pages_in_flight))
+    return order, max(1, record.pages_in_flight or get_settings().broker.pages_in_flight)
 
 
 def _has_result(pipeline: Pipeline, batch_id: str) -> Callable[[int], bool]:
@@ -309,7 +308,7 @@ def _has_result(pipeline: Pipeline, batch_id: str) -> Callable[[int], bool]:
 
 def submit(path: Path, dossier: str | None = None, source: str = "upload",
            file_name: str | None = None, agency: str | None = None, device: str | None = None,
-           incomplete: str | None = None, scope: list[str] | None = None) -> dict[str, Any]:
+           incomplete: str | None = None, scope: list[str] | None = None) -> BatchRecord:
     """Stores the original and queues its start; returns the batch record (`received`). Nothing
     here depends on the number of pages. The same file again queues nothing while its batch is
     under way; it resumes it if it waits, or queues what nobody holds if the queue is empty."""
@@ -317,24 +316,24 @@ def submit(path: Path, dossier: str | None = None, source: str = "upload",
     batch_id = pipeline.receive(path, source=source, dossier=dossier, file_name=file_name,
                                 agency=agency, device=device, incomplete=incomplete, scope=scope)
     record = pipeline.record(batch_id)
-    if record["status"] == "received" and not record.get("start_queued_at"):
+    if record.status == "received" and not record.start_queued_at:
         # Marked before it is queued: a start_batch that ran first would see its record undone.
-        record["start_queued_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        record.start_queued_at = datetime.now(UTC).isoformat(timespec="seconds")
         pipeline._save_record(record)
         try:
             start_batch.delay(batch_id)
         except Exception:  # broker down: the same file sent again must queue it
-            record.pop("start_queued_at")
+            record.unset("start_queued_at")
             pipeline._save_record(record)
             raise
-    elif record["status"] == "waiting":
+    elif record.status == "waiting":
         record = retry(batch_id)
-    elif record["status"] in ("received", "processing"):
+    elif record.status in ("received", "processing"):
         queue_missing(batch_id, only_if_idle=True)
     return record
 
 
-def retry(batch_id: str) -> dict[str, Any]:
+def retry(batch_id: str) -> BatchRecord:
     """Resumes a batch now: one that waits for a dependency, one that failed, or one whose work
     may be lost; queues what nobody holds. Returns the record as it now stands."""
     record = _pipeline().resume(batch_id, reset=True)

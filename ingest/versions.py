@@ -36,7 +36,16 @@ from storage import layout
 from storage.audit import AuditLog
 from storage.catalog import Catalog, version_event
 from storage.objects import ObjectStore
-from storage.records import Manifest, PageRef
+from storage.records import (
+    BatchRecord,
+    Correction,
+    Manifest,
+    OriginalScan,
+    PageFacts,
+    PageRef,
+    PageRefEntry,
+    StoredObject,
+)
 
 FORMAT_VERSION = 1  # of manifests and corrections
 log = logging.getLogger(__name__)
@@ -55,12 +64,12 @@ class DossierChanged:
     version: int
     actor: str
     at: str  # ISO 8601, seconds
-    manifest: dict[str, Any] | None = None  # the version stored (not for field_corrected)
+    manifest: Manifest | None = None  # the version stored (not for field_corrected)
     anchor: str | None = None  # sha256 of that manifest.json as stored
     fields: dict[str, Any] = field(default_factory=dict)  # the version's fields and text
     text: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] | None = None  # the writer's additions to the manifest (a "change")
-    correction: dict[str, Any] | None = None  # field_corrected: the stored correction
+    correction: Correction | None = None  # field_corrected: the stored correction
     remote: str = ""  # where the person's request came from
 
 
@@ -98,20 +107,21 @@ class AuditWriter:
             assert c is not None
             self.audit.append(event.actor, "dossier.field.correct", event.code, event.agency,
                               event.remote,
-                              {"version": event.version, "field": c["name"],
-                               "previous": c["previous"], "value": c["value"],
-                               "reason": c["reason"], "correction": c["seq"]})
+                              {"version": event.version, "field": c.name,
+                               "previous": c.previous, "value": c.value,
+                               "reason": c.reason, "correction": c.seq})
             return
         m = event.manifest
         assert m is not None
         if event.kind == "withdrawn":
             self.audit.append(event.actor, "dossier.withdraw", event.code, event.agency,
-                              detail={"version": event.version, "to": m["withdrawn"]["to"],
+                              detail={"version": event.version,
+                                      "to": m.withdrawn.to if m.withdrawn else None,
                                       "manifest_sha256": event.anchor, **change})
         else:
             self.audit.append(event.actor, "dossier.version.create", event.code, event.agency,
-                              detail={"version": event.version, "batch_id": m["batch_id"],
-                                      "pdf_sha256": m["objects"]["dossier.pdf"]["sha256"],
+                              detail={"version": event.version, "batch_id": m.batch_id,
+                                      "pdf_sha256": m.objects["dossier.pdf"].sha256,
                                       "manifest_sha256": event.anchor, **change})
 
 
@@ -133,12 +143,12 @@ def feed_event(event: DossierChanged) -> dict[str, Any]:
         c = event.correction
         assert c is not None
         return {"kind": "field_corrected", "dossier_id": event.code, "agency": event.agency,
-                "version": event.version, "field": c["name"], "value": c["value"],
-                "previous": c["previous"], "at": c["at"]}
+                "version": event.version, "field": c.name, "value": c.value,
+                "previous": c.previous, "at": c.at}
     m = event.manifest
     assert m is not None
-    pdf = m["objects"].get("dossier.pdf", {}).get("key", "")
-    return version_event(m, event.agency, pdf, datetime.fromisoformat(m["created_at"]))
+    pdf = m.objects["dossier.pdf"].key if "dossier.pdf" in m.objects else ""
+    return version_event(m, event.agency, pdf, datetime.fromisoformat(m.created_at))
 
 
 def listeners(catalog: Catalog | None, audit: AuditLog | None,
@@ -182,74 +192,74 @@ class Dossiers:
     def store_version(self, code: str, agency: str, code_source: str, refs: list[PageRef],
                       claim: str, registry: dict[str, Any] | None = None,
                       actor: str = "pipeline", extra: dict[str, Any] | None = None
-                      ) -> dict[str, Any]:
+                      ) -> Manifest:
         """A new version of dossier `code` made of these pages (from one batch or several, each
         possibly turned by a person): dossier stages, objects, manifest, then the event.
         `claim` makes it idempotent: the same claim gets the same version number."""
         batch_id = refs[0].batch_id
-        record = json.loads(self.store.get(layout.batch_record(batch_id)))
-        facts = [json.loads(self.store.get(layout.page_facts(r.batch_id, r.index)))
+        record = BatchRecord.load(self.store.get(layout.batch_record(batch_id)))
+        facts = [PageFacts.load(self.store.get(layout.page_facts(r.batch_id, r.index)))
                  for r in refs]
         pdfs = [pdfmod.rotated(self.store.get(layout.page_pdf(r.batch_id, r.index)), r.rotate)
                 for r in refs]
         pages = [r.index for r in refs]
         work = DossierWork(batch_id, code, agency, code_source, pages, facts, pdfs,
-                           self.settings, record["received_at"], registry=registry)
+                           self.settings, record.received_at or "", registry=registry)
         for stage in self.stages:
             stage(work)
         assert work.pdf is not None, "a dossier stage must produce the PDF"
         version = self._claim_version(code, claim)
         prefix = layout.version_prefix(code, version)
         fields = {k: f.to_dict() for k, f in work.fields.items()}
-        text = [{"page": i, "lines": (f.get("ocr") or {}).get("lines", [])}
+        text = [{"page": i, "lines": f.ocr.lines if f.ocr else []}
                 for i, f in zip(pages, facts, strict=True)]
-        objects = {}
+        objects: dict[str, StoredObject] = {}
         procedure = work.fields.get("procedure")
         retention = self.settings.storage.retention_for(procedure.value if procedure else None)
         stored = [("dossier.pdf", work.pdf), *sorted(work.copies.items()),
                   ("text.json", _json(text)), ("fields.json", _json(fields))]
         for name, data in stored:
             info = self.store.put(prefix + name, data, overwrite=True, retention_days=retention)
-            objects[name] = {"key": info.key, "sha256": info.sha256, "size": info.size}
-        manifest = {
-            "format": FORMAT_VERSION, "dossier_id": code, "agency": agency,
-            "version": version, "batch_id": batch_id, "code_source": code_source,
-            "pages": pages, "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "original": {"key": record["original"], "sha256": record["sha256"],
-                         "size": record["size"], "file": record["file"]},
-            "objects": objects,
-        }
+            objects[name] = StoredObject(key=info.key, sha256=info.sha256, size=info.size)
+        assert record.original and record.sha256 and record.size is not None
+        manifest = Manifest(
+            format=FORMAT_VERSION, dossier_id=code, agency=agency, version=version,
+            batch_id=batch_id, code_source=code_source, pages=pages,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            original=OriginalScan(key=record.original, sha256=record.sha256, size=record.size,
+                                  file=record.file),
+            objects=objects)
         if any(r.batch_id != batch_id or r.rotate for r in refs):
-            manifest["page_refs"] = [r.to_dict() for r in refs]
-        manifest["retention_days"] = retention
+            manifest.page_refs = [PageRefEntry.model_validate(r.to_dict()) for r in refs]
+        manifest.retention_days = retention
         if registry is not None:
-            manifest["registry"] = registry
-        manifest.update(work.manifest)
-        manifest.update(extra or {})
+            manifest.registry = registry
+        for key, value in {**work.manifest, **(extra or {})}.items():
+            setattr(manifest, key, value)
         # The manifest's own checksum goes into the audit log: the anchor that proves the
         # manifest was not rewritten later (storage/integrity.py).
-        anchor = self.store.put(prefix + "manifest.json", _json(manifest), overwrite=True,
+        anchor = self.store.put(prefix + "manifest.json", manifest.dump(), overwrite=True,
                                 retention_days=retention).sha256
         self.emit(DossierChanged("created" if version == 1 else "new_version", code, agency,
-                                 version, actor, manifest["created_at"], manifest, anchor,
+                                 version, actor, manifest.created_at, manifest, anchor,
                                  fields, text, extra))
         return manifest
 
-    def emit_stored(self, manifest: dict[str, Any], actor: str = "pipeline") -> None:
+    def emit_stored(self, manifest: Manifest, actor: str = "pipeline") -> None:
         """The event of a version already stored, again: for a run that stored it and was cut
         short before every listener heard (the catalog's index, the audit log's anchor)."""
-        code, version = manifest["dossier_id"], manifest["version"]
+        code, version = manifest.dossier_id, manifest.version
         anchor = hashlib.sha256(self.store.get(
             layout.version_prefix(code, version) + "manifest.json")).hexdigest()
-        fields = json.loads(self.store.get(manifest["objects"]["fields.json"]["key"]))
-        text = json.loads(self.store.get(manifest["objects"]["text.json"]["key"]))
-        extra = {"change": manifest["change"]} if "change" in manifest else None
+        fields = json.loads(self.store.get(manifest.objects["fields.json"].key))
+        text = json.loads(self.store.get(manifest.objects["text.json"].key))
+        extra = {"change": manifest.change} if manifest.has("change") else None
         self.emit(DossierChanged("created" if version == 1 else "new_version", code,
-                                 manifest["agency"], version, actor, manifest["created_at"],
+                                 manifest.agency, version, actor, manifest.created_at,
                                  manifest, anchor, fields, text, extra))
 
     def withdraw(self, code: str, to: str, claim: str, actor: str,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                 extra: dict[str, Any] | None = None) -> Manifest:
         """A version of dossier `code` that withdraws the code: a person found it was misread
         and its pages are now dossier `to`. It has no pages and no objects; its manifest says
         `withdrawn: {to, by, at}` and keeps the original scan's checksum (so it verifies). The
@@ -258,69 +268,63 @@ class Dossiers:
         latest = self.versions(code)[-1]
         version = self._claim_version(code, claim)
         at = datetime.now(UTC).isoformat(timespec="seconds")
-        manifest = {
-            "format": FORMAT_VERSION, "dossier_id": code, "agency": latest["agency"],
-            "version": version, "batch_id": latest["batch_id"],
-            "code_source": latest["code_source"], "pages": [], "created_at": at,
-            "original": latest["original"], "objects": {},
-            "retention_days": latest.get("retention_days"),
-            "withdrawn": {"to": to, "by": actor, "at": at, "from_version": latest["version"]},
+        manifest = Manifest.model_validate({
+            "format": FORMAT_VERSION, "dossier_id": code, "agency": latest.agency,
+            "version": version, "batch_id": latest.batch_id,
+            "code_source": latest.code_source, "pages": [], "created_at": at,
+            "original": latest.original.as_dict(), "objects": {},
+            "retention_days": latest.retention_days,
+            "withdrawn": {"to": to, "by": actor, "at": at, "from_version": latest.version},
             **(extra or {}),
-        }
+        })
         key = layout.version_prefix(code, version) + "manifest.json"
         if self.store.exists(key):  # stored by an earlier run of this claim, cut short
             data = self.store.get(key)
-            manifest = json.loads(data)
+            manifest = Manifest.load(data)
             anchor = hashlib.sha256(data).hexdigest()
         else:
-            anchor = self.store.put(key, _json(manifest),
-                                    retention_days=manifest["retention_days"]).sha256
-        self.emit(DossierChanged("withdrawn", code, manifest["agency"], version, actor,
-                                 manifest["created_at"], manifest, anchor, extra=extra))
+            anchor = self.store.put(key, manifest.dump(),
+                                    retention_days=manifest.retention_days).sha256
+        self.emit(DossierChanged("withdrawn", code, manifest.agency, version, actor,
+                                 manifest.created_at, manifest, anchor, extra=extra))
         return manifest
 
     def correct(self, code: str, name: str, value: str, actor: str, reason: str = "",
-                remote: str = "") -> dict[str, Any]:
+                remote: str = "") -> Correction:
         """A person's correction of a field of the latest version: stored as an object of its
         own (the version's fields.json stays as the machine read it), then the event."""
         manifest = self.versions(code)[-1]
-        version = manifest["version"]
-        fields = json.loads(self.store.get(manifest["objects"]["fields.json"]["key"]))
+        version = manifest.version
+        fields = json.loads(self.store.get(manifest.objects["fields.json"].key))
         if self.catalog:
             current = self.catalog.dossier(code)
             if current and current["version"] == version:
                 fields = current["fields"]
         previous = fields.get(name)
-        correction = {"format": FORMAT_VERSION, "dossier_id": code, "version": version,
-                      "name": name, "value": value,
-                      "previous": previous["value"] if previous else None,
-                      "page": previous["page"] if previous else manifest["pages"][0],
-                      "actor": actor, "reason": reason,
-                      "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        seq = 1
-        while not self.store.create(layout.correction(code, seq),
-                                    _json({**correction, "seq": seq})):
-            seq += 1
-        correction["seq"] = seq
-        self.emit(DossierChanged("field_corrected", code, manifest["agency"], version, actor,
-                                 correction["at"], correction=correction, remote=remote))
+        correction = Correction(format=FORMAT_VERSION, dossier_id=code, version=version,
+                                name=name, value=value,
+                                previous=previous["value"] if previous else None,
+                                page=previous["page"] if previous else manifest.pages[0],
+                                actor=actor, reason=reason,
+                                at=datetime.now(UTC).isoformat(timespec="seconds"), seq=1)
+        while not self.store.create(layout.correction(code, correction.seq), correction.dump()):
+            correction.seq += 1
+        self.emit(DossierChanged("field_corrected", code, manifest.agency, version, actor,
+                                 correction.at, correction=correction, remote=remote))
         return correction
 
     # ---- readers ---------------------------------------------------------------------------
 
-    def versions(self, code: str) -> list[dict[str, Any]]:
+    def versions(self, code: str) -> list[Manifest]:
         """The stored versions of dossier `code`, oldest first."""
         keys = [k for k in self.store.list(layout.dossier_prefix(code))
                 if k.endswith("/manifest.json")]
-        return sorted((Manifest.load(self.store.get(k)).as_dict() for k in keys),
-                      key=lambda m: m["version"])
+        return sorted((Manifest.load(self.store.get(k)) for k in keys), key=lambda m: m.version)
 
     @staticmethod
-    def page_refs(manifest: dict[str, Any]) -> list[PageRef]:
+    def page_refs(manifest: Manifest) -> list[PageRef]:
         """The pages a stored version is made of."""
-        if "page_refs" in manifest:
-            return [PageRef(**r) for r in manifest["page_refs"]]
-        return [PageRef(manifest["batch_id"], i) for i in manifest["pages"]]
+        return manifest.refs()
 
     def _claim_version(self, code: str, claim: str) -> int:
         """The next free version number, claimed atomically (or this claim's earlier one)."""

@@ -75,12 +75,12 @@ class Watchdog:
         actions = []
         now = datetime.now(UTC)
         for record in batches:
-            batch_id = record["batch_id"]
+            batch_id = record.batch_id
             try:
                 if self.leases.is_live(batch_key(batch_id)):
                     continue  # `sohoa ingest` runs it on its own machine
-                if record["status"] == "waiting":
-                    due = (record.get("waiting_for") or {}).get("next_try")
+                if record.status == "waiting":
+                    due = (record.waiting_for or {}).get("next_try")
                     if due is None or datetime.fromisoformat(due) <= now:
                         try:
                             self.pipeline.resume(batch_id)

@@ -21,6 +21,8 @@ from ocr.text import fold
 from storage import layout, migrate
 from storage.db import Base, aware, engine_for
 from storage.objects import ObjectStore
+from storage.records import BatchRecord, Manifest, PageFacts
+from storage.records import Correction as CorrectionRecord
 from storage.tables import Batch, Correction, Dossier, DossierVersion, FieldRow, Page
 
 P = ParamSpec("P")
@@ -39,16 +41,17 @@ def _again_on_conflict(write: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def version_event(manifest: dict[str, Any], agency: str, pdf_key: str,
+def version_event(manifest: Manifest, agency: str, pdf_key: str,
                   at: datetime) -> dict[str, Any]:
     """The change-feed event of a stored version (also what webhooks receive): `created`,
     `new_version`, or `withdrawn` with `to`, the code that now holds its pages."""
-    version = manifest["version"]
-    event = {"kind": "created" if version == 1 else "new_version",
-             "dossier_id": manifest["dossier_id"], "agency": agency, "version": version,
-             "batch_id": manifest["batch_id"], "pdf": pdf_key or None, "at": at.isoformat()}
-    if withdrawn := manifest.get("withdrawn"):
-        event.update(kind="withdrawn", to=withdrawn["to"])
+    version = manifest.version
+    event: dict[str, Any] = {
+        "kind": "created" if version == 1 else "new_version",
+        "dossier_id": manifest.dossier_id, "agency": agency, "version": version,
+        "batch_id": manifest.batch_id, "pdf": pdf_key or None, "at": at.isoformat()}
+    if withdrawn := manifest.withdrawn:
+        event.update(kind="withdrawn", to=withdrawn.to)
     return event
 
 
@@ -76,53 +79,53 @@ class Catalog:
     # ---- writes: each replaces what the catalog knew, so indexing twice changes nothing ----
 
     @_again_on_conflict
-    def index_batch(self, record: dict[str, Any], pages: list[dict[str, Any]]) -> None:
+    def index_batch(self, record: BatchRecord, pages: list[PageFacts]) -> None:
         roles: dict[int, tuple[str, str | None]] = {}
-        for d in record.get("dossiers", []):
-            for p in d["pages"]:
-                roles[p] = ("dossier", d["dossier_id"])
-        waiting = set(record.get("unmatched_pages", []))
+        for d in record.dossiers:
+            for p in d.pages:
+                roles[p] = ("dossier", d.dossier_id)
+        waiting = set(record.unmatched_pages)
         for p in waiting:
             roles[p] = ("unmatched", None)
-        for r in record.get("review", []):
-            if r.get("reason") in HELD:
-                roles.update({p: ("held", r["code"]) for p in r["pages"] if p in waiting})
-        for d in record.get("dropped_pages", []):
-            roles[d["page"]] = (d["reason"], None)
+        for r in record.review:
+            if r.reason in HELD:
+                roles.update({p: ("held", r.code) for p in r.pages if p in waiting})
+        for dropped in record.dropped_pages:
+            roles[dropped.page] = (dropped.reason, None)
+        assert record.received_at is not None
         with self.session() as s:
-            s.execute(delete(Page).where(Page.batch_id == record["batch_id"]))
-            s.merge(Batch(id=record["batch_id"], file_name=record["file"], sha256=record["sha256"],
-                          status=record["status"], error=record.get("error"),
-                          page_count=record.get("pages", 0),
-                          received_at=datetime.fromisoformat(record["received_at"]),
-                          record=record))
+            s.execute(delete(Page).where(Page.batch_id == record.batch_id))
+            s.merge(Batch(id=record.batch_id, file_name=record.file, sha256=record.sha256,
+                          status=record.status, error=record.error, page_count=record.pages,
+                          received_at=datetime.fromisoformat(record.received_at),
+                          record=record.as_dict()))
             s.flush()
             for f in pages:
-                role, code = roles.get(f["index"], ("unmatched", None))
-                ocr = f.get("ocr") or {}
-                s.add(Page(batch_id=record["batch_id"], index=f["index"],
-                           status=f.get("status", "ok"), dossier_code=code, role=role,
-                           rotation=f.get("rotation", 0), skew=f.get("skew", 0.0),
-                           confidence=ocr.get("confidence", 0.0),
-                           text="\n".join(ocr.get("lines", []))))
+                role, code = roles.get(f.index, ("unmatched", None))
+                ocr = f.ocr
+                s.add(Page(batch_id=record.batch_id, index=f.index,
+                           status=f.status, dossier_code=code, role=role,
+                           rotation=f.rotation or 0, skew=f.skew or 0.0,
+                           confidence=(ocr.confidence or 0.0) if ocr else 0.0,
+                           text="\n".join(ocr.lines) if ocr else ""))
 
     @_again_on_conflict
-    def index_version(self, manifest: dict[str, Any], fields: dict[str, dict[str, Any]],
+    def index_version(self, manifest: Manifest, fields: dict[str, dict[str, Any]],
                       text: list[dict[str, Any]] | None = None) -> None:
         """A stored version; a withdrawing version (manifest `withdrawn`, no pages, no objects)
         takes its code out of listing and search until a later version brings it back."""
-        code, version = manifest["dossier_id"], manifest["version"]
-        created = datetime.fromisoformat(manifest["created_at"])
+        code, version = manifest.dossier_id, manifest.version
+        created = datetime.fromisoformat(manifest.created_at)
         words = [code] + [str(f["value"]) for f in fields.values()]
         words += [line for page in text or [] for line in page.get("lines", [])]
         search = fold(" ".join(words))
-        withdrawn_to = (manifest.get("withdrawn") or {}).get("to")
-        pdf = manifest["objects"].get("dossier.pdf")
+        withdrawn_to = manifest.withdrawn.to if manifest.withdrawn else None
+        pdf = manifest.objects.get("dossier.pdf")
         with self.session() as s:
             dossier = s.get(Dossier, code)
             procedure = (fields.get("procedure") or {}).get("value")
             if dossier is None:
-                s.add(Dossier(code=code, agency=manifest["agency"], procedure=procedure,
+                s.add(Dossier(code=code, agency=manifest.agency, procedure=procedure,
                               latest_version=version, updated_at=created, search=search,
                               withdrawn_to=withdrawn_to))
             elif version >= dossier.latest_version:
@@ -131,36 +134,36 @@ class Catalog:
                 dossier.search = search
                 dossier.withdrawn_to = withdrawn_to
             s.flush()
-            s.merge(DossierVersion(code=code, version=version, batch_id=manifest["batch_id"],
-                                   pdf_key=pdf["key"] if pdf else "",
+            s.merge(DossierVersion(code=code, version=version, batch_id=manifest.batch_id,
+                                   pdf_key=pdf.key if pdf else "",
                                    manifest_key=layout.version_prefix(code, version)
                                    + "manifest.json",
-                                   manifest=manifest, created_at=created))
+                                   manifest=manifest.as_dict(), created_at=created))
             s.execute(delete(FieldRow).where(FieldRow.code == code, FieldRow.version == version))
             for name, f in fields.items():
                 s.add(FieldRow(code=code, version=version, name=name, value=f["value"],
                                page=f["page"], confidence=f["confidence"], source=f["source"]))
 
     @_again_on_conflict
-    def index_correction(self, correction: dict[str, Any]) -> None:
+    def index_correction(self, correction: CorrectionRecord) -> None:
         """Applies a stored correction to its version's field (idempotent: by code and seq)."""
-        code, version, name = correction["dossier_id"], correction["version"], correction["name"]
+        c = correction
+        code, version, name = c.dossier_id, c.version, c.name
         with self.session() as s:
-            s.merge(Correction(code=code, seq=correction["seq"], version=version, name=name,
-                               previous=correction.get("previous"), value=correction["value"],
-                               actor=correction["actor"], reason=correction.get("reason", ""),
-                               at=datetime.fromisoformat(correction["at"])))
+            s.merge(Correction(code=code, seq=c.seq, version=version, name=name,
+                               previous=c.previous, value=c.value, actor=c.actor,
+                               reason=c.reason, at=datetime.fromisoformat(c.at)))
             row = s.get(FieldRow, (code, version, name))
             if row is None:
-                s.add(FieldRow(code=code, version=version, name=name, value=correction["value"],
-                               page=correction.get("page", 0), confidence=1.0, source="corrected"))
+                s.add(FieldRow(code=code, version=version, name=name, value=c.value,
+                               page=c.page or 0, confidence=1.0, source="corrected"))
             else:
-                row.value, row.confidence, row.source = correction["value"], 1.0, "corrected"
+                row.value, row.confidence, row.source = c.value, 1.0, "corrected"
             dossier = s.get(Dossier, code)
             if dossier is not None and dossier.latest_version == version:
-                dossier.search = f"{dossier.search} {fold(correction['value'])}"
+                dossier.search = f"{dossier.search} {fold(c.value)}"
                 if name == "procedure":
-                    dossier.procedure = correction["value"]
+                    dossier.procedure = c.value
 
     # ---- reads ----
 
@@ -289,7 +292,8 @@ class Catalog:
             versions = versions.where(since(DossierVersion.created_at, DossierVersion.version, 0))
             corrections = corrections.where(since(Correction.at, Correction.seq, 1))
         with self.session() as s:
-            events = [(version_event(v.manifest, agency, v.pdf_key, aware(v.created_at)),
+            events = [(version_event(Manifest.load(v.manifest), agency, v.pdf_key,
+                                     aware(v.created_at)),
                        (aware(v.created_at), v.code, 0, v.version))
                       for v, agency in s.execute(versions).all()]
             events += [({"kind": "field_corrected", "dossier_id": c.code, "agency": agency,
@@ -302,28 +306,28 @@ class Catalog:
         return [{**event, "position": [key[0].isoformat(), key[1], key[2], key[3]]}
                 for event, key in events[:limit]]
 
-    def batch(self, batch_id: str) -> dict[str, Any] | None:
+    def batch(self, batch_id: str) -> BatchRecord | None:
         with self.session() as s:
             b = s.get(Batch, batch_id)
-            return dict(b.record) if b else None
+            return BatchRecord.load(dict(b.record)) if b else None
 
-    def unfinished_batches(self, limit: int = 1000) -> list[dict[str, Any]]:
+    def unfinished_batches(self, limit: int = 1000) -> list[BatchRecord]:
         """Records of batches not yet done, needs_review or failed (the watchdog's round),
         oldest first."""
         stmt = (select(Batch.record).where(Batch.status.in_(UNFINISHED))
                 .order_by(Batch.received_at, Batch.id).limit(limit))
         with self.session() as s:
-            return [dict(r) for r in s.scalars(stmt).all()]
+            return [BatchRecord.load(dict(r)) for r in s.scalars(stmt).all()]
 
     def recent_batches(self, agencies: tuple[str, ...] | None,
-                       limit: int = 20) -> list[dict[str, Any]]:
+                       limit: int = 20) -> list[BatchRecord]:
         """The batch records indexed last (finished or failed), newest first; `agencies=None`
         means all (the scanning station's batch list)."""
         stmt = select(Batch.record).order_by(Batch.received_at.desc(), Batch.id).limit(limit)
         if agencies is not None:
             stmt = stmt.where(Batch.record["agency"].as_string().in_(agencies))
         with self.session() as s:
-            return [dict(r) for r in s.scalars(stmt).all()]
+            return [BatchRecord.load(dict(r)) for r in s.scalars(stmt).all()]
 
     # ---- rebuild from the truth ----
 
@@ -335,24 +339,24 @@ class Catalog:
         batches = versions = 0
         for key in store.list("batches/"):
             if key.endswith("/batch.json"):
-                record = json.loads(store.get(key))
-                pages = [json.loads(store.get(layout.page_facts(record["batch_id"], i)))
-                         for i in range(record.get("pages", 0))
-                         if store.exists(layout.page_facts(record["batch_id"], i))]
+                record = BatchRecord.load(store.get(key))
+                pages = [PageFacts.load(store.get(layout.page_facts(record.batch_id, i)))
+                         for i in range(record.pages)
+                         if store.exists(layout.page_facts(record.batch_id, i))]
                 self.index_batch(record, pages)
                 batches += 1
         for key in store.list("dossiers/"):
             if key.endswith("/manifest.json"):
-                manifest = json.loads(store.get(key))
-                objects = manifest["objects"]  # none in a version that withdraws its code
-                fields = json.loads(store.get(objects["fields.json"]["key"])) \
+                manifest = Manifest.load(store.get(key))
+                objects = manifest.objects  # none in a version that withdraws its code
+                fields = json.loads(store.get(objects["fields.json"].key)) \
                     if "fields.json" in objects else {}
-                text = json.loads(store.get(objects["text.json"]["key"])) \
+                text = json.loads(store.get(objects["text.json"].key)) \
                     if "text.json" in objects else []
                 self.index_version(manifest, fields, text)
                 versions += 1
-        corrections = [json.loads(store.get(k)) for k in store.list("dossiers/")
+        corrections = [CorrectionRecord.load(store.get(k)) for k in store.list("dossiers/")
                        if layout.is_correction(k)]
-        for correction in sorted(corrections, key=lambda c: (c["dossier_id"], c["seq"])):
+        for correction in sorted(corrections, key=lambda c: (c.dossier_id, c.seq)):
             self.index_correction(correction)
         return batches, versions

@@ -15,13 +15,13 @@ entry recorded.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from storage import layout
 from storage.objects import ObjectMissing, ObjectStore
+from storage.records import Manifest
 
 if TYPE_CHECKING:
     from storage.audit import AuditLog
@@ -49,12 +49,12 @@ def manifests(store: ObjectStore, code: str | None = None) -> Iterator[dict]:
         yield manifest
 
 
-def _stored(store: ObjectStore, code: str | None) -> Iterator[tuple[bytes, dict[str, Any]]]:
+def _stored(store: ObjectStore, code: str | None) -> Iterator[tuple[bytes, Manifest]]:
     prefix = layout.dossier_prefix(code) if code else "dossiers/"
     for key in store.list(prefix):
         if key.endswith("/manifest.json"):
             data = store.get(key)
-            yield data, json.loads(data)
+            yield data, Manifest.load(data)
 
 
 def verify(store: ObjectStore, code: str | None = None, catalog: Catalog | None = None,
@@ -66,10 +66,10 @@ def verify(store: ObjectStore, code: str | None = None, catalog: Catalog | None 
     findings: list[Finding] = []
     stored: set[tuple[str, int]] = set()
     for data, m in _stored(store, code):
-        dossier, version = m["dossier_id"], m["version"]
+        dossier, version = m.dossier_id, m.version
         stored.add((dossier, version))
-        expected = [(o["key"], o["sha256"]) for o in m["objects"].values()]
-        expected.append((m["original"]["key"], m["original"]["sha256"]))
+        expected = [(o.key, o.sha256) for o in m.objects.values()]
+        expected.append((m.original.key, m.original.sha256))
         for key, sha in expected:
             try:
                 actual: str | None = store.sha256(key)
@@ -88,15 +88,15 @@ def verify(store: ObjectStore, code: str | None = None, catalog: Catalog | None 
     return findings
 
 
-def _manifest_finding(data: bytes, manifest: dict[str, Any], anchor: dict[str, Any]) -> Finding:
+def _manifest_finding(data: bytes, manifest: Manifest, anchor: dict[str, Any]) -> Finding:
     """The manifest against what the audit log recorded when its version was made."""
-    dossier, version = manifest["dossier_id"], manifest["version"]
+    dossier, version = manifest.dossier_id, manifest.version
     key = layout.version_prefix(dossier, version) + "manifest.json"
     if recorded := anchor.get("manifest_sha256"):
         actual = hashlib.sha256(data).hexdigest()
         return Finding(dossier, version, key, "ok" if actual == recorded else "changed",
                        recorded, actual)
-    pdf = (manifest["objects"].get("dossier.pdf") or {}).get("sha256")
+    pdf = manifest.objects["dossier.pdf"].sha256 if "dossier.pdf" in manifest.objects else None
     recorded = anchor.get("pdf_sha256")
     if not recorded or pdf is None:  # a withdrawal made before anchoring: nothing recorded
         return Finding(dossier, version, key, "ok", recorded or "", pdf)

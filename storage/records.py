@@ -12,7 +12,9 @@
 brought up to date by `migrate`, a record from a newer sohoa or of the wrong shape raises
 `RecordError` naming the record and what is wrong. Keys an older writer did not write load with
 their defaults (the attributes), and are not added to what it gives back: `as_dict()` and
-`dump()` give the record as it was stored, byte for byte, keys in the stored order.
+`dump()` give the record as it was stored, byte for byte, keys in the stored order. A record is
+built the same way (`BatchRecord(batch_id=..., ...)`): its keys are written in the order given,
+keys set later after them, as the dicts these models replace were.
 
 `extra="allow"` where the shape is open: page facts (every page stage adds its own), manifests
 (a writer's `extra`, such as a review's `change`), the batch record (writers of tasks, review and
@@ -25,7 +27,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 FORMAT = 1  # of every record below; a new one gets a step in its model's `migrate`
 
@@ -37,7 +39,86 @@ class RecordError(ValueError):
     the wrong shape."""
 
 
-class Record(BaseModel):
+class Stored(BaseModel):
+    """A stored record or a part of one. It keeps the keys in the order they were written, as
+    the dicts it replaces did: the keys it was loaded or built with, then keys set since (in the
+    order set). A key it was not given is not written back, though its attribute reads its
+    default; `unset()` takes a key out again (what `dict.pop` did)."""
+
+    _keys: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _written_order(cls, data: Any, handler: Any) -> Any:
+        model = handler(data)
+        if isinstance(data, dict) and isinstance(model, Stored):
+            model._keys = [k for k in data if isinstance(k, str)]
+        return model
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if not name.startswith("_") and name not in self._keys:
+            self._keys.append(name)
+
+    def unset(self, name: str) -> Any:
+        """Takes key `name` out of the record (its attribute reads its default again) and gives
+        its value, or None."""
+        if name not in self._keys:
+            return None
+        value = getattr(self, name)
+        self._keys.remove(name)
+        extra = self.__pydantic_extra__
+        if extra is not None and name in extra:
+            del extra[name]
+        else:
+            field = type(self).model_fields[name]
+            object.__setattr__(self, name, field.get_default(call_default_factory=True))
+            self.model_fields_set.discard(name)
+        return value
+
+    def has(self, name: str) -> bool:
+        """Whether the record holds key `name` (was written with it or had it set since)."""
+        return name in self._keys
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as stored: its keys in the order written, its parts as dicts."""
+        return {k: _plain(getattr(self, k)) for k in self._keys}
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a record or dict that would be stored the same (key order aside)."""
+        if isinstance(other, Stored):
+            return type(self) is type(other) and self.as_dict() == other.as_dict()
+        if isinstance(other, dict):
+            return self.as_dict() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # Reading by key, for code and tests written against the dict records: sohoa's own code
+    # reads attributes.
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._keys:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name) if name in self._keys else default
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._keys
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Stored):
+        return value.as_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class Record(Stored):
     """What every stored record shares: its format, load (with migration) and dump."""
 
     model_config = ConfigDict(extra="forbid")
@@ -45,7 +126,6 @@ class Record(BaseModel):
     JSON_ARGS: ClassVar[dict[str, Any]] = {"indent": 1}
 
     format: int = FORMAT
-    _stored: dict[str, Any] | None = PrivateAttr(default=None)
 
     @classmethod
     def migrate(cls, raw: dict[str, Any]) -> dict[str, Any]:
@@ -74,34 +154,17 @@ class Record(BaseModel):
                               f"{type(raw).__name__}")
         raw = cls.migrate(raw)
         try:
-            record = cls.model_validate(raw)
+            return cls.model_validate(raw)
         except ValidationError as e:
             problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(record)'}: "
                                  f"{err['msg']}" for err in e.errors())
             raise RecordError(f"{cls.__name__}: {problems}") from e
-        record._stored = raw
-        return record
-
-    def as_dict(self) -> dict[str, Any]:
-        """The record as stored: the keys it was stored with (or set since), in their order."""
-        dumped = self.model_dump(mode="python", exclude_unset=True)
-        return _ordered_like(dumped, self._stored) if self._stored is not None else dumped
 
     def dump(self) -> bytes:
         return json.dumps(self.as_dict(), ensure_ascii=False, **self.JSON_ARGS).encode()
 
 
-def _ordered_like(value: Any, like: Any) -> Any:
-    """`value` with the keys of its dicts in the order of `like`'s (new keys last)."""
-    if isinstance(value, dict) and isinstance(like, dict):
-        keys = [k for k in like if k in value] + [k for k in value if k not in like]
-        return {k: _ordered_like(value[k], like.get(k)) for k in keys}
-    if isinstance(value, list) and isinstance(like, list) and len(value) == len(like):
-        return [_ordered_like(v, w) for v, w in zip(value, like, strict=True)]
-    return value
-
-
-class Entry(BaseModel):
+class Entry(Stored):
     """A part of a record: loose where writers add keys of their own."""
 
     model_config = ConfigDict(extra="allow")
@@ -119,6 +182,11 @@ class BarcodeFact(Entry):
 
 class OcrFact(Entry):
     lines: list[str] = Field(default_factory=list)
+    line_confidence: list[Number] = Field(default_factory=list)
+    confidence: Number | None = None
+    languages: str | None = None
+    readings: list[dict[str, Any]] = Field(default_factory=list)
+    words: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class PageFacts(Record):
@@ -142,6 +210,7 @@ class PageFacts(Record):
     rotation: Number | None = None
     skew: Number | None = None
     ocr: OcrFact | None = None
+    separator: bool | None = None  # a separator sheet (ReadBarcodes)
 
 
 # ---- batch record ----------------------------------------------------------------------------
@@ -160,16 +229,32 @@ class ReviewEntry(Entry):
     pages: list[int]
     code: str | None = None
     reason: str
+    detail: str | None = None
+    code_source: str | None = None  # of a held version's code (hold_partial, other_agency)
+    agency: str | None = None  # other_agency: the agency of the code
+    current_version: int | None = None  # incomplete_rescan: the dossier's version now
+    current_pages: int | None = None
 
 
 class DroppedPage(Entry):
     page: int
-    reason: str
+    reason: str  # blank | separator | set_aside | kept_current
+    by: str | None = None  # set aside by a person (ingest/review.py discard)
+    action_id: str | None = None
 
 
 class FailedPage(Entry):
     page: int
     error: str | None = None
+
+
+class Resolution(Entry):
+    """Pages of a batch a person put in a dossier (ingest/review.py assign, replace)."""
+
+    pages: list[int]
+    dossier_id: str
+    version: int
+    by: str
 
 
 class BatchRecord(Record):
@@ -206,8 +291,11 @@ class BatchRecord(Record):
     start_queued_at: str | None = None
     waiting_for: dict[str, Any] | None = None
     retried_failure: str | None = None
-    resolved: list[dict[str, Any]] = Field(default_factory=list)
+    resolved: list[Resolution] = Field(default_factory=list)
+    renamed: list[dict[str, Any]] = Field(default_factory=list)
     incomplete_checked: dict[str, Any] | None = None
+    # not stored: ingest/runner.py run_file's answer for a file whose batch had finished before
+    already_ingested: bool = False
 
 
 # ---- dossier versions ------------------------------------------------------------------------

@@ -182,7 +182,7 @@ def submit_file(env: dict[str, str], path: Path, timeout: float = 300) -> str:
     """Queues `path` for the workers as the API does (ingest.tasks.submit), in a process with
     `env`; returns the batch id. RuntimeError with its stderr if it fails."""
     code = ("import json, sys; from pathlib import Path; from ingest.tasks import submit; "
-            "print(json.dumps(submit(Path(sys.argv[1]))))")
+            "print(json.dumps(submit(Path(sys.argv[1])).as_dict()))")
     out = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True,
                          text=True, timeout=timeout, cwd=ROOT)
     if out.returncode != 0:

@@ -14,6 +14,7 @@ from sqlalchemy import event, insert
 from sqlalchemy.orm import Session
 
 from storage.catalog import Catalog, Dossier
+from storage.records import Manifest
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 CODE = "000.00.04.H40-230414-0002"
@@ -34,10 +35,14 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def manifest(version: int) -> dict[str, Any]:
-    return {"dossier_id": CODE, "agency": "000.00.04.H40", "version": version,
-            "batch_id": f"b{version}", "created_at": f"2026-12-01T10:0{version}:00+00:00",
-            "objects": {"dossier.pdf": {"key": f"dossiers/{CODE}/v000{version}/dossier.pdf"}}}
+def manifest(version: int) -> Manifest:
+    stored = {"key": f"dossiers/{CODE}/v000{version}/dossier.pdf", "sha256": "0" * 64, "size": 1}
+    return Manifest.load({
+        "dossier_id": CODE, "agency": "000.00.04.H40", "version": version,
+        "batch_id": f"b{version}", "code_source": "barcode", "pages": [0],
+        "created_at": f"2026-12-01T10:0{version}:00+00:00",
+        "original": {"key": f"batches/b{version}/original.pdf", "sha256": "0" * 64, "size": 1},
+        "objects": {"dossier.pdf": stored}})
 
 
 def test_a_version_indexed_while_another_worker_creates_the_dossier_is_kept(catalog: Catalog) -> None:

@@ -290,7 +290,7 @@ def test_a_bad_or_foreign_code_is_refused_and_nothing_changes(done) -> None:
     then each is refused saying why, and no version, entry or listing changes."""
     pipeline, record, batch = done
     code, other = batch.dossiers[0].code, batch.dossiers[1].code
-    record["agency"] = pipeline.grammar.match(code).agency
+    record.agency = pipeline.grammar.match(code).agency
     pipeline.save_record(record)
     review = Review(pipeline)
     gone = ocr_read(pipeline, record, code[:-4] + "8005", [1])["dossier_id"]

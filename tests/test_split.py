@@ -4,21 +4,23 @@ from typing import Any
 
 from ingest.split import split
 from ocr.dossier_code import DossierCodeGrammar
+from storage.records import PageFacts
 
 A, B = "000.00.04.H40-230414-0002", "000.17.22.H56-210531-0001"
 
 
 def page(i: int, barcode: str | None = None, *, blank: bool = False, sep: bool = False,
-         lines: list[str] | None = None, failed: bool = False) -> dict[str, Any]:
+         lines: list[str] | None = None, failed: bool = False) -> PageFacts:
     facts: dict[str, Any] = {"index": i, "status": "failed" if failed else "ok",
-                             "barcodes": [{"value": barcode}] if barcode else [],
+                             "barcodes": [{"value": barcode, "symbology": "Code128"}]
+                             if barcode else [],
                              "blank": blank, "separator": sep}
     if lines:
         facts["ocr"] = {"lines": lines}
-    return facts
+    return PageFacts.load(facts)
 
 
-def plan_of(pages: list[dict[str, Any]], code: str | None = None) -> tuple:
+def plan_of(pages: list[PageFacts], code: str | None = None) -> tuple:
     p = split(pages, DossierCodeGrammar(), code)
     return ([(d.code, d.pages, d.source) for d in p.dossiers], p.unmatched, p.dropped)
 

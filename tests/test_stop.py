@@ -200,7 +200,7 @@ def submit(env: dict[str, str]) -> str:
     unique = Path(env["SOHOA_DATA_DIR"]).parent / "sample-batch.pdf"
     unique.write_bytes(SAMPLE.read_bytes() + f"\n% {uuid.uuid4()}\n".encode())
     code = ("import json, sys; from pathlib import Path; from ingest.tasks import submit; "
-            "print(json.dumps(submit(Path(sys.argv[1]))))")
+            "print(json.dumps(submit(Path(sys.argv[1])).as_dict()))")
     out = subprocess.run([sys.executable, "-c", code, str(unique)], env=env, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr

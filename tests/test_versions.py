@@ -52,7 +52,8 @@ def with_batch(store: LocalObjectStore, pages: int = 2) -> None:
     """A finished batch as the pipeline leaves it: its record, and each page's facts and PDF."""
     store.put(layout.batch_record(BATCH), json.dumps({
         "batch_id": BATCH, "original": f"batches/{BATCH}/original.pdf", "sha256": "0" * 64,
-        "size": 10, "file": "scan.pdf", "received_at": "2026-12-01T08:00:00+00:00"}).encode())
+        "size": 10, "file": "scan.pdf", "received_at": "2026-12-01T08:00:00+00:00",
+        "status": "done"}).encode())
     for i in range(pages):
         store.put(layout.page_facts(BATCH, i), json.dumps({"index": i, "status": "ok"}).encode())
         store.put(layout.page_pdf(BATCH, i), f"%page {i}\n".encode())

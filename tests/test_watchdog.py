@@ -161,7 +161,7 @@ def test_the_pause_between_tries_doubles_and_a_second_failure_does_not_push_it_l
 def test_a_person_can_retry_a_failed_batch(pipeline: Pipeline) -> None:
     batch_id = started(pipeline, pages_done=7)
     record = pipeline.record(batch_id)
-    record.update(status="failed", error="unexpected: RegistryUnavailable: down")
+    record.status, record.error = "failed", "unexpected: RegistryUnavailable: down"
     pipeline.save_record(record)
     assert pipeline.resume(batch_id)["status"] == "failed"  # not by itself
     resumed = pipeline.resume(batch_id, reset=True)

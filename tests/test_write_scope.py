@@ -319,7 +319,8 @@ def held_for_a(env: Env, target: tuple[str, Path], answer: httpx.Response) -> No
 def failed_batch(env: Env) -> str:
     batch_id = env.pipeline.receive(env.page_file(), agency=A, source="upload")
     record = env.pipeline.record(batch_id)
-    env.pipeline.save_record({**record, "status": "failed", "error": "the test broke it"})
+    record.status, record.error = "failed", "the test broke it"
+    env.pipeline.save_record(record)
     return batch_id
 
 

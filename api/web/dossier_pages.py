@@ -51,6 +51,7 @@ from ocr.text import nfc
 from storage import queries
 from storage.integrity import problems, verify
 from storage.objects import ObjectMissing
+from storage.records import Manifest
 
 LOW_CONFIDENCE = 0.85  # fields read below this are highlighted for a person to check
 TRAIL_PAGE = 50
@@ -166,20 +167,20 @@ def actor_label(lang: str, actor: str) -> str:
     return i18n.translate(lang, "dossier.actor.key", name=actor)
 
 
-def change_text(lang: str, manifest: dict[str, Any]) -> str:
+def change_text(lang: str, manifest: Manifest) -> str:
     """What made this version, in words."""
-    change = manifest.get("change") or {}
+    change = manifest.change or {}  # what the review wrote: its own keys per action
     action = change.get("action")
-    if manifest.get("withdrawn"):
-        return i18n.translate(lang, "dossier.change.withdrawn", to=manifest["withdrawn"]["to"])
-    values = {"batch": manifest["batch_id"], "file": manifest["original"].get("file", ""),
+    if manifest.withdrawn:
+        return i18n.translate(lang, "dossier.change.withdrawn", to=manifest.withdrawn.to)
+    values = {"batch": manifest.batch_id, "file": manifest.original.file or "",
               **{k: v for k, v in change.items() if isinstance(v, str | int)}}
     for key in ("position", "to"):
         if isinstance(change.get(key), int):
             values[key] = change[key] + 1  # people count pages from 1
     values["count"] = len(change.get("pages", []))
     if action is None:
-        action = "scan" if manifest["version"] == 1 else "rescan"
+        action = "scan" if manifest.version == 1 else "rescan"
     key = f"dossier.change.{action}"
     if key not in i18n.VI:
         return str(action)
@@ -189,17 +190,17 @@ def change_text(lang: str, manifest: dict[str, Any]) -> str:
         return str(action)
 
 
-def version_rows(lang: str, manifests: list[dict[str, Any]],
+def version_rows(lang: str, manifests: list[Manifest],
                  created: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Versions newest first with who stored each (from the audit log) and their checksums."""
     by_version = {e["detail"].get("version"): e["actor"] for e in reversed(created)}
     rows = []
     for m in reversed(manifests):
-        objects = [{"name": name, **o} for name, o in sorted(m.get("objects", {}).items())]
-        rows.append({"version": m["version"], "created_at": m["created_at"],
-                     "change": change_text(lang, m), "pages": len(m.get("pages", [])),
-                     "actor": actor_label(lang, by_version.get(m["version"], "pipeline")),
-                     "objects": objects, "original": m["original"]})
+        objects = [{"name": name, **o.as_dict()} for name, o in sorted(m.objects.items())]
+        rows.append({"version": m.version, "created_at": m.created_at,
+                     "change": change_text(lang, m), "pages": len(m.pages),
+                     "actor": actor_label(lang, by_version.get(m.version, "pipeline")),
+                     "objects": objects, "original": m.original.as_dict()})
     return rows
 
 
@@ -226,23 +227,24 @@ def _detail_text(detail: dict[str, Any]) -> str:
     return "; ".join(parts)[:300]
 
 
-def machine_fields(pipeline: Any, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def machine_fields(pipeline: Any, manifest: Manifest) -> dict[str, dict[str, Any]]:
     """The fields as the machine read them (the version's fields.json, never corrected); none
     when that object is gone or damaged (verification reports it; the page still opens)."""
     try:
-        return json.loads(pipeline.store.get(manifest["objects"]["fields.json"]["key"]))
+        return json.loads(pipeline.store.get(manifest.objects["fields.json"].key))
     except (ObjectMissing, KeyError, ValueError):
         return {}
 
 
-def manifests_of(pipeline: Any, found: dict[str, Any]) -> list[dict[str, Any]]:
+def manifests_of(pipeline: Any, found: dict[str, Any]) -> list[Manifest]:
     """The versions' manifests as stored; one missing from object storage (which verification
     reports) is shown from the catalog's copy, so the page still opens."""
-    stored = {m["version"]: m for m in pipeline.dossiers.versions(found["dossier_id"])}
+    stored: dict[int, Manifest] = {m.version: m for m in pipeline.dossiers.versions(found["dossier_id"])}
     missing = [v["version"] for v in found["versions"] if v["version"] not in stored]
     if missing:
-        for m in queries.version_manifests(pipeline.catalog, found["dossier_id"], missing):
-            stored[m["version"]] = m
+        for copy in queries.version_manifests(pipeline.catalog, found["dossier_id"], missing):
+            m = Manifest.load(copy)
+            stored[m.version] = m
     return [stored[v] for v in sorted(stored)]
 
 
@@ -309,9 +311,9 @@ def _dossier_page(request: Request, who: Principal, code: str, status_code: int 
     trail = audit_entries(pipeline, code, reads=reads, limit=TRAIL_PAGE + 1,
                           before=int(before) if before.isdigit() else None) if can_audit else []
     return render(request, "dossier.html", {
-        "d": found, "manifest": latest, "pdf": latest["objects"]["dossier.pdf"],
+        "d": found, "manifest": latest, "pdf": latest.objects["dossier.pdf"],
         "fields": field_rows(lang, found["fields"], machine_fields(pipeline, latest),
-                             latest.get("pages", []), corrections_of(pipeline, code, found["version"])),
+                             latest.pages, corrections_of(pipeline, code, found["version"])),
         "addable": [(n, field_label(lang, n)) for n in ADDABLE_FIELDS if n not in found["fields"]],
         "applicant": next((found["fields"][n]["value"] for n in APPLICANT_FIELDS
                            if n in found["fields"]), ""),
@@ -381,8 +383,8 @@ def add_routes(app: FastAPI, state: WebState) -> None:
         found = visible(state.pipeline, code, who)
         manifest = manifests_of(state.pipeline, found)[-1]
         state.audit(request, who, "dossier.pdf.read", found["dossier_id"], found["agency"],
-                    version=manifest["version"], range=request.headers.get("range"), via="web")
-        return _pdf_response(state.pipeline, manifest["objects"]["dossier.pdf"]["key"],
+                    version=manifest.version, range=request.headers.get("range"), via="web")
+        return _pdf_response(state.pipeline, manifest.objects["dossier.pdf"].key,
                              f"{found['dossier_id']}.pdf")
 
     @app.post("/dossiers/{code}/verify", include_in_schema=False)

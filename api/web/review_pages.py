@@ -25,7 +25,6 @@ What the queue and the screens show (the view models) is built in api/web/review
 import io
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -35,21 +34,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api.keys import Principal
 from api.web import i18n
 from api.web.render import jpeg_response, render
+from api.web.review_changes import CHANGES, ChangeForm
 from api.web.review_view import (
-    LOW_CONFIDENCE,
     QUEUE_LIMIT,
-    DossierPage,
     Refused,
-    batch_dossiers,
-    batch_reasons,
-    describe,
+    batch_view,
+    dossier_view,
     other_agencies,
     pages_text,
-    percent,
     queue,
     refused,
     sees_page,
-    unmatched_groups,
 )
 from api.web.review_view import waiting_batches as waiting_batches  # tests/test_write_scope.py
 from api.web.security import WebState, language, require_role
@@ -58,6 +53,7 @@ from ingest.review import Review, ReviewError
 from ocr.pdf import page_jpeg, rotated
 from storage import layout
 from storage.objects import ObjectMissing
+from storage.records import BatchRecord, Manifest
 
 ROLES = ("scanner", "processor")  # and admin
 THUMB, LARGE = 320, 1400  # longest side of a thumbnail, of an enlarged page
@@ -120,14 +116,14 @@ class ReviewPages:
 
     # ---- lookups: another agency's batch or dossier is one that does not exist ----
 
-    def batch(self, batch_id: str, who: Principal) -> dict[str, Any]:
+    def batch(self, batch_id: str, who: Principal) -> BatchRecord:
         if not BATCH_ID.fullmatch(batch_id):
             raise HTTPException(404)
         try:
             record = self.pipeline.record(batch_id)
         except ObjectMissing:
             raise HTTPException(404) from None
-        if not who.sees(record.get("agency") or "") and \
+        if not who.sees(record.agency or "") and \
                 not any(who.sees(a) for a in other_agencies(record)):
             raise HTTPException(404)
         return record
@@ -204,7 +200,7 @@ class ReviewPages:
                    v: Annotated[int, Query(ge=0)] = 0,
                    p: Annotated[str, Query(max_length=2000)] = "") -> HTMLResponse:
         record = self.batch(batch_id, who)
-        self.state.audit(request, who, "batch.read", batch_id, record.get("agency") or "")
+        self.state.audit(request, who, "batch.read", batch_id, record.agency or "")
         numbers = [int(n) for n in p.split(",") if n.isdigit()]
         notice = self.batch_notice(request, done, code, v, [n - 1 for n in numbers])
         return self.show_batch(request, record, who, notice=notice)
@@ -224,38 +220,34 @@ class ReviewPages:
             return self.message(request, "review.done.incomplete")
         return None
 
-    def show_batch(self, request: Request, record: dict[str, Any], who: Principal,
+    def show_batch(self, request: Request, record: BatchRecord, who: Principal,
                    notice: str | None = None, error: str | None = None, code: str = "",
                    selected: set[int] | None = None, status_code: int = 200,
                    assigned: str | None = None) -> HTMLResponse:
         template = "review_batch_panel.html" if _htmx(request) else "review_batch.html"
         return render(request, template, {
-            "record": record, "groups": unmatched_groups(self.pipeline, record, selected, who),
-            "dossiers": batch_dossiers(self.pipeline, record, who),
-            "reasons": batch_reasons(record), "notice": notice, "error": error, "code": code,
-            "assigned": assigned, "action_id": _new_action(),
-            "incomplete": (record.get("incomplete") and not record.get("incomplete_checked")
-                           and who.sees(record.get("agency") or "")),
-            "settled": record["status"] != "needs_review", "thumb": THUMB, "large": LARGE,
+            **batch_view(self.pipeline, record, who, selected),
+            "notice": notice, "error": error, "code": code, "assigned": assigned,
+            "action_id": _new_action(), "thumb": THUMB, "large": LARGE,
         }, status_code=status_code)
 
     def batch_image(self, request: Request, batch_id: str, number: int, who: Staff,
                     size: Annotated[int, Query(ge=64, le=LARGE)] = THUMB) -> Response:
         """A page of the batch as the scanner saw it (after straightening), for review."""
         record = self.batch(batch_id, who)
-        if not 1 <= number <= record.get("pages", 0) or not sees_page(who, record, number - 1):
+        if not 1 <= number <= record.pages or not sees_page(who, record, number - 1):
             raise HTTPException(404)
         try:
             jpeg = self.page_jpeg(PageRef(batch_id, number - 1), size)
         except ObjectMissing:
             raise HTTPException(404) from None
-        self.state.audit(request, who, "batch.page.read", batch_id, record.get("agency") or "",
+        self.state.audit(request, who, "batch.page.read", batch_id, record.agency or "",
                          page=number, size=size)
         return jpeg_response(request, jpeg, f'"{batch_id}-{number}-{size}"')
 
     def file_of(self, batch_id: str) -> str:
         try:
-            return self.pipeline.record(batch_id)["file"]
+            return self.pipeline.record(batch_id).file or batch_id
         except (ObjectMissing, ValueError):
             return batch_id
 
@@ -272,7 +264,7 @@ class ReviewPages:
         record = self.batch(batch_id, who)
         if op not in ("assign", "discard", "incomplete", "replace", "keep"):
             raise HTTPException(404)
-        if op == "incomplete" and not who.sees(record.get("agency") or ""):
+        if op == "incomplete" and not who.sees(record.agency or ""):
             # Another agency's scan, seen only for pages of ours held in it: its staff check it.
             raise HTTPException(404)
         action = _action_id(action_id)
@@ -281,7 +273,7 @@ class ReviewPages:
             if op == "assign":
                 found = self.code(code)
                 manifest = self.assign(record, indexes, found, who, action)
-                query = {"done": op, "code": found, "v": manifest["version"]}
+                query = {"done": op, "code": found, "v": manifest.version}
             elif op == "discard":
                 self.check_pages(record, indexes, who)
                 self.review.discard(batch_id, indexes, who.key_id, action)
@@ -290,9 +282,9 @@ class ReviewPages:
                 if not (manifest := self.review.replayed_in(record, action)):
                     self.check_pages(record, indexes, who)
                     manifest = self.review.replace(batch_id, indexes, who.key_id, action)
-                query = {"done": op, "code": manifest["dossier_id"], "v": manifest["version"]}
+                query = {"done": op, "code": manifest.dossier_id, "v": manifest.version}
             elif op == "keep":
-                if not any(d.get("action_id") == action for d in record.get("dropped_pages", [])):
+                if not any(d.action_id == action for d in record.dropped_pages):
                     self.check_pages(record, indexes, who)
                 self.review.keep_current(batch_id, indexes, who.key_id, action)
                 query = {"done": op}
@@ -317,23 +309,23 @@ class ReviewPages:
                                error=self.message(request, e.key, **e.values), code=code[:300],
                                selected=set(pages), status_code=e.status_code)
 
-    def check_pages(self, record: dict[str, Any], indexes: list[int], who: Principal) -> None:
+    def check_pages(self, record: BatchRecord, indexes: list[int], who: Principal) -> None:
         if not indexes:
             raise Refused("review.error.no_pages")
-        if not set(indexes) <= set(record.get("unmatched_pages", [])):
+        if not set(indexes) <= set(record.unmatched_pages):
             raise Refused("review.error.not_waiting")
         if not all(sees_page(who, record, i) for i in indexes):
             raise Refused("review.error.not_waiting")  # as if they were not there
 
-    def assign(self, record: dict[str, Any], indexes: list[int], code: str, who: Principal,
-               action: str) -> dict[str, Any]:
+    def assign(self, record: BatchRecord, indexes: list[int], code: str, who: Principal,
+               action: str) -> Manifest:
         if done := self.review.replayed(code, action):
             return done  # the same form again: its pages were assigned the first time
         self.check_pages(record, indexes, who)
         agency = self.pipeline.grammar.match(code).agency  # type: ignore[union-attr]
         if not who.sees(agency):
             raise Refused("review.error.not_yours", code=code)
-        return self.review.assign(record["batch_id"], indexes, code, who.key_id, action)
+        return self.review.assign(record.batch_id, indexes, code, who.key_id, action)
 
     # ---- a dossier ----
 
@@ -373,22 +365,10 @@ class ReviewPages:
                      status_code: int = 200, recode: str | None = None) -> HTMLResponse:
         """The page editor; `recode` is a code typed into the "correct the code" box that was
         refused: shown again there, with the focus."""
-        code = dossier["dossier_id"]
-        versions = self.pipeline.dossiers.versions(code)
-        latest = versions[-1]
-        code_field = dossier["fields"].get("dossier_id") or {}
-        source = code_field.get("source", latest["code_source"])
-        confidence = code_field.get("confidence", 1.0)
-        needs_confirm = latest["code_source"] not in ("barcode", "user") \
-            and (source == "ocr" or confidence < LOW_CONFIDENCE)
+        versions = self.pipeline.dossiers.versions(dossier["dossier_id"])
         template = "review_dossier_panel.html" if _htmx(request) else "review_dossier.html"
         return render(request, template, {
-            "code": code, "agency": dossier["agency"], "version": latest["version"],
-            "pages": [DossierPage(i + 1, r) for i, r in enumerate(Pipeline.page_refs(latest))],
-            "source": source, "confidence": percent(confidence),
-            "needs_confirm": needs_confirm, "recode": recode or "",
-            "recode_refused": recode is not None, "recode_focus": needs_confirm or recode is not None,
-            "versions": [(m, describe(code, m, self.file_of)) for m in reversed(versions)],
+            **dossier_view(dossier, versions, recode, self.file_of),
             "notice": notice, "error": error, "action_id": _new_action(),
             "thumb": THUMB, "large": LARGE,
         }, status_code=status_code)
@@ -398,8 +378,8 @@ class ReviewPages:
         """Page `number` of version `version` as it shows in that version (turned)."""
         dossier = self.dossier(code, who)
         code = dossier["dossier_id"]
-        manifest = next((m for m in self.pipeline.dossiers.versions(code) if m["version"] == version), None)
-        refs = Pipeline.page_refs(manifest) if manifest else []
+        manifest = next((m for m in self.pipeline.dossiers.versions(code) if m.version == version), None)
+        refs = manifest.refs() if manifest else []
         if not 1 <= number <= len(refs):
             raise HTTPException(404)
         self.state.audit(request, who, "dossier.page.read", code, dossier["agency"],
@@ -428,10 +408,10 @@ class ReviewPages:
         except Refused as e:
             return self.dossier_refused(request, code, who, e)
         if not _htmx(request):
-            query = {"done": op, "v": manifest["version"]}
+            query = {"done": op, "v": manifest.version}
             query.update({"other": other_code} if other_code else {})
             return RedirectResponse(f"/review/dossiers/{code}?{urlencode(query)}", 303)
-        notice = self.dossier_notice(request, code, op, manifest["version"], other_code or "")
+        notice = self.dossier_notice(request, code, op, manifest.version, other_code or "")
         return self.show_dossier(request, self.dossier(code, who), who, notice=notice)
 
     def dossier_refused(self, request: Request, code: str, who: Principal,
@@ -461,8 +441,8 @@ class ReviewPages:
             if not who.sees(self.pipeline.grammar.match(target).agency):  # type: ignore[union-attr]
                 raise Refused("review.error.not_yours", code=target)
             latest = self.pipeline.dossiers.versions(code)[-1]
-            if latest["version"] != version:
-                raise Refused("review.error.stale", 409, version=latest["version"])
+            if latest.version != version:
+                raise Refused("review.error.stale", 409, version=latest.version)
             _, moved = self.review.recode(code, target, who.key_id, action)
         except ReviewError as e:
             return self.dossier_refused(request, code, who, refused(e), recode=typed[:300])
@@ -471,25 +451,25 @@ class ReviewPages:
         return self.recoded(request, code, target, moved)
 
     def recoded_already(self, code: str, target: str, action: str,
-                        who: Principal) -> dict[str, Any] | None:
+                        who: Principal) -> Manifest | None:
         """The new code's version an earlier run of this same form made (the old code is
         withdrawn by now, so its page would be a 404)."""
         withdrawn, moved = self.review.replayed(code, action), self.review.replayed(target, action)
-        if withdrawn and moved and withdrawn.get("withdrawn") and who.sees(withdrawn["agency"]) \
-                and who.sees(moved["agency"]):
+        if withdrawn and moved and withdrawn.withdrawn and who.sees(withdrawn.agency) \
+                and who.sees(moved.agency):
             return moved
         return None
 
     def recoded(self, request: Request, code: str, target: str,
-                moved: dict[str, Any]) -> Response:
+                moved: Manifest) -> Response:
         url = f"/review/dossiers/{target}?" + urlencode(
-            {"done": "recode", "v": moved["version"], "other": code})
+            {"done": "recode", "v": moved.version, "other": code})
         if _htmx(request):
             return Response(headers={"HX-Redirect": url})
         return RedirectResponse(url, 303)
 
-    def change(self, dossier: dict[str, Any], who: Principal, form: "ChangeForm", version: int,
-               action: str) -> tuple[dict[str, Any], str | None]:
+    def change(self, dossier: dict[str, Any], who: Principal, form: ChangeForm, version: int,
+               action: str) -> tuple[Manifest, str | None]:
         """Applies one change unless this action was already applied; returns the dossier's new
         version (and the other dossier a split made)."""
         code = dossier["dossier_id"]
@@ -501,84 +481,7 @@ class ReviewPages:
         elif done := self.review.replayed(code, action):
             return done, None
         latest = self.pipeline.dossiers.versions(code)[-1]
-        if latest["version"] != version:
-            raise Refused("review.error.stale", 409, version=latest["version"])
-        count = len(Pipeline.page_refs(latest))
+        if latest.version != version:
+            raise Refused("review.error.stale", 409, version=latest.version)
+        count = len(latest.refs())
         return CHANGES[form.op](self, code, who, form, count, action)
-
-
-# ---- the changes a dossier form can ask for ---------------------------------------------------
-
-@dataclass
-class ChangeForm:
-    op: str
-    page: int  # 1-based, as staff count
-    to: int
-    new_code: str
-    other: str
-
-    def position(self, count: int, number: int | None = None) -> int:
-        """The 0-based position of page `number` (default: the form's page), checked."""
-        number = self.page if number is None else number
-        if not 1 <= number <= count:
-            raise Refused("review.error.no_page", page=number)
-        return number - 1
-
-
-ChangeResult = tuple[dict[str, Any], str | None]
-
-
-def _rotate(degrees: int) -> Any:
-    def change(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
-               action: str) -> ChangeResult:
-        return pages.review.rotate(code, form.position(count), degrees, who.key_id, action), None
-    return change
-
-
-def _shift(by: int) -> Any:
-    def change(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
-               action: str) -> ChangeResult:
-        at = form.position(count)
-        to = form.position(count, form.page + by)
-        return pages.review.move(code, at, to, who.key_id, action), None
-    return change
-
-
-def _move(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
-          action: str) -> ChangeResult:
-    at, to = form.position(count), form.position(count, form.to)
-    return pages.review.move(code, at, to, who.key_id, action), None
-
-
-def _drop(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
-          action: str) -> ChangeResult:
-    return pages.review.drop(code, form.position(count), who.key_id, action), None
-
-
-def _split(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
-           action: str) -> ChangeResult:
-    new_code = pages.code(form.new_code)
-    kept, _ = pages.review.split(code, form.position(count), new_code, who.key_id, action)
-    return kept, new_code
-
-
-def _merge(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
-           action: str) -> ChangeResult:
-    other = pages.code(form.other)
-    try:
-        pages.dossier(other, who)
-    except HTTPException:
-        raise Refused("review.error.no_dossier", code=other) from None
-    return pages.review.merge(code, other, who.key_id, action), None
-
-
-def _confirm(pages: ReviewPages, code: str, who: Principal, form: ChangeForm, count: int,
-             action: str) -> ChangeResult:
-    return pages.review.confirm(code, who.key_id, action), None
-
-
-CHANGES = {
-    "rotate_left": _rotate(-90), "rotate_right": _rotate(90), "earlier": _shift(-1),
-    "later": _shift(1), "move": _move, "drop": _drop, "split": _split, "merge": _merge,
-    "confirm": _confirm,
-}

@@ -15,6 +15,7 @@ from api.keys import Principal
 from ingest.pipeline import PageRef, Pipeline
 from ingest.review import DECIDED, ReviewError
 from storage import layout, queries
+from storage.records import BatchRecord, Manifest, ReviewEntry
 
 LOW_CONFIDENCE = 0.9  # a dossier code read with less than this waits for a person
 QUEUE_LIMIT = 200  # rows of each kind the queue shows
@@ -45,56 +46,56 @@ def percent(confidence: float) -> int:
     return round(confidence * 100)
 
 
-def batch_reasons(record: dict[str, Any]) -> list[Reason]:
+def batch_reasons(record: BatchRecord) -> list[Reason]:
     """Why a batch waits, from the reason codes beside its pages (ingest/pipeline.py
     review_entries): pages with no code, codes the registry does not know, rescans that may lack
     pages, pages that could not be read, a scan that may lack pages."""
-    waiting = set(record.get("unmatched_pages", []))
+    waiting = set(record.unmatched_pages)
     reasons = []
     unreadable = 0
-    for r in record.get("review", []):
-        pages = [p for p in r.get("pages", []) if p in waiting]
-        reason = r.get("reason")
+    for r in record.review:
+        pages = [p for p in r.pages if p in waiting]
+        reason = r.reason
         if reason == "unreadable":
             unreadable += len(pages)
         elif reason == "no_code" and pages:
             reasons.append(Reason("review.reason.unmatched", {"count": len(pages)}))
         elif reason == "unknown_to_registry" and pages:
-            reasons.append(Reason("review.reason.registry", {"code": r["code"],
+            reasons.append(Reason("review.reason.registry", {"code": r.code,
                                                              "count": len(pages)}))
         elif reason == "incomplete_rescan" and pages:
             reasons.append(Reason("review.reason.rescan", {
-                "code": r["code"], "count": len(pages), "version": r.get("current_version"),
-                "current": r.get("current_pages")}))
+                "code": r.code, "count": len(pages), "version": r.current_version,
+                "current": r.current_pages}))
         elif reason == "other_agency" and pages:
             reasons.append(Reason("review.reason.other_agency", {
-                "code": r["code"], "agency": r["agency"], "count": len(pages)}))
+                "code": r.code, "agency": r.agency, "count": len(pages)}))
         elif reason == "incomplete_scan" and pages:
-            reasons.append(Reason("review.reason.partial", {"code": r["code"],
+            reasons.append(Reason("review.reason.partial", {"code": r.code,
                                                             "count": len(pages)}))
     if unreadable:
         reasons.append(Reason("review.reason.unreadable", {"count": unreadable}))
-    if record.get("incomplete") and not record.get("incomplete_checked"):
-        reasons.append(Reason("review.reason.incomplete", {"why": record["incomplete"]}))
+    if record.incomplete and not record.incomplete_checked:
+        reasons.append(Reason("review.reason.incomplete", {"why": record.incomplete}))
     return reasons
 
 
-def page_agency(record: dict[str, Any], index: int) -> str:
+def page_agency(record: BatchRecord, index: int) -> str:
     """Whose page this is, for who may see and decide on it: the agency of a code of another
     agency read on it (review reason `other_agency`), else the batch's agency."""
-    for entry in record.get("review", []):
-        if entry.get("reason") == "other_agency" and index in entry["pages"]:
-            return entry["agency"]
-    return record.get("agency") or ""
+    for entry in record.review:
+        if entry.reason == "other_agency" and index in entry.pages and entry.agency:
+            return entry.agency
+    return record.agency or ""
 
 
-def sees_page(who: Principal, record: dict[str, Any], index: int) -> bool:
+def sees_page(who: Principal, record: BatchRecord, index: int) -> bool:
     return who.sees(page_agency(record, index))
 
 
-def other_agencies(record: dict[str, Any]) -> set[str]:
-    return {r["agency"] for r in record.get("review", []) if r.get("reason") == "other_agency"
-            and r.get("pages")}
+def other_agencies(record: BatchRecord) -> set[str]:
+    return {r.agency for r in record.review
+            if r.reason == "other_agency" and r.pages and r.agency}
 
 
 def code_reason(source: str, confidence: float) -> Reason:
@@ -105,15 +106,17 @@ def code_reason(source: str, confidence: float) -> Reason:
     return Reason("review.reason.ocr", {"confidence": percent(confidence)})
 
 
-def waiting_batches(pipeline: Pipeline, who: Principal) -> list[dict[str, Any]]:
+def waiting_batches(pipeline: Pipeline, who: Principal) -> list[BatchRecord]:
     """Batch records still in review, newest first: of the user's agencies, and of other
     agencies when they hold pages with a code of the user's agencies (`other_agency`)."""
     assert pipeline.catalog is not None
-    if (agencies := who.scope()) is None:
-        return queries.batches_in_review(pipeline.catalog, QUEUE_LIMIT)
-    found = [r for r in queries.batches_in_review(pipeline.catalog, QUEUE_LIMIT * 10)
-             if who.sees(r.get("agency") or "") or other_agencies(r) & set(agencies)]
-    return found[:QUEUE_LIMIT]
+    agencies = who.scope()
+    found = [BatchRecord.load(r) for r in queries.batches_in_review(
+        pipeline.catalog, QUEUE_LIMIT if agencies is None else QUEUE_LIMIT * 10)]
+    if agencies is None:
+        return found
+    return [r for r in found
+            if who.sees(r.agency or "") or other_agencies(r) & set(agencies)][:QUEUE_LIMIT]
 
 
 def codes_to_check(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
@@ -126,8 +129,8 @@ def codes_to_check(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
 
 
 def queue(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
-    items = [QueueItem("batch", _aware(r["received_at"]), f"/review/batches/{r['batch_id']}",
-                       r["file"], batch_reasons(r))
+    items = [QueueItem("batch", _aware(r.received_at or ""), f"/review/batches/{r.batch_id}",
+                       r.file or r.batch_id, batch_reasons(r))
              for r in waiting_batches(pipeline, who)]
     return sorted(items + codes_to_check(pipeline, who), key=lambda i: i.at, reverse=True)
 
@@ -146,28 +149,28 @@ class Group:
     or replace it), else the registry did not know it."""
     pages: list[UnmatchedPage]
     code: str | None = None
-    held: dict[str, Any] | None = None  # the review entry a person decides on (DECIDED)
+    held: ReviewEntry | None = None  # the review entry a person decides on (DECIDED)
     visible: bool = True  # False: pages of another agency than the user's, not shown
 
 
-def unmatched_groups(pipeline: Pipeline, record: dict[str, Any],
+def unmatched_groups(pipeline: Pipeline, record: BatchRecord,
                      selected: set[int] | None, who: Principal) -> list[Group]:
     """The batch's waiting pages in groups; without a choice made yet, the first readable
     group is selected, so scanning a code assigns it at once."""
-    waiting = record.get("unmatched_pages", [])
-    failed = {f["page"] for f in record.get("failed_pages", [])}
-    entries = {p: r for r in record.get("review", []) if r.get("code") for p in r["pages"]}
-    groups = [[p for p in g if p in waiting] for g in record.get("unmatched_groups", [])]
+    waiting = record.unmatched_pages
+    failed = {f.page for f in record.failed_pages}
+    entries = {p: r for r in record.review if r.code for p in r.pages}
+    groups = [[p for p in g if p in waiting] for g in record.unmatched_groups]
     grouped = {p for g in groups for p in g}
     groups = [g for g in groups if g] + [[p] for p in waiting if p not in grouped]
     out = []
     for pages in groups:
         shown = [UnmatchedPage(p + 1, p not in failed and pipeline.store.exists(
-            layout.page_pdf(record["batch_id"], p))) for p in pages]
+            layout.page_pdf(record.batch_id, p))) for p in pages]
         found = [entries.get(p) for p in pages]
         entry = found[0] if all(e is found[0] for e in found) else None
-        held = entry if entry and entry.get("reason") in DECIDED else None
-        out.append(Group(shown, entry["code"] if entry else None, held,
+        held = entry if entry and entry.reason in DECIDED else None
+        out.append(Group(shown, entry.code if entry else None, held,
                          all(sees_page(who, record, p) for p in pages)))
     if selected is None:
         first = next((g for g in out if g.visible and all(p.readable for p in g.pages)), None)
@@ -187,17 +190,17 @@ class BatchDossier:
     confidence: float
 
 
-def batch_dossiers(pipeline: Pipeline, record: dict[str, Any], who: Principal) -> list[BatchDossier]:
+def batch_dossiers(pipeline: Pipeline, record: BatchRecord, who: Principal) -> list[BatchDossier]:
     """The batch's dossiers as they are now (a later version may have changed them)."""
     assert pipeline.catalog is not None
     out = []
-    for entry in record.get("dossiers", []):
-        found = pipeline.catalog.dossier(entry["dossier_id"])
+    for entry in record.dossiers:
+        found = pipeline.catalog.dossier(entry.dossier_id)
         if found is None or not who.sees(found["agency"]):
             continue
         code_field = found["fields"].get("dossier_id") or {}
         out.append(BatchDossier(found["dossier_id"], len(found["pages"]), found["version"],
-                                code_field.get("source", entry.get("code_source", "")),
+                                code_field.get("source", entry.code_source),
                                 code_field.get("confidence", 1.0)))
     return out
 
@@ -208,9 +211,41 @@ class DossierPage:
     ref: PageRef
 
 
-def describe(code: str, manifest: dict[str, Any], file_of: Callable[[str], str]) -> Reason:
+def batch_view(pipeline: Pipeline, record: BatchRecord, who: Principal,
+               selected: set[int] | None) -> dict[str, Any]:
+    """What the batch screen shows of a batch in review."""
+    return {
+        "record": record, "groups": unmatched_groups(pipeline, record, selected, who),
+        "dossiers": batch_dossiers(pipeline, record, who), "reasons": batch_reasons(record),
+        "incomplete": (record.incomplete and not record.incomplete_checked
+                       and who.sees(record.agency or "")),
+        "settled": record.status != "needs_review",
+    }
+
+
+def dossier_view(dossier: dict[str, Any], versions: list[Manifest], recode: str | None,
+                 file_of: Callable[[str], str]) -> dict[str, Any]:
+    """What the page editor shows of a dossier (the catalog's view of it) and its versions;
+    `recode` is a code refused in the "correct the code" box, shown again."""
+    code, latest = dossier["dossier_id"], versions[-1]
+    code_field = dossier["fields"].get("dossier_id") or {}
+    source = code_field.get("source", latest.code_source)
+    confidence = code_field.get("confidence", 1.0)
+    needs_confirm = latest.code_source not in ("barcode", "user") \
+        and (source == "ocr" or confidence < LOW_CONFIDENCE)
+    return {
+        "code": code, "agency": dossier["agency"], "version": latest.version,
+        "pages": [DossierPage(i + 1, r) for i, r in enumerate(latest.refs())],
+        "source": source, "confidence": percent(confidence),
+        "needs_confirm": needs_confirm, "recode": recode or "",
+        "recode_refused": recode is not None, "recode_focus": needs_confirm or recode is not None,
+        "versions": [(m, describe(code, m, file_of)) for m in reversed(versions)],
+    }
+
+
+def describe(code: str, manifest: Manifest, file_of: Callable[[str], str]) -> Reason:
     """What a version changed, for the versions list (`file_of` names a batch by its file)."""
-    change = manifest.get("change") or {}
+    change = manifest.change or {}  # what the review wrote: its own keys per action
     action = change.get("action")
     if action == "assign":
         return Reason("review.change.assign", {"pages": pages_text(change["pages"]),
@@ -231,11 +266,11 @@ def describe(code: str, manifest: dict[str, Any], file_of: Callable[[str], str])
         return Reason("review.change.merge", {"other": change["from"]})
     if action == "confirm":
         return Reason("review.change.confirm")
-    if manifest.get("withdrawn"):
-        return Reason("review.change.withdrawn", {"other": manifest["withdrawn"]["to"]})
+    if manifest.withdrawn:
+        return Reason("review.change.withdrawn", {"other": manifest.withdrawn.to})
     if action == "recode":
         return Reason("review.change.recode", {"other": change["from"]})
-    return Reason("review.change.scan", {"file": manifest["original"]["file"]})
+    return Reason("review.change.scan", {"file": manifest.original.file})
 
 
 def pages_text(pages: list[int]) -> str:

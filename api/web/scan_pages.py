@@ -7,6 +7,7 @@ Pages are rendered on the server; htmx polls small fragments (the running scan e
 batch list every few seconds while something is under way) because office networks are slow.
 Thumbnails are small JPEGs made once per page, kept under data_dir/thumbs and cached by browsers:
 a batch page is shown as the pipeline stored it (straightened), or from the original until then.
+The batch list's rows and a batch's page roles (the view models) are built in api/web/scan_view.py.
 
 (No `from __future__ import annotations`: FastAPI reads the route annotations at runtime.)
 """
@@ -16,9 +17,7 @@ import json
 import os
 import re
 import threading
-import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +29,18 @@ from PIL import Image
 from api.keys import ALL_AGENCIES, Principal
 from api.web import i18n
 from api.web.render import jpeg_response, render
+from api.web.scan_view import (
+    FINAL_BATCH,
+    RUNNING,
+    batch_record,
+    batch_rows,
+    device_names,
+    page_roles,
+    row_of,
+    stale,
+    visible_batch,
+    when,
+)
 from api.web.security import WebState, language, require_role
 from ocr.decode import open_document
 from ocr.errors import DocumentError
@@ -40,17 +51,12 @@ from scanners.escl_xml import ScanRequest
 from scanners.scan import ScanProgress, ScanService
 from scanners.spool import PAGES, Spool
 from storage import layout
-from storage.catalog import HELD
 from storage.objects import ObjectMissing
+from storage.records import BatchRecord
 
 THUMB_SIDE = 200  # pixels, longest side: ~6 KB a page
 THUMB_CACHE = "private, max-age=604800, immutable"  # a page's image never changes
-BATCH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 AGENCY = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,39}$")
-RUNNING = ("starting", "scanning", "storing", "received", "processing")
-FINAL_BATCH = ("done", "needs_review", "failed")
-RECENT = 15  # rows of the batch list
-STALE_AFTER_S = 6 * 3600  # a scan "running" this long died with its server: no more polling
 
 # Scanner states (scanners/devices.py) shown as a badge: ok, warn or bad.
 STATE_TONE = {"idle": "ok", "ready": "ok", "busy": "warn", "feeder_empty": "warn",
@@ -83,28 +89,6 @@ COLOR_MODES = ("Grayscale8", "RGB24", "BlackAndWhite1")  # eSCL names; the first
 RESOLUTIONS = (200, 300, 400, 600)  # a scanner without the one chosen scans at its nearest
 
 
-@dataclass
-class Row:
-    """One line of the batch list: a stored batch, or a scan whose batch is not stored yet."""
-
-    at: datetime
-    status: str
-    file: str = ""
-    device: str = ""
-    source: str = ""
-    pages: int = 0
-    batch_id: str | None = None
-    scan_id: str | None = None
-    dossiers: list[str] = field(default_factory=list)
-    unmatched: int = 0
-
-    @property
-    def source_key(self) -> str | None:
-        """How a batch not scanned at a station came in (upload, folder, FTP...)."""
-        key = f"scan.source.{self.source}"
-        return key if self.source != "escl" and key in i18n.VI else None
-
-
 # ---- scans, scanners, batches within the user's agencies -------------------------------------
 
 
@@ -123,23 +107,6 @@ def _visible_scan(service: ScanService, scan_id: str, who: Principal) -> ScanPro
     return found
 
 
-def _record(state: WebState, batch_id: str) -> dict[str, Any] | None:
-    """The batch record from storage (the truth, also while processing), None if missing."""
-    if not BATCH_ID.match(batch_id):
-        return None
-    try:
-        return state.pipeline.record(batch_id)
-    except (ObjectMissing, ValueError):
-        return None
-
-
-def _visible_batch(state: WebState, batch_id: str, who: Principal) -> dict[str, Any]:
-    record = _record(state, batch_id)
-    if record is None or not who.sees(record.get("agency") or ""):
-        raise HTTPException(404)
-    return record
-
-
 def _agency_choices(who: Principal) -> list[str]:
     """Agencies to pick from when neither the scanner nor the user settles it; [] if settled."""
     if who.all_agencies or len(who.agencies) > 1:
@@ -156,58 +123,6 @@ def _problem_key(progress: ScanProgress) -> str | None:
         code = next((c for c, text in ADF_PROBLEMS.values() if text == progress.message), code)
     key = f"scan.problem.{code}"
     return key if key in i18n.VI else "scan.problem.other"
-
-
-def _stale(progress: ScanProgress) -> bool:
-    return not progress.finished and time.time() - progress.started_at > STALE_AFTER_S
-
-
-def _when(value: str | float | None) -> datetime:
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    try:
-        at = datetime.fromisoformat(value) if value else datetime.fromtimestamp(0, UTC)
-    except ValueError:
-        at = datetime.fromtimestamp(0, UTC)
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
-def _device_names(service: ScanService, scans: list[ScanProgress]) -> dict[str, str]:
-    """Scanner id -> name, from the configuration and recent scans, without asking any scanner."""
-    names = {c.uuid.lower(): c.name for c in service.scanners.configured if c.uuid and c.name}
-    names.update((p.device_id, p.device_name) for p in scans)
-    return names
-
-
-def _row_of(record: dict[str, Any], names: dict[str, str], scan_id: str | None = None) -> Row:
-    device = record.get("device") or ""
-    return Row(at=_when(record.get("received_at")), status=record.get("status") or "received",
-               file=record.get("file") or "", device=names.get(device, device),
-               source=record.get("source") or "", pages=record.get("pages") or 0,
-               batch_id=record["batch_id"], scan_id=scan_id,
-               dossiers=[d["dossier_id"] for d in record.get("dossiers", [])],
-               unmatched=len(record.get("unmatched_pages") or []))
-
-
-def _batch_rows(state: WebState, service: ScanService, who: Principal) -> list[Row]:
-    """Recent batches of the user's agencies: indexed (finished) ones from the catalog, plus the
-    scans still running or whose batch is still being processed (not indexed yet)."""
-    scans = [p for p in service.recent(50) if who.sees(p.agency or "")][:RECENT]
-    names = _device_names(service, scans)
-    catalog = state.pipeline.catalog
-    rows = {r["batch_id"]: _row_of(r, names)
-            for r in (catalog.recent_batches(who.scope(), RECENT) if catalog else [])}
-    for p in scans:
-        if p.batch_id in rows:
-            rows[p.batch_id].scan_id = p.id
-        elif p.batch_id:
-            record = (catalog.batch(p.batch_id) if catalog else None) or _record(state, p.batch_id)
-            if record:
-                rows[p.batch_id] = _row_of(record, names, p.id)
-        elif not p.finished and not _stale(p):
-            rows[f"scan:{p.id}"] = Row(at=_when(p.started_at), status=p.state, device=p.device_name,
-                                       source="escl", pages=p.pages, scan_id=p.id)
-    return sorted(rows.values(), key=lambda r: r.at, reverse=True)[:RECENT]
 
 
 # ---- thumbnails ------------------------------------------------------------------------------
@@ -283,10 +198,10 @@ def _processed_page(state: WebState, batch_id: str, index: int) -> bytes | None:
         return None
 
 
-def _batch_page(state: WebState, record: dict[str, Any], index: int) -> bytes | None:
+def _batch_page(state: WebState, record: BatchRecord, index: int) -> bytes | None:
     """Page `index` (0-based) of the batch's original, as a thumbnail."""
     try:
-        with state.pipeline.store.local_path(record["original"]) as path:
+        with state.pipeline.store.local_path(record.original or "") as path:
             document = open_document(path, state.pipeline.limits)
             try:
                 if index >= document.page_count:
@@ -306,23 +221,23 @@ def add_routes(app: FastAPI, state: WebState) -> None:
     thumbs = Path(state.settings.storage.data_dir) / "thumbs"
 
     def batch_outcome(progress: ScanProgress | None) -> dict[str, Any] | None:
-        record = _record(state, progress.batch_id) if progress and progress.batch_id else None
+        record = batch_record(state, progress.batch_id) if progress and progress.batch_id else None
         if record is None:
             return None
-        return {"batch_id": record["batch_id"], "status": record.get("status"),
-                "dossiers": len(record.get("dossiers") or [])}
+        return {"batch_id": record.batch_id, "status": record.status,
+                "dossiers": len(record.dossiers)}
 
     def scan_context(request: Request, progress: ScanProgress | None) -> dict[str, Any]:
         batch = batch_outcome(progress)
-        busy = progress is not None and not _stale(progress) and (not progress.finished or (
+        busy = progress is not None and not stale(progress) and (not progress.finished or (
             batch is not None and batch["status"] not in FINAL_BATCH))
         return {"scan": progress, "batch": batch, "polling": busy,
-                "started": _when(progress.started_at) if progress else None,
+                "started": when(progress.started_at) if progress else None,
                 "problem_key": _problem_key(progress) if progress else None,
                 "seen": f"{progress.state}/{batch['status'] if batch else ''}" if progress else ""}
 
     def batches_context(who: Principal, request: Request) -> dict[str, Any]:
-        rows = _batch_rows(state, _service(request), who)
+        rows = batch_rows(state, _service(request), who)
         return {"rows": rows, "interval": 2 if any(r.status in RUNNING for r in rows) else 15}
 
     def page(request: Request, who: Principal, form: ScanForm,
@@ -401,11 +316,11 @@ def add_routes(app: FastAPI, state: WebState) -> None:
 
     @app.get("/scan/batches/{batch_id}", response_class=HTMLResponse, include_in_schema=False)
     def batch_page(request: Request, who: Staff, batch_id: str) -> HTMLResponse:
-        record = _visible_batch(state, batch_id, who)
-        state.audit(request, who, "batch.read", batch_id, record.get("agency") or "")
-        names = _device_names(_service(request), _service(request).recent(50))
+        record = visible_batch(state, batch_id, who)
+        state.audit(request, who, "batch.read", batch_id, record.agency or "")
+        names = device_names(_service(request), _service(request).recent(50))
         return render(request, "scan_batch.html", {
-            "record": record, "row": _row_of(record, names), "roles": _page_roles(record)})
+            "record": record, "row": row_of(record, names), "roles": page_roles(record)})
 
     @app.get("/scan/scans/{scan_id}/pages/{number}.jpg", include_in_schema=False)
     def scan_thumbnail(request: Request, who: Staff, scan_id: str, number: int) -> Response:
@@ -418,7 +333,7 @@ def add_routes(app: FastAPI, state: WebState) -> None:
             if data is not None:
                 with Image.open(io.BytesIO(data)) as img:
                     return _thumbnail(img)
-            batch = _record(state, progress.batch_id) if progress.batch_id else None
+            batch = batch_record(state, progress.batch_id) if progress.batch_id else None
             return _batch_page(state, batch, number - 1) if batch else None
 
         data = _cached(thumbs / "scans" / scan_id / f"{number:04d}.jpg", make)
@@ -428,8 +343,8 @@ def add_routes(app: FastAPI, state: WebState) -> None:
 
     @app.get("/scan/batches/{batch_id}/pages/{number}.jpg", include_in_schema=False)
     def batch_thumbnail(request: Request, who: Staff, batch_id: str, number: int) -> Response:
-        record = _visible_batch(state, batch_id, who)
-        if not 1 <= number <= (record.get("pages") or 0):
+        record = visible_batch(state, batch_id, who)
+        if not 1 <= number <= record.pages:
             raise HTTPException(404)
         data = _cached(thumbs / "batches" / batch_id / f"{number:04d}.jpg",
                        lambda: _processed_page(state, batch_id, number - 1))
@@ -494,23 +409,3 @@ def _events(seen: str, context: dict[str, Any]) -> list[str]:
     if batch and batch["status"] in FINAL_BATCH and was_batch not in FINAL_BATCH:
         events.append("batch-finished")
     return events
-
-
-def _page_roles(record: dict[str, Any]) -> dict[int, tuple[str, str]]:
-    """Page index -> (kind, label): the dossier it went to, or why it went to none."""
-    roles: dict[int, tuple[str, str]] = {}
-    for index in record.get("unmatched_pages") or []:
-        roles[index] = ("unmatched", "scan.batch.unmatched")
-    for dropped in record.get("dropped_pages") or []:
-        reason = dropped.get("reason")
-        key = f"scan.batch.{reason}"
-        roles[dropped["page"]] = ("dropped", key if key in i18n.VI else "scan.batch.unmatched")
-    for failed in record.get("failed_pages") or []:
-        roles[failed["page"]] = ("failed", "scan.batch.failed_page")
-    for entry in record.get("review") or []:
-        if entry.get("reason") in HELD:
-            roles.update({p: ("held", "scan.batch.held") for p in entry["pages"]})
-    for dossier in record.get("dossiers") or []:
-        for index in dossier.get("pages") or []:
-            roles[index] = ("dossier", dossier["dossier_id"])
-    return roles
