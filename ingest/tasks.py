@@ -213,6 +213,17 @@ def ensure_queue(attempts: int = 5) -> None:
             time.sleep(0.2 * (attempt + 1))
 
 
+_declared: list[bool] = []
+
+
+def _declare_once() -> None:
+    """A process that queues work on the embedded broker declares the queue as a worker does
+    (ensure_queue): its publish would otherwise race a starting worker's insert of the row."""
+    if not _declared and app.conf.broker_url.startswith("sqla+"):
+        ensure_queue()
+        _declared.append(True)
+
+
 def queued_messages() -> int | None:
     """Tasks waiting in the queue (not those a worker holds); None if the broker cannot say."""
     from kombu.exceptions import ChannelError
@@ -321,6 +332,7 @@ def submit(path: Path, dossier: str | None = None, source: str = "upload",
         record.start_queued_at = datetime.now(UTC).isoformat(timespec="seconds")
         pipeline._save_record(record)
         try:
+            _declare_once()
             start_batch.delay(batch_id)
         except Exception:  # broker down: the same file sent again must queue it
             record.unset("start_queued_at")
