@@ -142,6 +142,25 @@ class Settings(BaseSettings):
     web_login_window_s: int = Field(default=300, ge=1)
     web_trusted_origins: list[str] = Field(default_factory=list)
 
+    # Signing (the agency's digital signature, ingest/signing.py; `sohoa signer add`). Keys of
+    # PKCS#12 files and every password / PIN live in secrets_dir (default data_dir/secrets, mode
+    # 0700, files 0600), never in object storage, the database or a log. With tsa_url (an RFC 3161
+    # timestamp server) signatures are PAdES B-T, else B-B. trust_roots: PEM files (separated by
+    # commas) of the CAs that `sohoa verify` trusts, also used to embed revocation data.
+    secrets_dir: Path | None = None
+    tsa_url: str | None = None
+    tsa_timeout_s: float = Field(default=20.0, gt=0, le=600)
+    trust_roots: str = ""
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.secrets_dir or self.data_dir / "secrets"
+
+    @property
+    def trust_root_files(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.trust_roots.replace(os.pathsep, ",").split(",")
+                if p.strip()]
+
     @property
     def spool_dir(self) -> Path:
         """Where scanner pages wait until their original is stored (scanners/spool.py)."""

@@ -300,6 +300,9 @@ MESSAGES: dict[str, str] = {
     "dossier.version": "Version",
     "dossier.pages": "{n} pages",
     "dossier.updated": "Updated",
+    "dossier.signed": "Signed",
+    "dossier.unsigned": "Not signed",
+    "dossier.signed_title": "Signed by {name} at {at} ({level})",
     "dossier.download": "Download PDF",
     "dossier.held": "A rescan ({pages} pages, file {file}, received {at}) may lack pages and "
                     "waits for review; the current version (v{version}) stays.",

@@ -299,6 +299,9 @@ MESSAGES: dict[str, str] = {
     "dossier.version": "Phiên bản",
     "dossier.pages": "{n} trang",
     "dossier.updated": "Cập nhật",
+    "dossier.signed": "Đã ký số",
+    "dossier.unsigned": "Chưa ký số",
+    "dossier.signed_title": "Ký số bởi {name} lúc {at} ({level})",
     "dossier.download": "Tải PDF",
     "dossier.held": "Một bản quét lại ({pages} trang, tệp {file}, nhận lúc {at}) có thể thiếu "
                     "trang và đang chờ duyệt; phiên bản hiện tại (v{version}) vẫn được giữ.",
