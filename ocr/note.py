@@ -55,7 +55,11 @@ def add_note(pdf: bytes, lines: list[str]) -> bytes:
         if "/Font" not in resources:
             resources.Font = pikepdf.Dictionary()
         resources.Font[name] = font_ref
-        page.contents_add(doc.make_stream(_content(page, name, lines, gids, widths)), prepend=False)
+        # The page's own drawing in q/Q, so its matrix and text state (tesseract leaves a
+        # horizontal scaling and invisible rendering set) do not reach the note.
+        page.contents_add(doc.make_stream(b"q\n"), prepend=True)
+        page.contents_add(doc.make_stream(b"\nQ" + _content(page, name, lines, gids, widths)),
+                          prepend=False)
         out = io.BytesIO()
         doc.save(out, deterministic_id=True, compress_streams=True,
                  object_stream_mode=pikepdf.ObjectStreamMode.generate, min_version="1.7")
@@ -73,7 +77,7 @@ def _content(page: pikepdf.Page, name: str, lines: list[str], gids: dict[str, in
               180: (-1, 0, 0, -1, x0 + w, y0 + h), 270: (0, -1, 1, 0, x0, y0 + h)}[rotate]
     shown_w, shown_h = (h, w) if rotate in (90, 270) else (w, h)
     ops = [b"q", " ".join(_num(v) for v in matrix).encode() + b" cm", b"BT",
-           f"/{name.lstrip('/')} {_num(SIZE)} Tf".encode(), b"0 g"]
+           f"/{name.lstrip('/')} {_num(SIZE)} Tf".encode(), b"0 Tr 100 Tz 0 Tc 0 Tw 0 Ts 0 g"]
     leading = SIZE * 1.3
     for i, line in enumerate(lines):
         width = sum(widths[gids[c]] for c in line) * SIZE / 1000
