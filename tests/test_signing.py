@@ -326,3 +326,38 @@ def test_the_api_shows_the_signature_and_verifies_it_scoped_by_agency(signed_run
                           headers={"Authorization": f"Bearer {processor}"}).status_code == 403
         assert client.get(f"/api/v1/dossiers/{code}/verify",
                           headers={"Authorization": f"Bearer {other}"}).status_code == 404
+
+
+def test_the_dossier_page_shows_a_signed_badge_and_an_unsigned_one(signed_run, tmp_path: Path
+                                                                   ) -> None:
+    """The web dossier page of a signed dossier says so (with who signed, in its title); a
+    dossier of an agency without a signer shows "not signed"."""
+    import re
+
+    from api.web.users import UserStore
+
+    pipeline, record = signed_run
+    code = record["dossiers"][0]["dossier_id"]
+    UserStore(pipeline.settings.catalog_url).create("signing-viewer", "mật khẩu dài 12345",
+                                                    "processor", ["ASN"], "Viewer")
+    with TestClient(create_app(pipeline.settings)) as client:
+        form = client.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        client.post("/login", data={"username": "signing-viewer",
+                                    "password": "mật khẩu dài 12345", "csrf": csrf})
+        page = client.get(f"/dossiers/{code}")
+        assert page.status_code == 200
+        badge = re.search(r'<span[^>]*id="signature-badge"[^>]*>([^<]*)</span>', page.text)
+        assert badge and 'data-status="signed"' in badge.group(0)
+        assert "UBND phường Bến Nghé" in badge.group(0)
+    unsigned = make_pipeline(tmp_path / "data")
+    run_file(unsigned, ASN_BATCH)
+    UserStore(unsigned.settings.catalog_url).create("signing-viewer", "mật khẩu dài 12345",
+                                                    "processor", ["ASN"], "Viewer")
+    with TestClient(create_app(unsigned.settings)) as client:
+        form = client.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        client.post("/login", data={"username": "signing-viewer",
+                                    "password": "mật khẩu dài 12345", "csrf": csrf})
+        page = client.get(f"/dossiers/{code}")
+        assert 'id="signature-badge" data-status="unsigned"' in page.text
