@@ -233,6 +233,21 @@ def test_with_a_timestamp_server_the_signature_is_b_t(tmp_path: Path, ca: dict) 
     assert "Signature is Valid." in pki.pdfsig(tmp_path / "t.pdf", ca["nss"])
 
 
+def test_validation_data_that_cannot_be_had_does_not_stop_signing(tmp_path: Path, ca: dict
+                                                                  ) -> None:
+    """Given trust roots of another CA (the signer's chain cannot be built, so no revocation
+    data can be embedded), the document is still signed, without it."""
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(pki.make_ca("Another Root").pem())
+    pipeline = make_pipeline(tmp_path / "data", trust_roots=str(other))
+    add_pkcs12(pipeline, "ASN", ca)
+    signed, info = signing.sign_document("ASN", ASN_BATCH.read_bytes(), pipeline.settings)
+    assert info.status == "signed"
+    (tmp_path / "t.pdf").write_bytes(signed)
+    report = pki.pdfsig(tmp_path / "t.pdf", ca["nss"])
+    assert "Signature is Valid." in report and "Certificate is Trusted." in report
+
+
 def test_a_timestamp_server_that_does_not_answer_is_a_transient_failure(tmp_path: Path,
                                                                           ca: dict) -> None:
     pipeline = make_pipeline(tmp_path / "data", tsa_url="http://127.0.0.1:9/tsa", tsa_timeout_s=2)
