@@ -169,16 +169,34 @@ def pkcs11_signer(module: str, token_label: str, key_label: str,
 def open_signer(entry: SignerEntry, secret: SecretStr | None) -> Iterator[Any]:
     """The pyHanko signer of a registered signer."""
     if entry.kind == "pkcs12":
-        try:
-            data = Path(entry.pkcs12_path or "").read_bytes()
-        except OSError:
-            raise SignerRefused(f"the PKCS#12 copy of agency {entry.agency} is missing from the "
-                                "secrets directory: add the signer again") from None
-        yield load_pkcs12(data, secret)
+        yield _pkcs12_signer(entry, secret)
         return
     with pkcs11_signer(entry.module or "", entry.token_label or "", entry.key_label or "",
                        secret) as signer:
         yield signer
+
+
+_PKCS12_LOADED: dict[tuple[str, int, int, str], Any] = {}
+
+
+def _pkcs12_signer(entry: SignerEntry, secret: SecretStr | None) -> Any:
+    """The PKCS#12 signer, decrypted once per process while its file and secret stay the same
+    (decrypting takes most of a second; the key is in this process's memory either way)."""
+    path = Path(entry.pkcs12_path or "")
+    try:
+        found = path.stat()
+        data = path.read_bytes()
+    except OSError:
+        raise SignerRefused(f"the PKCS#12 copy of agency {entry.agency} is missing from the "
+                            "secrets directory: add the signer again") from None
+    digest = hashlib.sha256(secret.get_secret_value().encode() if secret else b"").hexdigest()
+    key = (str(path), found.st_mtime_ns, found.st_size, digest)
+    if key not in _PKCS12_LOADED:
+        signer = load_pkcs12(data, secret)
+        for old in [k for k in _PKCS12_LOADED if k[0] == key[0]]:
+            del _PKCS12_LOADED[old]  # a replaced signer's key is not kept in memory
+        _PKCS12_LOADED[key] = signer
+    return _PKCS12_LOADED[key]
 
 
 def _first_line(e: BaseException) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import pikepdf
@@ -104,19 +104,7 @@ def _free_name(page: pikepdf.Page) -> str:
 def _embed_font(doc: pikepdf.Pdf, gids: dict[str, int], widths: dict[int, int]) -> pikepdf.Object:
     """A Type0 font of the glyphs used, glyph ids kept (CIDToGIDMap /Identity)."""
     font = _font()
-    options = subset.Options()
-    options.retain_gids = True
-    options.notdef_outline = True
-    options.name_IDs = ["*"]
-    options.layout_features = []
-    options.drop_tables += ["FFTM"]
-    sub = subset.Subsetter(options)
-    copy = TTFont(str(FONT))
-    sub.populate(unicodes=[ord(c) for c in gids])
-    sub.subset(copy)
-    buf = io.BytesIO()
-    copy.save(buf)
-    data = buf.getvalue()
+    data = _subset(frozenset(gids) | _ALWAYS)
     scale = 1000 / font["head"].unitsPerEm
     head, hhea = font["head"], font["hhea"]
     base = "AAAAAA+DejaVuSans"  # a subset's tag; one fixed tag suffices within one page
@@ -140,6 +128,29 @@ def _embed_font(doc: pikepdf.Pdf, gids: dict[str, int], widths: dict[int, int]) 
         Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type0, BaseFont=pikepdf.Name("/" + base),
         Encoding=pikepdf.Name("/Identity-H"), DescendantFonts=[cid],
         ToUnicode=doc.make_stream(_to_unicode(gids))))
+
+
+# The characters of any time stamp: with them in every subset, one agency's notes share one
+# subset, made once per process (subsetting takes most of a second).
+_ALWAYS = frozenset("0123456789:+-T")
+
+
+@lru_cache(maxsize=64)
+def _subset(chars: frozenset[str]) -> bytes:
+    """DejaVu Sans cut down to `chars`, glyph ids kept."""
+    options = subset.Options()
+    options.retain_gids = True
+    options.notdef_outline = True
+    options.name_IDs = ["*"]
+    options.layout_features = []
+    options.drop_tables += ["FFTM"]
+    copy = TTFont(str(FONT))
+    sub = subset.Subsetter(options)
+    sub.populate(unicodes=[ord(c) for c in chars])
+    sub.subset(copy)
+    buf = io.BytesIO()
+    copy.save(buf)
+    return buf.getvalue()
 
 
 def _to_unicode(gids: dict[str, int]) -> bytes:
