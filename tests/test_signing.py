@@ -376,3 +376,59 @@ def test_the_dossier_page_shows_a_signed_badge_and_an_unsigned_one(signed_run, t
                                     "password": "mật khẩu dài 12345", "csrf": csrf})
         page = client.get(f"/dossiers/{code}")
         assert 'id="signature-badge" data-status="unsigned"' in page.text
+
+
+class CopyOfPages:
+    """A stand-in for the component splitter: one further PDF stored with the version."""
+
+    name = "copies"
+
+    def __call__(self, work) -> None:  # type: ignore[no-untyped-def]
+        work.copies["components/01-bien-nhan.pdf"] = work.pdf
+        work.copies["components/index.json"] = b"{}"
+
+
+def test_every_pdf_copy_stored_with_the_version_is_signed_too(tmp_path: Path, ca: dict) -> None:
+    """Given a stage that adds a component copy before signing, the copy is signed as well (and
+    listed in the manifest's signature), a non-PDF copy is left alone, and verify checks both."""
+    from ingest.dossier_stages import BuildPdfA, ExtractFields
+
+    pipeline = make_pipeline(tmp_path / "data")
+    pipeline.dossier_stages = [ExtractFields(), BuildPdfA(), CopyOfPages(), signing.Sign()]
+    add_pkcs12(pipeline, "ASN", ca)
+    record = run_file(pipeline, ASN_BATCH)
+    manifest = pipeline.versions(record["dossiers"][0]["dossier_id"])[-1]
+    assert manifest["signature"]["documents"] == ["components/01-bien-nhan.pdf", "dossier.pdf"]
+    copy = tmp_path / "copy.pdf"
+    copy.write_bytes(pipeline.store.get(manifest["objects"]["components/01-bien-nhan.pdf"]["key"]))
+    report = pki.pdfsig(copy, ca["nss"])
+    assert "Signature is Valid." in report and "Certificate is Trusted." in report
+    assert pipeline.store.get(manifest["objects"]["components/index.json"]["key"]) == b"{}"
+    findings = verify(pipeline.store, manifest["dossier_id"], pipeline.catalog, pipeline.audit,
+                      [ca["ca_pem"]])
+    assert sorted(f.key.rsplit("/", 1)[-1] for f in findings if f.key.endswith("#signature")) \
+        == ["01-bien-nhan.pdf#signature", "dossier.pdf#signature"]
+    assert not problems(findings)
+
+
+@pytest.mark.parametrize("rotate", [0, 90, 180, 270])
+def test_the_note_is_top_right_as_the_page_is_shown_whatever_its_rotation(
+        tmp_path: Path, rotate: int) -> None:
+    from ocr.note import add_note
+
+    pdf = pikepdf.new()
+    pdf.add_blank_page(page_size=(595, 842))
+    pdf.pages[0].Rotate = rotate
+    src = tmp_path / "in.pdf"
+    pdf.save(src)
+    out = tmp_path / "out.pdf"
+    out.write_bytes(add_note(src.read_bytes(), ["Bản sao điện tử", "Cơ quan: UBND"]))
+    box = subprocess.run(["pdftotext", "-bbox", str(out), "-"], capture_output=True,
+                         text=True).stdout
+    page = next(line for line in box.splitlines() if line.strip().startswith("<page "))
+    width = float(page.split('width="')[1].split('"')[0])
+    height = float(page.split('height="')[1].split('"')[0])
+    word = next(line for line in box.splitlines() if ">Bản<" in line)
+    x_min = float(word.split('xMin="')[1].split('"')[0])
+    y_min = float(word.split('yMin="')[1].split('"')[0])
+    assert x_min > width / 2 and y_min < height / 8, (width, height, x_min, y_min)
