@@ -349,7 +349,8 @@ class AgencySigning:
 def sign_document(agency: str, pdf: bytes, settings: Settings | None = None
                   ) -> tuple[bytes, SignatureInfo]:
     """The PDF signed with `agency`'s signer, and what was done (`status` signed or unsigned).
-    Raises SignerUnavailable (transient) or SignerRefused."""
+    Raises SignerUnavailable (transient) or SignerRefused. Blocking (pyHanko runs its own event
+    loop): call it from a worker or a thread, not from inside a running event loop."""
     return AgencySigning(settings or get_settings()).sign_document(agency, pdf)
 
 
