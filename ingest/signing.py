@@ -245,7 +245,11 @@ def sign_pdf(pdf: bytes, signer: Any, name: str, at: datetime, tsa_url: str | No
                             f"{not_after:%Y-%m-%d}, not at {at.isoformat()}")
     if not has_signatures(pdf):
         try:
-            pdf = notemod.add_note(pdf, note_lines(name, at))
+            # pyHanko names itself as producer in the document info and the XMP, in two
+            # different ways unless both already say just that (PDF/A wants them equal).
+            from pyhanko.pdf_utils.metadata.model import VENDOR
+
+            pdf = notemod.add_note(pdf, note_lines(name, at), producer=VENDOR)
         except notemod.NoteError as e:
             raise SignerRefused(f"the digitization note cannot be set: {e}") from None
     timestamper = HTTPTimeStamper(tsa_url, timeout=tsa_timeout_s) if tsa_url else None

@@ -33,9 +33,11 @@ def _font() -> TTFont:
     return TTFont(str(FONT))
 
 
-def add_note(pdf: bytes, lines: list[str]) -> bytes:
+def add_note(pdf: bytes, lines: list[str], producer: str | None = None) -> bytes:
     """`pdf` with `lines` printed right-aligned at the top right of its first page (as displayed,
-    whatever its /Rotate). The rest of the document is kept as it is."""
+    whatever its /Rotate). The rest of the document is kept as it is, but for `producer`, when
+    given, written alike into the document info and the XMP metadata (PDF/A wants them equal:
+    a signer that names itself there must find them so)."""
     lines = [unicodedata.normalize("NFC", line) for line in lines if line]
     font = _font()
     cmap = font.getBestCmap()
@@ -57,6 +59,9 @@ def add_note(pdf: bytes, lines: list[str]) -> bytes:
         resources.Font[name] = font_ref
         # The page's own drawing in q/Q, so its matrix and text state (tesseract leaves a
         # horizontal scaling and invisible rendering set) do not reach the note.
+        if producer is not None:
+            with doc.open_metadata(set_pikepdf_as_editor=False, update_docinfo=True) as meta:
+                meta["pdf:Producer"] = producer
         page.contents_add(doc.make_stream(b"q\n"), prepend=True)
         page.contents_add(doc.make_stream(b"\nQ" + _content(page, name, lines, gids, widths)),
                           prepend=False)

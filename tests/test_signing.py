@@ -137,6 +137,9 @@ def test_the_signed_pdf_is_still_pdfa_2b_and_the_note_is_real_text_top_right(
     with pikepdf.open(path) as pdf:
         meta = pdf.open_metadata()
         assert meta.get("pdfaid:part") == "2" and meta.get("pdfaid:conformance") == "B"
+        # the document info and the XMP metadata still say the same (PDF/A 6.6.2.3.1)
+        assert str(pdf.docinfo["/Producer"]) == meta.get("pdf:Producer")
+        assert str(pdf.docinfo["/Title"]) == meta.get("dc:title")
         widgets = [a for a in pdf.pages[0].obj.get("/Annots", [])
                    if a.get("/FT") == "/Sig" or a.get("/Parent", {}).get("/FT") == "/Sig"]
         for w in widgets:
