@@ -571,7 +571,10 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
             version=found["version"])
         manifest = pipeline.dossiers.versions(found["dossier_id"])[-1]
         return {**found, "checksums": {name: o.sha256 for name, o in manifest.objects.items()},
-                "original_sha256": manifest.original.sha256}
+                "original_sha256": manifest.original.sha256,
+                # the agency's signature of this version (ingest/signing.py); older versions
+                # were made before signing existed
+                "signature": manifest.signature or {"status": "unsigned"}}
 
     @app.get("/api/v1/dossiers/{code}/verify", responses=answers(404, 410))
     def verify_dossier(code: Code, request: Request,
@@ -582,7 +585,7 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
         `ok` is false when anything changed or is missing; audited as `dossier.verify`."""
         found = visible_dossier(code, who)
         findings = verify_archive(pipeline.store, found["dossier_id"], pipeline.catalog,
-                                  pipeline.audit)
+                                  pipeline.audit, pipeline.settings.signing.trust_root_files)
         bad = [f.to_dict() for f in problems(findings)]
         # The same audit entry as the web's "verify now": the dossier page shows the last one.
         log(request, who, "dossier.verify", found["dossier_id"], found["agency"],

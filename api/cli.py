@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from ingest.pipeline import Pipeline
 from ingest.runner import public_view, run_file
 from ingest.settings import Settings
+from ingest.signing import SignerRefused
 from storage.errors import TRANSIENT, describe
 from storage.records import BatchRecord, ReviewEntry
 
@@ -62,6 +63,10 @@ def ingest(files: tuple[Path, ...], dossier: str | None, as_json: bool) -> None:
         try:
             record = run_file(pipeline, path, dossier) if as_json \
                 else _run_with_bar(pipeline, path, dossier)
+        except SignerRefused as e:  # not retried by itself: a retry could lock a USB token
+            raise click.ClickException(
+                f"{path.name}: not stored, the agency's signer refused: {e}. The pages are kept: "
+                "fix the signer (`sohoa signer add`) and run the same command again.") from e
         except TRANSIENT as e:
             raise click.ClickException(
                 f"{path.name}: interrupted, {describe(e)}. What was received is kept: run the "
@@ -576,7 +581,8 @@ def verify(code: str | None, as_json: bool) -> None:
 
     pipeline = _pipeline()
     code = code.strip().upper() if code else None
-    findings = run_verify(pipeline.store, code, pipeline.catalog, pipeline.audit)
+    findings = run_verify(pipeline.store, code, pipeline.catalog, pipeline.audit,
+                          pipeline.settings.signing.trust_root_files)
     if code and not findings:
         raise click.ClickException(f"no dossier {code}")
     bad = problems(findings)
@@ -588,6 +594,10 @@ def verify(code: str | None, as_json: bool) -> None:
                                                 for b in breaks]}, indent=1))
     else:
         for f in bad:
+            if f.key.endswith("#signature"):  # a signature's finding: what was wrong with it
+                click.echo(f"{f.problem.upper():8} {f.dossier_id} v{f.version} {f.key}"
+                           f"  {f.actual or '-'}")
+                continue
             click.echo(f"{f.problem.upper():8} {f.dossier_id} v{f.version} {f.key}"
                        f"  expected {f.expected[:16]}… got {(f.actual or '-')[:16]}")
         for b in breaks:
@@ -813,6 +823,132 @@ def restore(file: Path, dry_run: bool, replace: bool) -> None:
 
     click.echo(("dry run, nothing written: " if dry_run else f"restored from {where}: ")
                + f"API keys {counts(restored_keys)}; web users {counts(restored_users)}")
+
+
+@main.group()
+def signer() -> None:
+    """The agencies' signing keys: a PKCS#12 file, or a key on a PKCS#11 USB token."""
+
+
+def _signers(pipeline: Pipeline) -> Any:
+    from storage.signers import Signers
+
+    return Signers(pipeline.settings.storage.catalog_url, pipeline.settings.signing.secrets_dir)
+
+
+def _secret_input(from_stdin: bool, prompt: str) -> Any:
+    from pydantic import SecretStr
+
+    if from_stdin:
+        return SecretStr(sys.stdin.readline().rstrip("\r\n"))
+    return SecretStr(click.prompt(prompt, hide_input=True, default="", show_default=False))
+
+
+_AGENCY = r"[^\s*/\\]{1,100}"
+
+
+@signer.command("add")
+@click.option("--agency", required=True, help="Agency code, as in its dossier codes (000.00.04.H40).")
+@click.option("--pkcs12", "pkcs12_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A PKCS#12 file (.p12, .pfx) with the key and its certificate; it is copied.")
+@click.option("--password-stdin", is_flag=True, help="Read the PKCS#12 password from stdin.")
+@click.option("--pkcs11-module", metavar="LIB", help="The token's PKCS#11 library (.so).")
+@click.option("--token-label", metavar="T", help="The token's label.")
+@click.option("--key-label", metavar="K", help="The label of the key (and its certificate).")
+@click.option("--pin-stdin", is_flag=True, help="Read the token's user PIN from stdin.")
+@click.option("--name", default=None, help="Agency name printed in the note (default: from the "
+              "certificate's subject).")
+def signer_add(agency: str, pkcs12_file: Path | None, password_stdin: bool,
+               pkcs11_module: str | None, token_label: str | None, key_label: str | None,
+               pin_stdin: bool, name: str | None) -> None:
+    """Register the key that signs AGENCY's electronic copies (replacing any before). The key is
+    opened once now: a wrong password or PIN is refused here, not at the first dossier."""
+    import re
+
+    from ingest import signing
+    from storage.signers import SignerConfigError
+
+    agency = agency.strip()
+    if not re.fullmatch(_AGENCY, agency):
+        raise click.BadParameter("an agency code (no spaces, no *)", param_hint="--agency")
+    if bool(pkcs12_file) == bool(pkcs11_module):
+        raise click.UsageError("give either --pkcs12 FILE or --pkcs11-module LIB")
+    if pkcs11_module and not (token_label and key_label):
+        raise click.UsageError("a PKCS#11 signer needs --token-label and --key-label")
+    pipeline = _pipeline()
+    signers = _signers(pipeline)
+    try:
+        signers.check_owner()
+    except SignerConfigError as e:
+        raise click.ClickException(str(e)) from e
+    try:
+        if pkcs12_file:
+            secret = _secret_input(password_stdin, "PKCS#12 password")
+            data = pkcs12_file.read_bytes()
+            cert = signing.load_pkcs12(data, secret).signing_cert
+        else:
+            secret = _secret_input(pin_stdin, "Token PIN")
+            with signing.pkcs11_signer(pkcs11_module or "", token_label or "", key_label or "",
+                                       secret) as found:
+                cert = found.signing_cert
+    except signing.SigningError as e:
+        raise click.ClickException(str(e)) from e
+    info = signing.describe_certificate(cert)
+    if info.not_after < datetime.now(UTC):
+        raise click.ClickException(f"the certificate expired on {info.not_after:%Y-%m-%d}")
+    actor = f"cli:{getpass.getuser()}"
+    try:
+        entry = signers.add(agency, "pkcs12" if pkcs12_file else "pkcs11",
+                            (name or "").strip() or info.name, info.fingerprint, info.subject,
+                            actor, secret, pkcs12=data if pkcs12_file else None,
+                            module=pkcs11_module, token_label=token_label, key_label=key_label,
+                            not_after=info.not_after)
+    except SignerConfigError as e:
+        raise click.ClickException(str(e)) from e
+    if pipeline.audit is not None:
+        pipeline.audit.append(actor, "signer.add", agency, agency, "localhost",
+                              {"kind": entry.kind, "fingerprint": entry.fingerprint,
+                               "name": entry.name})
+    click.echo(f"agency {agency} signs as \"{entry.name}\" ({entry.kind}, certificate "
+               f"{entry.fingerprint[:16]}…, valid until {info.not_after:%Y-%m-%d})")
+
+
+@signer.command("list")
+@click.option("--agency", "agencies", multiple=True, help="Only these agencies.")
+@click.option("--json", "as_json", is_flag=True)
+def signer_list(agencies: tuple[str, ...], as_json: bool) -> None:
+    """The registered signers: where each key is and whose certificate (never a secret)."""
+    found = _signers(_pipeline()).all(list(agencies) or None)
+    if as_json:
+        click.echo(json.dumps([e.to_dict() for e in found], ensure_ascii=False, indent=1))
+        return
+    for e in found:
+        where = (f"token {e.token_label} key {e.key_label} ({e.module})" if e.kind == "pkcs11"
+                 else e.pkcs12_path)
+        until = f"{e.not_after:%Y-%m-%d}" if e.not_after else "?"
+        click.echo(f"{e.agency:20} {e.kind:7} {e.fingerprint[:16]}…  until {until}  {e.name}  "
+                   f"[{where}]")
+    if not found:
+        click.echo("no signers: every dossier is stored unsigned")
+
+
+@signer.command("remove")
+@click.option("--agency", required=True)
+def signer_remove(agency: str) -> None:
+    """Forget AGENCY's signer and delete its copy and secret; its new dossiers are unsigned."""
+    from storage.signers import SignerConfigError
+
+    pipeline = _pipeline()
+    try:
+        gone = _signers(pipeline).remove(agency.strip())
+    except SignerConfigError as e:
+        raise click.ClickException(str(e)) from e
+    if gone is None:
+        raise click.ClickException(f"agency {agency.strip()} has no signer")
+    if pipeline.audit is not None:
+        pipeline.audit.append(f"cli:{getpass.getuser()}", "signer.remove", gone.agency,
+                              gone.agency, "localhost", {"fingerprint": gone.fingerprint})
+    click.echo(f"removed the signer of agency {gone.agency}")
 
 
 @main.group()

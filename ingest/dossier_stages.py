@@ -1,12 +1,12 @@
-"""The default dossier stages: extract fields, then build the PDF/A document.
-
-A signing stage would come after BuildPdfA and replace `work.pdf` with the signed document.
+"""The default dossier stages: extract fields, build the PDF/A document, then sign it (and its
+copies) when the dossier's agency has a signer (ingest/signing.py).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from ingest.signing import Sign
 from ingest.stages import DossierWork
 from ocr import fields as fieldmod
 from ocr import pdf as pdfmod
@@ -79,4 +79,4 @@ class BuildPdfA:
         work.pdf = pdfmod.assemble_pdfa(work.page_pdfs, work.metadata)
 
 
-DEFAULT_DOSSIER_STAGES = [ExtractFields(), BuildPdfA()]
+DEFAULT_DOSSIER_STAGES = [ExtractFields(), BuildPdfA(), Sign()]

@@ -16,6 +16,7 @@ import os
 import types
 import typing
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -94,6 +95,24 @@ class WebConfig(BaseModel):
     trusted_origins: list[str] = Field(default_factory=list)
 
 
+class SigningConfig(BaseModel):
+    """The agency's digital signature (ingest/signing.py; `sohoa signer add`). Keys of PKCS#12
+    files and every password / PIN live in secrets_dir (default data_dir/secrets, mode 0700,
+    files 0600), never in object storage, the database or a log. With tsa_url (an RFC 3161
+    timestamp server) signatures are PAdES B-T, else B-B. trust_roots: PEM files (separated by
+    commas) of the CAs that `sohoa verify` trusts, also used to embed revocation data."""
+
+    secrets_dir: Path | None = None
+    tsa_url: str | None = None
+    tsa_timeout_s: float = Field(default=20.0, gt=0, le=600)
+    trust_roots: str = ""
+
+    @property
+    def trust_root_files(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.trust_roots.replace(os.pathsep, ",").split(",")
+                if p.strip()]
+
+
 # The documented flat names (SOHOA_<NAME>, or a constructor keyword) -> their place in the sections.
 FLAT: dict[str, tuple[str, ...]] = {
     **{f"ocr_{name}": ("ocr", name) for name in (
@@ -130,6 +149,8 @@ FLAT: dict[str, tuple[str, ...]] = {
     **{f"web_{name}": ("web", name) for name in (
         "secure_cookies", "session_idle_hours", "session_max_hours", "login_max_failures",
         "login_window_s", "trusted_origins")},
+    **{name: ("signing", name) for name in ("secrets_dir", "tsa_url", "tsa_timeout_s",
+                                             "trust_roots")},
 }
 _FLAT_NAME = {path: name for name, path in FLAT.items()}
 
@@ -270,6 +291,7 @@ class Settings(BaseSettings):
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    signing: SigningConfig = Field(default_factory=SigningConfig)
     # Processes of `sohoa run`/`sohoa worker` (default: one per CPU).
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     timezone_offset: str = "+07:00"  # receipts print local time (Vietnam, no DST)
@@ -299,6 +321,8 @@ class Settings(BaseSettings):
     def _defaults_in_data_dir(self) -> Settings:
         if self.scanners.spool_dir is None:
             self.scanners.spool_dir = self.storage.data_dir / "spool"
+        if self.signing.secrets_dir is None:
+            self.signing.secrets_dir = self.storage.data_dir / "secrets"
         if self.broker.url is None:
             self.broker.url = f"sqla+sqlite:///{self.storage.data_dir.resolve() / 'broker.sqlite3'}"
         return self

@@ -10,6 +10,9 @@ Three checks, each from a source the others cannot rewrite:
   manifest in object storage, so a dossier deleted from storage is MISSING.
 Versions made before manifests were anchored are checked against the PDF checksum their audit
 entry recorded.
+A fourth check for versions the agency signed (manifest `signature.status` = signed): each signed
+PDF's signatures are validated (storage/signatures.py: integrity, chain to the trust roots,
+validity at signing time), one finding per PDF keyed `<object key>#signature`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storage import layout
@@ -36,7 +40,8 @@ class Finding:
     dossier_id: str
     version: int
     key: str
-    problem: str  # ok | changed | missing
+    # ok | changed | missing | signature_broken | signature_untrusted | unsigned
+    problem: str
     expected: str
     actual: str | None
 
@@ -58,7 +63,8 @@ def _stored(store: ObjectStore, code: str | None) -> Iterator[tuple[bytes, Manif
 
 
 def verify(store: ObjectStore, code: str | None = None, catalog: Catalog | None = None,
-           audit: AuditLog | None = None) -> list[Finding]:
+           audit: AuditLog | None = None, trust_roots: list[Path] | None = None
+           ) -> list[Finding]:
     """One finding per stored object and per manifest of every version (of one dossier, or of
     all), plus one MISSING finding per version the catalog or the audit log knows that storage
     lacks. Without a catalog and an audit log, only the content check can be made."""
@@ -77,6 +83,7 @@ def verify(store: ObjectStore, code: str | None = None, catalog: Catalog | None 
                 actual = None
             problem = "missing" if actual is None else ("ok" if actual == sha else "changed")
             findings.append(Finding(dossier, version, key, problem, sha, actual))
+        findings += _signature_findings(store, m, trust_roots or [])
         if (anchor := anchors.get((dossier, version))) is not None:
             findings.append(_manifest_finding(data, m, anchor))
     for dossier, version in sorted(_known(catalog, code) | set(anchors)):
@@ -86,6 +93,43 @@ def verify(store: ObjectStore, code: str | None = None, catalog: Catalog | None 
                                     anchors.get((dossier, version), {}).get("manifest_sha256")
                                     or "manifest.json", None))
     return findings
+
+
+def _signature_findings(store: ObjectStore, manifest: Manifest,
+                        trust_roots: list[Path]) -> list[Finding]:
+    """For a signed version: each of its signed PDFs must hold an intact signature of the
+    registered certificate, trusted when trust roots are configured."""
+    signature = manifest.signature or {}
+    if signature.get("status") != "signed":
+        return []
+    from storage.signatures import check_pdf, load_trust_roots
+
+    roots = load_trust_roots(trust_roots)
+    dossier, version = manifest.dossier_id, manifest.version
+    names = signature.get("documents") or [n for n in manifest.objects if n.endswith(".pdf")]
+    expected = f"signed by {signature.get('signer', '')}"
+    found = []
+    for name in names:
+        obj = manifest.objects.get(name)
+        if obj is None:
+            continue
+        key = obj.key + "#signature"
+        try:
+            checks = check_pdf(store.get(obj.key), roots)
+        except ObjectMissing:
+            continue  # the content check already reports it missing
+        except ValueError as e:
+            found.append(Finding(dossier, version, key, "signature_broken", expected, str(e)))
+            continue
+        ours = [c for c in checks if c.signer == signature.get("signer")]
+        if not ours:
+            found.append(Finding(dossier, version, key, "unsigned", expected,
+                                 "no signature of the registered certificate"))
+            continue
+        worst = next((c for c in ours if c.problem != "ok"), ours[-1])
+        found.append(Finding(dossier, version, key, worst.problem, expected,
+                             f"{worst.detail}; signed at {worst.signed_at}"))
+    return found
 
 
 def _manifest_finding(data: bytes, manifest: Manifest, anchor: dict[str, Any]) -> Finding:

@@ -363,6 +363,7 @@ class Manifest(Record):
     retention_days: int | None = None
     registry: dict[str, Any] | None = None
     withdrawn: Withdrawal | None = None
+    signature: dict[str, Any] | None = None  # ingest/signing.py: signed, or unsigned
     change: dict[str, Any] | None = None
 
     def refs(self) -> list[PageRef]:

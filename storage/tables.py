@@ -7,6 +7,7 @@
     leases              who works on what right now (storage/leases.py)
     api_keys            API keys, stored as digests (api/keys.py)
     users, web_sessions web users and their login sessions (api/web/users.py)
+    signers             each agency's signing key: where it is, never the key (storage/signers.py)
 
 A change here needs a migration (storage/migrations/versions, see storage/migrate.py);
 tests/test_migrate.py checks that the migrations build exactly these tables.
@@ -175,6 +176,28 @@ class SessionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# ---- signers (storage/signers.py) ------------------------------------------------------------
+
+
+class SignerRow(Base):
+    """Where an agency's signing key is (a PKCS#12 copy in the secrets directory, or a PKCS#11
+    token's module and labels) and whose certificate it holds; never a key, password or PIN."""
+
+    __tablename__ = "signers"
+    agency: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # pkcs12 | pkcs11
+    name: Mapped[str] = mapped_column(String(300))  # the agency name printed in the note
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the certificate (DER)
+    subject: Mapped[str] = mapped_column(String(500), default="")
+    pkcs12_path: Mapped[str | None] = mapped_column(String(1000))
+    module: Mapped[str | None] = mapped_column(String(1000))
+    token_label: Mapped[str | None] = mapped_column(String(200))
+    key_label: Mapped[str | None] = mapped_column(String(200))
+    not_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    added_by: Mapped[str] = mapped_column(String(200))
 
 
 # Every table above: what storage/migrate.py builds a new database from, and what the migrations

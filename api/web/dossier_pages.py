@@ -254,7 +254,8 @@ def manifests_of(pipeline: Any, found: dict[str, Any]) -> list[Manifest]:
 def check_dossier(pipeline: Any, found: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     """The archive's one verification (storage/integrity.py) of this dossier: returns (objects
     and manifests checked, problems)."""
-    findings = verify(pipeline.store, found["dossier_id"], pipeline.catalog, pipeline.audit)
+    findings = verify(pipeline.store, found["dossier_id"], pipeline.catalog, pipeline.audit,
+                      pipeline.settings.signing.trust_root_files)
     return len(findings), [f.to_dict() for f in problems(findings)]
 
 
