@@ -85,7 +85,7 @@ def add_pkcs11(pipeline: Pipeline, agency: str, ca: dict, pin: str = PIN,
 
 
 def stored_pdf(pipeline: Pipeline, code: str, where: Path) -> Path:
-    manifest = pipeline.versions(code)[-1]
+    manifest = pipeline.dossiers.versions(code)[-1]
     path = where / f"{code}.pdf"
     path.write_bytes(pipeline.store.get(manifest["objects"]["dossier.pdf"]["key"]))
     return path
@@ -119,7 +119,7 @@ def test_a_dossier_of_an_agency_with_a_signer_is_signed_and_pdfsig_trusts_it(
 
 def test_the_manifest_says_signed_by_whom_at_which_level_and_when(signed_run, ca: dict) -> None:
     pipeline, record = signed_run
-    manifest = pipeline.versions(record["dossiers"][0]["dossier_id"])[-1]
+    manifest = pipeline.dossiers.versions(record["dossiers"][0]["dossier_id"])[-1]
     sig = manifest["signature"]
     assert sig["status"] == "signed"
     assert sig["signer"] == ca["leaf"].fingerprint()
@@ -151,7 +151,7 @@ def test_the_signed_pdf_is_still_pdfa_2b_and_the_note_is_real_text_top_right(
                           capture_output=True, text=True).stdout
     assert "Bản sao điện tử được số hóa từ bản chính" in text
     assert "Cơ quan: UBND phường Bến Nghé" in text
-    at = pipeline.versions(record["dossiers"][0]["dossier_id"])[-1]["signature"]["at"]
+    at = pipeline.dossiers.versions(record["dossiers"][0]["dossier_id"])[-1]["signature"]["at"]
     assert f"Thời gian: {at}" in text
     box = subprocess.run(["pdftotext", "-f", "1", "-l", "1", "-bbox", str(path), "-"],
                          capture_output=True, text=True).stdout
@@ -177,7 +177,7 @@ def test_a_tampered_signed_pdf_is_reported_broken_by_verify(tmp_path: Path, ca: 
     add_pkcs12(pipeline, "ASN", ca)
     record = run_file(pipeline, ASN_BATCH)
     code = record["dossiers"][0]["dossier_id"]
-    key = pipeline.versions(code)[-1]["objects"]["dossier.pdf"]["key"]
+    key = pipeline.dossiers.versions(code)[-1]["objects"]["dossier.pdf"]["key"]
     path = pipeline.store.file_path(key)
     assert path is not None
     data = bytearray(path.read_bytes())
@@ -194,7 +194,7 @@ def test_an_agency_without_a_signer_gets_its_dossiers_unsigned(tmp_path: Path) -
     pipeline = make_pipeline(tmp_path / "data")
     record = run_file(pipeline, ASN_BATCH)
     assert record["status"] == "done"
-    manifest = pipeline.versions(record["dossiers"][0]["dossier_id"])[-1]
+    manifest = pipeline.dossiers.versions(record["dossiers"][0]["dossier_id"])[-1]
     assert manifest["signature"] == {"status": "unsigned"}
     report = pki.pdfsig(stored_pdf(pipeline, manifest["dossier_id"], tmp_path))
     assert not pki.signature_blocks(report)
@@ -206,7 +206,7 @@ def test_another_agencys_signer_is_not_used(tmp_path: Path, ca: dict) -> None:
     add_pkcs12(pipeline, "H40", ca)
     record = run_file(pipeline, ASN_BATCH)
     for d in record["dossiers"]:
-        assert pipeline.versions(d["dossier_id"])[-1]["signature"] == {"status": "unsigned"}
+        assert pipeline.dossiers.versions(d["dossier_id"])[-1]["signature"] == {"status": "unsigned"}
 
 
 def test_a_usb_token_signs_through_pkcs11(tmp_path: Path, ca: dict) -> None:
@@ -276,11 +276,11 @@ def test_an_absent_token_makes_the_batch_wait_and_keeps_its_pages(tmp_path: Path
     assert record["status"] == "waiting" and record["waiting_for"]["dependency"] == "signer"
     assert all(pipeline.store.exists(layout.page_facts(batch_id, i))
                for i in range(record["pages"]))
-    assert not pipeline.versions("ASN00123")
+    assert not pipeline.dossiers.versions("ASN00123")
     add_pkcs11(pipeline, "ASN", ca)  # the token is back
     done = run_file(pipeline, ASN_BATCH)
     assert done["status"] == "done"
-    assert pipeline.versions("ASN00123")[-1]["signature"]["status"] == "signed"
+    assert pipeline.dossiers.versions("ASN00123")[-1]["signature"]["status"] == "signed"
 
 
 def test_a_wrong_pin_is_refused_not_retried_and_says_no_pin(tmp_path: Path, ca: dict) -> None:
@@ -292,7 +292,7 @@ def test_a_wrong_pin_is_refused_not_retried_and_says_no_pin(tmp_path: Path, ca: 
         run_file(pipeline, ASN_BATCH)
     assert not isinstance(e.value, TRANSIENT)
     assert "000111" not in str(e.value) and "PIN" in str(e.value)
-    assert not pipeline.versions("ASN00123")
+    assert not pipeline.dossiers.versions("ASN00123")
 
 
 def test_no_password_or_pin_reaches_a_log_the_database_or_object_storage(
@@ -397,10 +397,10 @@ def test_every_pdf_copy_stored_with_the_version_is_signed_too(tmp_path: Path, ca
     from ingest.dossier_stages import BuildPdfA, ExtractFields
 
     pipeline = make_pipeline(tmp_path / "data")
-    pipeline.dossier_stages = [ExtractFields(), BuildPdfA(), CopyOfPages(), signing.Sign()]
+    pipeline.dossiers.stages = [ExtractFields(), BuildPdfA(), CopyOfPages(), signing.Sign()]
     add_pkcs12(pipeline, "ASN", ca)
     record = run_file(pipeline, ASN_BATCH)
-    manifest = pipeline.versions(record["dossiers"][0]["dossier_id"])[-1]
+    manifest = pipeline.dossiers.versions(record["dossiers"][0]["dossier_id"])[-1]
     assert manifest["signature"]["documents"] == ["components/01-bien-nhan.pdf", "dossier.pdf"]
     copy = tmp_path / "copy.pdf"
     copy.write_bytes(pipeline.store.get(manifest["objects"]["components/01-bien-nhan.pdf"]["key"]))
