@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # worker processes of all machines, or one batch alone cannot keep them all busy.
     pages_in_flight: int = Field(default=8, ge=1, le=10_000)
     timezone_offset: str = "+07:00"  # receipts print local time (Vietnam, no DST)
+    # components (concern: components): split each dossier into its submitted documents, each
+    # stored as its own PDF/A copy (ocr/components.py); false stores the dossier PDF alone.
+    components_enabled: bool = True
 
     # Celery broker for `sohoa worker`: redis://..., amqp://...; default: SQLite file in data_dir.
     broker_url: str | None = None
