@@ -129,8 +129,8 @@ class SplitComponents:
         self.starts = starts
 
     def __call__(self, work: DossierWork) -> None:
-        if not work.settings.components_enabled or not work.page_pdfs:
-            return
+        if not work.page_pdfs or (self.starts is None and not work.settings.components_enabled):
+            return  # a person's components are made even when the machine's are turned off
         field = work.fields.get("components_listed")
         items = field.items if field is not None and field.items else ()
         listed = [compmod.Listed(str(i.get("name", "")), str(i.get("form", "")),
