@@ -285,7 +285,7 @@ def from_starts(pages: Sequence[PageInput], starts: Sequence[tuple[int, str, str
     for k, (start, kind, title) in enumerate(starts):
         end = starts[k + 1][0] - 1 if k + 1 < len(starts) else len(pages) - 1
         components.append(Component(start, end, kind, title, 1.0, signal="person"))
-    return match(components, list(listed), keep_titles=True)
+    return match(components, list(listed), by_person=True)
 
 
 def _name_key(name: str) -> str:
@@ -331,9 +331,10 @@ def _score(component: Component, item: Listed) -> float:
     return max(0.0, min(100.0, score))
 
 
-def match(components: list[Component], listed: list[Listed], keep_titles: bool = False) -> Split:
+def match(components: list[Component], listed: list[Listed], by_person: bool = False) -> Split:
     """Pairs components with listed documents, best scores first (one each); components left
-    without a title take, in order, the listed documents left whose kind fits them."""
+    without a title take, in order, the listed documents left. `by_person`: the components are a
+    person's, whose types, titles and confidence stay as given."""
     pairs = sorted(((_score(c, item), ci, li) for ci, c in enumerate(components)
                     for li, item in enumerate(listed)), reverse=True)
     taken_c: set[int] = set()
@@ -345,12 +346,14 @@ def match(components: list[Component], listed: list[Listed], keep_titles: bool =
         taken_l.add(li)
         c = components[ci]
         c.listed_as = listed[li].name
+        if by_person:
+            continue  # a person's components keep their type and confidence
         c.confidence = min(1.0, c.confidence * (0.85 + 0.15 * score / 100))
         if c.type == "other" and (kind := _listed_kind(listed[li])):
             c.type = kind
     left = [li for li in range(len(listed)) if li not in taken_l]
     for ci, c in enumerate(components):
-        if ci in taken_c or c.type == "receipt" or c.title or not left:
+        if ci in taken_c or c.type == "receipt" or c.title or not left or by_person:
             continue
         li = left.pop(0)  # an untitled component (size change, motto only): next in order
         c.listed_as = listed[li].name
@@ -358,7 +361,7 @@ def match(components: list[Component], listed: list[Listed], keep_titles: bool =
         c.confidence *= 0.8
         taken_l.add(li)
     for c in components:
-        if not c.title and not keep_titles:
+        if not c.title and not by_person:
             c.title = c.listed_as or {"receipt": "Giấy tiếp nhận hồ sơ và hẹn trả kết quả",
                                       "id_card": "Căn cước công dân"}.get(c.type, "Tài liệu")
     missing = [item for li, item in enumerate(listed) if li not in taken_l]
