@@ -69,10 +69,11 @@ MATCH_THRESHOLD = 62.0  # rapidfuzz score (0-100) under which a title is not a l
 
 def fold(text: str) -> str:
     """Accent-insensitive key ('Tờ khai' -> 'to khai'), as ocr/text.py folds: NFD, marks
-    dropped, đ by hand, lowercase; punctuation becomes space, spaces collapse."""
+    dropped, đ by hand (and Ð, which OCR reads for it), lowercase; punctuation becomes space,
+    spaces collapse."""
     decomposed = unicodedata.normalize("NFD", text)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    stripped = stripped.replace("đ", "d").replace("Đ", "D").lower()
+    stripped = stripped.replace("đ", "d").replace("Đ", "D").replace("Ð", "D").lower()
     return " ".join(re.sub(r"[^\w]+", " ", stripped).split())
 
 

@@ -234,7 +234,9 @@ def _listed_row(row: str) -> tuple[dict[str, Any] | None, bool]:
     form_m = forms[-1] if forms else _FORMS.match(key)
     form = _FORM_NAMES.get(re.sub(r"\s+", " ", form_m.group(0)), "") if form_m else ""
     name_end = forms[-1].start() if forms else end
-    name = re.sub(r"^[^\w(]+", "", _clean_value(text[:name_end])).strip(" ()[]|:;,.-–")
+    # Tesseract reads Đ as the look-alike Ð (U+00D0), a letter Vietnamese never uses.
+    name = re.sub(r"^[^\w(]+", "", _clean_value(text[:name_end]).replace("\u00d0", "Đ"))
+    name = name.strip(" ()[]|:;,.-–")
     trailing = re.search(r"[\s:;,(-]+(\d{1,3})\s*$", name)  # "Tờ khai: 01 bản chính"
     if trailing and not count_m:
         count_m, count = trailing, int(trailing.group(1))
