@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as Path_
@@ -38,8 +38,10 @@ from api.errors import install as install_error_handlers
 from api.keys import KeyStore, Principal
 from api.scanner_routes import add_scanner_routes
 from api.web.security import CSRF_HEADER, UNSAFE_METHODS, session_of
+from ingest import component_review
 from ingest.pipeline import Pipeline
 from ingest.settings import Settings
+from ocr.components import TYPES as COMPONENT_TYPES
 from ocr.pdf import page_jpeg
 from scanners.devices import Scanners
 from scanners.scan import ScanService
@@ -49,7 +51,7 @@ from storage.audit import AuditWriter, Event
 from storage.integrity import problems
 from storage.integrity import verify as verify_archive
 from storage.objects import ObjectMissing, ObjectStore
-from storage.records import BatchRecord
+from storage.records import BatchRecord, Manifest
 
 UPLOAD_CHUNK = 1 << 20
 BATCH_ID = re.compile(r"b[0-9a-f]{24}")  # ingest.pipeline.Pipeline.receive
@@ -557,6 +559,8 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
         return pipeline.dossiers.correct(found["dossier_id"], name, body.value.strip(), who.key_id,
                                       body.reason.strip(), remote).as_dict()
 
+    pdf_body = {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}
+
     @app.get("/api/v1/dossiers/{code}", responses=answers(404, 410))
     def dossier(code: Code, request: Request,
                 who: Annotated[Principal, Depends(role("processor", "auditor"))]
@@ -574,7 +578,79 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
                 "original_sha256": manifest.original.sha256,
                 # the agency's signature of this version (ingest/signing.py); older versions
                 # were made before signing existed
-                "signature": manifest.signature or {"status": "unsigned"}}
+                "signature": manifest.signature or {"status": "unsigned"},
+                **components_of(manifest)}
+
+    def components_of(manifest: Manifest) -> dict[str, Any]:
+        """The version's components (each with its copy's checksum and download path) and
+        whether every document its receipt lists was found."""
+        code = manifest.dossier_id
+        items = []
+        for c in manifest.components or []:
+            stored = manifest.objects.get(c["object"])
+            items.append({**c, "sha256": stored.sha256 if stored else None,
+                          "pdf": f"/api/v1/dossiers/{code}/components/{c['n']}/pdf"})
+        return {"components": items,
+                "complete_by_components": bool(manifest.complete_by_components),
+                "missing_components": manifest.missing_components or [],
+                "components_listed": manifest.components_listed or []}
+
+    class ComponentIn(BaseModel):
+        start_page: int = Field(ge=1, le=100_000, description="1-based page of the dossier")
+        type: Literal[COMPONENT_TYPES]  # type: ignore[valid-type]
+        title: str = Field(min_length=1, max_length=200, pattern=PRINTABLE)
+
+    class ComponentsIn(BaseModel):
+        components: list[ComponentIn] = Field(min_length=1, max_length=1000)
+        reason: str = Field(default="", max_length=500, pattern=PRINTABLE_LINES)
+
+    @app.post("/api/v1/dossiers/{code}/components", responses=answers(404, 410))
+    def correct_components(code: Code, body: ComponentsIn, request: Request,
+                           who: Annotated[Principal, Depends(role("scanner", "processor"))]
+                           ) -> dict[str, Any]:
+        """Sets the dossier's components as a person sees them (a boundary moved, a component
+        renamed or retyped): a new version with the same pages and these components, each
+        copy made again, audited with the change; the same request again changes nothing."""
+        found = visible_dossier(code, who)
+        asked = [c.model_dump() for c in body.components]
+        try:
+            manifest = component_review.correct_components(
+                pipeline, found["dossier_id"], asked, who.key_id, body.reason.strip())
+        except component_review.ComponentsError as e:
+            loc = ("body", "components", *([e.index] if e.index is not None else []),
+                   *([e.field] if e.field else []))
+            raise invalid(loc, str(e)) from None
+        return {"dossier_id": manifest.dossier_id, "version": manifest.version,
+                **components_of(manifest)}
+
+    @app.get("/api/v1/dossiers/{code}/components/{n}/pdf", response_class=Response, responses={
+        200: {**pdf_body, "description": "The PDF/A copy of component `n` of the latest version"},
+        304: {"description": "Unchanged since the ETag of If-None-Match"},
+        **answers(404, 410)})
+    def component_pdf(code: Code, n: Annotated[int, Path_(ge=1, le=10_000)], request: Request,
+                      who: Annotated[Principal, Depends(role("processor", "auditor"))]
+                      ) -> Response:
+        """Component `n` (1-based, as listed in the dossier) as its own PDF/A, with its SHA-256
+        as ETag; scoped and audited like the dossier's PDF."""
+        found = visible_dossier(code, who)
+        manifest = pipeline.dossiers.versions(found["dossier_id"])[-1]
+        component = next((c for c in manifest.components or [] if c["n"] == n), None)
+        stored = manifest.objects.get(component["object"]) if component else None
+        if stored is None:
+            raise HTTPException(404, "no such component")
+        log(request, who, "dossier.component.read", found["dossier_id"], found["agency"],
+            version=manifest.version, component=n)
+        etag = f'"{stored.sha256}"'
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers={"ETag": etag})
+        try:
+            data = pipeline.store.get(stored.key)
+        except ObjectMissing:
+            raise HTTPException(404, "no such component") from None
+        name = f'{found["dossier_id"]}-{component["object"].rsplit("/", 1)[-1]}'
+        return Response(data, media_type="application/pdf",
+                        headers={"ETag": etag,
+                                 "Content-Disposition": f'inline; filename="{name}"'})
 
     @app.get("/api/v1/dossiers/{code}/verify", responses=answers(404, 410))
     def verify_dossier(code: Code, request: Request,
@@ -594,8 +670,6 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
         return {"dossier_id": found["dossier_id"], "version": found["version"],
                 "ok": not bad, "checked": len(findings), "problems": bad,
                 "findings": [f.to_dict() for f in findings]}
-
-    pdf_body = {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}
 
     @app.get("/api/v1/dossiers/{code}/pdf", response_class=Response, responses={
         200: {**pdf_body, "description": "The PDF/A of the latest version"},

@@ -1,18 +1,22 @@
-"""The default dossier stages: extract fields, build the PDF/A document, then sign it (and its
-copies) when the dossier's agency has a signer (ingest/signing.py).
+"""The default dossier stages: extract fields, build the PDF/A document, split it into its
+components (each its own PDF/A copy), then sign the document and its copies when the dossier's
+agency has a signer (ingest/signing.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from datetime import datetime
 
 from ingest.signing import Sign
 from ingest.stages import DossierWork
+from ocr import components as compmod
 from ocr import fields as fieldmod
 from ocr import pdf as pdfmod
 from ocr.dossier_code import DossierCodeGrammar
 from ocr.text import fold
-from storage.records import OcrFact
+from storage.records import OcrFact, PageFacts
 
 
 class ExtractFields:
@@ -29,6 +33,11 @@ class ExtractFields:
                                               page, grammar, work.settings.timezone_offset)
             for name, f in receipt.items():
                 found.setdefault(name, f)
+            if "components_listed" not in found:
+                listed = fieldmod.listed_components(ocr.lines, ocr.line_confidence, page,
+                                                    ocr.words)
+                if listed is not None:
+                    found["components_listed"] = listed
             for b in facts.barcodes:
                 card = fieldmod.citizen_id_fields(b.value, page)
                 for name, f in (card or {}).items():
@@ -79,4 +88,73 @@ class BuildPdfA:
         work.pdf = pdfmod.assemble_pdfa(work.page_pdfs, work.metadata)
 
 
-DEFAULT_DOSSIER_STAGES = [ExtractFields(), BuildPdfA(), Sign()]
+def page_input(facts: PageFacts) -> compmod.PageInput:
+    """What ocr/components.py needs of a page's stored facts: its lines with their confidence
+    and height on the page, its paper size in inches (upright), blank flag and barcodes."""
+    ocr = facts.ocr or OcrFact()
+    lines = ocr.lines
+    width, height, dpi = facts.width, facts.height, facts.dpi
+    if facts.rotation in (90, 270):
+        width, height = height, width
+    size = (width / dpi, height / dpi) if width and height and dpi else None
+    tops: list[float] = []
+    if height and ocr.words:
+        first = [float("inf")] * len(lines)
+        for w in ocr.words:
+            if 0 <= w.get("line", -1) < len(lines) and len(w.get("box", ())) == 4:
+                first[w["line"]] = min(first[w["line"]], w["box"][1])
+        tops = [y / height if y != float("inf") else 1.0 for y in first]
+    return compmod.PageInput(lines, ocr.line_confidence, tops, size, bool(facts.blank),
+                             [str(b.value) for b in facts.barcodes])
+
+
+def component_object(n: int, title: str) -> str:
+    """`components/NN-<slug>.pdf`: the slug is the folded title, so names stay ASCII."""
+    slug = re.sub(r"[^a-z0-9]+", "-", compmod.fold(title)).strip("-")[:48].strip("-")
+    return f"components/{n:02d}-{slug or 'tai-lieu'}.pdf"
+
+
+class SplitComponents:
+    """The dossier's components (ocr/components.py): from the receipt's listed documents
+    (the `components_listed` field) and what each page shows, or from the start pages a person
+    set (`starts`: 0-based positions, type, title). Each becomes a PDF/A copy in `work.copies`;
+    the manifest gets `components`, `complete_by_components`, `missing_components` and
+    `components_listed`. Runs after BuildPdfA (it reuses the document's metadata)."""
+
+    name = "components"
+
+    def __init__(self, starts: list[tuple[int, str, str]] | None = None) -> None:
+        self.starts = starts
+
+    def __call__(self, work: DossierWork) -> None:
+        if not work.page_pdfs or (self.starts is None and not work.settings.components_enabled):
+            return  # a person's components are made even when the machine's are turned off
+        field = work.fields.get("components_listed")
+        items = field.items if field is not None and field.items else ()
+        listed = [compmod.Listed(str(i.get("name", "")), str(i.get("form", "")),
+                                 int(i.get("count", 1))) for i in items]
+        inputs = [page_input(f) for f in work.page_facts]
+        found = (compmod.from_starts(inputs, self.starts, listed) if self.starts
+                 else compmod.split(inputs, listed))
+        meta = work.metadata or pdfmod.DossierMetadata(
+            dossier_code=work.code, agency=work.agency, procedure=None,
+            created=datetime.fromisoformat(work.received_at))
+        entries = []
+        for n, c in enumerate(found.components, 1):
+            name = component_object(n, c.title)
+            work.copies[name] = pdfmod.assemble_pdfa(
+                work.page_pdfs[c.start:c.end + 1],
+                dataclasses.replace(meta, title=f"{work.code} - {n:02d}. {c.title}"))
+            entries.append({"n": n, "type": c.type, "title": c.title,
+                            "pages": [p + 1 for p in c.pages],
+                            "confidence": round(c.confidence, 3), "object": name,
+                            "listed_as": c.listed_as, "source": c.signal})
+        work.manifest.update(
+            components=entries, complete_by_components=found.complete,
+            missing_components=[{"name": m.name, "form": m.form, "count": m.count}
+                                for m in found.missing],
+            components_listed=[{"name": m.name, "form": m.form, "count": m.count}
+                               for m in listed])
+
+
+DEFAULT_DOSSIER_STAGES = [ExtractFields(), BuildPdfA(), SplitComponents(), Sign()]

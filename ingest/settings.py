@@ -295,6 +295,9 @@ class Settings(BaseSettings):
     # Processes of `sohoa run`/`sohoa worker` (default: one per CPU).
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     timezone_offset: str = "+07:00"  # receipts print local time (Vietnam, no DST)
+    # Split each dossier into its submitted documents, each stored as its own PDF/A copy
+    # (ocr/components.py, ingest/dossier_stages.py); false stores the dossier PDF alone.
+    components_enabled: bool = True
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -10,6 +10,8 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import date
 from functools import lru_cache
+from itertools import pairwise
+from typing import Any
 
 from ocr.dossier_code import DossierCodeGrammar
 from ocr.text import clean_line, fold
@@ -21,10 +23,16 @@ class Field:
     page: int  # 0-based page index in the input batch
     confidence: float  # 0..1
     source: str  # barcode | ocr
+    # A field that is a list (components_listed): its rows; `value` says the same in words.
+    items: tuple[dict[str, Any], ...] | None = None
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["confidence"] = round(self.confidence, 3)
+        if self.items is None:
+            del d["items"]
+        else:
+            d["items"] = [dict(i) for i in self.items]
         return d
 
 
@@ -163,3 +171,119 @@ def citizen_id_fields(payload: str, page: int) -> dict[str, Field] | None:
     if issued and issued[0]:
         values["id_issue_date"] = issued[0]
     return {k: Field(v, page, 1.0, "barcode") for k, v in values.items()}
+
+
+# ---- the receipt's item 1: the documents submitted ------------------------------------------
+
+_LIST_START = re.compile(r"thanh\s*phan\s*ho\s*s[oơ]")
+_LIST_END = re.compile(r"^\W*(?:\d\s*[.)]\s*)?(?:so\s*luong\s*ho\s*so|thoi\s*gian\s*(?:giai\s*quyet|nhan"
+                       r"\s*ho\s*so|tra)|dang\s*ky\s*nhan\s*ket\s*qua|vao\s*so\s*theo\s*doi"
+                       r"|nguoi\s*nop\s*ho\s*so\s*$|nguoi\s*nop\s*ho\s*so\s*\W*\s*nguoi\s*tiep)")
+_HEADER = re.compile(r"ten\s*(loai\s*)?giay\s*to|hinh\s*thuc.*so\s*luong")
+_BULLET = re.compile(r"^[\s|\[\](){}!]*(?:\d{1,2}(?:\s*[.,]\s*\d{1,2})*\s*[.):,]?|[-–•+*>]|[a-zđ]\s*\))"
+                     r"[\s|\]]*")
+_FORMS = re.compile(r"ban\s*sao\s*(?:co\s*)?chung\s*thuc|ban\s*sao|ban\s*chinh|ban\s*photo|ban\s*goc")
+_COUNT = re.compile(r"(?:so\s*luong\s*:?\s*)?\b(\d{1,3})\s*(?:\(?\s*(?:ban|bo|to|trang|quyen)\b\s*\)?)?"
+                    r"[\s.;:|)\]]*$")
+_FORM_NAMES = {"ban chinh": "bản chính", "ban goc": "bản chính", "ban sao": "bản sao",
+               "ban photo": "bản sao", "ban sao chung thuc": "bản sao chứng thực",
+               "ban sao co chung thuc": "bản sao chứng thực"}
+
+
+def visual_rows(words: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """OCR words regrouped into rows by their height on the page, left to right, a `|` where a
+    wide gap separates them: a table Tesseract read column by column becomes rows again."""
+    boxes = [w for w in words if str(w.get("text", "")).strip() and len(w.get("box", ())) == 4]
+    if not boxes:
+        return []
+    heights = sorted(w["box"][3] - w["box"][1] for w in boxes)
+    unit = max(heights[len(heights) // 2], 1)
+    rows: list[list[dict[str, Any]]] = []
+    for w in sorted(boxes, key=lambda w: (w["box"][1] + w["box"][3]) / 2):
+        centre = (w["box"][1] + w["box"][3]) / 2
+        if rows:
+            row = rows[-1]
+            mean = sum((v["box"][1] + v["box"][3]) / 2 for v in row) / len(row)
+            if abs(centre - mean) <= 0.6 * unit:
+                row.append(w)
+                continue
+        rows.append([w])
+    out = []
+    for row in rows:
+        row.sort(key=lambda w: w["box"][0])
+        text = str(row[0]["text"])
+        for a, b in pairwise(row):
+            text += (" | " if b["box"][0] - a["box"][2] > 1.8 * unit else " ") + str(b["text"])
+        conf = sum(float(w.get("conf", 0)) for w in row) / len(row) / 100
+        out.append((clean_line(text), conf))
+    return out
+
+
+def _listed_row(row: str) -> tuple[dict[str, Any] | None, bool]:
+    """A row of the list as {name, form, count}; the bool says whether it opened with a number or
+    bullet (else it may be the rest of the name above it, wrapped in its cell)."""
+    folded = fold_aligned(row)
+    bullet = _BULLET.match(folded)
+    opened = bool(bullet and bullet.group(0).strip(" |[]"))
+    start = bullet.end() if bullet else 0
+    text, key = row[start:].replace("|", " "), folded[start:].replace("|", " ")
+    count_m = _COUNT.search(key)
+    count = int(count_m.group(1)) if count_m else 1
+    end = count_m.start() if count_m else len(key)
+    forms = [m for m in _FORMS.finditer(key[:end]) if m.start() > 0]
+    form_m = forms[-1] if forms else _FORMS.match(key)
+    form = _FORM_NAMES.get(re.sub(r"\s+", " ", form_m.group(0)), "") if form_m else ""
+    name_end = forms[-1].start() if forms else end
+    # Tesseract reads Đ as the look-alike Ð (U+00D0), a letter Vietnamese never uses.
+    name = re.sub(r"^[^\w(]+", "", _clean_value(text[:name_end]).replace("\u00d0", "Đ"))
+    name = name.strip(" ()[]|:;,.-–")
+    trailing = re.search(r"[\s:;,(-]+(\d{1,3})\s*$", name)  # "Tờ khai: 01 bản chính"
+    if trailing and not count_m:
+        count_m, count = trailing, int(trailing.group(1))
+        name = name[:trailing.start()].strip(" ()[]|:;,.-–")
+    if not re.search(r"[^\W\d_]{2}", name):
+        return None, opened
+    return {"name": name, "form": form, "count": max(1, min(count, 99)) if count_m else 1}, opened
+
+
+def listed_components(lines: list[str], line_confidence: list[float], page: int,
+                      words: list[dict[str, Any]] | None = None) -> Field | None:
+    """The receipt's `1. Thành phần hồ sơ nộp gồm:` list (a table or numbered lines) as a field:
+    `items` holds {name, form, count} per document, `value` the same in one line; None when the
+    page has no such list. With the OCR words, rows are rebuilt from their positions."""
+    rows = visual_rows(words) if words else []
+    if not rows:
+        rows = [(line, line_confidence[i] if i < len(line_confidence) else 0.0)
+                for i, line in enumerate(lines)]
+    items: list[dict[str, Any]] = []
+    confs: list[float] = []
+    inside = False
+    for row, conf in rows:
+        folded = fold(row)
+        if not inside:
+            m = _LIST_START.search(folded)
+            if m:
+                inside = True
+                rest = row[m.end():].split(":", 1)[-1] if ":" in row[m.end():] else ""
+                if len(fold(rest).strip()) > 4:  # a first document on the same line
+                    item, _ = _listed_row(rest)
+                    if item:
+                        items.append(item)
+                        confs.append(conf)
+            continue
+        if _LIST_END.search(folded):
+            break
+        if _HEADER.search(folded) or not folded.strip(" |"):
+            continue
+        item, opened = _listed_row(row)
+        if item is None:
+            continue
+        if not opened and items and not item["form"] and not _COUNT.search(fold(row)):
+            items[-1]["name"] = f"{items[-1]['name']} {item['name']}"  # wrapped in its cell
+            continue
+        items.append(item)
+        confs.append(conf)
+    if not items:
+        return None
+    value = "; ".join(f"{i['name']} ({i['form'] or '?'}, {i['count']})" for i in items)
+    return Field(value, page, sum(confs) / len(confs), "ocr", tuple(items))

@@ -364,6 +364,11 @@ class Manifest(Record):
     registry: dict[str, Any] | None = None
     withdrawn: Withdrawal | None = None
     signature: dict[str, Any] | None = None  # ingest/signing.py: signed, or unsigned
+    # ingest/dossier_stages.py SplitComponents: the dossier's documents, each its own copy
+    components: list[dict[str, Any]] | None = None
+    complete_by_components: bool | None = None
+    missing_components: list[dict[str, Any]] | None = None
+    components_listed: list[dict[str, Any]] | None = None
     change: dict[str, Any] | None = None
 
     def refs(self) -> list[PageRef]:

@@ -67,9 +67,10 @@ class Page:
 class Canvas:
     """An A4 sheet at a given resolution that lays out text lines top to bottom."""
 
-    def __init__(self, dpi: int = 300, margin_in: float = 0.9) -> None:
+    def __init__(self, dpi: int = 300, margin_in: float = 0.9,
+                 size_in: tuple[float, float] = A4_INCHES) -> None:
         self.dpi = dpi
-        self.width, self.height = round(A4_INCHES[0] * dpi), round(A4_INCHES[1] * dpi)
+        self.width, self.height = round(size_in[0] * dpi), round(size_in[1] * dpi)
         self.image = Image.new("L", (self.width, self.height), 255)
         self.draw = ImageDraw.Draw(self.image)
         self.margin = round(margin_in * dpi)
@@ -135,9 +136,12 @@ def qr(value: str, dpi: int, size_in: float = 1.0) -> Image.Image:
 
 
 def receipt(code: str, fields: dict[str, str], dpi: int = 300, symbology: str = "code128",
-            copy: str = "Liên 1: Lưu") -> Page:
+            copy: str = "Liên 1: Lưu", listed: list[tuple[str, str, int]] | None = None,
+            listing: str = "lines") -> Page:
     """A Mẫu 01 receipt. `fields` keys: applicant_name address phone email procedure received_at due_at
-    (dates as 'HH:MM dd/mm/yyyy')."""
+    (dates as 'HH:MM dd/mm/yyyy'). `listed` (name, form, count) replaces item 1's two default
+    documents, printed as numbered lines (`listing="lines"`, wording varied by the row) or as a
+    table (`"table"`: TT / Tên loại giấy tờ / Hình thức / Số lượng, ruled)."""
     c = Canvas(dpi)
     c.line("ỦY BAN NHÂN DÂN QUẬN HOÀN KIẾM", 11, bold=True)
     c.line("BỘ PHẬN MỘT CỬA", 11, bold=True)
@@ -161,8 +165,15 @@ def receipt(code: str, fields: dict[str, str], dpi: int = 300, symbology: str = 
     c.line(f"Số điện thoại: {fields['phone']}    Email: {fields['email']}")
     c.line(f"Nội dung yêu cầu giải quyết: {fields['procedure']}")
     c.line("1. Thành phần hồ sơ nộp gồm:")
-    c.line("   - Tờ khai theo mẫu (bản chính): 01 bản")
-    c.line("   - Bản sao Căn cước công dân: 01 bản")
+    if listed is None:
+        c.line("   - Tờ khai theo mẫu (bản chính): 01 bản")
+        c.line("   - Bản sao Căn cước công dân: 01 bản")
+    elif listing == "table":
+        _listing_table(c, listed)
+    else:
+        for n, (name, form, count) in enumerate(listed, 1):
+            c.line(_LISTING_STYLES[n % len(_LISTING_STYLES)].format(
+                n=n, name=name, form=form, Form=form[:1].upper() + form[1:], count=count))
     c.line("2. Số lượng hồ sơ: 01 (bộ)")
     c.line("3. Thời gian giải quyết hồ sơ theo quy định là: 05 (ngày làm việc)")
     c.line(f"4. Thời gian nhận hồ sơ: {rh} giờ {rm} phút, ngày {rd[0]} tháng {rd[1]} năm {rd[2]}")
@@ -172,6 +183,40 @@ def receipt(code: str, fields: dict[str, str], dpi: int = 300, symbology: str = 
     c.y += c.px(0.4)
     c.line("NGƯỜI NỘP HỒ SƠ                                  NGƯỜI TIẾP NHẬN HỒ SƠ", 11, bold=True)
     return c.page("receipt", code=code, fields=dict(fields))
+
+
+_LISTING_STYLES = ["   {n}. {name} ({form}): {count:02d} bản",
+                   "   - {name}, {form}, số lượng: {count:02d}",
+                   "   {n}) {name} - {Form} - {count:02d} bản",
+                   "   - {name}: {count:02d} {form}"]
+
+
+def _listing_table(c: Canvas, listed: list[tuple[str, str, int]]) -> None:
+    """Item 1 as a ruled table, names wrapped in their cell as an office's template does."""
+    x = [c.margin, c.margin + c.px(0.45), c.width - c.margin - c.px(2.9),
+         c.width - c.margin - c.px(1.0), c.width - c.margin]
+    f = font(11, c.dpi)
+    line_h = round(11 * 1.5 * c.dpi / 72)
+    pad = c.px(0.05)
+    rows = [("TT", "Tên loại giấy tờ", "Hình thức", "Số lượng")]
+    rows += [(str(n), name, form[:1].upper() + form[1:], f"{count:02d}")
+             for n, (name, form, count) in enumerate(listed, 1)]
+    for r, row in enumerate(rows):
+        avg = c.draw.textlength("abcdefghij klmnopqrst", font=f) / 21
+        wrapped = textwrap.wrap(row[1], width=int((x[2] - x[1] - 2 * pad) / avg))
+        height = line_h * len(wrapped) + 2 * pad
+        top = c.y
+        for k, cell in enumerate(row):
+            cell_lines = wrapped if k == 1 else [cell]
+            for j, text in enumerate(cell_lines):
+                c.draw.text((x[k] + pad, top + pad + j * line_h), text,
+                            font=font(11, c.dpi, bold=r == 0), fill=0)
+        for k in range(4):
+            c.draw.rectangle([x[k], top, x[k + 1], top + height], outline=0,
+                             width=max(1, c.dpi // 150))
+        c.lines.append(" ".join(row))
+        c.y = top + height
+    c.y += line_h // 2
 
 
 def _split_dt(value: str) -> tuple[str, str, tuple[str, str, str]]:
@@ -456,6 +501,212 @@ def asn_batch(path: Path = ASN_BATCH) -> Batch:
             dropped[index] = "blank"
     write_pdf(pages, path, reproducible=True)
     return Batch(pages, dossiers, dropped, [])
+
+
+# ---- dossiers with known components (thành phần hồ sơ) -------------------------------------
+
+A5_LANDSCAPE = (8.27, 5.83)
+A3_LANDSCAPE = (16.54, 11.69)
+
+
+@dataclass(frozen=True)
+class DocumentKind:
+    """A document an applicant submits: the names a receipt may give it, its title as printed,
+    its component type, form, how many pages and on what paper."""
+
+    names: tuple[str, ...]  # wordings on receipts; the first is the usual one
+    title: tuple[str, ...]  # all-caps title lines ((): an ID-card copy)
+    type: str
+    form: str = "bản chính"
+    pages: tuple[int, int] = (1, 1)  # fewest, most
+    sizes: tuple[tuple[float, float], ...] = (A4_INCHES,)
+    motto: bool = True
+    agency: str = ""  # issuer's name above the motto (decisions, certificates)
+
+
+DOCUMENT_KINDS = [
+    DocumentKind(("Bản sao Căn cước công dân", "Căn cước công dân của người nộp hồ sơ",
+                  "Bản sao CCCD người yêu cầu"), (), "id_card", "bản sao", (1, 2)),
+    DocumentKind(("Tờ khai đăng ký khai sinh", "Tờ khai đăng ký khai sinh theo mẫu",
+                  "Tờ khai khai sinh"), ("TỜ KHAI ĐĂNG KÝ KHAI SINH",), "form", pages=(1, 2)),
+    DocumentKind(("Đơn đề nghị cấp bản sao trích lục hộ tịch",
+                  "Đơn đề nghị cấp trích lục hộ tịch"),
+                 ("ĐƠN ĐỀ NGHỊ CẤP BẢN SAO", "TRÍCH LỤC HỘ TỊCH"), "form"),
+    DocumentKind(("Đơn đăng ký cấp giấy chứng nhận quyền sử dụng đất",
+                  "Đơn đăng ký, cấp Giấy chứng nhận QSDĐ theo mẫu 04a/ĐK"),
+                 ("ĐƠN ĐĂNG KÝ, CẤP GIẤY CHỨNG NHẬN", "QUYỀN SỬ DỤNG ĐẤT"), "form", pages=(1, 2)),
+    DocumentKind(("Giấy chứng nhận quyền sử dụng đất",
+                  "Giấy chứng nhận quyền sử dụng đất, quyền sở hữu nhà ở",
+                  "Giấy chứng nhận QSD đất đã cấp"),
+                 ("GIẤY CHỨNG NHẬN", "QUYỀN SỬ DỤNG ĐẤT, QUYỀN SỞ HỮU NHÀ Ở"), "certificate",
+                 "bản sao chứng thực", (1, 3), (A4_INCHES, A3_LANDSCAPE)),
+    DocumentKind(("Giấy chứng nhận kết hôn", "Giấy chứng nhận đăng ký kết hôn của cha, mẹ"),
+                 ("GIẤY CHỨNG NHẬN KẾT HÔN",), "certificate", "bản sao chứng thực",
+                 sizes=(A4_INCHES, A5_LANDSCAPE)),
+    DocumentKind(("Giấy khai sinh", "Bản sao Giấy khai sinh của người được cấp"),
+                 ("GIẤY KHAI SINH",), "certificate", "bản sao", sizes=(A4_INCHES, A5_LANDSCAPE)),
+    DocumentKind(("Quyết định giao đất", "Quyết định giao đất, cho thuê đất của UBND"),
+                 ("QUYẾT ĐỊNH", "VỀ VIỆC GIAO ĐẤT CHO HỘ GIA ĐÌNH"), "decision",
+                 "bản sao chứng thực", (1, 2), agency="ỦY BAN NHÂN DÂN HUYỆN ĐÔNG ANH"),
+    DocumentKind(("Biên bản xác định ranh giới, mốc giới thửa đất",
+                  "Biên bản xác định ranh giới thửa đất"),
+                 ("BIÊN BẢN XÁC ĐỊNH RANH GIỚI, MỐC GIỚI", "THỬA ĐẤT"), "minutes", pages=(1, 2)),
+    DocumentKind(("Sơ đồ thửa đất", "Sơ đồ thửa đất, bản vẽ hiện trạng"), ("SƠ ĐỒ THỬA ĐẤT",),
+                 "plan", sizes=(A4_INCHES, A3_LANDSCAPE), motto=False),
+    DocumentKind(("Hợp đồng chuyển nhượng quyền sử dụng đất",
+                  "Hợp đồng chuyển nhượng QSDĐ đã công chứng"),
+                 ("HỢP ĐỒNG CHUYỂN NHƯỢNG", "QUYỀN SỬ DỤNG ĐẤT"), "contract", "bản chính",
+                 (2, 3)),
+    DocumentKind(("Đơn đề nghị đăng ký hộ kinh doanh", "Giấy đề nghị đăng ký hộ kinh doanh"),
+                 ("ĐƠN ĐỀ NGHỊ ĐĂNG KÝ HỘ KINH DOANH",), "form"),
+    DocumentKind(("Giấy ủy quyền", "Văn bản ủy quyền nộp hồ sơ"), ("GIẤY ỦY QUYỀN",), "other"),
+]
+
+
+@dataclass
+class ComponentTruth:
+    type: str
+    title: str  # as printed, joined
+    listed_as: str  # the receipt's name of it ("" for the receipt)
+    pages: list[int]  # batch page indexes, blank backs left out (the pipeline drops them)
+
+
+@dataclass
+class ComponentDossier:
+    code: str
+    pages: list[int]  # kept pages, blank backs left out
+    listed: list[tuple[str, str, int]]  # the receipt's item 1: name, form, count
+    components: list[ComponentTruth]
+    missing: list[str]  # listed names with no pages
+    listing: str  # lines | table
+
+
+@dataclass
+class ComponentBatch:
+    pages: list[tuple[Page, Scan]]
+    dossiers: list[ComponentDossier]
+    dropped: list[int]  # blank backs
+
+    def write_pdf(self, path: Path) -> Path:
+        return write_pdf(self.pages, path)
+
+
+def document_page(kind: DocumentKind, paragraphs: list[str], dpi: int = 200,
+                  size_in: tuple[float, float] = A4_INCHES, first: bool = True,
+                  heading: str = "") -> Page:
+    """One page of a submitted document: the first with the issuer, the motto block and the
+    all-caps title near the top; a continuation with at most a numbered heading, then prose."""
+    c = Canvas(dpi, margin_in=0.7, size_in=size_in)
+    if first:
+        if kind.agency:
+            c.line(kind.agency, 11, bold=True, center=True)
+        if kind.motto:
+            c.line("CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", 12, bold=True, center=True)
+            c.line("Độc lập - Tự do - Hạnh phúc", 12, bold=True, center=True)
+            c.y += c.px(0.2)
+        for line in kind.title:
+            c.line(line, 14, bold=True, center=True)
+        c.y += c.px(0.15)
+        if kind.type == "plan":
+            c.draw.polygon([(c.width * 0.3, c.y + c.px(0.3)), (c.width * 0.7, c.y + c.px(0.1)),
+                            (c.width * 0.65, c.y + c.px(2.0)), (c.width * 0.35, c.y + c.px(1.8))],
+                           outline=0, width=max(2, dpi // 100))
+            c.y += c.px(2.3)
+    elif heading:
+        c.line(heading, 12, bold=True)
+    for para in paragraphs:
+        if not c.paragraph(para, 11):
+            break
+    return c.page("text")
+
+
+def id_card_back(dpi: int = 200) -> Page:
+    """The back of an ID-card copy: a framed card with its features and issuer, no title."""
+    c = Canvas(dpi)
+    x0, y0 = c.margin, c.margin + c.px(0.4)
+    w, h = c.px(3.37 * 1.4), c.px(2.13 * 1.4)
+    c.draw.rectangle([x0, y0, x0 + w, y0 + h], outline=0, width=max(2, dpi // 100))
+    ty = y0 + c.px(0.3)
+    for label in ("Đặc điểm nhân dạng: Nốt ruồi cách 2 cm trên đầu lông mày phải",
+                  "Ngày, tháng, năm: 20/04/2021", "Ngón trỏ trái      Ngón trỏ phải"):
+        c.draw.text((x0 + c.px(0.2), ty), label, font=font(8, dpi), fill=0)
+        ty += c.px(0.3)
+    return Page(c.image, dpi, "", "id_card")
+
+
+def make_component_batch(n_dossiers: int = 3, seed: int = 1, dpi: int = 200,
+                         listed_range: tuple[int, int] = (4, 8), missing_rate: float = 0.25,
+                         blank_rate: float = 0.25, noise: float = 3.0, blur: float = 0.4,
+                         skews: tuple[float, ...] = (0.0, 0.4, -0.6)) -> ComponentBatch:
+    """A feeder stack of dossiers with known components: each a receipt whose item 1 lists
+    4-8 documents (numbered lines or a table, wording varied), then those documents in the
+    order listed: ID-card copies with the citizen QR (sometimes with their back), forms with
+    the motto block and an all-caps title, certificates, decisions, plans, contracts, some of
+    several pages, some on A5 or A3 landscape paper, with blank backs here and there; sometimes
+    one listed document is left out (the receipt lists it, the stack lacks it)."""
+    rng = random.Random(seed)
+    # Body text only: the prose's own headings (all caps, short) would be titles of their own.
+    paragraphs = [p for p in corpus_paragraphs(450) if len(p) > 80]
+    pages: list[tuple[Page, Scan]] = []
+    dossiers: list[ComponentDossier] = []
+    dropped: list[int] = []
+    cursor = rng.randrange(len(paragraphs))
+
+    def add(page: Page) -> int:
+        pages.append((page, Scan(skew=rng.choice(skews), blur=blur, noise=noise,
+                                 seed=seed * 1000 + len(pages))))
+        return len(pages) - 1
+
+    def prose(k: int) -> list[str]:
+        nonlocal cursor
+        chunk = [paragraphs[(cursor + i) % len(paragraphs)] for i in range(k)]
+        cursor += k
+        return chunk
+
+    for d in range(n_dossiers):
+        day = 1 + rng.randrange(27)
+        code = (f"000.00.{rng.randrange(10, 99)}.H{rng.randrange(10, 99)}-2304{day:02d}"
+                f"-{rng.randrange(1, 9999):04d}")
+        fields = receipt_fields(seed + d, day)
+        n_listed = rng.randint(*listed_range)
+        kinds = [DOCUMENT_KINDS[0], *rng.sample(DOCUMENT_KINDS[1:], n_listed - 1)]
+        rng.shuffle(kinds)
+        names = [rng.choice(k.names) for k in kinds]
+        listed = [(name, k.form, rng.choice((1, 1, 1, 2))) for name, k in zip(names, kinds,
+                                                                                strict=True)]
+        listing = rng.choice(("lines", "table"))
+        skip = rng.randrange(n_listed) if rng.random() < missing_rate else -1
+        receipt_page = add(receipt(code, fields, dpi, listed=listed, listing=listing))
+        components = [ComponentTruth("receipt", "GIẤY TIẾP NHẬN HỒ SƠ VÀ HẸN TRẢ KẾT QUẢ", "",
+                                     [receipt_page])]
+        kept = [receipt_page]
+        if rng.random() < blank_rate:
+            dropped.append(add(blank(dpi, seed=len(pages))))
+        for k, (kind, name) in enumerate(zip(kinds, names, strict=True)):
+            if k == skip:
+                continue
+            own: list[int] = []
+            if kind.type == "id_card":
+                cid = f"0010{90 + d % 10:02d}{rng.randrange(10**6):06d}"
+                person = fields["applicant_name"]
+                payload = f"{cid}||{person}|15031990|Nam|{fields['address']}|20042021"
+                own.append(add(id_card_copy(payload, person, dpi)))
+                if rng.random() < 0.5:
+                    own.append(add(id_card_back(dpi)))
+            else:
+                size = rng.choice(kind.sizes)
+                count = rng.randint(*kind.pages)
+                for p in range(count):
+                    heading = rng.choice(("", "", "II. NỘI DUNG KÊ KHAI", "III. GHI CHÚ"))
+                    own.append(add(document_page(kind, prose(2 if p == 0 else 3), dpi, size,
+                                                 first=p == 0, heading=heading)))
+            if rng.random() < blank_rate:
+                dropped.append(add(blank(dpi, seed=len(pages))))
+            kept += own
+            components.append(ComponentTruth(kind.type, " ".join(kind.title), name, own))
+        missing = [names[skip]] if skip >= 0 else []
+        dossiers.append(ComponentDossier(code, kept, listed, components, missing, listing))
+    return ComponentBatch(pages, dossiers, dropped)
 
 
 if __name__ == "__main__":  # python -m tests.synth OUT.pdf: the bundled sample batch

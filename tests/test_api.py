@@ -71,7 +71,8 @@ def test_dossier_by_code_with_fields_versions_and_checksums(env, role: str) -> N
     assert r.status_code == 200
     body = r.json()
     assert (body["dossier_id"], body["pages"], body["version"]) == ("ASN00125", [3], 1)
-    assert set(body["checksums"]) == {"dossier.pdf", "text.json", "fields.json"}
+    copies = {c["object"] for c in body["components"]}  # each component's own PDF/A
+    assert set(body["checksums"]) == {"dossier.pdf", "text.json", "fields.json", *copies}
 
 
 def test_pdf_is_streamed_with_etag_and_range(env) -> None:

@@ -24,7 +24,7 @@ def stored(tmp_path: Path) -> Pipeline:
 
 def test_untouched_store_verifies_clean(stored: Pipeline) -> None:
     findings = verify(stored.store)
-    assert len(findings) == 5 * 4  # 5 dossiers: pdf, text, fields, original
+    assert len(findings) == 5 * 5  # 5 one-page dossiers: pdf, its component's copy, text, fields, original
     assert {f.problem for f in findings} == {"ok"}
 
 
@@ -65,7 +65,8 @@ def check(pipeline: Pipeline, code: str | None = None) -> list[tuple[str, str, s
 def test_an_untouched_archive_is_proven_whole_manifests_included(archive) -> None:
     pipeline, codes = archive
     findings = verify(pipeline.store, None, pipeline.catalog, pipeline.audit)
-    assert len(findings) == len(codes) * 5  # pdf, text, fields, original, manifest
+    # each stored object (pdf, component copies, text, fields), the original, the manifest
+    assert len(findings) == sum(len(m["objects"]) + 2 for c in codes for m in pipeline.dossiers.versions(c))
     assert {f.problem for f in findings} == {"ok"}
 
 

@@ -334,9 +334,11 @@ def run_schemathesis(app, headers: dict[str, str], batch: dict[str, Any],
                        "query.after": {"dictionary": "cursors", "probability": 0.3}},
         # Besides schemathesis's own: 410 for a withdrawn code (it is well formed), and what no
         # schema can say: a cursor is one the API handed out, a dossier code one the office's
-        # grammar accepts (both documented), else 422 though well formed.
+        # grammar accepts (both documented), components whose start pages increase within the
+        # dossier's pages, else 422 though well formed.
         "checks": {"positive_data_acceptance": {"expected-statuses": [*ACCEPTED, "410"]}},
-        "operations": [{"include-path-regex": "^/api/v1/(events|dossiers|batches)$",
+        "operations": [{"include-path-regex":
+                        r"^/api/v1/(events|dossiers|batches|dossiers/\{code\}/components)$",
                         "checks": {"positive_data_acceptance": {"expected-statuses": [
                             *ACCEPTED, "410", "422"]}}}],
     })

@@ -69,6 +69,9 @@ def test_receipt_and_id_card_fields_are_extracted(batch, ingested) -> None:
             "procedure": receipt["procedure"],
             "received_at": f"2023-04-{day}T09:30:00+07:00",
             "due_at": f"2023-04-{int(day) + 1:02d}T16:00:00+07:00",
+            # item 1 of the receipt (tests/synth.py receipt's two default documents)
+            "components_listed": "Tờ khai theo mẫu (bản chính, 1); "
+                                 "Bản sao Căn cước công dân (bản sao, 1)",
             **(truth.id_card or {}),
         }
         assert fields == expected

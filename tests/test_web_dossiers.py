@@ -154,8 +154,10 @@ def test_verify_now_on_an_intact_dossier_says_ok_and_is_audited(
     snap(page, "verified-ok")
     (entry,) = audit_of(live_app, AN, "dossier.verify")
     assert entry["actor"] == f"user:{username}"
-    # five findings: the PDF, text, fields and original, and the manifest against the audit log
-    assert (entry["detail"]["result"], entry["detail"]["objects"]) == ("ok", 5)
+    # a finding per stored object (the PDF, text, fields, the component copies), the original,
+    # and the manifest against the audit log
+    objects = len(manifests[AN]["objects"])
+    assert (entry["detail"]["result"], entry["detail"]["objects"]) == ("ok", objects + 2)
 
 
 def test_verify_now_reports_each_difference_after_tampering(

@@ -368,6 +368,14 @@ API = [
           look=lambda env, t: env.fields(t[0]),
           check=lambda env, t, answer: checked_all(env.fields(t[0])["ghi_chu"] == t[1]),
           ok=200, vias=("key", "session")),
+    Write("api-components", ("scanner", "processor"),
+          prepare=lambda env: (env.dossier(pages=1), uuid.uuid4().hex),
+          send=lambda env, actor, via, t: actor.api(
+              via, "POST", f"/api/v1/dossiers/{t[0]}/components",
+              json={"components": [{"start_page": 1, "type": "form", "title": t[1]}]}),
+          look=lambda env, t: components_of(env, t[0]),
+          check=lambda env, t, answer: checked_all(components_of(env, t[0])[-1][0] == t[1]),
+          ok=200, vias=("key", "session")),
     Write("api-scan-scanner", ("scanner",),
           prepare=lambda env: None, send=api_scan(OWN_SCANNER),
           look=lambda env, t: env.scans(), check=scan_started, ok=202, vias=("key", "session")),
@@ -580,6 +588,11 @@ DOSSIERS = [
 
 # -- a dossier's page: field corrections and verification --
 
+def components_of(env: Env, code: str) -> list[list[str]]:
+    """The component titles of each version of `code`."""
+    return [[c["title"] for c in m.get("components", [])] for m in env.pipeline.dossiers.versions(code)]
+
+
 def verifications(env: Env, code: str) -> int:
     return len(audit_entries(env.pipeline, code, actions=(VERIFY_ACTION,), reads=False))
 
@@ -597,6 +610,12 @@ FIELDS = [
                                                      value=t[1], reason="đối chiếu"),
           look=lambda env, t: env.fields(t[0]),
           check=lambda env, t, answer: checked_all(env.fields(t[0])["so_to"] == t[1])),
+    Write("web-components", ("scanner", "processor"),
+          prepare=lambda env: (env.dossier(pages=1), uuid.uuid4().hex),
+          send=lambda env, actor, via, t: actor.form(f"/dossiers/{t[0]}/components",
+                                                     lines=f"1 | form | {t[1]}"),
+          look=lambda env, t: components_of(env, t[0]),
+          check=lambda env, t, answer: checked_all(components_of(env, t[0])[-1][0] == t[1])),
     Write("web-verify", ("processor", "auditor"), prepare=lambda env: env.dossier(pages=1),
           send=lambda env, actor, via, t: actor.form(f"/dossiers/{t}/verify"),
           look=lambda env, t: verifications(env, t),
@@ -699,6 +718,7 @@ def test_the_matrix_covers_every_write_route(env: Env) -> None:
         ("POST", "/review/batches/{batch_id}/{op}"), ("POST", "/review/dossiers/{code}"),
         ("POST", "/dossiers/{code}/fields/{name}"), ("POST", "/dossiers/{code}/fields"),
         ("POST", "/dossiers/{code}/verify"), ("POST", "/admin/users"),
+        ("POST", "/api/v1/dossiers/{code}/components"), ("POST", "/dossiers/{code}/components"),
         ("POST", "/admin/users/{username}/disable"), ("POST", "/admin/users/{username}/enable"),
         ("POST", "/admin/users/{username}/reset-password"),
         ("POST", "/login"), ("POST", "/logout"),  # no agency to scope

@@ -47,6 +47,8 @@ from api.web.dossier_search import (
 )
 from api.web.render import error_page, render
 from api.web.security import WebState, language, require_role, safe_next
+from ingest import component_review
+from ocr.components import TYPES as COMPONENT_TYPES
 from ocr.text import nfc
 from storage import queries
 from storage.integrity import problems, verify
@@ -325,6 +327,10 @@ def _dossier_page(request: Request, who: Principal, code: str, status_code: int 
         "trail": trail_rows(lang, trail[:TRAIL_PAGE]), "trail_reads": reads,
         "trail_older": trail[TRAIL_PAGE - 1]["seq"] if len(trail) > TRAIL_PAGE else None,
         "low_confidence": round(LOW_CONFIDENCE * 100), "actor_label": actor_label,
+        "components": latest.get("components", []),
+        "complete_by_components": latest.get("complete_by_components", False),
+        "missing_components": latest.get("missing_components", []),
+        "component_types": COMPONENT_TYPES,
         **extra,
     }, status_code=status_code)
 
@@ -375,7 +381,8 @@ def add_routes(app: FastAPI, state: WebState) -> None:
         if (to := renamed_to(state.pipeline, code, who)) is not None:
             return render(request, "dossier_renamed.html", {"code": code.strip().upper(),
                                                             "to": to}, status_code=410)
-        notice = {"corrected": "dossier.corrected_ok"}.get(request.query_params.get("done", ""))
+        notice = {"corrected": "dossier.corrected_ok", "components": "dossier.components_ok"}.get(
+            request.query_params.get("done", ""))
         return _dossier_page(request, who, code, notice=i18n.translate(language(request), notice)
                              if notice else None)
 
@@ -420,12 +427,51 @@ def add_routes(app: FastAPI, state: WebState) -> None:
                       next: Annotated[str, Form(max_length=2000)] = "") -> Response:
         return _correct(request, who, code, name, value, reason, next)
 
+    @app.post("/dossiers/{code}/components", include_in_schema=False)
+    def correct_components(request: Request, code: str, who: Corrector,
+                           lines: Annotated[str, Form(max_length=20_000)] = "") -> Response:
+        return _correct_components(request, who, code, lines)
+
     @app.post("/dossiers/{code}/fields", include_in_schema=False)
     def add_field(request: Request, code: str, who: Corrector,
                   name: Annotated[str, Form(max_length=100)] = "",
                   value: Annotated[str, Form(max_length=10_000)] = "",
                   reason: Annotated[str, Form(max_length=10_000)] = "") -> Response:
         return _correct(request, who, code, name, value, reason)
+
+
+def parse_component_lines(text: str) -> list[dict[str, Any]]:
+    """The components form's lines, `page | type | title` each; ComponentsError names the
+    first line that is not one."""
+    out = []
+    for k, line in enumerate(nfc(text).splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split("|", 2)]
+        if len(parts) != 3 or not parts[0].isdigit() or len(parts[0]) > 6:
+            raise component_review.ComponentsError(f"line {k}", k, "line")
+        out.append({"start_page": int(parts[0]), "type": parts[1], "title": parts[2]})
+    return out
+
+
+def _correct_components(request: Request, who: Principal, code: str, lines: str) -> Response:
+    """A person's components (ingest/component_review.py): a new version; a mistake re-shows
+    the page with the message at the form (422)."""
+    state: WebState = request.app.state.web
+    found = visible(state.pipeline, code, who)
+    lang = language(request)
+    try:
+        asked = parse_component_lines(lines)
+        component_review.correct_components(state.pipeline, found["dossier_id"], asked,
+                                            who.key_id)
+    except component_review.ComponentsError as e:
+        message = i18n.translate(lang, "dossier.error.components_line", line=e.index) \
+            if e.field == "line" else str(e)
+        if who.role not in ("processor", "admin"):  # scanning staff do not see dossier pages
+            return error_page(request, 422, message)
+        return _dossier_page(request, who, code, 422,
+                             components_typed={"lines": lines, "error": message})
+    return RedirectResponse(f"/dossiers/{found['dossier_id']}?done=components#components", 303)
 
 
 def _correct(request: Request, who: Principal, code: str, name: str, value: str, reason: str,
