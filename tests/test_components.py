@@ -336,23 +336,23 @@ def test_a_malformed_correction_is_refused_with_422_and_changes_nothing(api, ing
     """Given a correction that is not a valid list of components, then the answer is 422 (never
     a 5xx) and no version is stored."""
     client, keys, d = api
-    before = len(ingested.versions(d.code))
+    before = len(ingested.dossiers.versions(d.code))
     r = client.post(f"/api/v1/dossiers/{d.code}/components", json=body,
                     headers=auth(keys["processor"]))
     assert r.status_code == 422, r.text
-    assert len(ingested.versions(d.code)) == before
+    assert len(ingested.dossiers.versions(d.code)) == before
 
 
 def test_a_correction_by_a_wrong_role_or_agency_is_refused(api, ingested) -> None:
     """Given a valid correction, when an auditor sends it, then 403; when another agency's
     processor sends it, then 404 as for a dossier that does not exist; nothing is stored."""
     client, keys, d = api
-    before = len(ingested.versions(d.code))
+    before = len(ingested.dossiers.versions(d.code))
     body = {"components": [{"start_page": 1, "type": "receipt", "title": "Giấy tiếp nhận"}]}
     path = f"/api/v1/dossiers/{d.code}/components"
     assert client.post(path, json=body, headers=auth(keys["auditor"])).status_code == 403
     assert client.post(path, json=body, headers=auth(keys["other"])).status_code == 404
-    assert len(ingested.versions(d.code)) == before
+    assert len(ingested.dossiers.versions(d.code)) == before
 
 
 def test_a_person_moves_a_boundary_and_renames_a_component(api, ingested) -> None:
@@ -420,10 +420,10 @@ def test_the_dossier_web_page_lists_the_components_for_its_agency_only(api, inge
     assert 'id="components-form"' in page.text
     token = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert token is not None
-    before = len(ingested.versions(d.code))
+    before = len(ingested.dossiers.versions(d.code))
     bad = own.post(f"/dossiers/{d.code}/components",
                    data={"csrf": token.group(1), "lines": "một | receipt | Giấy"})
     assert bad.status_code == 422 and 'role="alert"' in bad.text
-    assert len(ingested.versions(d.code)) == before
+    assert len(ingested.dossiers.versions(d.code)) == before
     other = login("khac.nv", "mat-khau-dai-456")
     assert other.get(f"/dossiers/{d.code}").status_code == 404
