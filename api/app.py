@@ -255,7 +255,8 @@ def dossier_cursor(after: str | None) -> str | None:
 
 def event_position(after: str | None) -> tuple[str, str, int, int] | None:
     """(at, code, kind rank, number) of a `next` of GET /events; 422 "bad cursor" for anything
-    else: a date-time that is none, a rank other than 0 (versions) or 1 (corrections), a number
+    else: a date-time that is none, a rank other than 0 (versions), 1 (corrections) or 2
+    (results), a number
     outside 0..2**62 (nothing larger reaches the database)."""
     if not after:
         return None
@@ -270,7 +271,7 @@ def event_position(after: str | None) -> tuple[str, str, int, int] | None:
             when = datetime.fromisoformat(at)
         except ValueError:
             raise ValueError("its date-time is not one") from None
-        if not (rank.isascii() and rank.isdigit() and int(rank) in (0, 1)):
+        if not (rank.isascii() and rank.isdigit() and int(rank) in (0, 1, 2)):
             raise ValueError("its kind is not one")
         if not (number.isascii() and number.isdigit() and len(number) <= 19
                 and int(number) <= MAX_INT):

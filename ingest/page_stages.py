@@ -37,7 +37,8 @@ class ReadBarcodes:
                 return
         found = barcodes.read(_gray(work), tuple(work.settings.barcode_engines), formats)
         work.facts["barcodes"] = [b.to_dict() for b in found]
-        separators = {s.upper() for s in work.settings.separator_barcodes}
+        separators = {s.upper() for s in [*work.settings.separator_barcodes,
+                                          *work.settings.result_separator_barcodes]}
         if any(b.value.strip().upper() in separators for b in found):
             work.facts["separator"] = True
             work.done = True

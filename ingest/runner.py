@@ -36,10 +36,13 @@ def _process_page(batch_id: str, index: int) -> int:
 def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source: str = "cli",
              progress: Callable[[int, int], None] | None = None, file_name: str | None = None,
              agency: str | None = None, device: str | None = None,
-             incomplete: str | None = None, scope: list[str] | None = None) -> dict[str, Any]:
-    """Ingests one file and waits; returns the batch record. Same file again: same record."""
+             incomplete: str | None = None, scope: list[str] | None = None,
+             result: bool = False) -> dict[str, Any]:
+    """Ingests one file and waits; returns the batch record. Same file again: same record.
+    With `result`, the file is the result of dossier `dossier`."""
     batch_id = pipeline.receive(path, source=source, dossier=dossier, file_name=file_name,
-                                agency=agency, device=device, incomplete=incomplete, scope=scope)
+                                agency=agency, device=device, incomplete=incomplete, scope=scope,
+                                result=result)
     # Held while this process runs the batch, so that a server's watchdog on the same data
     # leaves it alone, and takes it over if this process dies.
     leases = Leases(pipeline.settings.catalog_url)
@@ -90,4 +93,5 @@ def public_view(record: dict[str, Any]) -> dict[str, Any]:
         "unmatched_pages": record.get("unmatched_pages", []),
         "dropped_pages": record.get("dropped_pages", []),
         "failed_pages": record.get("failed_pages", []),
+        "results": record.get("results", []),
     }

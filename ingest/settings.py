@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # with named groups agency, date and seq.
     dossier_code_grammar: str = "tolerant"
     separator_barcodes: list[str] = Field(default_factory=lambda: ["PATCHT"])
+    # split (results): the "KẾT QUẢ" sheet; the pages after it, up to the next separator sheet,
+    # are the result of the dossier whose code they carry (ingest/split.py)
+    result_separator_barcodes: list[str] = Field(default_factory=lambda: ["SOHOA-RESULT"])
     # zxing-cpp reads more than pyzbar, faster (BENCHMARKS.md); add "pyzbar" for a second try.
     barcode_engines: list[str] = Field(default_factory=lambda: ["zxing-cpp"])
     barcode_formats: list[str] = Field(default_factory=lambda: ["Code128", "Code39", "QRCode"])
