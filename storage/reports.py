@@ -76,6 +76,21 @@ def list_conditions(figure: str | None, month: str | None, start: date | None,
     return tuple(found)
 
 
+def list_link(base: str, figure: str, agency: str | None, month: str | None,
+              start: date, end: date) -> str:
+    """The dossier list behind a figure: `base?figure=&agency=&month=` for a month's cell, with
+    `received_from=&received_to=` for a range's total."""
+    from urllib.parse import urlencode
+
+    query: dict[str, str] = {"figure": figure}
+    if agency:
+        query["agency"] = agency
+    if month:
+        query["month"] = month
+    query.update(received_from=start.isoformat(), received_to=end.isoformat())
+    return f"{base}?{urlencode(query)}"
+
+
 def share(part: int, whole: int) -> float | None:
     """Percent of `whole`, one decimal; None of nothing."""
     return round(100.0 * part / whole, 1) if whole else None
