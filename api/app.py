@@ -327,6 +327,15 @@ IsoDateTime = Annotated[
     datetime | None, BeforeValidator(_iso_only), AfterValidator(_utc),
     WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"},
                               {"type": "string", "format": "date"}, {"type": "null"}]})]
+def _date_only(value: Any) -> Any:
+    """Pydantic takes numbers for dates (seconds since 1970): only YYYY-MM-DD here."""
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return value
+    raise ValueError("not a date (YYYY-MM-DD)")
+
+
+IsoDate = Annotated[date, BeforeValidator(_date_only),
+                    WithJsonSchema({"type": "string", "format": "date"})]
 CURSOR = "the `next` of an earlier answer, as it was given (anything else is 422 \"bad cursor\")"
 # A key is `sohoa_<id>_<secret>`: anything longer or with control characters is none.
 _TOKEN_MAX = 256
@@ -495,7 +504,7 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                 "error": record.get("error"), "pages": record.get("pages", 0)}
 
     @app.post("/api/v1/dossiers/{code}/result", status_code=202, openapi_extra=RESULT_BODY,
-              responses=answers(400, 404, 413, 503))
+              responses=answers(400, 404, 410, 413, 503))
     async def upload_result(code: Code, request: Request,
                             who: Annotated[Principal, Depends(role("scanner"))]
                             ) -> dict[str, Any]:
@@ -505,8 +514,8 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
         batch id: GET /api/v1/batches/{id} tells how it went). A dossier that does not exist
         or is another agency's answers 404, and the upload is kept as a failed batch."""
         found_code = pipeline.grammar.match(code.strip().upper())
-        if found_code is None:
-            raise invalid(("path", "code"), f"{code!r} is not a dossier code")
+        if found_code is None:  # as on every {code} route: no such dossier
+            raise HTTPException(404, "no such dossier")
         incoming = settings.data_dir / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
         limit = settings.max_upload_mb * 1024 * 1024
@@ -530,15 +539,16 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                 raise HTTPException(400, "the upload was cut off before its end") from None
             assert upload.path is not None and upload.file_name is not None
             assert pipeline.catalog is not None
-            dossier = await run_in_threadpool(pipeline.catalog.dossier, found_code.code)
-            if dossier is None or not who.sees(dossier["agency"]):
+            try:  # 404 (none, another agency's) or 410 (a withdrawn code)
+                dossier = await run_in_threadpool(visible_dossier, found_code.code, who)
+            except HTTPException:
                 batch_id = await run_in_threadpool(
                     _refuse_result, pipeline, upload.path, found_code.code, upload.file_name,
                     who.agencies[0])
                 await run_in_threadpool(log, request, who, "dossier.result.refuse", batch_id,
                                         who.agencies[0], dossier=found_code.code,
                                         file=upload.file_name)
-                raise HTTPException(404, "no such dossier")
+                raise
             record = await run_in_threadpool(submit, upload.path, dossier=found_code.code,
                                              source="upload", file_name=upload.file_name,
                                              agency=dossier["agency"],
@@ -578,17 +588,17 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
     @app.get("/api/v1/reports/digitization", responses=answers())
     def digitization_report(request: Request,
                             who: Annotated[Principal, Depends(role("auditor"))],
-                            from_: Annotated[date, Query(alias="from")],
-                            to: Annotated[date, Query()],
+                            from_: Annotated[IsoDate, Query(alias="from")],
+                            to: Annotated[IsoDate, Query()],
                             agency: Annotated[str | None, text(_CODE_MAX)] = None
                             ) -> dict[str, Any]:
         """Dossiers received, digitized, digitized in full by component, with a digitized
         result and signed, with their shares (percent of received), per agency and month of
         receipt in Vietnam time (README "The digitization report"). Each figure has the link
-        of the dossier list behind it. Auditors and admins; a scoped key sees its agencies."""
+        of the dossier list behind it. Auditors and admins; a scoped key sees its agencies.
+        `from` and `to` are dates (YYYY-MM-DD), both included; `to` before `from` is an empty
+        range."""
         assert pipeline.catalog is not None
-        if to < from_:
-            raise invalid(("query", "to"), "`to` is before `from`")
         scope: tuple[str, ...] | None = who.scope()
         if agency:
             scope = (agency.upper(),) if who.sees(agency.upper()) else ()
@@ -648,8 +658,8 @@ def create_app(settings: Settings, submit: Callable[..., dict[str, Any]] | None 
                       month: Annotated[str | None, Query(
                           pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
                           description="received in this month (YYYY-MM, Vietnam time)")] = None,
-                      received_from: Annotated[date | None, Query()] = None,
-                      received_to: Annotated[date | None, Query()] = None) -> dict[str, Any]:
+                      received_from: Annotated[IsoDate | None, Query()] = None,
+                      received_to: Annotated[IsoDate | None, Query()] = None) -> dict[str, Any]:
         """Accent-insensitive search over fields and OCR text, cursor-paginated by code;
         `updated_from` and `updated_to` are ISO 8601 dates or date-times. `figure`, `month`,
         `received_from` and `received_to` (receipt dates, Vietnam time, both included) give the

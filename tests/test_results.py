@@ -277,10 +277,12 @@ def test_api_wrong_role_is_403(env, api) -> None:
     assert r.status_code == 403
 
 
-@pytest.mark.parametrize("code", ["not-a-code", "X" * 80])
-def test_api_malformed_code_is_422(api, code: str) -> None:
+@pytest.mark.parametrize(("code", "status"), [("not-a-code", 404), ("X" * 80, 422)])
+def test_api_malformed_code_is_refused(api, code: str, status: int) -> None:
+    """A string that is no dossier code is no dossier (404, as on every {code} route); one
+    longer than a code can be is malformed (422)."""
     client, keys = api
-    assert post_result(client, keys["scanner"], code, b"\x89PNG").status_code == 422
+    assert post_result(client, keys["scanner"], code, b"\x89PNG").status_code == status
 
 
 def test_api_upload_without_a_file_is_422(env, api) -> None:

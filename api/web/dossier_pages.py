@@ -322,6 +322,7 @@ def _dossier_page(request: Request, who: Principal, code: str, status_code: int 
         "trail": trail_rows(lang, trail[:TRAIL_PAGE]), "trail_reads": reads,
         "trail_older": trail[TRAIL_PAGE - 1]["seq"] if len(trail) > TRAIL_PAGE else None,
         "low_confidence": round(LOW_CONFIDENCE * 100), "actor_label": actor_label,
+        "result": pipeline.catalog.result(code) if pipeline.catalog else None,
         **extra,
     }, status_code=status_code)
 
