@@ -75,7 +75,10 @@ class Dossier(Base):
     result_version: Mapped[int | None] = mapped_column(Integer, default=None)  # the latest result
 
     __table_args__ = (Index("ix_dossiers_agency_received_on", "agency", "received_on"),
-                      Index("ix_dossiers_received_on", "received_on"))
+                      # covers the report's query (storage/reports.py): read from the index alone
+                      Index("ix_dossiers_report", "received_on", "agency", "received_month",
+                            "withdrawn_to", "digitized", "full_components", "signed",
+                            "result_version"))
 
 
 class DossierVersion(Base):

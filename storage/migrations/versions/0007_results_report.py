@@ -40,11 +40,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("result_version", sa.Integer(), nullable=True))
     op.create_index("ix_dossiers_agency_received_on", "dossiers", ["agency", "received_on"],
                     unique=False)
-    op.create_index("ix_dossiers_received_on", "dossiers", ["received_on"], unique=False)
+    op.create_index("ix_dossiers_report", "dossiers",
+                    ["received_on", "agency", "received_month", "withdrawn_to", "digitized",
+                     "full_components", "signed", "result_version"], unique=False)
 
 
 def downgrade() -> None:
-    op.drop_index("ix_dossiers_received_on", table_name="dossiers")
+    op.drop_index("ix_dossiers_report", table_name="dossiers")
     op.drop_index("ix_dossiers_agency_received_on", table_name="dossiers")
     with op.batch_alter_table("dossiers") as batch:
         for name in ("result_version", "signed", "full_components", "digitized",
