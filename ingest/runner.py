@@ -84,8 +84,9 @@ def _run(pipeline: Pipeline, batch_id: str,
 
 
 def public_view(record: dict[str, Any]) -> dict[str, Any]:
-    """The batch as `sohoa ingest --json` promises it."""
-    return {
+    """The batch as `sohoa ingest --json` promises it; `results` only for a batch that carried
+    results (sent as one, or scanned after a result sheet)."""
+    view = {
         "batch_id": record["batch_id"], "file": record["file"], "status": record["status"],
         "error": record.get("error"), "pages": record.get("pages", 0),
         "dossiers": [{k: d[k] for k in ("dossier_id", "pages", "pdf", "fields")}
@@ -93,5 +94,7 @@ def public_view(record: dict[str, Any]) -> dict[str, Any]:
         "unmatched_pages": record.get("unmatched_pages", []),
         "dropped_pages": record.get("dropped_pages", []),
         "failed_pages": record.get("failed_pages", []),
-        "results": record.get("results", []),
     }
+    if record.get("results") or record.get("result_for"):  # results stored (or refused)
+        view["results"] = record.get("results", [])
+    return view
