@@ -18,7 +18,7 @@ import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -46,7 +46,7 @@ from ocr.pdf import page_jpeg
 from scanners.devices import Scanners
 from scanners.scan import ScanService
 from scanners.spool import Spool
-from storage import layout
+from storage import layout, reports
 from storage.audit import AuditWriter, Event
 from storage.integrity import problems
 from storage.integrity import verify as verify_archive
@@ -66,6 +66,24 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
                                "description": "the dossier code, if known (422 for one the "
                                               "office's code grammar does not accept)"}}}}}}}
 _NO_FILE = ("body", "file"), "Field required", "missing"
+Figure = Literal["received", "digitized", "full_components", "result", "signed"]
+RESULT_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary"}}}}}}}
+
+
+def _refuse_result(pipeline: Pipeline, path: Path, code: str, file_name: str,
+                   agency: str) -> str:
+    """A result for a dossier the sender cannot see (none, or another agency's): its original
+    is kept as a failed batch of the sender's agency, never lost; `sohoa batch retry` stores it
+    once the dossier exists."""
+    batch_id = pipeline.receive(path, source="upload", dossier=code, file_name=file_name,
+                                agency=agency, result=True)
+    record = pipeline.record(batch_id)
+    if record["status"] == "received":
+        record.update(status="failed", error=f"no dossier {code}: a result needs its dossier")
+        pipeline.save_record(record)
+    return batch_id
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
 
 
@@ -258,7 +276,8 @@ def dossier_cursor(after: str | None) -> str | None:
 
 def event_position(after: str | None) -> tuple[str, str, int, int] | None:
     """(at, code, kind rank, number) of a `next` of GET /events; 422 "bad cursor" for anything
-    else: a date-time that is none, a rank other than 0 (versions) or 1 (corrections), a number
+    else: a date-time that is none, a rank other than 0 (versions), 1 (corrections) or 2
+    (results), a number
     outside 0..2**62 (nothing larger reaches the database)."""
     if not after:
         return None
@@ -273,7 +292,7 @@ def event_position(after: str | None) -> tuple[str, str, int, int] | None:
             when = datetime.fromisoformat(at)
         except ValueError:
             raise ValueError("its date-time is not one") from None
-        if not (rank.isascii() and rank.isdigit() and int(rank) in (0, 1)):
+        if not (rank.isascii() and rank.isdigit() and int(rank) in (0, 1, 2)):
             raise ValueError("its kind is not one")
         if not (number.isascii() and number.isdigit() and len(number) <= 19
                 and int(number) <= MAX_INT):
@@ -311,6 +330,15 @@ IsoDateTime = Annotated[
     datetime | None, BeforeValidator(_iso_only), AfterValidator(_utc),
     WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"},
                               {"type": "string", "format": "date"}, {"type": "null"}]})]
+def _date_only(value: Any) -> Any:
+    """Pydantic takes numbers for dates (seconds since 1970): only YYYY-MM-DD here."""
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return value
+    raise ValueError("not a date (YYYY-MM-DD)")
+
+
+IsoDate = Annotated[date, BeforeValidator(_date_only),
+                    WithJsonSchema({"type": "string", "format": "date"})]
 CURSOR = "the `next` of an earlier answer, as it was given (anything else is 422 \"bad cursor\")"
 # A key is `sohoa_<id>_<secret>`: anything longer or with control characters is none.
 _TOKEN_MAX = 256
@@ -477,6 +505,116 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
         return {"batch_id": record.batch_id, "status": record.status,
                 "error": record.error, "pages": record.pages}
 
+    @app.post("/api/v1/dossiers/{code}/result", status_code=202, openapi_extra=RESULT_BODY,
+              responses=answers(400, 404, 410, 413, 503))
+    async def upload_result(code: Code, request: Request,
+                            who: Annotated[Principal, Depends(role("scanner"))]
+                            ) -> dict[str, Any]:
+        """Stores the upload (a PDF or image of the decision, certificate or licence issued)
+        as the next result of dossier `code`: original first, then processed like a batch
+        (pages OCR'd, a searchable PDF/A, `result_added` in the feed); 202 with its id (a
+        batch id: GET /api/v1/batches/{id} tells how it went). A dossier that does not exist
+        or is another agency's answers 404, and the upload is kept as a failed batch."""
+        found_code = pipeline.grammar.match(code.strip().upper())
+        if found_code is None:  # as on every {code} route: no such dossier
+            raise HTTPException(404, "no such dossier")
+        incoming = settings.storage.data_dir / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        limit = settings.max_upload_mb * 1024 * 1024
+        too_big = HTTPException(413, f"the upload is larger than {settings.max_upload_mb} MB "
+                                     "(SOHOA_MAX_UPLOAD_MB): nothing was stored",
+                                headers={"Connection": "close"})
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit + UPLOAD_SLACK:
+            raise too_big
+        upload = _Upload(request.headers.get("content-type", ""), incoming, limit)
+        try:
+            try:
+                async for chunk in request.stream():
+                    upload.write(chunk)
+                    if upload.pending() >= UPLOAD_CHUNK:
+                        await run_in_threadpool(upload.flush)
+                await run_in_threadpool(upload.finish)
+            except _TooBig:
+                raise too_big from None
+            except ClientDisconnect:
+                raise HTTPException(400, "the upload was cut off before its end") from None
+            assert upload.path is not None and upload.file_name is not None
+            assert pipeline.catalog is not None
+            try:  # 404 (none, another agency's) or 410 (a withdrawn code)
+                dossier = await run_in_threadpool(visible_dossier, found_code.code, who)
+            except HTTPException:
+                batch_id = await run_in_threadpool(
+                    _refuse_result, pipeline, upload.path, found_code.code, upload.file_name,
+                    who.agencies[0])
+                await run_in_threadpool(log, request, who, "dossier.result.refuse", batch_id,
+                                        who.agencies[0], dossier=found_code.code,
+                                        file=upload.file_name)
+                raise
+            record = await run_in_threadpool(submit, upload.path, dossier=found_code.code,
+                                             source="upload", file_name=upload.file_name,
+                                             agency=dossier["agency"],
+                                             scope=list(who.agencies), result=True)
+        except OperationalError as e:
+            raise HTTPException(503, "the result is stored but could not be queued (task "
+                                     "broker unreachable); upload the same file again to "
+                                     "resume") from e
+        finally:
+            upload.discard()
+        await run_in_threadpool(log, request, who, "dossier.result.upload", record["batch_id"],
+                                dossier["agency"], dossier=found_code.code,
+                                file=upload.file_name, status=record["status"])
+        return {"id": record["batch_id"], "batch_id": record["batch_id"],
+                "dossier_id": found_code.code, "status": record["status"],
+                "error": record.get("error")}
+
+    @app.get("/api/v1/dossiers/{code}/result/pdf", response_class=Response, responses={
+        200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+              "description": "The PDF/A of the dossier's latest result"},
+        **answers(404, 410)})
+    def result_pdf(code: Code, request: Request,
+                   who: Annotated[Principal, Depends(role("processor", "auditor"))]
+                   ) -> Response:
+        """The latest result's PDF/A (404 when the dossier has no result)."""
+        found = visible_dossier(code, who)
+        assert pipeline.catalog is not None
+        result = pipeline.catalog.result(found["dossier_id"])
+        if result is None:
+            raise HTTPException(404, "the dossier has no result")
+        log(request, who, "dossier.result.read", found["dossier_id"], found["agency"],
+            version=result["version"])
+        return Response(pipeline.store.get(result["pdf"]), media_type="application/pdf",
+                        headers={"ETag": f'"{result["sha256"]}"', "Content-Disposition":
+                                 f'attachment; filename="{found["dossier_id"]}-result.pdf"'})
+
+    @app.get("/api/v1/reports/digitization", responses=answers())
+    def digitization_report(request: Request,
+                            who: Annotated[Principal, Depends(role("auditor"))],
+                            from_: Annotated[IsoDate, Query(alias="from")],
+                            to: Annotated[IsoDate, Query()],
+                            agency: Annotated[str | None, text(_CODE_MAX)] = None
+                            ) -> dict[str, Any]:
+        """Dossiers received, digitized, digitized in full by component, with a digitized
+        result and signed, with their shares (percent of received), per agency and month of
+        receipt in Vietnam time (README "The digitization report"). Each figure has the link
+        of the dossier list behind it. Auditors and admins; a scoped key sees its agencies.
+        `from` and `to` are dates (YYYY-MM-DD), both included; `to` before `from` is an empty
+        range."""
+        assert pipeline.catalog is not None
+        scope: tuple[str, ...] | None = who.scope()
+        if agency:
+            scope = (agency.upper(),) if who.sees(agency.upper()) else ()
+        found = reports.digitization(pipeline.catalog, from_, to, scope)
+        log(request, who, "report.digitization", "digitization", who.agencies[0],
+            **{"from": from_.isoformat(), "to": to.isoformat(), "asked_agency": agency,
+               "via": "api"})
+        body = found.to_dict()
+        for row in [*body["rows"], *body["totals"], body["total"]]:
+            row["links"] = {f: reports.list_link("/api/v1/dossiers", f, row["agency"] or None,
+                                                 row["month"], from_, to)
+                            for f in reports.FIGURES}
+        return body
+
     @app.get("/api/v1/batches/{batch_id}", responses=answers(404))
     def batch_status(batch_id: Id, request: Request,
                      who: Annotated[Principal, Depends(role("scanner"))]) -> dict[str, Any]:
@@ -515,16 +653,27 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
                       procedure: Annotated[str | None, text(200)] = None,
                       updated_from: IsoDateTime = None, updated_to: IsoDateTime = None,
                       after: Annotated[str | None, text(1024, description=CURSOR)] = None,
-                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
+                      limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                      figure: Annotated[Figure | None, Query(
+                          description="only the dossiers behind this figure of the "
+                                      "digitization report")] = None,
+                      month: Annotated[str | None, Query(
+                          pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
+                          description="received in this month (YYYY-MM, Vietnam time)")] = None,
+                      received_from: Annotated[IsoDate | None, Query()] = None,
+                      received_to: Annotated[IsoDate | None, Query()] = None) -> dict[str, Any]:
         """Accent-insensitive search over fields and OCR text, cursor-paginated by code;
-        `updated_from` and `updated_to` are ISO 8601 dates or date-times."""
+        `updated_from` and `updated_to` are ISO 8601 dates or date-times. `figure`, `month`,
+        `received_from` and `received_to` (receipt dates, Vietnam time, both included) give the
+        dossiers behind a figure of the digitization report."""
         assert pipeline.catalog is not None
         scope: tuple[str, ...] | None = who.scope()
         if agency:
             scope = (agency.upper(),) if who.sees(agency.upper()) else ()
         cursor = dossier_cursor(after)
+        where = reports.list_conditions(figure, month, received_from, received_to)
         items, last = pipeline.catalog.list_dossiers(scope, q, procedure, updated_from,
-                                                     updated_to, cursor, limit)
+                                                     updated_to, cursor, limit, where)
         log(request, who, "dossier.search", q, who.agencies[0],
             results=[d["dossier_id"] for d in items])
         next_cursor = _encode(last) if last else None
@@ -574,12 +723,17 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
         log(request, who, "dossier.read", found["dossier_id"], found["agency"],
             version=found["version"])
         manifest = pipeline.dossiers.versions(found["dossier_id"])[-1]
+        result = pipeline.catalog.result(found["dossier_id"]) if pipeline.catalog else None
         return {**found, "checksums": {name: o.sha256 for name, o in manifest.objects.items()},
                 "original_sha256": manifest.original.sha256,
                 # the agency's signature of this version (ingest/signing.py); older versions
                 # were made before signing existed
                 "signature": manifest.signature or {"status": "unsigned"},
-                **components_of(manifest)}
+                **components_of(manifest),
+                "result": None if result is None else {
+                    "version": result["version"], "sha256": result["sha256"],
+                    "received_at": result["received_at"], "signature": result["signature"],
+                    "download": f"/api/v1/dossiers/{found['dossier_id']}/result/pdf"}}
 
     def components_of(manifest: Manifest) -> dict[str, Any]:
         """The version's components (each with its copy's checksum and download path) and

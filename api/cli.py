@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +52,27 @@ def main() -> None:
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dossier", "dossier", metavar="CODE",
               help="Dossier code for pages before the first barcoded code (one dossier per file).")
+@click.option("--result", "result", metavar="CODE",
+              help="The files are the result (decision, certificate, licence) of dossier CODE.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
-def ingest(files: tuple[Path, ...], dossier: str | None, as_json: bool) -> None:
+def ingest(files: tuple[Path, ...], dossier: str | None, result: str | None,
+           as_json: bool) -> None:
     """Digitize FILE... (PDF, TIFF, JPEG, PNG) and wait until each batch is stored."""
     pipeline = _pipeline()
     if dossier and not pipeline.grammar.match(dossier):
         raise click.BadParameter(f"{dossier!r} is not a dossier code", param_hint="--dossier")
+    if result:
+        if dossier:
+            raise click.BadParameter("give --dossier or --result, not both",
+                                     param_hint="--result")
+        if (found := pipeline.grammar.match(result)) is None:
+            raise click.BadParameter(f"{result!r} is not a dossier code", param_hint="--result")
+        dossier = found.code
     batches = []
     for path in files:
         try:
-            record = run_file(pipeline, path, dossier) if as_json \
-                else _run_with_bar(pipeline, path, dossier)
+            record = run_file(pipeline, path, dossier, result=bool(result)) if as_json \
+                else _run_with_bar(pipeline, path, dossier, bool(result))
         except SignerRefused as e:  # not retried by itself: a retry could lock a USB token
             raise click.ClickException(
                 f"{path.name}: not stored, the agency's signer refused: {e}. The pages are kept: "
@@ -81,7 +91,8 @@ def ingest(files: tuple[Path, ...], dossier: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
-def _run_with_bar(pipeline: Pipeline, path: Path, dossier: str | None) -> BatchRecord:
+def _run_with_bar(pipeline: Pipeline, path: Path, dossier: str | None,
+                  result: bool = False) -> BatchRecord:
     bar: Any = None
 
     def progress(step: int, total: int) -> None:
@@ -95,7 +106,7 @@ def _run_with_bar(pipeline: Pipeline, path: Path, dossier: str | None) -> BatchR
         bar.update(step)
 
     try:
-        return run_file(pipeline, path, dossier, progress=progress)
+        return run_file(pipeline, path, dossier, progress=progress, result=result)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -113,6 +124,9 @@ def _print_summary(record: BatchRecord) -> None:
     for d in record.dossiers:
         pages = ", ".join(str(p + 1) for p in d.pages)
         click.echo(f"  {d.dossier_id}  pages {pages}  -> {d.pdf}")
+    for r in record.get("results", []):
+        pages = ", ".join(str(p + 1) for p in r["pages"])
+        click.echo(f"  {r['dossier_id']}  result v{r['version']}  pages {pages}  -> {r['pdf']}")
     failed = {f.page: f.error for f in record.failed_pages}
     for page, error in failed.items():
         click.echo(f"  page {page + 1} could not be read: {error}")
@@ -128,6 +142,8 @@ def _review_line(item: ReviewEntry) -> str | None:
     unreadable pages are listed with their errors already."""
     pages = ", ".join(str(p + 1) for p in item.pages)
     reason, code = item.reason, item.code
+    if reason == "no_dossier":
+        return f"for review (a result for {code}, which has no dossier): pages {pages}"
     if reason == "no_code":
         return f"for review (no dossier code): pages {pages}"
     if reason == "unknown_to_registry":
@@ -1029,6 +1045,65 @@ def user_password(username: str, password_stdin: bool) -> None:
     except UserError as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"new password set for {username.strip().lower()}")
+
+
+
+@main.group()
+def report() -> None:
+    """Reports on what was digitized."""
+
+
+def _day(value: str, name: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)",
+                                 param_hint=name) from None
+
+
+@report.command("digitization")
+@click.option("--from", "start", required=True, metavar="YYYY-MM-DD",
+              help="First day of receipt (Vietnam time).")
+@click.option("--to", "end", required=True, metavar="YYYY-MM-DD",
+              help="Last day of receipt, included.")
+@click.option("--agency", "agencies", multiple=True, metavar="A", help="Only this agency.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV, the columns of README.")
+def report_digitization(start: str, end: str, agencies: tuple[str, ...], as_json: bool,
+                        as_csv: bool) -> None:
+    """Dossiers received, digitized, digitized in full by component, with a digitized result,
+    signed, and their shares, per agency and month of receipt (README: the definitions)."""
+    from storage import reports
+
+    first, last = _day(start, "--from"), _day(end, "--to")
+    if last < first:
+        raise click.BadParameter("--to is before --from", param_hint="--to")
+    if as_json and as_csv:
+        raise click.BadParameter("give --json or --csv, not both", param_hint="--csv")
+    pipeline = _pipeline()
+    assert pipeline.catalog is not None and pipeline.audit is not None
+    scope = tuple(a.strip().upper() for a in agencies) or None
+    found = reports.digitization(pipeline.catalog, first, last, scope)
+    pipeline.audit.append("cli", "report.digitization", "digitization",
+                          (",".join(scope) if scope else "*")[:40],
+                          detail={"from": first.isoformat(), "to": last.isoformat(),
+                                  "via": "cli", "format": "json" if as_json else
+                                  "csv" if as_csv else "text"})
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), ensure_ascii=False, indent=1))
+        return
+    if as_csv:
+        click.echo(found.to_csv(), nl=False)
+        return
+    click.echo(f"digitization report, received {first} to {last} (Vietnam time)")
+    header = f"{'agency':<16} {'month':<8} " + " ".join(f"{f:>16}" for f in reports.FIGURES)
+    click.echo(header)
+    for row in [*found.rows, *found.totals, found.total]:
+        shares = row.shares()
+        cells = [f"{row.counts['received']:>16}"] + [
+            f"{row.counts[f]:>8} {'' if shares[f] is None else f'{shares[f]:.1f}%':>7}"
+            for f in reports.SHARES]
+        click.echo(f"{row.agency or 'all':<16} {row.month or 'total':<8} " + " ".join(cells))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ class ReadBarcodes:
                 return
         found = barcodes.read(_gray(work), tuple(work.settings.barcodes.engines), formats)
         work.facts.barcodes = [BarcodeFact.model_validate(b.to_dict()) for b in found]
-        separators = {s.upper() for s in work.settings.barcodes.separators}
+        separators = {s.upper() for s in [*work.settings.barcodes.separators,
+                                          *work.settings.barcodes.result_separators]}
         if any(b.value.strip().upper() in separators for b in found):
             work.facts.separator = True
             work.done = True

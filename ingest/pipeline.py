@@ -32,9 +32,9 @@ from ingest import services
 from ingest.page_stages import DEFAULT_PAGE_STAGES
 from ingest.registry import Registry
 from ingest.settings import Settings
-from ingest.split import DossierSplit, SplitPlan, split
+from ingest.split import DossierSplit, SplitPlan, split, split_result
 from ingest.stages import PageStage, PageWork
-from ingest.versions import Dossiers, PageRef, listeners
+from ingest.versions import Dossiers, NoDossier, PageRef, listeners
 from ocr import pdf as pdfmod
 from ocr.decode import (
     DecodeLimits,
@@ -144,14 +144,17 @@ class Pipeline:
     def receive(self, path: Path, source: str = "upload", dossier: str | None = None,
                 file_name: str | None = None, agency: str | None = None,
                 device: str | None = None, incomplete: str | None = None,
-                scope: list[str] | None = None) -> str:
+                scope: list[str] | None = None, result: bool = False) -> str:
         """Stores the original scan before anything else; the same bytes (from the same agency)
         give the same batch. `device` names the scanner it came from; `incomplete` says why the
         file may lack pages (a jammed feeder, an interrupted upload): the batch then ends in
         review. `scope` lists the agencies whose dossiers the sender may write (by default
-        `agency` alone; none or "*": any): a code of another agency makes no version."""
+        `agency` alone; none or "*": any): a code of another agency makes no version. With
+        `result`, the file is the result of dossier `dossier` (ingest/split.py split_result)."""
         digest = sha256_file(path)
         scoped = hashlib.sha256(f"{agency}:{digest}".encode()).hexdigest() if agency else digest
+        if result:  # the same file as a batch and as a result are two batches
+            scoped = hashlib.sha256(f"result:{dossier}:{scoped}".encode()).hexdigest()
         batch_id = "b" + scoped[:24]
         if self.store.exists(layout.batch_record(batch_id)):
             if incomplete:  # the same bytes, this time known to be partial: say so on the batch
@@ -169,6 +172,7 @@ class Pipeline:
             received_at=datetime.now(UTC).isoformat(timespec="seconds"),
             status="received", error=None, pages=0, dossiers=[],
             unmatched_pages=[], dropped_pages=[], failed_pages=[],
+            **({"result_for": dossier} if result else {}),
         ))
         if self.catalog:  # so the watchdog knows of it, should nobody ever start it
             self.catalog.index_batch(self.record(batch_id), [])
@@ -349,7 +353,12 @@ class Pipeline:
 
     def split_batch(self, batch_id: str) -> SplitPlan:
         record = self.record(batch_id)
-        return split(self.page_facts(batch_id, record.pages), self.grammar, record.dossier_hint)
+        pages = self.page_facts(batch_id, record.pages)
+        if code := record.get("result_for"):
+            found = self.grammar.match(code)
+            return split_result(pages, code, found.agency if found else code.split("-")[0])
+        return split(pages, self.grammar, record.dossier_hint,
+                     tuple(self.settings.barcodes.result_separators))
 
     def check_registry(self, plan: SplitPlan) -> SplitPlan:
         """With a registry configured, dossiers whose code it does not know go to review."""
@@ -435,6 +444,26 @@ class Pipeline:
         return self.dossiers.store_version(part.code, part.agency, part.source, refs,
                                            claim=batch_id, registry=part.registry)
 
+    def store_results(self, batch_id: str, plan: SplitPlan) -> list[dict[str, Any]]:
+        """Stores each result of the plan as its dossier's next result (once per batch and
+        code). A result for a code without a live dossier, or of an agency outside the sender's
+        scope, is refused: its pages wait in review (`no_dossier`), never lost."""
+        scope = self.record(batch_id).scope
+        stored = []
+        for part in plan.results:
+            if not scope or ALL_AGENCIES in scope or part.agency in scope:
+                try:
+                    stored.append(self.dossiers.store_result(
+                        part.code, [PageRef(batch_id, i) for i in part.pages], claim=batch_id))
+                    continue
+                except NoDossier:
+                    pass
+            plan.unmatched = sorted(plan.unmatched + part.pages)
+            plan.unmatched_groups.append(part.pages)
+            plan.review.append({"pages": part.pages, "code": part.code, "reason": "no_dossier",
+                                "detail": f"a result for {part.code}, which has no dossier"})
+        return stored
+
     def _audited(self, manifest: Manifest) -> bool:
         """Whether the audit log holds the entry (and so the manifest's anchor) of a version."""
         assert self.audit is not None
@@ -449,8 +478,13 @@ class Pipeline:
     def page_facts_for(self, batch_id: str, pages: list[int]) -> list[PageFacts]:
         return [PageFacts.load(self.store.get(layout.page_facts(batch_id, i))) for i in pages]
 
-    def finish(self, batch_id: str, plan: SplitPlan, manifests: list[Manifest]) -> BatchRecord:
+    def finish(self, batch_id: str, plan: SplitPlan, manifests: list[Manifest],
+               results: list[dict[str, Any]] | None = None) -> BatchRecord:
         record = self.record(batch_id)
+        record.results = [
+            {"dossier_id": m["dossier_id"], "pages": m["pages"], "version": m["version"],
+             "pdf": m["objects"]["result.pdf"]["key"],
+             "sha256": m["objects"]["result.pdf"]["sha256"]} for m in results or []]
         fields = {m.dossier_id: json.loads(self.store.get(m.objects["fields.json"].key))
                   for m in manifests}
         record.dossiers = [
@@ -470,6 +504,13 @@ class Pipeline:
         if plan.failed and not record.error:
             count = len(plan.failed)
             record.error = f"{count} page{'s' if count > 1 else ''} could not be read"
+        if (code := record.get("result_for")) and not results:
+            # A result refused (no such dossier, nothing readable): a failed upload, its
+            # original kept; `sohoa batch retry` stores it once its dossier exists.
+            record.status = "failed"
+            record.error = f"no dossier {code}: a result needs its dossier" \
+                if any(r.reason == "no_dossier" for r in record.review) \
+                else record.error or "no page of the result could be read"
         record.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         self._save_record(record)
         if self.catalog:
@@ -482,7 +523,8 @@ class Pipeline:
         plan = self.check_registry(self.split_batch(batch_id))
         plan = self.hold_partial(batch_id, self.hold_other_agency(batch_id, plan))
         manifests = [self.assemble(batch_id, part) for part in plan.dossiers]
-        record = self.finish(batch_id, plan, manifests)
+        results = self.store_results(batch_id, plan)
+        record = self.finish(batch_id, plan, manifests, results)
         self._cache_path(record).unlink(missing_ok=True)
         return record
 

@@ -37,10 +37,13 @@ def _process_page(batch_id: str, index: int) -> int:
 def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source: str = "cli",
              progress: Callable[[int, int], None] | None = None, file_name: str | None = None,
              agency: str | None = None, device: str | None = None,
-             incomplete: str | None = None, scope: list[str] | None = None) -> BatchRecord:
-    """Ingests one file and waits; returns the batch record. Same file again: same record."""
+             incomplete: str | None = None, scope: list[str] | None = None,
+             result: bool = False) -> BatchRecord:
+    """Ingests one file and waits; returns the batch record. Same file again: same record.
+    With `result`, the file is the result of dossier `dossier`."""
     batch_id = pipeline.receive(path, source=source, dossier=dossier, file_name=file_name,
-                                agency=agency, device=device, incomplete=incomplete, scope=scope)
+                                agency=agency, device=device, incomplete=incomplete, scope=scope,
+                                result=result)
     # Held while this process runs the batch, so that a server's watchdog on the same data
     # leaves it alone, and takes it over if this process dies.
     leases = Leases(pipeline.settings.storage.catalog_url)
@@ -83,8 +86,9 @@ def _run(pipeline: Pipeline, batch_id: str,
 
 
 def public_view(record: BatchRecord) -> dict[str, Any]:
-    """The batch as `sohoa ingest --json` promises it."""
-    return {
+    """The batch as `sohoa ingest --json` promises it; `results` only for a batch that carried
+    results (sent as one, or scanned after a result sheet)."""
+    view: dict[str, Any] = {
         "batch_id": record.batch_id, "file": record.file, "status": record.status,
         "error": record.error, "pages": record.pages,
         "dossiers": [{"dossier_id": d.dossier_id, "pages": d.pages, "pdf": d.pdf,
@@ -93,3 +97,6 @@ def public_view(record: BatchRecord) -> dict[str, Any]:
         "dropped_pages": [p.as_dict() for p in record.dropped_pages],
         "failed_pages": [p.as_dict() for p in record.failed_pages],
     }
+    if record.get("results") or record.get("result_for"):  # results stored (or refused)
+        view["results"] = record.get("results", [])
+    return view

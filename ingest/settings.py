@@ -123,6 +123,7 @@ FLAT: dict[str, tuple[str, ...]] = {
     "barcode_engines": ("barcodes", "engines"),
     "barcode_formats": ("barcodes", "formats"),
     "separator_barcodes": ("barcodes", "separators"),
+    "result_separator_barcodes": ("barcodes", "result_separators"),
     "dossier_code_grammar": ("barcodes", "dossier_code_grammar"),
     "data_dir": ("storage", "data_dir"),
     "database_url": ("storage", "database_url"),

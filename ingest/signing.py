@@ -373,3 +373,4 @@ class Sign:
         work.copies.update(signed)
         work.manifest["signature"] = info.to_manifest(
             sorted(documents) if info.status == "signed" else None)
+

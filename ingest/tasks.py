@@ -319,13 +319,15 @@ def _has_result(pipeline: Pipeline, batch_id: str) -> Callable[[int], bool]:
 
 def submit(path: Path, dossier: str | None = None, source: str = "upload",
            file_name: str | None = None, agency: str | None = None, device: str | None = None,
-           incomplete: str | None = None, scope: list[str] | None = None) -> BatchRecord:
+           incomplete: str | None = None, scope: list[str] | None = None,
+           result: bool = False) -> BatchRecord:
     """Stores the original and queues its start; returns the batch record (`received`). Nothing
     here depends on the number of pages. The same file again queues nothing while its batch is
     under way; it resumes it if it waits, or queues what nobody holds if the queue is empty."""
     pipeline = _pipeline()
     batch_id = pipeline.receive(path, source=source, dossier=dossier, file_name=file_name,
-                                agency=agency, device=device, incomplete=incomplete, scope=scope)
+                                agency=agency, device=device, incomplete=incomplete, scope=scope,
+                                result=result)
     record = pipeline.record(batch_id)
     if record.status == "received" and not record.start_queued_at:
         # Marked before it is queued: a start_batch that ran first would see its record undone.

@@ -4,6 +4,7 @@
     store_version(code, ..., refs, claim)  -> manifest    dossier stages, objects, manifest
     withdraw(code, to, claim, actor)       -> manifest    a version that withdraws a misread code
     correct(code, name, value, actor)      -> correction  a person's correction of a field
+    store_result(code, ..., refs, claim)   -> manifest    result vN of the dossier (result stages)
     versions(code)                         -> manifests   oldest first
     page_refs(manifest)                    -> refs        the pages a version is made of
 
@@ -29,12 +30,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from ingest.dossier_stages import DEFAULT_DOSSIER_STAGES
+from ingest.results import DEFAULT_RESULT_STAGES, ResultStage, ResultWork
 from ingest.settings import Settings
 from ingest.stages import DossierStage, DossierWork
 from ocr import pdf as pdfmod
 from storage import layout
 from storage.audit import AuditLog
-from storage.catalog import Catalog, version_event
+from storage.catalog import Catalog, result_event, version_event
 from storage.objects import ObjectStore
 from storage.records import (
     BatchRecord,
@@ -48,15 +50,21 @@ from storage.records import (
 )
 
 FORMAT_VERSION = 1  # of manifests and corrections
+RESULT_ACTION = "dossier.result.create"  # the audit action of a stored result (its anchor)
 log = logging.getLogger(__name__)
 
-Kind = Literal["created", "new_version", "withdrawn", "field_corrected"]
+Kind = Literal["created", "new_version", "withdrawn", "field_corrected", "result_added"]
+
+
+class NoDossier(LookupError):
+    """A result for a dossier code that has no live dossier: refused, its pages kept."""
 
 
 @dataclass(frozen=True)
 class DossierChanged:
     """One change of dossier `code`: a version stored (`created`, `new_version`), its code
-    withdrawn (`withdrawn`), or a field corrected (`field_corrected`)."""
+    withdrawn (`withdrawn`), a field corrected (`field_corrected`), or a result stored
+    (`result_added`: `version` and `manifest` are the result's)."""
 
     kind: Kind
     code: str
@@ -88,6 +96,9 @@ class CatalogIndexer:
         if event.kind == "field_corrected":
             assert event.correction is not None
             self.catalog.index_correction(event.correction)
+        elif event.kind == "result_added":
+            assert event.manifest is not None
+            self.catalog.index_result(event.manifest)
         else:
             assert event.manifest is not None
             self.catalog.index_version(event.manifest, event.fields, event.text)
@@ -113,6 +124,13 @@ class AuditWriter:
             return
         m = event.manifest
         assert m is not None
+        if event.kind == "result_added":
+            self.audit.append(event.actor, RESULT_ACTION, event.code, event.agency,
+                              event.remote,
+                              {"version": event.version, "batch_id": m["batch_id"],
+                               "pdf_sha256": m["objects"]["result.pdf"]["sha256"],
+                               "manifest_sha256": event.anchor})
+            return
         if event.kind == "withdrawn":
             self.audit.append(event.actor, "dossier.withdraw", event.code, event.agency,
                               detail={"version": event.version,
@@ -147,6 +165,8 @@ def feed_event(event: DossierChanged) -> dict[str, Any]:
                 "previous": c.previous, "at": c.at}
     m = event.manifest
     assert m is not None
+    if event.kind == "result_added":
+        return result_event(m, event.agency)  # type: ignore[arg-type]
     pdf = m.objects["dossier.pdf"].key if "dossier.pdf" in m.objects else ""
     return version_event(m, event.agency, pdf, datetime.fromisoformat(m.created_at))
 
@@ -171,6 +191,8 @@ class Dossiers:
     catalog: Catalog | None = None  # read by `correct`: the fields as corrected so far
     listeners: list[Listener] = field(default_factory=list)
     stages: list[DossierStage] = field(default_factory=lambda: list(DEFAULT_DOSSIER_STAGES))
+    result_stages: list[ResultStage] = field(
+        default_factory=lambda: list(DEFAULT_RESULT_STAGES))
 
     def emit(self, event: DossierChanged) -> None:
         """Every listener hears of the change once; a failure is logged, and the first failure
@@ -313,7 +335,70 @@ class Dossiers:
                                  correction.at, correction=correction, remote=remote))
         return correction
 
+    def store_result(self, code: str, refs: list[PageRef], claim: str,
+                     actor: str = "pipeline", remote: str = "") -> dict[str, Any]:
+        """Result vN of dossier `code` made of these (already OCR'd) pages: result stages,
+        objects, manifest (its checksum the audit log's anchor), then the `result_added` event.
+        NoDossier when the code has no live dossier. `claim` makes it idempotent: the same
+        claim gets the same result number, and a result stored by an earlier run cut short is
+        announced again rather than rebuilt."""
+        versions = self.versions(code)
+        if not versions or versions[-1].get("withdrawn"):
+            raise NoDossier(f"no dossier {code}: a result needs its dossier first")
+        agency = versions[-1]["agency"]
+        batch_id = refs[0].batch_id
+        version = self._claim(layout.result_prefix, code, claim)
+        prefix = layout.result_prefix(code, version)
+        if self.store.exists(prefix + "manifest.json"):
+            data = self.store.get(prefix + "manifest.json")
+            manifest = json.loads(data)
+            self.emit(DossierChanged("result_added", code, agency, version, actor,
+                                     manifest["created_at"], manifest,
+                                     hashlib.sha256(data).hexdigest(), remote=remote))
+            return manifest
+        record = json.loads(self.store.get(layout.batch_record(batch_id)))
+        facts = [json.loads(self.store.get(layout.page_facts(r.batch_id, r.index)))
+                 for r in refs]
+        pdfs = [pdfmod.rotated(self.store.get(layout.page_pdf(r.batch_id, r.index)), r.rotate)
+                for r in refs]
+        pages = [r.index for r in refs]
+        work = ResultWork(batch_id, code, agency, pages, facts, pdfs, self.settings,
+                          record["received_at"])
+        for stage in self.result_stages:
+            stage(work)
+        assert work.pdf is not None, "a result stage must produce the PDF"
+        retention = versions[-1].get("retention_days")
+        text = [{"page": i, "lines": (f.get("ocr") or {}).get("lines", [])}
+                for i, f in zip(pages, facts, strict=True)]
+        objects = {}
+        for name, data in (("result.pdf", work.pdf), ("text.json", _json(text))):
+            info = self.store.put(prefix + name, data, overwrite=True, retention_days=retention)
+            objects[name] = {"key": info.key, "sha256": info.sha256, "size": info.size}
+        manifest = {
+            "format": FORMAT_VERSION, "kind": "result", "dossier_id": code, "agency": agency,
+            "version": version, "batch_id": batch_id, "pages": pages,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "original": {"key": record["original"], "sha256": record["sha256"],
+                         "size": record["size"], "file": record["file"]},
+            "objects": objects, "retention_days": retention, "dossier_version":
+                versions[-1]["version"],
+        }
+        if any(r.batch_id != batch_id or r.rotate for r in refs):
+            manifest["page_refs"] = [r.to_dict() for r in refs]
+        manifest.update(work.manifest)
+        anchor = self.store.put(prefix + "manifest.json", _json(manifest), overwrite=True,
+                                retention_days=retention).sha256
+        self.emit(DossierChanged("result_added", code, agency, version, actor,
+                                 manifest["created_at"], manifest, anchor, remote=remote))
+        return manifest
+
     # ---- readers ---------------------------------------------------------------------------
+
+    def results(self, code: str) -> list[dict[str, Any]]:
+        """The stored results of dossier `code`, oldest first."""
+        keys = [k for k in self.store.list(layout.results_prefix(code))
+                if k.endswith("/manifest.json")]
+        return sorted((json.loads(self.store.get(k)) for k in keys), key=lambda m: m["version"])
 
     def versions(self, code: str) -> list[Manifest]:
         """The stored versions of dossier `code`, oldest first."""
@@ -328,9 +413,14 @@ class Dossiers:
 
     def _claim_version(self, code: str, claim: str) -> int:
         """The next free version number, claimed atomically (or this claim's earlier one)."""
+        return self._claim(layout.version_prefix, code, claim)
+
+    def _claim(self, prefix: Callable[[str, int], str], code: str, claim: str) -> int:
+        """The next free number under `prefix` (versions, results), claimed atomically (or
+        this claim's earlier one)."""
         version = 1
         while True:
-            key = layout.version_prefix(code, version) + ".claim"
+            key = prefix(code, version) + ".claim"
             if self.store.create(key, claim.encode()):
                 return version
             if self.store.get(key).decode() == claim:

@@ -44,6 +44,9 @@ class BarcodeConfig(BaseModel):
     engines: list[str] = Field(default_factory=lambda: ["zxing-cpp"])
     formats: list[str] = Field(default_factory=lambda: ["Code128", "Code39", "QRCode"])
     separators: list[str] = Field(default_factory=lambda: ["PATCHT"])
+    # the "KẾT QUẢ" sheet: the pages after it, up to the next separator sheet, are the result
+    # of the dossier whose code they carry (ingest/split.py)
+    result_separators: list[str] = Field(default_factory=lambda: ["SOHOA-RESULT"])
     # Dossier-code grammar: "tolerant" (DOMAIN.md), "strict", or a regular expression of your own
     # with named groups agency, date and seq.
     dossier_code_grammar: str = "tolerant"

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import and_, delete, or_, select
@@ -23,7 +24,15 @@ from storage.db import Base, aware, engine_for
 from storage.objects import ObjectStore
 from storage.records import BatchRecord, Manifest, PageFacts
 from storage.records import Correction as CorrectionRecord
-from storage.tables import Batch, Correction, Dossier, DossierVersion, FieldRow, Page
+from storage.tables import (
+    Batch,
+    Correction,
+    Dossier,
+    DossierResult,
+    DossierVersion,
+    FieldRow,
+    Page,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,7 +66,47 @@ def version_event(manifest: Manifest, agency: str, pdf_key: str,
 
 # The tables that index object storage (storage/tables.py): `rebuild` drops and refills them and
 # leaves the database's other tables (audit log, leases, API keys, users) alone.
-INDEX_TABLES = ("batches", "pages", "dossiers", "dossier_versions", "fields", "corrections")
+INDEX_TABLES = ("batches", "pages", "dossiers", "dossier_versions", "fields", "corrections",
+                "dossier_results")
+
+# Vietnam time (no DST): what a receipt's date and a report's month mean.
+VIETNAM = timezone(timedelta(hours=7))
+_CODE_DATE = re.compile(r"-(\d{2})(\d{2})(\d{2})-")
+
+
+def receipt_date(code: str, fields: dict[str, dict[str, Any]]) -> date | None:
+    """The day a dossier was received, in Vietnam time: its receipt's `received_at` field, else
+    the date part (YYMMDD) of its code; None when neither says."""
+    value = (fields.get("received_at") or {}).get("value")
+    if isinstance(value, str):
+        try:
+            at = datetime.fromisoformat(value)
+            return (at.astimezone(VIETNAM) if at.tzinfo else at).date()
+        except ValueError:
+            pass
+    if m := _CODE_DATE.search(code):
+        try:
+            return date(2000 + int(m[1]), int(m[2]), int(m[3]))
+        except ValueError:
+            return None
+    return None
+
+
+def result_event(manifest: dict[str, Any], agency: str) -> dict[str, Any]:
+    """The change-feed event of a stored result (also what webhooks receive)."""
+    pdf = manifest["objects"]["result.pdf"]
+    return {"kind": "result_added", "dossier_id": manifest["dossier_id"], "agency": agency,
+            "version": manifest["version"], "batch_id": manifest["batch_id"],
+            "pdf": pdf["key"], "sha256": pdf["sha256"],
+            "at": datetime.fromisoformat(manifest["created_at"]).isoformat()}
+
+
+def _flags(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the report counts of a dossier's current version (storage/reports.py)."""
+    signature = manifest.get("signature")
+    return {"digitized": bool(manifest["objects"].get("dossier.pdf")),
+            "full_components": manifest.get("complete_by_components") is True,
+            "signed": isinstance(signature, dict) and signature.get("status") == "signed"}
 
 UNFINISHED = ("received", "processing", "waiting")
 # Review reasons of pages that would make a version of a known code but wait for a person
@@ -124,15 +173,28 @@ class Catalog:
         with self.session() as s:
             dossier = s.get(Dossier, code)
             procedure = (fields.get("procedure") or {}).get("value")
+            received = receipt_date(code, fields)
             if dossier is None:
-                s.add(Dossier(code=code, agency=manifest.agency, procedure=procedure,
-                              latest_version=version, updated_at=created, search=search,
-                              withdrawn_to=withdrawn_to))
+                dossier = Dossier(code=code, agency=manifest.agency, procedure=procedure,
+                                  latest_version=version, updated_at=created, search=search,
+                                  withdrawn_to=withdrawn_to)
+                s.add(dossier)
+                current = True
             elif version >= dossier.latest_version:
                 dossier.latest_version, dossier.updated_at = version, created
                 dossier.procedure = procedure or dossier.procedure
                 dossier.search = search
                 dossier.withdrawn_to = withdrawn_to
+                current = True
+            else:
+                current = False
+            if current:
+                for name, value in _flags(manifest).items():
+                    setattr(dossier, name, value)
+                if withdrawn_to is None or dossier.received_on is None:
+                    dossier.received_on = received or dossier.received_on
+                    dossier.received_month = dossier.received_on.strftime("%Y-%m") \
+                        if dossier.received_on else None
             s.flush()
             s.merge(DossierVersion(code=code, version=version, batch_id=manifest.batch_id,
                                    pdf_key=pdf.key if pdf else "",
@@ -164,6 +226,46 @@ class Catalog:
                 dossier.search = f"{dossier.search} {fold(c.value)}"
                 if name == "procedure":
                     dossier.procedure = c.value
+                if name == "received_at" and (day := receipt_date(code, {name: {"value": c.value}})):
+                    dossier.received_on, dossier.received_month = day, day.strftime("%Y-%m")
+
+    @_again_on_conflict
+    def index_result(self, manifest: dict[str, Any]) -> None:
+        """A stored result of a dossier (indexed after its dossier: a result needs one)."""
+        code, version = manifest["dossier_id"], manifest["version"]
+        with self.session() as s:
+            dossier = s.get(Dossier, code)
+            if dossier is None:
+                raise LookupError(f"no dossier {code} for its result")
+            s.merge(DossierResult(code=code, version=version, batch_id=manifest["batch_id"],
+                                  pdf_key=manifest["objects"]["result.pdf"]["key"],
+                                  manifest_key=layout.result_prefix(code, version)
+                                  + "manifest.json",
+                                  manifest=manifest,
+                                  created_at=datetime.fromisoformat(manifest["created_at"])))
+            dossier.result_version = max(dossier.result_version or 0, version)
+
+    def result(self, code: str) -> dict[str, Any] | None:
+        """The latest result of a dossier: version, sha256, received_at, pdf key, manifest;
+        None when it has none."""
+        with self.session() as s:
+            row = s.scalars(select(DossierResult).where(DossierResult.code == code)
+                            .order_by(DossierResult.version.desc()).limit(1)).first()
+            if row is None:
+                return None
+            pdf = row.manifest["objects"]["result.pdf"]
+            return {"version": row.version, "sha256": pdf["sha256"], "size": pdf["size"],
+                    "received_at": aware(row.created_at).isoformat(), "pdf": row.pdf_key,
+                    "manifest": row.manifest_key, "batch_id": row.batch_id,
+                    "signature": row.manifest.get("signature")}
+
+    def known_results(self, code: str | None = None) -> list[tuple[str, int]]:
+        """(code, version) of every result the catalog indexed: each must be in storage."""
+        stmt = select(DossierResult.code, DossierResult.version)
+        if code is not None:
+            stmt = stmt.where(DossierResult.code == code)
+        with self.session() as s:
+            return [(c, v) for c, v in s.execute(stmt).all()]
 
     # ---- reads ----
 
@@ -239,8 +341,10 @@ class Catalog:
     def list_dossiers(self, agencies: tuple[str, ...] | None, q: str = "",
                       procedure: str | None = None, updated_from: datetime | None = None,
                       updated_to: datetime | None = None, after: str | None = None,
-                      limit: int = 50) -> tuple[list[dict[str, Any]], str | None]:
-        """Live dossiers by code (not withdrawn codes), filtered; `agencies=None` means all.
+                      limit: int = 50, where: tuple[Any, ...] = ()
+                      ) -> tuple[list[dict[str, Any]], str | None]:
+        """Live dossiers by code (not withdrawn codes), filtered; `agencies=None` means all;
+        `where`: further conditions on `dossiers` (a report figure's, storage/reports.py).
         Returns a page and the cursor of the next page (the last code), or None at the end. No
         totals: counts would leak."""
         stmt = (select(Dossier).where(Dossier.withdrawn_to.is_(None)).order_by(Dossier.code)
@@ -258,6 +362,8 @@ class Catalog:
             stmt = stmt.where(Dossier.updated_at < updated_to)
         if after:
             stmt = stmt.where(Dossier.code > after)
+        if where:
+            stmt = stmt.where(*where)
         with self.session() as s:
             rows = s.scalars(stmt).all()
         items = [{"dossier_id": d.code, "agency": d.agency, "procedure": d.procedure,
@@ -270,7 +376,8 @@ class Catalog:
                limit: int = 100) -> list[dict[str, Any]]:
         """The change feed, oldest first: a `created` or `new_version` event per stored dossier
         version (`withdrawn`, with the code its pages went `to`, for a version that withdraws
-        its code) and a `field_corrected` event per correction. Derived from what is stored (so
+        its code), a `field_corrected` event per correction and a `result_added` event per
+        stored result. Derived from what is stored (so
         it survives `reindex`); each event's position (at, code, kind rank, number) is its
         cursor."""
         def since(at_col: Any, number_col: Any, rank: int) -> Any:
@@ -288,9 +395,15 @@ class Catalog:
         if agencies is not None:
             versions = versions.where(Dossier.agency.in_(agencies))
             corrections = corrections.where(Dossier.agency.in_(agencies))
+        results = (select(DossierResult, Dossier.agency).join(Dossier)
+                   .order_by(DossierResult.created_at, DossierResult.code, DossierResult.version)
+                   .limit(limit))
+        if agencies is not None:
+            results = results.where(Dossier.agency.in_(agencies))
         if after:
             versions = versions.where(since(DossierVersion.created_at, DossierVersion.version, 0))
             corrections = corrections.where(since(Correction.at, Correction.seq, 1))
+            results = results.where(since(DossierResult.created_at, DossierResult.version, 2))
         with self.session() as s:
             events = [(version_event(Manifest.load(v.manifest), agency, v.pdf_key,
                                      aware(v.created_at)),
@@ -302,6 +415,9 @@ class Catalog:
                          "at": aware(c.at).isoformat()},
                         (aware(c.at), c.code, 1, c.seq))
                        for c, agency in s.execute(corrections).all()]
+            events += [(result_event(r.manifest, agency),
+                        (aware(r.created_at), r.code, 2, r.version))
+                       for r, agency in s.execute(results).all()]
         events.sort(key=lambda e: e[1])
         return [{**event, "position": [key[0].isoformat(), key[1], key[2], key[3]]}
                 for event, key in events[:limit]]
@@ -359,4 +475,9 @@ class Catalog:
                        if layout.is_correction(k)]
         for correction in sorted(corrections, key=lambda c: (c.dossier_id, c.seq)):
             self.index_correction(correction)
+        for key in store.list(layout.results_prefix()):
+            if key.endswith("/manifest.json"):
+                result = json.loads(store.get(key))
+                if self.dossier(result["dossier_id"]) or self.withdrawal(result["dossier_id"]):
+                    self.index_result(result)
         return batches, versions

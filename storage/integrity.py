@@ -13,12 +13,16 @@ entry recorded.
 A fourth check for versions the agency signed (manifest `signature.status` = signed): each signed
 PDF's signatures are validated (storage/signatures.py: integrity, chain to the trust roots,
 validity at signing time), one finding per PDF keyed `<object key>#signature`.
+A dossier's results (results/{code}/r{n}/) are checked the same way: their
+objects and original against their manifest, the manifest against its `dossier.result.create`
+entry, and every result the catalog or audit log knows must be stored (findings on keys under
+results/).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
 
 # Audit actions that make a version (their detail names it: version, manifest_sha256, pdf_sha256).
 VERSION_ACTIONS = ("dossier.version.create", "dossier.withdraw")
+RESULT_ACTIONS = ("dossier.result.create",)  # ingest/versions.py RESULT_ACTION
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,10 @@ def manifests(store: ObjectStore, code: str | None = None) -> Iterator[dict]:
         yield manifest
 
 
-def _stored(store: ObjectStore, code: str | None) -> Iterator[tuple[bytes, Manifest]]:
-    prefix = layout.dossier_prefix(code) if code else "dossiers/"
+def _stored(store: ObjectStore, code: str | None,
+            results: bool = False) -> Iterator[tuple[bytes, Manifest]]:
+    dossiers = layout.dossier_prefix(code) if code else "dossiers/"
+    prefix = layout.results_prefix(code) if results else dossiers
     for key in store.list(prefix):
         if key.endswith("/manifest.json"):
             data = store.get(key)
@@ -67,11 +74,20 @@ def verify(store: ObjectStore, code: str | None = None, catalog: Catalog | None 
            ) -> list[Finding]:
     """One finding per stored object and per manifest of every version (of one dossier, or of
     all), plus one MISSING finding per version the catalog or the audit log knows that storage
-    lacks. Without a catalog and an audit log, only the content check can be made."""
-    anchors = _anchors(audit, code)
+    lacks. Without a catalog and an audit log, only the content check can be made. Then the
+    same of every stored result."""
+    roots = trust_roots or []
+    return (_verify(store, code, catalog, audit, roots, False)
+            + _verify(store, code, catalog, audit, roots, True))
+
+
+def _verify(store: ObjectStore, code: str | None, catalog: Catalog | None,
+            audit: AuditLog | None, trust_roots: list[Path], results: bool) -> list[Finding]:
+    anchors = _anchors(audit, code, RESULT_ACTIONS if results else VERSION_ACTIONS)
+    prefix = layout.result_prefix if results else layout.version_prefix
     findings: list[Finding] = []
     stored: set[tuple[str, int]] = set()
-    for data, m in _stored(store, code):
+    for data, m in _stored(store, code, results):
         dossier, version = m.dossier_id, m.version
         stored.add((dossier, version))
         expected = [(o.key, o.sha256) for o in m.objects.values()]
@@ -83,12 +99,12 @@ def verify(store: ObjectStore, code: str | None = None, catalog: Catalog | None 
                 actual = None
             problem = "missing" if actual is None else ("ok" if actual == sha else "changed")
             findings.append(Finding(dossier, version, key, problem, sha, actual))
-        findings += _signature_findings(store, m, trust_roots or [])
+        findings += _signature_findings(store, m, trust_roots)
         if (anchor := anchors.get((dossier, version))) is not None:
-            findings.append(_manifest_finding(data, m, anchor))
-    for dossier, version in sorted(_known(catalog, code) | set(anchors)):
+            findings.append(_manifest_finding(data, m, anchor, prefix))
+    for dossier, version in sorted(_known(catalog, code, results) | set(anchors)):
         if (dossier, version) not in stored:
-            key = layout.version_prefix(dossier, version) + "manifest.json"
+            key = prefix(dossier, version) + "manifest.json"
             findings.append(Finding(dossier, version, key, "missing",
                                     anchors.get((dossier, version), {}).get("manifest_sha256")
                                     or "manifest.json", None))
@@ -132,10 +148,11 @@ def _signature_findings(store: ObjectStore, manifest: Manifest,
     return found
 
 
-def _manifest_finding(data: bytes, manifest: Manifest, anchor: dict[str, Any]) -> Finding:
+def _manifest_finding(data: bytes, manifest: Manifest, anchor: dict[str, Any],
+                      prefix: Callable[[str, int], str] = layout.version_prefix) -> Finding:
     """The manifest against what the audit log recorded when its version was made."""
     dossier, version = manifest.dossier_id, manifest.version
-    key = layout.version_prefix(dossier, version) + "manifest.json"
+    key = prefix(dossier, version) + "manifest.json"
     if recorded := anchor.get("manifest_sha256"):
         actual = hashlib.sha256(data).hexdigest()
         return Finding(dossier, version, key, "ok" if actual == recorded else "changed",
@@ -147,21 +164,25 @@ def _manifest_finding(data: bytes, manifest: Manifest, anchor: dict[str, Any]) -
     return Finding(dossier, version, key, "ok" if pdf == recorded else "changed", recorded, pdf)
 
 
-def _anchors(audit: AuditLog | None, code: str | None) -> dict[tuple[str, int], dict[str, Any]]:
+def _anchors(audit: AuditLog | None, code: str | None,
+             actions: tuple[str, ...] = VERSION_ACTIONS) -> dict[tuple[str, int], dict[str, Any]]:
     """(code, version) -> what the audit log recorded when that version was made (the last
     entry wins: a version made again after a crash records the manifest as it stands)."""
     if audit is None:
         return {}
     found: dict[tuple[str, int], dict[str, Any]] = {}
-    for entry in audit.for_target(code, VERSION_ACTIONS):
+    for entry in audit.for_target(code, actions):
         version = entry["detail"].get("version")
         if isinstance(version, int):
             found[(entry["target"], version)] = entry["detail"]
     return found
 
 
-def _known(catalog: Catalog | None, code: str | None) -> set[tuple[str, int]]:
-    return set(catalog.known_versions(code)) if catalog is not None else set()
+def _known(catalog: Catalog | None, code: str | None,
+           results: bool = False) -> set[tuple[str, int]]:
+    if catalog is None:
+        return set()
+    return set(catalog.known_results(code) if results else catalog.known_versions(code))
 
 
 def problems(findings: list[Finding]) -> list[Finding]:

@@ -9,6 +9,9 @@
     dossiers/{code}/v{n}/fields.json      its fields
     dossiers/{code}/v{n}/manifest.json    SHA-256 of each object above and of the original scan
     dossiers/{code}/corrections/{n}.json  a field corrected by a person (who, when, why, old, new)
+    results/{code}/r{n}/result.pdf        result n of the dossier (the decision, certificate or
+    results/{code}/r{n}/text.json         licence issued) as PDF/A-2b, its text, and its manifest;
+    results/{code}/r{n}/manifest.json     outside dossiers/ so a version's readers never see them
 """
 
 from __future__ import annotations
@@ -61,3 +64,12 @@ def is_correction(key: str) -> bool:
     parts = key.split("/")
     return len(parts) == 4 and parts[0] == "dossiers" and parts[2] == "corrections" \
         and parts[3].endswith(".json")
+
+
+def result_prefix(code: str, version: int) -> str:
+    """Where result `version` of dossier `code` lives (results/{code}/r{n}/)."""
+    return f"results/{code}/r{version:04d}/"
+
+
+def results_prefix(code: str | None = None) -> str:
+    return f"results/{code}/" if code else "results/"

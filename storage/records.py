@@ -354,7 +354,7 @@ class Manifest(Record):
     agency: str
     version: int
     batch_id: str
-    code_source: str
+    code_source: str = ""  # results (results/{code}/r{n}/) have none
     pages: list[int]
     created_at: str
     original: OriginalScan

@@ -1,6 +1,6 @@
 """Every table of sohoa's one database, on one metadata (storage/db.py `Base`).
 
-    batches, pages, dossiers, dossier_versions, fields, corrections
+    batches, pages, dossiers, dossier_versions, fields, corrections, dossier_results
                         the catalog: an index of object storage (storage/catalog.py), rebuilt
                         from it by `sohoa reindex`
     audit_log           the hash-chained audit log (storage/audit.py)
@@ -15,10 +15,10 @@ tests/test_migrate.py checks that the migrations build exactly these tables.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.db import Base
@@ -65,6 +65,21 @@ class Dossier(Base):
     # Set when the latest version withdraws the code (a person corrected a misread code: the
     # pages are now dossier `withdrawn_to`): the code is then no live dossier, not listed.
     withdrawn_to: Mapped[str | None] = mapped_column(String(64), default=None)
+    # What the digitization report counts (storage/reports.py), set when a version or a result
+    # is indexed. `received_on`: the receipt's date in Vietnam time (field `received_at`, else
+    # the code's date part); `received_month` its "YYYY-MM", so a month is one equality.
+    received_on: Mapped[date | None] = mapped_column(Date, default=None)
+    received_month: Mapped[str | None] = mapped_column(String(7), default=None)
+    digitized: Mapped[bool | None] = mapped_column(Boolean, default=None)  # a stored PDF
+    full_components: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    signed: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    result_version: Mapped[int | None] = mapped_column(Integer, default=None)  # the latest result
+
+    __table_args__ = (Index("ix_dossiers_agency_received_on", "agency", "received_on"),
+                      # covers the report's query (storage/reports.py): read from the index alone
+                      Index("ix_dossiers_report", "received_on", "agency", "received_month",
+                            "withdrawn_to", "digitized", "full_components", "signed",
+                            "result_version"))
 
 
 class DossierVersion(Base):
@@ -104,6 +119,21 @@ class Correction(Base):
     actor: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class DossierResult(Base):
+    """A stored result of a dossier (the decision, certificate or licence issued), versioned:
+    results/{code}/r{n}/ in object storage."""
+
+    __tablename__ = "dossier_results"
+    code: Mapped[str] = mapped_column(ForeignKey("dossiers.code", ondelete="CASCADE"),
+                                      primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(64), index=True)
+    pdf_key: Mapped[str] = mapped_column(String(512))
+    manifest_key: Mapped[str] = mapped_column(String(512))
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 # ---- the audit log (storage/audit.py) -------------------------------------------------------

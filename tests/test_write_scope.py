@@ -340,7 +340,19 @@ def scan_started(env: Env, target: Any, answer: httpx.Response) -> None:
     assert scan is not None and scan.agency == A
 
 
+def upload_result(env: Env, actor: Actor, via: str, code: str, path: Path) -> httpx.Response:
+    return actor.api(via, "POST", f"/api/v1/dossiers/{code}/result",
+                     files={"file": (path.name, path.read_bytes(), "application/pdf")})
+
+
 API = [
+    Write("api-upload-result", ("scanner",),
+          prepare=lambda env: (env.dossier(pages=1), env.page_file()),
+          send=lambda env, actor, via, t: upload_result(env, actor, via, t[0], t[1]),
+          look=lambda env, t: [m["version"] for m in env.pipeline.dossiers.results(t[0])],
+          check=lambda env, t, answer: checked_all(
+              env.pipeline.catalog.result(t[0])["batch_id"] == answer.json()["id"]),
+          ok=202, vias=("key", "session")),
     Write("api-upload-dossier", ("scanner",),
           prepare=lambda env: (env.dossier(pages=1), env.page_file()),
           send=lambda env, actor, via, t: upload(env, actor, via, t[1], t[0]),
@@ -713,7 +725,7 @@ def test_the_matrix_covers_every_write_route(env: Env) -> None:
                      for m in r.methods & {"POST", "PUT", "PATCH", "DELETE"}})
     covered = {
         ("POST", "/api/v1/batches"), ("POST", "/api/v1/batches/{batch_id}/retry"),
-        ("PUT", "/api/v1/dossiers/{code}/fields/{name}"),
+        ("PUT", "/api/v1/dossiers/{code}/fields/{name}"), ("POST", "/api/v1/dossiers/{code}/result"),
         ("POST", "/api/v1/scanners/{device_id}/scans"), ("POST", "/scan"),
         ("POST", "/review/batches/{batch_id}/{op}"), ("POST", "/review/dossiers/{code}"),
         ("POST", "/dossiers/{code}/fields/{name}"), ("POST", "/dossiers/{code}/fields"),

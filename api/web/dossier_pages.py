@@ -331,6 +331,7 @@ def _dossier_page(request: Request, who: Principal, code: str, status_code: int 
         "complete_by_components": latest.get("complete_by_components", False),
         "missing_components": latest.get("missing_components", []),
         "component_types": COMPONENT_TYPES,
+        "result": pipeline.catalog.result(code) if pipeline.catalog else None,
         **extra,
     }, status_code=status_code)
 

@@ -38,6 +38,7 @@ NAV = [
     NavItem("/review", "nav.review", ("scanner", "processor")),
     NavItem("/dossiers", "nav.dossiers", ("processor", "auditor")),
     NavItem("/search", "nav.search", ("auditor", "processor")),
+    NavItem("/reports/digitization", "nav.reports", ("auditor",)),
     NavItem("/admin/users", "nav.users", ("admin",)),
 ]
 @pass_context

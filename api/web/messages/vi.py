@@ -593,4 +593,37 @@ MESSAGES: dict[str, str] = {
     "scan.batch.held": "chờ quyết định",
     "scan.batch.kept_current": "giữ phiên bản cũ",
     "scan.batch.no_pages": "Lô này chưa có trang nào để xem.",
+    # results/report (issue 13)
+    'nav.reports': 'Báo cáo số hóa',
+    'report.title': 'Báo cáo tỷ lệ số hóa',
+    'report.from': 'Từ ngày',
+    'report.to': 'Đến ngày',
+    'report.agency': 'Cơ quan',
+    'report.month': 'Tháng',
+    'report.show': 'Xem',
+    'report.all': 'Tất cả',
+    'report.total': 'Cộng',
+    'report.help': 'Cách tính',
+    'report.figure.received': 'Tiếp nhận',
+    'report.figure.digitized': 'Đã số hóa',
+    'report.figure.full_components': 'Số hóa đầy đủ thành phần',
+    'report.figure.result': 'Số hóa kết quả',
+    'report.figure.signed': 'Đã ký số',
+    'report.define.received': ('Hồ sơ có ngày tiếp nhận (trên giấy tiếp nhận, giờ Việt Nam; nếu không '
+        'có thì theo ngày trong mã hồ sơ) trong khoảng đã chọn.'),
+    'report.define.digitized': 'Trong số đó, hồ sơ có phiên bản hiện hành đã lưu (tệp PDF/A).',
+    'report.define.full_components': ('Trong số đó, hồ sơ có đủ mọi thành phần ghi trên giấy tiếp nhận '
+        '(complete_by_components).'),
+    'report.define.result': ('Trong số đó, hồ sơ đã lưu kết quả giải quyết (quyết định, giấy chứng '
+        'nhận, giấy phép).'),
+    'report.define.signed': 'Trong số đó, hồ sơ có phiên bản hiện hành đã ký số của cơ quan.',
+    'report.define.shares': ('Tỷ lệ (%) tính trên số hồ sơ tiếp nhận. Mỗi con số dẫn tới danh sách '
+        'hồ sơ tương ứng.'),
+    'report.dossiers_title': 'Hồ sơ: {figure}',
+    'report.back': 'Về báo cáo',
+    'report.none': 'Không có hồ sơ nào.',
+    'report.more': 'Trang sau',
+    'dossier.result': 'Kết quả giải quyết',
+    'dossier.result.download': 'Tải kết quả',
+    'dossier.result.none': 'Chưa có kết quả số hóa.',
 }
