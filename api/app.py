@@ -520,8 +520,8 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
             raise HTTPException(404, "no such dossier")
         incoming = settings.storage.data_dir / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
-        limit = settings.max_upload_mb * 1024 * 1024
-        too_big = HTTPException(413, f"the upload is larger than {settings.max_upload_mb} MB "
+        limit = settings.web.max_upload_mb * 1024 * 1024
+        too_big = HTTPException(413, f"the upload is larger than {settings.web.max_upload_mb} MB "
                                      "(SOHOA_MAX_UPLOAD_MB): nothing was stored",
                                 headers={"Connection": "close"})
         declared = request.headers.get("content-length", "")

@@ -481,10 +481,11 @@ class Pipeline:
     def finish(self, batch_id: str, plan: SplitPlan, manifests: list[Manifest],
                results: list[dict[str, Any]] | None = None) -> BatchRecord:
         record = self.record(batch_id)
-        record.results = [
-            {"dossier_id": m["dossier_id"], "pages": m["pages"], "version": m["version"],
-             "pdf": m["objects"]["result.pdf"]["key"],
-             "sha256": m["objects"]["result.pdf"]["sha256"]} for m in results or []]
+        if results or record.get("result_for"):  # a batch without results stores no key
+            record.results = [
+                {"dossier_id": m["dossier_id"], "pages": m["pages"], "version": m["version"],
+                 "pdf": m["objects"]["result.pdf"]["key"],
+                 "sha256": m["objects"]["result.pdf"]["sha256"]} for m in results or []]
         fields = {m.dossier_id: json.loads(self.store.get(m.objects["fields.json"].key))
                   for m in manifests}
         record.dossiers = [

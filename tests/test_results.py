@@ -201,7 +201,7 @@ def api(env) -> Iterator[tuple[TestClient, dict[str, str]]]:
     client = TestClient(create_app(env["settings"], submit=submit_now))
     client.__enter__()
     agency = env["codes"][0].split("-")[0]
-    store = KeyStore(env["settings"].catalog_url)
+    store = KeyStore(env["settings"].storage.catalog_url)
     keys = {"scanner": store.create("scanner", [agency]),
             "processor": store.create("processor", [agency]),
             "other": store.create("scanner", ["000.00.99.H99"]),
@@ -295,7 +295,7 @@ def test_api_upload_without_a_file_is_422(env, api) -> None:
 
 def test_api_too_large_is_413(env, api) -> None:
     client, keys = api
-    big = b"0" * (env["settings"].max_upload_mb * 1024 * 1024 + 200 * 1024)
+    big = b"0" * (env["settings"].web.max_upload_mb * 1024 * 1024 + 200 * 1024)
     assert post_result(client, keys["scanner"], env["codes"][0], big).status_code == 413
 
 
