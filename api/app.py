@@ -80,10 +80,13 @@ def _refuse_result(pipeline: Pipeline, path: Path, code: str, file_name: str,
     batch_id = pipeline.receive(path, source="upload", dossier=code, file_name=file_name,
                                 agency=agency, result=True)
     record = pipeline.record(batch_id)
-    if record["status"] == "received":
-        record.update(status="failed", error=f"no dossier {code}: a result needs its dossier")
+    if record.status == "received":
+        record.status = "failed"
+        record.error = f"no dossier {code}: a result needs its dossier"
         pipeline.save_record(record)
     return batch_id
+
+
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
 
 
