@@ -316,13 +316,15 @@ class Catalog:
                                 Batch.status == "needs_review")
                          .order_by(Batch.received_at, Page.batch_id, Page.index)).all()
         out: dict[str, dict[str, Any]] = {}
-        for batch_id, index, record in rows:
+        for batch_id, index, stored in rows:
             if batch_id not in out:
-                entry = next((r for r in record.get("review", [])
-                              if r.get("code") == code and r.get("reason") in HELD), {})
-                out[batch_id] = {"batch_id": batch_id, "file": record.get("file"), "pages": [],
-                                 "reason": entry.get("reason"), "detail": entry.get("detail"),
-                                 "received_at": record.get("received_at")}
+                record = BatchRecord.load(stored)
+                entry = next((r for r in record.review if r.code == code and r.reason in HELD),
+                             None)
+                out[batch_id] = {"batch_id": batch_id, "file": record.file, "pages": [],
+                                 "reason": entry.reason if entry else None,
+                                 "detail": entry.detail if entry else None,
+                                 "received_at": record.received_at}
             out[batch_id]["pages"].append(index)
         return list(out.values())
 
