@@ -57,6 +57,12 @@ class Principal:
         """The agencies to filter a listing by: None for all agencies, else the principal's."""
         return None if self.all_agencies else self.agencies
 
+    def scope_for(self, agency: str | None) -> tuple[str, ...] | None:
+        """`scope()` narrowed to `agency` when one is asked for: nothing if it is not mine."""
+        if agency:
+            return (agency,) if self.sees(agency) else ()
+        return self.scope()
+
     def only_agency(self) -> str | None:
         """The principal's one agency, when it has exactly one (and not "*"); else None."""
         return self.agencies[0] if len(self.agencies) == 1 and not self.all_agencies else None

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from storage.catalog import Catalog
+from storage.records import Manifest
 
 
 @pytest.fixture
@@ -13,9 +14,13 @@ def catalog(tmp_path) -> Catalog:
     for i, (name, agency) in enumerate([("Nguyễn Văn An", "H40"), ("Đỗ Thị Đào", "H40"),
                                         ("Trần Văn Bình", "H56")]):
         code = f"000.00.04.{agency}-230414-000{i}"
-        manifest = {"dossier_id": code, "version": 1, "agency": f"000.00.04.{agency}",
-                    "batch_id": "b1", "created_at": datetime(2023, 4, 14, tzinfo=UTC).isoformat(),
-                    "objects": {"dossier.pdf": {"key": f"dossiers/{code}/v0001/dossier.pdf"}}}
+        pdf = {"key": f"dossiers/{code}/v0001/dossier.pdf", "sha256": "0" * 64, "size": 1}
+        manifest = Manifest.load({
+            "dossier_id": code, "version": 1, "agency": f"000.00.04.{agency}", "batch_id": "b1",
+            "code_source": "barcode", "pages": [0],
+            "created_at": datetime(2023, 4, 14, tzinfo=UTC).isoformat(),
+            "original": {"key": "batches/b1/original.pdf", "sha256": "0" * 64, "size": 1},
+            "objects": {"dossier.pdf": pdf}})
         fields = {"applicant_name": {"value": name, "page": 0, "confidence": 0.9, "source": "ocr"}}
         c.index_version(manifest, fields, [{"page": 1, "lines": ["Đăng ký khai sinh 100% online"]}])
     return c

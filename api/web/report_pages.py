@@ -53,17 +53,11 @@ def _range(request: Request) -> tuple[date, date, str | None, list[str]]:
     return start, end, agency, errors
 
 
-def _scope(who: Principal, agency: str | None) -> tuple[str, ...] | None:
-    if agency:
-        return (agency,) if who.sees(agency) else ()
-    return who.scope()
-
-
 def add_routes(app: FastAPI, state: WebState) -> None:
     @app.get("/reports/digitization", response_class=HTMLResponse, include_in_schema=False)
     def digitization(request: Request, who: Reader) -> HTMLResponse:
         start, end, agency, errors = _range(request)
-        found = reports.digitization(state.pipeline.catalog, start, end, _scope(who, agency))
+        found = reports.digitization(state.pipeline.catalog, start, end, who.scope_for(agency))
         state.audit(request, who, "report.digitization", "digitization", via="web",
                     **{"from": start.isoformat(), "to": end.isoformat(), "asked_agency": agency})
 
@@ -96,7 +90,7 @@ def add_routes(app: FastAPI, state: WebState) -> None:
         if after and len(after) > 64:
             after = None
         items, last = state.pipeline.catalog.list_dossiers(
-            _scope(who, agency), after=after, limit=PAGE,
+            who.scope_for(agency), after=after, limit=PAGE,
             where=reports.list_conditions(figure, month, start, end))
         state.audit(request, who, "dossier.search", f"report:{figure}", via="web",
                     results=[d["dossier_id"] for d in items])
