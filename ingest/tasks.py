@@ -220,8 +220,11 @@ def _declare_once() -> None:
     """A process that queues work on the embedded broker declares the queue as a worker does
     (ensure_queue): its publish would otherwise race a starting worker's insert of the row."""
     if not _declared and app.conf.broker_url.startswith("sqla+"):
-        ensure_queue()
-        _declared.append(True)
+        try:
+            ensure_queue()
+            _declared.append(True)
+        except Exception as e:  # the publish that follows says what is wrong, or works
+            log.debug("queue not declared before publishing: %s", e)
 
 
 def queued_messages() -> int | None:
