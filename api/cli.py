@@ -1108,3 +1108,24 @@ def report_digitization(start: str, end: str, agencies: tuple[str, ...], as_json
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["result", "separator"]))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def sheet(kind: str, output: Path) -> None:
+    """Write a printable sheet (PDF, A4) to put into a stack: `result` (KẾT QUẢ: the pages after
+    it are results of the dossiers whose codes they carry) or `separator` (a new dossier starts).
+    Its barcode is the first value of SOHOA_RESULT_SEPARATOR_BARCODES / SOHOA_SEPARATOR_BARCODES."""
+    from ocr import sheets
+
+    try:
+        barcodes = Settings().barcodes
+    except ValidationError as e:
+        raise click.ClickException(f"invalid configuration:\n{e}") from e
+    values = barcodes.result_separators if kind == "result" else barcodes.separators
+    if not values:
+        raise click.ClickException(f"no {kind} barcode is configured")
+    made = sheets.result_sheet(values[0]) if kind == "result" else sheets.separator_sheet(values[0])
+    output.write_bytes(sheets.sheet_pdf(made))
+    click.echo(f"{output}: {kind} sheet, barcode {values[0]} (Code 39); print it at 100 %")

@@ -27,7 +27,7 @@ from ingest.versions import Announcer
 from ocr.text import fold
 from storage import layout
 from storage.integrity import problems, verify
-from tests.synth import Canvas, Scan, code39, code128, make_batch, receipt, receipt_fields, write_pdf
+from tests.synth import Canvas, Page, Scan, code128, make_batch, receipt, receipt_fields, write_pdf
 
 DPI = 200
 
@@ -49,11 +49,10 @@ def result_page(code: str | None, title: str = "QUYẾT ĐỊNH") -> Any:
 
 
 def result_sheet() -> Any:
-    c = Canvas(DPI)
-    img = code39("SOHOA-RESULT", DPI)
-    c.paste(img, (c.width - img.width) // 2, c.height // 3)
-    c.line("KẾT QUẢ", 28, bold=True, center=True)
-    return c.page("separator")
+    """The KẾT QUẢ sheet as `sohoa sheet result` prints it."""
+    from ocr import sheets
+
+    return Page(sheets.render(sheets.result_sheet()).convert("L"), sheets.DPI, kind="separator")
 
 
 def write_png(page: Any, path: Path) -> Path:
@@ -307,3 +306,25 @@ def test_verify_finds_a_changed_result(env) -> None:
     pipeline.store.put(key, b"%PDF-1.7 forged", overwrite=True)
     bad = problems(verify(pipeline.store, code, pipeline.catalog, pipeline.audit))
     assert [(f.key, f.problem) for f in bad] == [(key, "changed")]
+
+
+@pytest.mark.parametrize(("kind", "value"), [("result", "SOHOA-RESULT"), ("separator", "PATCHT")])
+def test_sohoa_sheet_prints_the_sheet_the_splitter_looks_for(tmp_path: Path, kind: str,
+                                                             value: str) -> None:
+    """Given the default settings, when staff print `sohoa sheet KIND`, then the PDF's page
+    carries the barcode the splitter takes for that sheet."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ocr import barcodes
+    from ocr.pdf import page_jpeg
+
+    out = tmp_path / f"{kind}.pdf"
+    done = subprocess.run([str(Path(sys.executable).parent / "sohoa"), "sheet", kind, "-o",
+                           str(out)], capture_output=True, text=True,
+                          env={**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data")})
+    assert done.returncode == 0, done.stderr
+    page = Image.open(io.BytesIO(page_jpeg(out, 0))).convert("L")
+    assert [b.value for b in barcodes.read(np.asarray(page))] == [value]

@@ -437,3 +437,19 @@ def test_the_note_is_top_right_as_the_page_is_shown_whatever_its_rotation(
     x_min = float(word.split('xMin="')[1].split('"')[0])
     y_min = float(word.split('yMin="')[1].split('"')[0])
     assert x_min > width / 2 and y_min < height / 8, (width, height, x_min, y_min)
+
+
+def test_signing_works_from_a_thread_that_runs_an_event_loop(tmp_path: Path, ca: dict) -> None:
+    """Given a caller inside a running event loop (an async route, a test runner's loop), when a
+    dossier is signed there, then pyHanko's own loop does not collide with it: it is signed."""
+    import asyncio
+
+    pipeline = make_pipeline(tmp_path / "data")
+    add_pkcs12(pipeline, "ASN", ca)
+
+    async def inside_a_loop() -> str:
+        record = run_file(pipeline, ASN_BATCH)
+        manifest = pipeline.dossiers.versions(record["dossiers"][0]["dossier_id"])[-1]
+        return manifest["signature"]["status"]
+
+    assert asyncio.run(inside_a_loop()) == "signed"
