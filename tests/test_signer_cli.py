@@ -15,10 +15,6 @@ import pytest
 from tests import signing_pki as pki
 from tests.synth import make_batch
 
-pytestmark = pytest.mark.skipif(not pki.have_tools("pdfsig", "pdftotext", "certutil",
-                                                   "softhsm2-util", "pkcs11-tool"),
-                                reason="needs poppler-utils, libnss3-tools, softhsm2, opensc")
-
 SOHOA = Path(sys.executable).parent / "sohoa"
 PASSWORD = "p12-Mật-khẩu-7731"
 PIN = "531246"

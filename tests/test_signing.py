@@ -31,10 +31,6 @@ from storage.signers import Signers
 from tests import signing_pki as pki
 from tests.synth import ASN_BATCH
 
-pytestmark = pytest.mark.skipif(not pki.have_tools("pdfsig", "pdftotext", "certutil",
-                                                   "softhsm2-util", "pkcs11-tool"),
-                                reason="needs poppler-utils, libnss3-tools, softhsm2, opensc")
-
 ASN = r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"
 PASSWORD = "mật-khẩu-p12-Zq81"
 PIN = "864209"
