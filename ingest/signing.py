@@ -24,12 +24,10 @@ No error message ever holds a password or a PIN.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import logging
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -44,7 +42,7 @@ from ingest.settings import Settings, get_settings
 from ingest.stages import DossierWork
 from ocr import note as notemod
 from storage.errors import Unavailable
-from storage.signatures import load_trust_roots
+from storage.signatures import load_trust_roots, outside_event_loop
 from storage.signers import SignerEntry, Signers
 
 log = logging.getLogger(__name__)
@@ -275,12 +273,12 @@ def sign_pdf(pdf: bytes, signer: Any, name: str, at: datetime, tsa_url: str | No
     try:
         if trust_roots:
             try:
-                return _outside_event_loop(lambda: attempt(embed=True))
+                return outside_event_loop(lambda: attempt(embed=True))
             except (TimestampRequestError, SigningError):
                 raise
             except Exception as e:  # the chain or its revocation data could not be had
                 log.warning("signing without embedded validation data: %s", _first_line(e))
-        return _outside_event_loop(lambda: attempt(embed=False))
+        return outside_event_loop(lambda: attempt(embed=False))
     except TimestampRequestError as e:
         raise SignerUnavailable(f"timestamp server {tsa_url}: {_first_line(e)}") from None
     except SigningError:
@@ -289,17 +287,6 @@ def sign_pdf(pdf: bytes, signer: Any, name: str, at: datetime, tsa_url: str | No
         if _is_token_gone(e):
             raise SignerUnavailable(f"the token stopped answering: {_first_line(e)}") from None
         raise SignerRefused(f"signing failed: {type(e).__name__}: {_first_line(e)}") from None
-
-
-def _outside_event_loop(sign: Callable[[], bytes]) -> bytes:
-    """pyHanko runs its own event loop (asyncio.run): from a thread that already runs one (an
-    async caller), it signs in a thread of its own."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return sign()
-    with ThreadPoolExecutor(1, thread_name_prefix="sohoa-sign") as pool:
-        return pool.submit(sign).result()
 
 
 def _is_token_gone(e: BaseException) -> bool:

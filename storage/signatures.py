@@ -9,14 +9,18 @@ give the same answer offline.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 # pyHanko logs each failed path search with a traceback at WARNING; an untrusted or broken
 # signature is a finding we report, not a fault of this process.
@@ -73,6 +77,17 @@ def load_trust_roots(files: list[Path]) -> list[Any]:
     return roots
 
 
+def outside_event_loop(work: Callable[[], T]) -> T:
+    """pyHanko runs event loops of its own (asyncio.run): from a thread that already runs one
+    (an async caller), the work runs in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return work()
+    with ThreadPoolExecutor(1, thread_name_prefix="sohoa-pyhanko") as pool:
+        return pool.submit(work).result()
+
+
 def check_pdf(data: bytes, trust_roots: list[Any]) -> list[SignatureCheck]:
     """One check per signature of the PDF (none: an empty list). Raises ValueError when the
     file cannot be read as a PDF at all."""
@@ -83,7 +98,7 @@ def check_pdf(data: bytes, trust_roots: list[Any]) -> list[SignatureCheck]:
         signatures = reader.embedded_signatures
     except Exception as e:
         raise ValueError(f"not a readable PDF: {type(e).__name__}") from e
-    return [_check(sig, trust_roots) for sig in signatures]
+    return outside_event_loop(lambda: [_check(sig, trust_roots) for sig in signatures])
 
 
 def _check(sig: Any, trust_roots: list[Any]) -> SignatureCheck:

@@ -439,13 +439,18 @@ def test_signing_works_from_a_thread_that_runs_an_event_loop(tmp_path: Path, ca:
     """Given a caller inside a running event loop (an async route, a test runner's loop), when a
     dossier is signed there, then pyHanko's own loop does not collide with it: it is signed."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
-    pipeline = make_pipeline(tmp_path / "data")
+    pipeline = make_pipeline(tmp_path / "data", trust_roots=str(ca["ca_pem"]))
     add_pkcs12(pipeline, "ASN", ca)
 
     async def inside_a_loop() -> str:
         record = run_file(pipeline, ASN_BATCH)
         manifest = pipeline.dossiers.versions(record["dossiers"][0]["dossier_id"])[-1]
+        findings = verify(pipeline.store, manifest.dossier_id, pipeline.catalog, pipeline.audit,
+                          [ca["ca_pem"]])
+        assert not problems(findings)  # validated inside the loop too
         return manifest["signature"]["status"]
 
-    assert asyncio.run(inside_a_loop()) == "signed"
+    with ThreadPoolExecutor(1) as fresh:  # a thread of its own: this one may run a loop already
+        assert fresh.submit(asyncio.run, inside_a_loop()).result() == "signed"
