@@ -455,14 +455,11 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
     # Checked against its form before anything is looked up: any other string is 404.
     Id = Annotated[str, Path_(description="a batch id, `b` and 24 hexadecimal digits")]
 
-    @app.post("/api/v1/batches", status_code=202, openapi_extra=UPLOAD_BODY,
-              responses=answers(400, 404, 413, 503))
-    async def upload_batch(request: Request,
-                           who: Annotated[Principal, Depends(role("scanner"))]) -> dict[str, Any]:
-        """Stores the upload as a batch (original first) and queues it; 202 with the batch id.
-        The body is written to disk as it comes: one over SOHOA_MAX_UPLOAD_MB is refused with
-        413 as soon as that is known (before a byte is read when Content-Length says so), and
-        nothing of it is kept. Nothing here depends on the number of pages (ingest/tasks.py)."""
+    async def receive_upload(request: Request) -> _Upload:
+        """The request's multipart body written to disk as it comes, its file part finished.
+        One over SOHOA_MAX_UPLOAD_MB is refused with 413 as soon as that is known (before a
+        byte is read when Content-Length says so) and nothing of it is kept; a body cut off
+        before its end is 400. The caller discards the upload when done with it."""
         incoming = settings.storage.data_dir / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
         limit = settings.web.max_upload_mb * 1024 * 1024
@@ -474,16 +471,30 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
             raise too_big
         upload = _Upload(request.headers.get("content-type", ""), incoming, limit)
         try:
-            try:
-                async for chunk in request.stream():
-                    upload.write(chunk)
-                    if upload.pending() >= UPLOAD_CHUNK:
-                        await run_in_threadpool(upload.flush)
-                await run_in_threadpool(upload.finish)
-            except _TooBig:
+            async for chunk in request.stream():
+                upload.write(chunk)
+                if upload.pending() >= UPLOAD_CHUNK:
+                    await run_in_threadpool(upload.flush)
+            await run_in_threadpool(upload.finish)
+        except BaseException as e:
+            upload.discard()
+            if isinstance(e, _TooBig):
                 raise too_big from None
-            except ClientDisconnect:
+            if isinstance(e, ClientDisconnect):
                 raise HTTPException(400, "the upload was cut off before its end") from None
+            raise
+        return upload
+
+    @app.post("/api/v1/batches", status_code=202, openapi_extra=UPLOAD_BODY,
+              responses=answers(400, 404, 413, 503))
+    async def upload_batch(request: Request,
+                           who: Annotated[Principal, Depends(role("scanner"))]) -> dict[str, Any]:
+        """Stores the upload as a batch (original first) and queues it; 202 with the batch id.
+        The body is written to disk as it comes: one over SOHOA_MAX_UPLOAD_MB is refused with
+        413 as soon as that is known (before a byte is read when Content-Length says so), and
+        nothing of it is kept. Nothing here depends on the number of pages (ingest/tasks.py)."""
+        upload = await receive_upload(request)
+        try:
             dossier = upload.fields.get("dossier") or None
             agency = who.agencies[0]
             if dossier:
@@ -521,27 +532,8 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
         found_code = pipeline.grammar.match(code.strip().upper())
         if found_code is None:  # as on every {code} route: no such dossier
             raise HTTPException(404, "no such dossier")
-        incoming = settings.storage.data_dir / "incoming"
-        incoming.mkdir(parents=True, exist_ok=True)
-        limit = settings.web.max_upload_mb * 1024 * 1024
-        too_big = HTTPException(413, f"the upload is larger than {settings.web.max_upload_mb} MB "
-                                     "(SOHOA_MAX_UPLOAD_MB): nothing was stored",
-                                headers={"Connection": "close"})
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit + UPLOAD_SLACK:
-            raise too_big
-        upload = _Upload(request.headers.get("content-type", ""), incoming, limit)
+        upload = await receive_upload(request)
         try:
-            try:
-                async for chunk in request.stream():
-                    upload.write(chunk)
-                    if upload.pending() >= UPLOAD_CHUNK:
-                        await run_in_threadpool(upload.flush)
-                await run_in_threadpool(upload.finish)
-            except _TooBig:
-                raise too_big from None
-            except ClientDisconnect:
-                raise HTTPException(400, "the upload was cut off before its end") from None
             assert upload.path is not None and upload.file_name is not None
             assert pipeline.catalog is not None
             try:  # 404 (none, another agency's) or 410 (a withdrawn code)
@@ -564,12 +556,12 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
                                      "resume") from e
         finally:
             upload.discard()
-        await run_in_threadpool(log, request, who, "dossier.result.upload", record["batch_id"],
+        await run_in_threadpool(log, request, who, "dossier.result.upload", record.batch_id,
                                 dossier["agency"], dossier=found_code.code,
-                                file=upload.file_name, status=record["status"])
-        return {"id": record["batch_id"], "batch_id": record["batch_id"],
-                "dossier_id": found_code.code, "status": record["status"],
-                "error": record.get("error")}
+                                file=upload.file_name, status=record.status)
+        return {"id": record.batch_id, "batch_id": record.batch_id,
+                "dossier_id": found_code.code, "status": record.status,
+                "error": record.error}
 
     @app.get("/api/v1/dossiers/{code}/result/pdf", response_class=Response, responses={
         200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
