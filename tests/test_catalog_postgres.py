@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
@@ -13,19 +13,14 @@ from ingest.page_stages import DetectBlank, ReadBarcodes
 from ingest.pipeline import Pipeline
 from ingest.runner import run_file
 from ingest.settings import Settings
+from tests.databases import fresh_postgres
 from tests.synth import ASN_BATCH
-
-ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
-    name = f"sohoa_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with fresh_postgres() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -103,15 +98,15 @@ def test_processes_starting_together_on_a_fresh_database_all_migrate_it(tmp_path
                                                                         backend: str) -> None:
     """Given four processes that open one fresh database at the same moment (a worker and the CLI
     starting together), when each migrates it, then none fails with "table already exists"."""
+    with ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'fresh.sqlite3'}" if backend == "sqlite"
+               else stack.enter_context(fresh_postgres()))
+        _migrate_together(url)
+
+
+def _migrate_together(url: str) -> None:
     import multiprocessing
 
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
-    else:
-        name = f"sohoa_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_migrate_in_a_new_process, args=(url,)) for _ in range(4)]
     try:
@@ -125,9 +120,6 @@ def test_processes_starting_together_on_a_fresh_database_all_migrate_it(tmp_path
                 process.kill()
                 process.join(10)
     assert [p.exitcode for p in processes] == [0, 0, 0, 0]
-    if backend == "postgresql":
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def test_corrections_survive_a_rebuild_from_object_storage(ingested) -> None:

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import event, insert
 from sqlalchemy.orm import Session
 
 from storage.catalog import Catalog, Dossier
 from storage.records import Manifest
+from tests.databases import fresh_postgres
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 CODE = "000.00.04.H40-230414-0002"
 
 
@@ -25,14 +23,10 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]
     if request.param == "sqlite":
         yield Catalog(f"sqlite:///{tmp_path / 'catalog.sqlite3'}")
         return
-    name = f"sohoa_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    found = Catalog(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-    yield found
-    found.engine.dispose()
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with fresh_postgres() as url:
+        found = Catalog(url)
+        yield found
+        found.engine.dispose()
 
 
 def manifest(version: int) -> Manifest:

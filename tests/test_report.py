@@ -10,12 +10,10 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -27,10 +25,11 @@ from ingest.settings import Settings
 from ingest.stages import DossierWork
 from ingest.versions import PageRef
 from storage import layout, reports
+from tests.databases import fresh_postgres
 
 ASN = r"^(?P<agency>ASN|BSN)(?P<date>)(?P<seq>\d{5})$"
 BATCH = "b0123456789abcdef01234567"
-ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
 
 
 class JoinPages:
@@ -125,12 +124,8 @@ def sqlite_pipeline(tmp_path_factory) -> Pipeline:
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    name = f"sohoa_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with fresh_postgres() as url:
+        yield url
 
 
 def figures(report: reports.Report) -> dict[tuple[str, str], tuple[int, ...]]:
