@@ -33,6 +33,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from api.bulk_routes import add_bulk_routes
 from api.errors import MAX_INT, PRINTABLE, PRINTABLE_LINES, answers, invalid, text
 from api.errors import install as install_error_handlers
 from api.keys import KeyStore, Principal
@@ -808,17 +809,22 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
         web's "verify now"): every object against its manifest, the manifest against the
         checksum the audit log recorded, every version the catalog or audit log knows present.
         `ok` is false when anything changed or is missing; audited as `dossier.verify`."""
-        found = visible_dossier(code, who)
+        return verify_one(visible_dossier(code, who), request, who, "api")
+
+    def verify_one(found: dict[str, Any], request: Request, who: Principal,
+                   via: str) -> dict[str, Any]:
         findings = verify_archive(pipeline.store, found["dossier_id"], pipeline.catalog,
                                   pipeline.audit, pipeline.settings.signing.trust_root_files)
         bad = [f.to_dict() for f in problems(findings)]
         # The same audit entry as the web's "verify now": the dossier page shows the last one.
         log(request, who, "dossier.verify", found["dossier_id"], found["agency"],
             result="problem" if bad else "ok", version=found["version"], objects=len(findings),
-            problems=bad[:50], via="api")
+            problems=bad[:50], via=via)
         return {"dossier_id": found["dossier_id"], "version": found["version"],
                 "ok": not bad, "checked": len(findings), "problems": bad,
                 "findings": [f.to_dict() for f in findings]}
+
+    add_bulk_routes(app, pipeline, role, log, visible_dossier, verify_one)
 
     @app.get("/api/v1/dossiers/{code}/pdf", response_class=Response, responses={
         200: {**pdf_body, "description": "The PDF/A of the latest version"},
