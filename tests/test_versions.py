@@ -63,7 +63,7 @@ def with_batch(store: LocalObjectStore, pages: int = 2) -> None:
 def dossiers(tmp_path: Path) -> Dossiers:
     store = LocalObjectStore(tmp_path / "objects")
     with_batch(store)
-    return Dossiers(Settings(data_dir=tmp_path), store, stages=[JoinPages()])
+    return Dossiers(store, stages=[JoinPages()])
 
 
 def store(d: Dossiers, claim: str, pages: tuple[int, ...] = (0, 1), **kw: Any) -> dict[str, Any]:
