@@ -8,8 +8,8 @@ ResultWork contract (like DossierWork's, ingest/stages.py)
          manifest (keys a stage adds to the result's manifest; `signature` starts "unsigned")
 
 The last stage signs the result when the agency has a signer (ingest/signing.py SignResult), as
-dossier versions are signed. `default_result_stages` is the list the dossier versions run
-(ingest/services.py builds it with the signing service).
+dossier versions are signed. `default_result_stages` is the list every result runs
+(`Dossiers.result_stages`; ingest/services.py builds it with the signing service).
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ def result_event(manifest: ResultManifest, agency: str) -> dict[str, Any]:
 def _flags(manifest: Manifest) -> dict[str, Any]:
     """What the report counts of a dossier's current version (storage/reports.py)."""
     signature = manifest.signature or {}
-    return {"digitized": bool(manifest.objects.get("dossier.pdf")),
+    return {"digitized": "dossier.pdf" in manifest.objects,
             "full_components": manifest.complete_by_components is True,
             "signed": signature.get("status") == "signed"}
 
