@@ -72,9 +72,9 @@ def written(tmp_path_factory) -> tuple[Pipeline, dict[str, bytes]]:
     Review(pipeline).recode(second, second[:-4] + "8006", "user:lan", action_id="r2")
     pipeline.dossiers.correct(first, "phone", "0203851235", "user:lan", "a digit misread")
     # two results of the first dossier: one of a batch's pages, one of a page turned by a person
-    pipeline.dossiers.store_result(first, [PageRef(held["batch_id"], i) for i in (0, 1)],
+    pipeline.dossiers.store_result(first, [PageRef(held.batch_id, i) for i in (0, 1)],
                                    claim="result-1")
-    pipeline.dossiers.store_result(first, [PageRef(record["batch_id"], 0, rotate=90)],
+    pipeline.dossiers.store_result(first, [PageRef(record.batch_id, 0, rotate=90)],
                                    claim="result-2", actor="user:lan")
     stored = {key: pipeline.store.get(key) for prefix in ("batches/", "dossiers/", "results/")
               for key in pipeline.store.list(prefix) if kind_of(key)}
