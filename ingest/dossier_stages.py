@@ -1,6 +1,10 @@
 """The default dossier stages: extract fields, build the PDF/A document, split it into its
 components (each its own PDF/A copy), then sign the document and its copies when the dossier's
 agency has a signer (ingest/signing.py).
+
+Each stage is built with what it needs of the settings (plain values, or the signing service);
+`default_dossier_stages` is the list the dossier versions run (ingest/services.py builds it from
+the settings).
 """
 
 from __future__ import annotations
@@ -9,8 +13,8 @@ import dataclasses
 import re
 from datetime import datetime
 
-from ingest.signing import Sign
-from ingest.stages import DossierWork
+from ingest.signing import AgencySigning, Sign
+from ingest.stages import DossierStage, DossierWork
 from ocr import components as compmod
 from ocr import fields as fieldmod
 from ocr import pdf as pdfmod
@@ -20,17 +24,23 @@ from storage.records import OcrFact, PageFacts
 
 
 class ExtractFields:
-    """Receipt fields from OCR lines (first page that has each label), citizen-ID fields from QR."""
+    """Receipt fields from OCR lines (first page that has each label), citizen-ID fields from QR.
+    `grammar`: the settings' dossier code grammar; `timezone_offset`: the time zone of the times
+    receipts print."""
 
     name = "fields"
 
+    def __init__(self, grammar: DossierCodeGrammar | None = None,
+                 timezone_offset: str = "+07:00") -> None:
+        self.grammar = grammar or DossierCodeGrammar()
+        self.timezone_offset = timezone_offset
+
     def __call__(self, work: DossierWork) -> None:
-        grammar = DossierCodeGrammar(work.settings.barcodes.dossier_code_pattern)
         found: dict[str, fieldmod.Field] = {}
         for page, facts in zip(work.pages, work.page_facts, strict=True):
             ocr = facts.ocr or OcrFact()
             receipt = fieldmod.receipt_fields(ocr.lines, ocr.line_confidence,
-                                              page, grammar, work.settings.timezone_offset)
+                                              page, self.grammar, self.timezone_offset)
             for name, f in receipt.items():
                 found.setdefault(name, f)
             if "components_listed" not in found:
@@ -119,15 +129,18 @@ class SplitComponents:
     (the `components_listed` field) and what each page shows, or from the start pages a person
     set (`starts`: 0-based positions, type, title). Each becomes a PDF/A copy in `work.copies`;
     the manifest gets `components`, `complete_by_components`, `missing_components` and
-    `components_listed`. Runs after BuildPdfA (it reuses the document's metadata)."""
+    `components_listed`. Runs after BuildPdfA (it reuses the document's metadata). With
+    `enabled` false (the settings' `components_enabled`), only a person's starts make them."""
 
     name = "components"
 
-    def __init__(self, starts: list[tuple[int, str, str]] | None = None) -> None:
+    def __init__(self, starts: list[tuple[int, str, str]] | None = None,
+                 enabled: bool = True) -> None:
         self.starts = starts
+        self.enabled = enabled
 
     def __call__(self, work: DossierWork) -> None:
-        if not work.page_pdfs or (self.starts is None and not work.settings.components_enabled):
+        if not work.page_pdfs or (self.starts is None and not self.enabled):
             return  # a person's components are made even when the machine's are turned off
         field = work.fields.get("components_listed")
         items = field.items if field is not None and field.items else ()
@@ -157,4 +170,9 @@ class SplitComponents:
                                for m in listed])
 
 
-DEFAULT_DOSSIER_STAGES = [ExtractFields(), BuildPdfA(), SplitComponents(), Sign()]
+def default_dossier_stages(grammar: DossierCodeGrammar, timezone_offset: str,
+                           components_enabled: bool, signing: AgencySigning
+                           ) -> list[DossierStage]:
+    """The dossier stages a version runs, in their order."""
+    return [ExtractFields(grammar, timezone_offset), BuildPdfA(),
+            SplitComponents(enabled=components_enabled), Sign(signing)]

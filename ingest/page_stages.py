@@ -3,6 +3,10 @@
 Barcodes are read on the page as scanned (the readers find any rotation), before anything can blur
 them. OCR decides between upright and upside down: a page read at low confidence is read again
 turned 180 degrees and the better reading wins (cheaper than a separate orientation pass).
+
+Each stage is built with what it needs of the settings (the `barcodes` or `ocr` section, or one
+value of it); built without, it uses their defaults. `default_page_stages` is the list the
+pipeline runs (ingest/services.py builds it from the settings).
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ingest.stages import PageWork
+from ingest.stages import PageStage, PageWork
 from ocr import barcodes, blank, deskew, symbologies, tesseract
+from ocr.config import BarcodeConfig, OcrConfig
 from storage.records import BarcodeFact, OcrFact
+
+_OCR = OcrConfig()  # the defaults of a stage built without its settings
 
 
 def _gray(work: PageWork) -> np.ndarray:
@@ -24,45 +31,55 @@ class ReadBarcodes:
     """Barcodes as scanned; with `retry=True`, once more on the straightened page if none were
     found (a long 1-D code skewed by a few degrees leaves no scan line crossing all its bars)."""
 
-    def __init__(self, retry: bool = False) -> None:
+    def __init__(self, config: BarcodeConfig | None = None, retry: bool = False) -> None:
+        self.config = config or BarcodeConfig()
         self.retry = retry
         self.name = "barcodes-straightened" if retry else "barcodes"
 
     def __call__(self, work: PageWork) -> None:
         if self.retry and (work.facts.barcodes or abs(work.facts.skew or 0) < 1):
             return
-        formats = tuple(work.settings.barcodes.formats)
+        formats = tuple(self.config.formats)
         if self.retry:  # 2-D codes are found at any angle: only 1-D ones can hide in a skew
             formats = symbologies.one_d(formats)
             if not formats:
                 return
-        found = barcodes.read(_gray(work), tuple(work.settings.barcodes.engines), formats)
+        found = barcodes.read(_gray(work), tuple(self.config.engines), formats)
         work.facts.barcodes = [BarcodeFact.model_validate(b.to_dict()) for b in found]
-        separators = {s.upper() for s in [*work.settings.barcodes.separators,
-                                          *work.settings.barcodes.result_separators]}
+        separators = {s.upper() for s in [*self.config.separators,
+                                          *self.config.result_separators]}
         if any(b.value.strip().upper() in separators for b in found):
             work.facts.separator = True
             work.done = True
 
 
 class DetectBlank:
+    """A page with less ink than `ink_threshold` (the settings' `blank_ink_threshold`) and no
+    barcode is blank: dropped, not read."""
+
     name = "blank"
+
+    def __init__(self, ink_threshold: float = _OCR.blank_ink_threshold) -> None:
+        self.ink_threshold = ink_threshold
 
     def __call__(self, work: PageWork) -> None:
         ink = blank.ink_fraction(_gray(work), work.dpi)
         work.facts.ink = round(ink, 6)
-        is_blank = ink < work.settings.ocr.blank_ink_threshold and not work.facts.barcodes
+        is_blank = ink < self.ink_threshold and not work.facts.barcodes
         work.facts.blank = is_blank
         work.done = work.done or is_blank
 
 
 class Straighten:
-    """Quarter turns for sideways pages, then deskew (up to settings.ocr.max_skew_degrees)."""
+    """Quarter turns for sideways pages, then deskew (up to `max_skew_degrees`)."""
 
     name = "straighten"
 
+    def __init__(self, max_skew_degrees: float = _OCR.max_skew_degrees) -> None:
+        self.max_skew_degrees = max_skew_degrees
+
     def __call__(self, work: PageWork) -> None:
-        skew = deskew.detect(_gray(work), work.dpi, work.settings.ocr.max_skew_degrees)
+        skew = deskew.detect(_gray(work), work.dpi, self.max_skew_degrees)
         rotation = 0
         if skew.sideways:
             work.image = work.image.transpose(Image.ROTATE_90)
@@ -80,29 +97,32 @@ class Recognize:
 
     name = "ocr"
 
+    def __init__(self, config: OcrConfig | None = None) -> None:
+        self.config = config or OcrConfig()
+
     def __call__(self, work: PageWork) -> None:
-        s = work.settings
+        ocr = self.config
         readings: list[dict[str, object]] = []  # what ran, for the facts (BENCHMARKS.md counts them)
 
         def read(img: Image.Image, languages: str, turned: int = 0) -> tesseract.OcrResult:
-            out = tesseract.run(img, work.dpi, languages, s.ocr.timeout_s, s.ocr.max_dpi,
-                                s.ocr.engine)
+            out = tesseract.run(img, work.dpi, languages, ocr.timeout_s, ocr.max_dpi,
+                                ocr.engine)
             readings.append({"languages": languages, "turned": turned,
                              "confidence": round(out.mean_confidence / 100, 3)})
             return out
 
-        result = read(work.image, s.ocr.languages)
-        languages = s.ocr.languages
-        if result.mean_confidence < s.ocr.upside_down_check_below:
+        result = read(work.image, ocr.languages)
+        languages = ocr.languages
+        if result.mean_confidence < ocr.upside_down_check_below:
             turned = work.image.transpose(Image.ROTATE_180)
-            other = read(turned, s.ocr.languages, 180)
+            other = read(turned, ocr.languages, 180)
             if other.mean_confidence > result.mean_confidence + 5:
                 work.image, result = turned, other
                 work.facts.rotation = ((work.facts.rotation or 0) + 180) % 360
-        if s.ocr.second_languages and result.mean_confidence < s.ocr.second_reading_below:
-            other = read(work.image, s.ocr.second_languages)
+        if ocr.second_languages and result.mean_confidence < ocr.second_reading_below:
+            other = read(work.image, ocr.second_languages)
             if other.mean_confidence > result.mean_confidence:
-                result, languages = other, s.ocr.second_languages
+                result, languages = other, ocr.second_languages
         line_conf = [0.0] * len(result.lines)
         counts = [0] * len(result.lines)
         for w in result.words:
@@ -120,5 +140,7 @@ class Recognize:
         work.text_pdf = result.text_pdf
 
 
-DEFAULT_PAGE_STAGES = [ReadBarcodes(), DetectBlank(), Straighten(), ReadBarcodes(retry=True),
-                       Recognize()]
+def default_page_stages(ocr: OcrConfig, barcode: BarcodeConfig) -> list[PageStage]:
+    """The page stages the pipeline runs, in their order."""
+    return [ReadBarcodes(barcode), DetectBlank(ocr.blank_ink_threshold),
+            Straighten(ocr.max_skew_degrees), ReadBarcodes(barcode, retry=True), Recognize(ocr)]

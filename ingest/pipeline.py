@@ -23,13 +23,12 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ingest import services
-from ingest.page_stages import DEFAULT_PAGE_STAGES
 from ingest.registry import Registry
 from ingest.settings import Settings
 from ingest.split import DossierSplit, SplitPlan, split, split_result
@@ -58,6 +57,7 @@ from storage.records import (
     FailedPage,
     Manifest,
     PageFacts,
+    ResultManifest,
     ReviewEntry,
 )
 
@@ -74,15 +74,18 @@ class Pipeline:
     store: ObjectStore
     catalog: Catalog | None = None
     audit: AuditLog | None = None
-    page_stages: list[PageStage] = field(default_factory=lambda: list(DEFAULT_PAGE_STAGES))
+    # By default the settings' (ingest/services.py page_stages).
+    page_stages: list[PageStage] = None  # type: ignore[assignment]
     # Dossier versions, withdrawals and corrections, and who hears of them (ingest/versions.py);
     # by default with the catalog and audit log as listeners.
     dossiers: Dossiers = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
+        if self.page_stages is None:
+            self.page_stages = services.page_stages(self.settings)
         if self.dossiers is None:
-            self.dossiers = Dossiers(self.settings, self.store, self.catalog,
-                                     listeners(self.catalog, self.audit))
+            self.dossiers = services.dossiers(self.settings, self.store, self.catalog,
+                                              listeners(self.catalog, self.audit))
 
     @classmethod
     def from_settings(cls, settings: Settings, with_catalog: bool = True) -> Pipeline:
@@ -321,7 +324,7 @@ class Pipeline:
             check_readable(page.image, index)
             facts.dpi, facts.width, facts.height = page.dpi, page.image.width, page.image.height
             facts.origin, facts.had_text_layer = page.origin, page.has_text_layer
-            work = PageWork(batch_id, index, page.image, page.dpi, self.settings, facts)
+            work = PageWork(batch_id, index, page.image, page.dpi, facts)
             facts.seconds = timings = {"decode": round(time.perf_counter() - start, 3)}
             for stage in self.page_stages:
                 if work.done:
@@ -444,7 +447,7 @@ class Pipeline:
         return self.dossiers.store_version(part.code, part.agency, part.source, refs,
                                            claim=batch_id, registry=part.registry)
 
-    def store_results(self, batch_id: str, plan: SplitPlan) -> list[dict[str, Any]]:
+    def store_results(self, batch_id: str, plan: SplitPlan) -> list[ResultManifest]:
         """Stores each result of the plan as its dossier's next result (once per batch and
         code). A result for a code without a live dossier, or of an agency outside the sender's
         scope, is refused: its pages wait in review (`no_dossier`), never lost."""
@@ -479,13 +482,12 @@ class Pipeline:
         return [PageFacts.load(self.store.get(layout.page_facts(batch_id, i))) for i in pages]
 
     def finish(self, batch_id: str, plan: SplitPlan, manifests: list[Manifest],
-               results: list[dict[str, Any]] | None = None) -> BatchRecord:
+               results: list[ResultManifest] | None = None) -> BatchRecord:
         record = self.record(batch_id)
         if results or record.get("result_for"):  # a batch without results stores no key
             record.results = [
-                {"dossier_id": m["dossier_id"], "pages": m["pages"], "version": m["version"],
-                 "pdf": m["objects"]["result.pdf"]["key"],
-                 "sha256": m["objects"]["result.pdf"]["sha256"]} for m in results or []]
+                {"dossier_id": m.dossier_id, "pages": m.pages, "version": m.version,
+                 "pdf": m.pdf.key, "sha256": m.pdf.sha256} for m in results or []]
         fields = {m.dossier_id: json.loads(self.store.get(m.objects["fields.json"].key))
                   for m in manifests}
         record.dossiers = [

@@ -3,12 +3,13 @@ PDF/A that is stored as result vN (ingest/versions.py `Dossiers.store_result`).
 
 ResultWork contract (like DossierWork's, ingest/stages.py)
     in:  code, agency, pages (batch page indexes), page_facts, page_pdfs (each page already OCR'd
-         with its text layer by the page stages), settings, received_at
+         with its text layer by the page stages), received_at
     out: pdf (the document to store; a signer stage appended after BuildResultPdfA replaces it),
          manifest (keys a stage adds to the result's manifest; `signature` starts "unsigned")
 
 The last stage signs the result when the agency has a signer (ingest/signing.py SignResult), as
-dossier versions are signed.
+dossier versions are signed. `default_result_stages` is the list every result runs
+(`Dossiers.result_stages`; ingest/services.py builds it with the signing service).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from ingest.settings import Settings
 from ingest.signing import AgencySigning
 from ocr import pdf as pdfmod
 from ocr.text import fold
+from storage.records import PageFacts
 
 # All-caps title lines that name a result document (folded, as OCR reads them).
 RESULT_TITLES = ("quyet dinh", "giay chung nhan", "giay phep", "chung chi", "van ban chap thuan",
@@ -33,9 +34,8 @@ class ResultWork:
     code: str
     agency: str
     pages: list[int]
-    page_facts: list[dict[str, Any]]
+    page_facts: list[PageFacts]
     page_pdfs: list[bytes]
-    settings: Settings
     received_at: str  # ISO 8601, when the batch was received
     pdf: bytes | None = None
     manifest: dict[str, Any] = field(
@@ -56,7 +56,7 @@ class ResultTitle:
 
     def __call__(self, work: ResultWork) -> None:
         for facts in work.page_facts[:3]:
-            for line in (facts.get("ocr") or {}).get("lines", [])[:12]:
+            for line in (facts.ocr.lines if facts.ocr else [])[:12]:
                 text = line.strip()
                 if text and text == text.upper() and fold(text).startswith(RESULT_TITLES):
                     work.manifest["title"] = text[:200]
@@ -73,20 +73,23 @@ class BuildResultPdfA:
             title=f"Kết quả giải quyết hồ sơ {work.code}"))
 
 
-
-
 class SignResult:
     """After BuildResultPdfA: the result signed by the dossier's agency like its versions
     (ingest/signing.py); `manifest["signature"]` says so, or stays unsigned."""
 
     name = "sign"
 
+    def __init__(self, signing: AgencySigning) -> None:
+        self.signing = signing
+
     def __call__(self, work: ResultWork) -> None:
         assert work.pdf is not None, "the sign stage runs after the PDF is built"
-        signed, info = AgencySigning(work.settings).sign_many(work.agency, {"result.pdf": work.pdf})
+        signed, info = self.signing.sign_many(work.agency, {"result.pdf": work.pdf})
         work.pdf = signed["result.pdf"]
         work.manifest["signature"] = info.to_manifest(
             ["result.pdf"] if info.status == "signed" else None)
 
 
-DEFAULT_RESULT_STAGES: list[ResultStage] = [ResultTitle(), BuildResultPdfA(), SignResult()]
+def default_result_stages(signing: AgencySigning) -> list[ResultStage]:
+    """The result stages a result runs, in their order."""
+    return [ResultTitle(), BuildResultPdfA(), SignResult(signing)]

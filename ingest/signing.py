@@ -1,8 +1,9 @@
 """The agency signs: one thin wrapper around pyHanko, with typed errors.
 
     sign_document(agency, pdf)   -> (signed pdf, info)     for any caller (results, components)
-    AgencySigning(settings)      the same, with the settings and signer registry given once
-    Sign                         the dossier stage: signs work.pdf and every PDF of work.copies
+    AgencySigning(url, signing, offset)  the same, with the signing section and signer registry
+                                 given once (`from_settings`; ingest/services.py builds it)
+    Sign(signing)                the dossier stage: signs work.pdf and every PDF of work.copies
 
 Before signing, the digitization note (DOMAIN.md "Digitization that counts") goes at the top right
 of page 1 (ocr/note.py: real text, embedded font); then an invisible PAdES signature is added as an
@@ -38,7 +39,7 @@ from typing import Any
 from asn1crypto import x509 as asn1_x509
 from pydantic import SecretStr
 
-from ingest.settings import Settings, get_settings
+from ingest.settings import Settings, SigningConfig, get_settings
 from ingest.stages import DossierWork
 from ocr import note as notemod
 from storage.errors import Unavailable
@@ -312,11 +313,25 @@ def _registry(url: str, secrets_dir: Path) -> Signers:
 
 
 class AgencySigning:
-    """Signs documents for an agency with its registered signer (or leaves them unsigned)."""
+    """Signs documents for an agency with its registered signer (or leaves them unsigned).
+    `catalog_url`: the database that holds the signer registry; `timezone_offset`: the agency's
+    time, printed in the note."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.signers = _registry(settings.storage.catalog_url, settings.signing.secrets_dir)
+    def __init__(self, catalog_url: str, config: SigningConfig,
+                 timezone_offset: str = "+07:00") -> None:
+        self.catalog_url = catalog_url
+        self.config = config
+        self.timezone_offset = timezone_offset
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AgencySigning:
+        return cls(settings.storage.catalog_url, settings.signing, settings.timezone_offset)
+
+    @property
+    def signers(self) -> Signers:
+        """The signer registry, opened at the first signature (a page worker never opens it)."""
+        assert self.config.secrets_dir is not None, "Settings fills in the secrets dir"
+        return _registry(self.catalog_url, self.config.secrets_dir)
 
     def signer_of(self, agency: str) -> SignerEntry | None:
         return self.signers.get(agency)
@@ -328,9 +343,9 @@ class AgencySigning:
         entry = self.signer_of(agency)
         if entry is None:
             return documents, UNSIGNED
-        at = local_now(self.settings.timezone_offset)
-        roots = load_trust_roots(self.settings.signing.trust_root_files)
-        tsa = self.settings.signing.tsa_url
+        at = local_now(self.timezone_offset)
+        roots = load_trust_roots(self.config.trust_root_files)
+        tsa = self.config.tsa_url
         signed = {}
         with open_signer(entry, self.signers.secret(agency)) as signer:
             found = fingerprint(signer.signing_cert)
@@ -340,7 +355,7 @@ class AgencySigning:
                                     "add the signer again")
             for key, pdf in documents.items():
                 signed[key] = sign_pdf(pdf, signer, entry.name, at, tsa, roots,
-                                       self.settings.signing.tsa_timeout_s)
+                                       self.config.tsa_timeout_s)
         log.info("signed %d document(s) for agency %s with %s", len(signed), agency, found[:16])
         return signed, SignatureInfo("signed", found, "B-T" if tsa else "B-B", at.isoformat(),
                                      entry.name)
@@ -355,7 +370,7 @@ def sign_document(agency: str, pdf: bytes, settings: Settings | None = None
     """The PDF signed with `agency`'s signer, and what was done (`status` signed or unsigned).
     Raises SignerUnavailable (transient) or SignerRefused. Blocking (pyHanko runs its own event
     loop): call it from a worker or a thread, not from inside a running event loop."""
-    return AgencySigning(settings or get_settings()).sign_document(agency, pdf)
+    return AgencySigning.from_settings(settings or get_settings()).sign_document(agency, pdf)
 
 
 class Sign:
@@ -364,11 +379,14 @@ class Sign:
 
     name = "sign"
 
+    def __init__(self, signing: AgencySigning) -> None:
+        self.signing = signing
+
     def __call__(self, work: DossierWork) -> None:
         assert work.pdf is not None, "the sign stage runs after the PDF is built"
         documents = {"dossier.pdf": work.pdf}
         documents.update({k: v for k, v in work.copies.items() if k.lower().endswith(".pdf")})
-        signed, info = AgencySigning(work.settings).sign_many(work.agency, documents)
+        signed, info = self.signing.sign_many(work.agency, documents)
         work.pdf = signed.pop("dossier.pdf")
         work.copies.update(signed)
         work.manifest["signature"] = info.to_manifest(

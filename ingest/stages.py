@@ -2,16 +2,19 @@
 
 Page stages run in order on one page (`PageWork`); dossier stages run in order on one dossier
 (`DossierWork`). To add a step (a classifier, a signer), write a callable with a `name` and put it
-in the list given to the pipeline: no other stage changes.
+in the list given to the pipeline: no other stage changes. A stage is given what it needs of the
+settings (its section, or plain values) when it is built: ingest/services.py builds the default
+lists from the settings; the work objects carry no settings.
 
 PageWork contract
-    in:  image (decoded, square dpi), dpi, settings
+    in:  image (decoded, square dpi), dpi
     out: facts (storage.records.PageFacts, stored as pages/NNNNN.json: set its attributes; a
          stage's own facts go in as attributes of their own, JSON-safe), image/dpi (may be
          replaced: rotated, deskewed), text_pdf (tesseract's invisible text for this image), done
          (True stops the page's remaining stages: blank pages and separator sheets need no OCR)
 DossierWork contract
-    in:  code, pages (batch page indexes), page_facts, page_pdfs, settings
+    in:  code, agency, code_source, pages (batch page indexes), page_facts, page_pdfs,
+         received_at, registry
     out: fields (name -> Field), metadata, pdf (the document to store; a signer replaces it),
          copies (further documents stored with the version, object name -> bytes, such as each
          component's electronic copy; a signer replaces them too), manifest (keys a stage adds to
@@ -25,7 +28,6 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from ingest.settings import Settings
 from ocr.fields import Field
 from ocr.pdf import DossierMetadata
 from storage.records import PageFacts
@@ -37,7 +39,6 @@ class PageWork:
     index: int
     image: Image.Image
     dpi: int
-    settings: Settings
     facts: PageFacts = None  # type: ignore[assignment]  # by default: index, status ok
     text_pdf: bytes | None = None
     done: bool = False
@@ -56,7 +57,6 @@ class DossierWork:
     pages: list[int]
     page_facts: list[PageFacts]
     page_pdfs: list[bytes]
-    settings: Settings
     received_at: str  # ISO 8601, when the batch was received
     registry: dict[str, Any] | None = None  # the registry's record of the code, if asked
     fields: dict[str, Field] = field(default_factory=dict)

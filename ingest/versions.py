@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from ingest.dossier_stages import DEFAULT_DOSSIER_STAGES
-from ingest.results import DEFAULT_RESULT_STAGES, ResultStage, ResultWork
-from ingest.settings import Settings
+from ingest.results import ResultStage, ResultWork
 from ingest.stages import DossierStage, DossierWork
 from ocr import pdf as pdfmod
 from storage import layout
 from storage.audit import AuditLog
 from storage.catalog import Catalog, result_event, version_event
+from storage.config import StorageConfig
 from storage.objects import ObjectStore
 from storage.records import (
     BatchRecord,
@@ -46,6 +45,7 @@ from storage.records import (
     PageFacts,
     PageRef,
     PageRefEntry,
+    ResultManifest,
     StoredObject,
 )
 
@@ -72,7 +72,7 @@ class DossierChanged:
     version: int
     actor: str
     at: str  # ISO 8601, seconds
-    manifest: Manifest | None = None  # the version stored (not for field_corrected)
+    manifest: Manifest | ResultManifest | None = None  # what was stored (not field_corrected)
     anchor: str | None = None  # sha256 of that manifest.json as stored
     fields: dict[str, Any] = field(default_factory=dict)  # the version's fields and text
     text: list[dict[str, Any]] = field(default_factory=list)
@@ -96,8 +96,7 @@ class CatalogIndexer:
         if event.kind == "field_corrected":
             assert event.correction is not None
             self.catalog.index_correction(event.correction)
-        elif event.kind == "result_added":
-            assert event.manifest is not None
+        elif isinstance(event.manifest, ResultManifest):
             self.catalog.index_result(event.manifest)
         else:
             assert event.manifest is not None
@@ -124,12 +123,11 @@ class AuditWriter:
             return
         m = event.manifest
         assert m is not None
-        if event.kind == "result_added":
+        if isinstance(m, ResultManifest):
             self.audit.append(event.actor, RESULT_ACTION, event.code, event.agency,
                               event.remote,
-                              {"version": event.version, "batch_id": m["batch_id"],
-                               "pdf_sha256": m["objects"]["result.pdf"]["sha256"],
-                               "manifest_sha256": event.anchor})
+                              {"version": event.version, "batch_id": m.batch_id,
+                               "pdf_sha256": m.pdf.sha256, "manifest_sha256": event.anchor})
             return
         if event.kind == "withdrawn":
             self.audit.append(event.actor, "dossier.withdraw", event.code, event.agency,
@@ -165,8 +163,8 @@ def feed_event(event: DossierChanged) -> dict[str, Any]:
                 "previous": c.previous, "at": c.at}
     m = event.manifest
     assert m is not None
-    if event.kind == "result_added":
-        return result_event(m, event.agency)  # type: ignore[arg-type]
+    if isinstance(m, ResultManifest):
+        return result_event(m, event.agency)
     pdf = m.objects["dossier.pdf"].key if "dossier.pdf" in m.objects else ""
     return version_event(m, event.agency, pdf, datetime.fromisoformat(m.created_at))
 
@@ -186,13 +184,17 @@ def listeners(catalog: Catalog | None, audit: AuditLog | None,
 
 @dataclass
 class Dossiers:
-    settings: Settings
+    """A dossier's versions, results and corrections in `store`, made by `stages` (a version)
+    and `result_stages` (a result); `storage` (the settings' section) says how long their
+    objects are retained. ingest/services.py `dossiers` builds it from the settings, with the
+    default stages and the listeners."""
+
     store: ObjectStore
+    stages: list[DossierStage] = field(default_factory=list)
+    result_stages: list[ResultStage] = field(default_factory=list)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     catalog: Catalog | None = None  # read by `correct`: the fields as corrected so far
     listeners: list[Listener] = field(default_factory=list)
-    stages: list[DossierStage] = field(default_factory=lambda: list(DEFAULT_DOSSIER_STAGES))
-    result_stages: list[ResultStage] = field(
-        default_factory=lambda: list(DEFAULT_RESULT_STAGES))
 
     def emit(self, event: DossierChanged) -> None:
         """Every listener hears of the change once; a failure is logged, and the first failure
@@ -226,7 +228,7 @@ class Dossiers:
                 for r in refs]
         pages = [r.index for r in refs]
         work = DossierWork(batch_id, code, agency, code_source, pages, facts, pdfs,
-                           self.settings, record.received_at or "", registry=registry)
+                           record.received_at or "", registry=registry)
         for stage in self.stages:
             stage(work)
         assert work.pdf is not None, "a dossier stage must produce the PDF"
@@ -237,7 +239,7 @@ class Dossiers:
                 for i, f in zip(pages, facts, strict=True)]
         objects: dict[str, StoredObject] = {}
         procedure = work.fields.get("procedure")
-        retention = self.settings.storage.retention_for(procedure.value if procedure else None)
+        retention = self.storage.retention_for(procedure.value if procedure else None)
         stored = [("dossier.pdf", work.pdf), *sorted(work.copies.items()),
                   ("text.json", _json(text)), ("fields.json", _json(fields))]
         for name, data in stored:
@@ -336,69 +338,70 @@ class Dossiers:
         return correction
 
     def store_result(self, code: str, refs: list[PageRef], claim: str,
-                     actor: str = "pipeline", remote: str = "") -> dict[str, Any]:
+                     actor: str = "pipeline", remote: str = "") -> ResultManifest:
         """Result vN of dossier `code` made of these (already OCR'd) pages: result stages,
         objects, manifest (its checksum the audit log's anchor), then the `result_added` event.
         NoDossier when the code has no live dossier. `claim` makes it idempotent: the same
         claim gets the same result number, and a result stored by an earlier run cut short is
         announced again rather than rebuilt."""
         versions = self.versions(code)
-        if not versions or versions[-1].get("withdrawn"):
+        if not versions or versions[-1].withdrawn:
             raise NoDossier(f"no dossier {code}: a result needs its dossier first")
-        agency = versions[-1]["agency"]
+        dossier = versions[-1]
+        agency = dossier.agency
         batch_id = refs[0].batch_id
         version = self._claim(layout.result_prefix, code, claim)
         prefix = layout.result_prefix(code, version)
         if self.store.exists(prefix + "manifest.json"):
             data = self.store.get(prefix + "manifest.json")
-            manifest = json.loads(data)
+            manifest = ResultManifest.load(data)
             self.emit(DossierChanged("result_added", code, agency, version, actor,
-                                     manifest["created_at"], manifest,
+                                     manifest.created_at, manifest,
                                      hashlib.sha256(data).hexdigest(), remote=remote))
             return manifest
-        record = json.loads(self.store.get(layout.batch_record(batch_id)))
-        facts = [json.loads(self.store.get(layout.page_facts(r.batch_id, r.index)))
+        record = BatchRecord.load(self.store.get(layout.batch_record(batch_id)))
+        facts = [PageFacts.load(self.store.get(layout.page_facts(r.batch_id, r.index)))
                  for r in refs]
         pdfs = [pdfmod.rotated(self.store.get(layout.page_pdf(r.batch_id, r.index)), r.rotate)
                 for r in refs]
         pages = [r.index for r in refs]
-        work = ResultWork(batch_id, code, agency, pages, facts, pdfs, self.settings,
-                          record["received_at"])
+        work = ResultWork(batch_id, code, agency, pages, facts, pdfs, record.received_at or "")
         for stage in self.result_stages:
             stage(work)
         assert work.pdf is not None, "a result stage must produce the PDF"
-        retention = versions[-1].get("retention_days")
-        text = [{"page": i, "lines": (f.get("ocr") or {}).get("lines", [])}
+        retention = dossier.retention_days
+        text = [{"page": i, "lines": f.ocr.lines if f.ocr else []}
                 for i, f in zip(pages, facts, strict=True)]
-        objects = {}
-        for name, data in (("result.pdf", work.pdf), ("text.json", _json(text))):
+        objects: dict[str, StoredObject] = {}
+        for name, data in ((ResultManifest.PDF, work.pdf), ("text.json", _json(text))):
             info = self.store.put(prefix + name, data, overwrite=True, retention_days=retention)
-            objects[name] = {"key": info.key, "sha256": info.sha256, "size": info.size}
-        manifest = {
-            "format": FORMAT_VERSION, "kind": "result", "dossier_id": code, "agency": agency,
-            "version": version, "batch_id": batch_id, "pages": pages,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "original": {"key": record["original"], "sha256": record["sha256"],
-                         "size": record["size"], "file": record["file"]},
-            "objects": objects, "retention_days": retention, "dossier_version":
-                versions[-1]["version"],
-        }
+            objects[name] = StoredObject(key=info.key, sha256=info.sha256, size=info.size)
+        assert record.original and record.sha256 and record.size is not None
+        manifest = ResultManifest(
+            format=FORMAT_VERSION, kind="result", dossier_id=code, agency=agency,
+            version=version, batch_id=batch_id, pages=pages,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            original=OriginalScan(key=record.original, sha256=record.sha256, size=record.size,
+                                  file=record.file),
+            objects=objects, retention_days=retention, dossier_version=dossier.version)
         if any(r.batch_id != batch_id or r.rotate for r in refs):
-            manifest["page_refs"] = [r.to_dict() for r in refs]
-        manifest.update(work.manifest)
-        anchor = self.store.put(prefix + "manifest.json", _json(manifest), overwrite=True,
+            manifest.page_refs = [PageRefEntry.model_validate(r.to_dict()) for r in refs]
+        for key, value in work.manifest.items():
+            setattr(manifest, key, value)
+        anchor = self.store.put(prefix + "manifest.json", manifest.dump(), overwrite=True,
                                 retention_days=retention).sha256
         self.emit(DossierChanged("result_added", code, agency, version, actor,
-                                 manifest["created_at"], manifest, anchor, remote=remote))
+                                 manifest.created_at, manifest, anchor, remote=remote))
         return manifest
 
     # ---- readers ---------------------------------------------------------------------------
 
-    def results(self, code: str) -> list[dict[str, Any]]:
+    def results(self, code: str) -> list[ResultManifest]:
         """The stored results of dossier `code`, oldest first."""
         keys = [k for k in self.store.list(layout.results_prefix(code))
                 if k.endswith("/manifest.json")]
-        return sorted((json.loads(self.store.get(k)) for k in keys), key=lambda m: m["version"])
+        return sorted((ResultManifest.load(self.store.get(k)) for k in keys),
+                      key=lambda m: m.version)
 
     def versions(self, code: str) -> list[Manifest]:
         """The stored versions of dossier `code`, oldest first."""

@@ -22,7 +22,7 @@ from ocr.text import fold
 from storage import layout, migrate
 from storage.db import Base, aware, engine_for
 from storage.objects import ObjectStore
-from storage.records import BatchRecord, Manifest, PageFacts
+from storage.records import BatchRecord, Manifest, PageFacts, ResultManifest
 from storage.records import Correction as CorrectionRecord
 from storage.tables import (
     Batch,
@@ -92,21 +92,21 @@ def receipt_date(code: str, fields: dict[str, dict[str, Any]]) -> date | None:
     return None
 
 
-def result_event(manifest: dict[str, Any], agency: str) -> dict[str, Any]:
+def result_event(manifest: ResultManifest, agency: str) -> dict[str, Any]:
     """The change-feed event of a stored result (also what webhooks receive)."""
-    pdf = manifest["objects"]["result.pdf"]
-    return {"kind": "result_added", "dossier_id": manifest["dossier_id"], "agency": agency,
-            "version": manifest["version"], "batch_id": manifest["batch_id"],
-            "pdf": pdf["key"], "sha256": pdf["sha256"],
-            "at": datetime.fromisoformat(manifest["created_at"]).isoformat()}
+    pdf = manifest.pdf
+    return {"kind": "result_added", "dossier_id": manifest.dossier_id, "agency": agency,
+            "version": manifest.version, "batch_id": manifest.batch_id,
+            "pdf": pdf.key, "sha256": pdf.sha256,
+            "at": datetime.fromisoformat(manifest.created_at).isoformat()}
 
 
-def _flags(manifest: dict[str, Any]) -> dict[str, Any]:
+def _flags(manifest: Manifest) -> dict[str, Any]:
     """What the report counts of a dossier's current version (storage/reports.py)."""
-    signature = manifest.get("signature")
-    return {"digitized": bool(manifest["objects"].get("dossier.pdf")),
-            "full_components": manifest.get("complete_by_components") is True,
-            "signed": isinstance(signature, dict) and signature.get("status") == "signed"}
+    signature = manifest.signature or {}
+    return {"digitized": "dossier.pdf" in manifest.objects,
+            "full_components": manifest.complete_by_components is True,
+            "signed": signature.get("status") == "signed"}
 
 UNFINISHED = ("received", "processing", "waiting")
 # Review reasons of pages that would make a version of a known code but wait for a person
@@ -230,19 +230,19 @@ class Catalog:
                     dossier.received_on, dossier.received_month = day, day.strftime("%Y-%m")
 
     @_again_on_conflict
-    def index_result(self, manifest: dict[str, Any]) -> None:
+    def index_result(self, manifest: ResultManifest) -> None:
         """A stored result of a dossier (indexed after its dossier: a result needs one)."""
-        code, version = manifest["dossier_id"], manifest["version"]
+        code, version = manifest.dossier_id, manifest.version
         with self.session() as s:
             dossier = s.get(Dossier, code)
             if dossier is None:
                 raise LookupError(f"no dossier {code} for its result")
-            s.merge(DossierResult(code=code, version=version, batch_id=manifest["batch_id"],
-                                  pdf_key=manifest["objects"]["result.pdf"]["key"],
+            s.merge(DossierResult(code=code, version=version, batch_id=manifest.batch_id,
+                                  pdf_key=manifest.pdf.key,
                                   manifest_key=layout.result_prefix(code, version)
                                   + "manifest.json",
-                                  manifest=manifest,
-                                  created_at=datetime.fromisoformat(manifest["created_at"])))
+                                  manifest=manifest.as_dict(),
+                                  created_at=datetime.fromisoformat(manifest.created_at)))
             dossier.result_version = max(dossier.result_version or 0, version)
 
     def result(self, code: str) -> dict[str, Any] | None:
@@ -253,11 +253,12 @@ class Catalog:
                             .order_by(DossierResult.version.desc()).limit(1)).first()
             if row is None:
                 return None
-            pdf = row.manifest["objects"]["result.pdf"]
-            return {"version": row.version, "sha256": pdf["sha256"], "size": pdf["size"],
+            manifest = ResultManifest.load(row.manifest)
+            return {"version": row.version, "sha256": manifest.pdf.sha256,
+                    "size": manifest.pdf.size,
                     "received_at": aware(row.created_at).isoformat(), "pdf": row.pdf_key,
                     "manifest": row.manifest_key, "batch_id": row.batch_id,
-                    "signature": row.manifest.get("signature")}
+                    "signature": manifest.signature}
 
     def known_results(self, code: str | None = None) -> list[tuple[str, int]]:
         """(code, version) of every result the catalog indexed: each must be in storage."""
@@ -284,7 +285,7 @@ class Catalog:
             return {
                 "dossier_id": d.code, "agency": d.agency, "procedure": d.procedure,
                 "version": d.latest_version, "pdf": latest.pdf_key,
-                "pages": latest.manifest.get("pages", []),
+                "pages": Manifest.load(latest.manifest).pages,
                 "fields": {f.name: {"value": f.value, "page": f.page,
                                     "confidence": f.confidence, "source": f.source}
                            for f in fields},
@@ -336,9 +337,10 @@ class Catalog:
             if d is None or d.withdrawn_to is None:
                 return None
             latest = s.get(DossierVersion, (code, d.latest_version))
-            said = (latest.manifest.get("withdrawn") or {}) if latest else {}
+            said = Manifest.load(latest.manifest).withdrawn if latest else None
             return {"dossier_id": d.code, "agency": d.agency, "version": d.latest_version,
-                    "to": d.withdrawn_to, "by": said.get("by"), "at": said.get("at")}
+                    "to": d.withdrawn_to, "by": said.by if said else None,
+                    "at": said.at if said else None}
 
     def list_dossiers(self, agencies: tuple[str, ...] | None, q: str = "",
                       procedure: str | None = None, updated_from: datetime | None = None,
@@ -417,7 +419,7 @@ class Catalog:
                          "at": aware(c.at).isoformat()},
                         (aware(c.at), c.code, 1, c.seq))
                        for c, agency in s.execute(corrections).all()]
-            events += [(result_event(r.manifest, agency),
+            events += [(result_event(ResultManifest.load(r.manifest), agency),
                         (aware(r.created_at), r.code, 2, r.version))
                        for r, agency in s.execute(results).all()]
         events.sort(key=lambda e: e[1])
@@ -479,7 +481,7 @@ class Catalog:
             self.index_correction(correction)
         for key in store.list(layout.results_prefix()):
             if key.endswith("/manifest.json"):
-                result = json.loads(store.get(key))
-                if self.dossier(result["dossier_id"]) or self.withdrawal(result["dossier_id"]):
+                result = ResultManifest.load(store.get(key))
+                if self.dossier(result.dossier_id) or self.withdrawal(result.dossier_id):
                     self.index_result(result)
         return batches, versions

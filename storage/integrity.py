@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from storage import layout
 from storage.objects import ObjectMissing, ObjectStore
-from storage.records import Manifest
+from storage.records import Manifest, ResultManifest
 
 if TYPE_CHECKING:
     from storage.audit import AuditLog
@@ -54,19 +54,23 @@ class Finding:
         return self.__dict__.copy()
 
 
-def manifests(store: ObjectStore, code: str | None = None) -> Iterator[dict]:
+def manifests(store: ObjectStore, code: str | None = None) -> Iterator[Manifest]:
+    """The stored manifests of a dossier's versions (or of every dossier's)."""
     for _, manifest in _stored(store, code):
+        assert isinstance(manifest, Manifest)
         yield manifest
 
 
 def _stored(store: ObjectStore, code: str | None,
-            results: bool = False) -> Iterator[tuple[bytes, Manifest]]:
+            results: bool = False) -> Iterator[tuple[bytes, Manifest | ResultManifest]]:
+    """Each stored manifest as stored and as read: the versions', or the results'."""
     dossiers = layout.dossier_prefix(code) if code else "dossiers/"
     prefix = layout.results_prefix(code) if results else dossiers
+    record = ResultManifest if results else Manifest
     for key in store.list(prefix):
         if key.endswith("/manifest.json"):
             data = store.get(key)
-            yield data, Manifest.load(data)
+            yield data, record.load(data)
 
 
 def verify(store: ObjectStore, code: str | None = None, catalog: Catalog | None = None,
@@ -111,7 +115,7 @@ def _verify(store: ObjectStore, code: str | None, catalog: Catalog | None,
     return findings
 
 
-def _signature_findings(store: ObjectStore, manifest: Manifest,
+def _signature_findings(store: ObjectStore, manifest: Manifest | ResultManifest,
                         trust_roots: list[Path]) -> list[Finding]:
     """For a signed version: each of its signed PDFs must hold an intact signature of the
     registered certificate, trusted when trust roots are configured."""
@@ -148,7 +152,7 @@ def _signature_findings(store: ObjectStore, manifest: Manifest,
     return found
 
 
-def _manifest_finding(data: bytes, manifest: Manifest, anchor: dict[str, Any],
+def _manifest_finding(data: bytes, manifest: Manifest | ResultManifest, anchor: dict[str, Any],
                       prefix: Callable[[str, int], str] = layout.version_prefix) -> Finding:
     """The manifest against what the audit log recorded when its version was made."""
     dossier, version = manifest.dossier_id, manifest.version

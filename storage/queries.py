@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from storage.catalog import Catalog
+from storage.records import Manifest
 from storage.tables import Batch, Correction, Dossier, DossierVersion, Entry, FieldRow
 
 Scope = tuple[str, ...] | None
@@ -88,7 +89,7 @@ def procedures(catalog: Catalog, scope: Scope, limit: int = 300) -> list[str]:
 class VersionSummary:
     """What a result row shows of a dossier version: its manifest and some of its fields."""
 
-    manifest: dict[str, Any]
+    manifest: Manifest
     fields: dict[str, str]  # name -> value, of the names asked for that the version has
 
 
@@ -98,14 +99,14 @@ def version_summaries(catalog: Catalog, versions: dict[str, int],
     two queries for a whole page of results. A version the catalog lacks is left out."""
     if not versions:
         return {}
-    manifests: dict[str, dict[str, Any]] = {}
+    manifests: dict[str, Manifest] = {}
     fields: dict[str, dict[str, str]] = {}
     with catalog.session() as s:
         for code, version, manifest in s.execute(
                 select(DossierVersion.code, DossierVersion.version, DossierVersion.manifest)
                 .where(DossierVersion.code.in_(versions))):
             if versions[code] == version:
-                manifests[code] = manifest
+                manifests[code] = Manifest.load(manifest)
         for code, version, name, value in s.execute(
                 select(FieldRow.code, FieldRow.version, FieldRow.name, FieldRow.value)
                 .where(FieldRow.code.in_(versions), FieldRow.name.in_(field_names))):
@@ -115,11 +116,11 @@ def version_summaries(catalog: Catalog, versions: dict[str, int],
             for code, manifest in manifests.items()}
 
 
-def version_manifests(catalog: Catalog, code: str, versions: list[int]) -> list[dict[str, Any]]:
+def version_manifests(catalog: Catalog, code: str, versions: list[int]) -> list[Manifest]:
     """The catalog's copy of the manifests of these versions of a dossier."""
     with catalog.session() as s:
-        return list(s.scalars(select(DossierVersion.manifest).where(
-            DossierVersion.code == code, DossierVersion.version.in_(versions))))
+        return [Manifest.load(m) for m in s.scalars(select(DossierVersion.manifest).where(
+            DossierVersion.code == code, DossierVersion.version.in_(versions)))]
 
 
 def corrections(catalog: Catalog, code: str, version: int) -> list[dict[str, Any]]:

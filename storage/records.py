@@ -6,6 +6,7 @@
                   `blank` stand on the page facts themselves)
     Manifest      dossiers/<code>/v<nnnn>/manifest.json   json indent=1, keys sorted
     Correction    dossiers/<code>/corrections/<n>.json    json indent=1, keys sorted
+    ResultManifest  results/<code>/r<nnnn>/manifest.json  json indent=1, keys sorted
     PageRef       a page of a batch as it goes into a dossier version (in a manifest's page_refs)
 
 `Model.load(data)` reads stored bytes (or an already parsed dict): an older `format` is first
@@ -17,15 +18,15 @@ built the same way (`BatchRecord(batch_id=..., ...)`): its keys are written in t
 keys set later after them, as the dicts these models replace were.
 
 `extra="allow"` where the shape is open: page facts (every page stage adds its own), manifests
-(a writer's `extra`, such as a review's `change`), the batch record (writers of tasks, review and
-recovery add keys of their own) and the entries inside them.
+(a writer's `extra`, such as a review's `change`; a result stage's keys), the batch record
+(writers of tasks, review and recovery add keys of their own) and the entries inside them.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -354,7 +355,7 @@ class Manifest(Record):
     agency: str
     version: int
     batch_id: str
-    code_source: str = ""  # results (results/{code}/r{n}/) have none
+    code_source: str = ""
     pages: list[int]
     created_at: str
     original: OriginalScan
@@ -373,6 +374,43 @@ class Manifest(Record):
 
     def refs(self) -> list[PageRef]:
         """The pages this version is made of."""
+        if self.page_refs is not None:
+            return [r.ref() for r in self.page_refs]
+        return [PageRef(self.batch_id, i) for i in self.pages]
+
+
+class ResultManifest(Record):
+    """One stored result of a dossier, the decision, certificate or licence issued
+    (ingest/versions.py store_result): its own numbering (r1, r2, ...), beside the version of the
+    dossier it answers (`dossier_version`). Result stages add keys of their own (`title`,
+    `signature`)."""
+
+    model_config = ConfigDict(extra="allow")
+    JSON_ARGS: ClassVar[dict[str, Any]] = {"indent": 1, "sort_keys": True}
+    PDF: ClassVar[str] = "result.pdf"  # the result document's name in `objects`
+
+    kind: Literal["result"]  # what tells a result's manifest from a version's
+    dossier_id: str
+    agency: str
+    version: int
+    batch_id: str
+    pages: list[int]
+    created_at: str
+    original: OriginalScan
+    objects: dict[str, StoredObject]
+    retention_days: int | None = None
+    dossier_version: int
+    page_refs: list[PageRefEntry] | None = None
+    signature: dict[str, Any] | None = None  # ingest/results.py SignResult: signed, or unsigned
+    title: str | None = None  # ingest/results.py ResultTitle: as OCR read it
+
+    @property
+    def pdf(self) -> StoredObject:
+        """The result document."""
+        return self.objects[self.PDF]
+
+    def refs(self) -> list[PageRef]:
+        """The pages this result is made of."""
         if self.page_refs is not None:
             return [r.ref() for r in self.page_refs]
         return [PageRef(self.batch_id, i) for i in self.pages]

@@ -9,7 +9,6 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from ingest.page_stages import Recognize, Straighten
-from ingest.settings import Settings
 from ingest.split import page_code
 from ingest.stages import PageWork
 from ocr.dossier_code import DossierCodeGrammar
@@ -23,7 +22,7 @@ def cer(truth: str, text: str) -> float:
 
 def read(page: synth.Page, scan: synth.Scan) -> PageWork:
     img = synth.degrade(page, scan)
-    work = PageWork("test", 0, img, page.dpi, Settings())
+    work = PageWork("test", 0, img, page.dpi)
     for stage in (Straighten(), Recognize()):
         stage(work)
     return work
@@ -77,7 +76,7 @@ def test_text_layer_pdf_is_produced(readings) -> None:
 def test_sideways_pages_are_turned_upright_and_read(turn: int, correction: int) -> None:
     page, _ = synth.text_page(synth.corpus_paragraphs()[30:33], 200)
     img = synth.degrade(page, synth.Scan(skew=2.0, noise=4, seed=turn)).rotate(turn, expand=True)
-    work = PageWork("test", 0, img, 200, Settings())
+    work = PageWork("test", 0, img, 200)
     for stage in (Straighten(), Recognize()):
         stage(work)
     assert work.facts["rotation"] == correction  # degrees counter-clockwise applied
@@ -97,7 +96,7 @@ def test_english_page_gets_the_vie_eng_reading(samples) -> None:
 
     doc = open_document(samples / "paperless-ngx" / "simple.pdf")
     page = doc.page(0)
-    work = PageWork("test", 0, page.image, page.dpi, Settings())
+    work = PageWork("test", 0, page.image, page.dpi)
     Recognize()(work)
     assert work.facts["ocr"]["lines"] == ["This is a test document."]
     assert work.facts["ocr"]["languages"] == "vie+eng"

@@ -24,6 +24,7 @@ from storage.records import (
     PageFacts,
     PageRef,
     RecordError,
+    ResultManifest,
     ReviewEntry,
 )
 
@@ -38,6 +39,8 @@ def kind_of(key: str) -> type | None:
         return BatchRecord
     if "/pages/" in key and key.endswith(".json"):
         return PageFacts
+    if key.startswith("results/") and key.endswith("/manifest.json"):
+        return ResultManifest
     if key.endswith("/manifest.json"):
         return Manifest
     if "/corrections/" in key:
@@ -48,7 +51,8 @@ def kind_of(key: str) -> type | None:
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> tuple[Pipeline, dict[str, bytes]]:
     """The sample batch run, a shorter rescan of its first dossier held then put in place of it,
-    its second dossier recoded (a withdrawal) and a field corrected: every record kind stored."""
+    its second dossier recoded (a withdrawal), a field corrected and two results of the first
+    dossier stored: every record kind stored."""
     folder = tmp_path_factory.mktemp("records")
     pipeline = Pipeline.from_settings(Settings(data_dir=folder / "data", workers=1))
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
@@ -67,7 +71,12 @@ def written(tmp_path_factory) -> tuple[Pipeline, dict[str, bytes]]:
     Review(pipeline).replace(held["batch_id"], [0, 1], "user:lan", action_id="r1")
     Review(pipeline).recode(second, second[:-4] + "8006", "user:lan", action_id="r2")
     pipeline.dossiers.correct(first, "phone", "0203851235", "user:lan", "a digit misread")
-    stored = {key: pipeline.store.get(key) for prefix in ("batches/", "dossiers/")
+    # two results of the first dossier: one of a batch's pages, one of a page turned by a person
+    pipeline.dossiers.store_result(first, [PageRef(held.batch_id, i) for i in (0, 1)],
+                                   claim="result-1")
+    pipeline.dossiers.store_result(first, [PageRef(record.batch_id, 0, rotate=90)],
+                                   claim="result-2", actor="user:lan")
+    stored = {key: pipeline.store.get(key) for prefix in ("batches/", "dossiers/", "results/")
               for key in pipeline.store.list(prefix) if kind_of(key)}
     return pipeline, stored
 
@@ -75,7 +84,7 @@ def written(tmp_path_factory) -> tuple[Pipeline, dict[str, bytes]]:
 def test_every_record_written_loads_and_dumps_back_byte_for_byte(written) -> None:
     _, stored = written
     kinds = {kind_of(key) for key in stored}
-    assert kinds == {BatchRecord, PageFacts, Manifest, Correction}
+    assert kinds == {BatchRecord, PageFacts, Manifest, Correction, ResultManifest}
     assert any(b'"withdrawn"' in data for data in stored.values())
     assert any(b'"replace"' in data for data in stored.values())
     for key, data in stored.items():
@@ -88,7 +97,8 @@ def test_every_record_written_loads_and_dumps_back_byte_for_byte(written) -> Non
     ("batch-done.json", BatchRecord), ("batch-rescan-replaced.json", BatchRecord),
     ("page-facts.json", PageFacts), ("page-facts-blank.json", PageFacts),
     ("manifest.json", Manifest), ("manifest-replace.json", Manifest),
-    ("manifest-withdrawn.json", Manifest), ("correction.json", Correction)])
+    ("manifest-withdrawn.json", Manifest), ("correction.json", Correction),
+    ("result.json", ResultManifest), ("result-page-refs.json", ResultManifest)])
 def test_a_record_written_by_the_earlier_code_loads_and_dumps_back_byte_for_byte(
         name: str, kind: type) -> None:
     data = (EARLIER / name).read_bytes()
@@ -143,6 +153,25 @@ def test_the_typed_attributes_read_what_was_stored(written) -> None:
     assert manifest.objects["dossier.pdf"].size > 0
     assert pipeline.record(batch.batch_id).as_dict() == json.loads(
         stored[f"batches/{batch.batch_id}/batch.json"])
+
+
+def test_a_result_manifest_reads_as_its_record(written) -> None:
+    """A result's manifest (results/{code}/r{n}/) reads as a ResultManifest: its document, the
+    dossier version it answers, its pages (turned ones by their page refs); a dossier version's
+    manifest is not a result's."""
+    pipeline, stored = written
+    first, second = (ResultManifest.load(d) for k, d in sorted(stored.items())
+                     if k.startswith("results/"))
+    assert (first.kind, first.version, second.version) == ("result", 1, 2)
+    assert first.dossier_version == pipeline.dossiers.versions(first.dossier_id)[-1].version
+    assert first.pdf.key == f"results/{first.dossier_id}/r0001/result.pdf"
+    assert first.signature == {"status": "unsigned"} and first.title is None
+    assert first.refs() == [PageRef(first.batch_id, 0), PageRef(first.batch_id, 1)]
+    assert second.refs() == [PageRef(second.batch_id, 0, 90)]
+    assert pipeline.dossiers.results(first.dossier_id) == [first, second]
+    version = next(d for k, d in stored.items() if k.endswith("/v0001/manifest.json"))
+    with pytest.raises(RecordError, match="ResultManifest: kind: Field required"):
+        ResultManifest.load(version)
 
 
 def test_a_batch_record_of_an_earlier_writer_loads_with_defaults() -> None:

@@ -96,11 +96,11 @@ def test_cli_stores_a_result_as_a_searchable_pdfa(env) -> None:
     record = pipeline.record(batch["batch_id"])
     assert pipeline.store.get(record["original"]) == path.read_bytes()
     manifest = pipeline.dossiers.results(code)[0]
-    pdf = pipeline.store.get(manifest["objects"]["result.pdf"]["key"])
-    assert hashlib.sha256(pdf).hexdigest() == manifest["objects"]["result.pdf"]["sha256"]
-    assert manifest["signature"] == {"status": "unsigned"}
-    assert fold(manifest["title"]).startswith("quyet dinh")  # as OCR read it
-    assert manifest["original"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    pdf = pipeline.store.get(manifest.pdf.key)
+    assert hashlib.sha256(pdf).hexdigest() == manifest.pdf.sha256
+    assert manifest.signature == {"status": "unsigned"}
+    assert fold(manifest.title or "").startswith("quyet dinh")  # as OCR read it
+    assert manifest.original.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     with pikepdf.open(__import__("io").BytesIO(pdf)) as doc:
         assert doc.open_metadata().get("pdfaid:part") == "2"
     text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True).stdout
@@ -114,7 +114,7 @@ def test_the_same_result_again_is_the_same_result_and_a_new_one_is_v2(env) -> No
     pipeline, code = env["pipeline"], env["codes"][0]
     again = run_file(pipeline, env["root"] / "decision.png", code, result=True)
     assert again.get("already_ingested")
-    assert [m["version"] for m in pipeline.dossiers.results(code)] == [1]
+    assert [m.version for m in pipeline.dossiers.results(code)] == [1]
     heard: list[dict[str, Any]] = []
     pipeline.dossiers.listeners.append(Announcer(heard.append))
     try:
@@ -137,7 +137,7 @@ def test_the_feed_announces_each_result(env) -> None:
         == [("created", 1), ("result_added", 1), ("result_added", 2)]
     stored = pipeline.dossiers.results(code)
     assert [e["sha256"] for e in events[1:]] \
-        == [m["objects"]["result.pdf"]["sha256"] for m in stored]
+        == [m.pdf.sha256 for m in stored]
 
 
 def test_a_result_for_an_unknown_dossier_is_refused_and_kept(env) -> None:
@@ -232,12 +232,12 @@ def test_api_upload_stores_the_next_result_and_shows_it(env, api) -> None:
     found = client.get(f"/api/v1/dossiers/{code}",
                        headers={"Authorization": f"Bearer {keys['processor']}"}).json()
     stored = pipeline.dossiers.results(code)[-1]
-    assert found["result"]["version"] == 3 == stored["version"]
-    assert found["result"]["sha256"] == stored["objects"]["result.pdf"]["sha256"]
+    assert found["result"]["version"] == 3 == stored.version
+    assert found["result"]["sha256"] == stored.pdf.sha256
     download = client.get(found["result"]["download"],
                           headers={"Authorization": f"Bearer {keys['processor']}"})
     assert download.status_code == 200
-    assert download.content == pipeline.store.get(stored["objects"]["result.pdf"]["key"])
+    assert download.content == pipeline.store.get(stored.pdf.key)
 
 
 def test_a_dossier_without_a_result_has_none(env, api) -> None:
@@ -302,7 +302,7 @@ def test_verify_finds_a_changed_result(env) -> None:
     """When a stored result's PDF is rewritten, then verify reports it changed."""
     pipeline, code = env["pipeline"], env["codes"][1]
     manifest = pipeline.dossiers.results(code)[0]
-    key = manifest["objects"]["result.pdf"]["key"]
+    key = manifest.pdf.key
     pipeline.store.put(key, b"%PDF-1.7 forged", overwrite=True)
     bad = problems(verify(pipeline.store, code, pipeline.catalog, pipeline.audit))
     assert [(f.key, f.problem) for f in bad] == [(key, "changed")]

@@ -395,7 +395,8 @@ def test_every_pdf_copy_stored_with_the_version_is_signed_too(tmp_path: Path, ca
     from ingest.dossier_stages import BuildPdfA, ExtractFields
 
     pipeline = make_pipeline(tmp_path / "data")
-    pipeline.dossiers.stages = [ExtractFields(), BuildPdfA(), CopyOfPages(), signing.Sign()]
+    pipeline.dossiers.stages = [ExtractFields(), BuildPdfA(), CopyOfPages(),
+                                signing.Sign(signing.AgencySigning.from_settings(pipeline.settings))]
     add_pkcs12(pipeline, "ASN", ca)
     record = run_file(pipeline, ASN_BATCH)
     manifest = pipeline.dossiers.versions(record["dossiers"][0]["dossier_id"])[-1]

@@ -156,9 +156,9 @@ def test_the_cli_setting_reads_through_the_program_without_the_library(page, mon
         raise AssertionError("the library was used")
 
     monkeypatch.setattr(tesseract_child, "reader", no_library)
-    work = PageWork("test", 0, page, 300, Settings(ocr_engine="cli"))
-    # When the OCR stage runs, then the page is read (by the program)
-    Recognize()(work)
+    work = PageWork("test", 0, page, 300)
+    # When the OCR stage built with that setting runs, then the page is read (by the program)
+    Recognize(Settings(ocr_engine="cli").ocr)(work)
     assert len(work.facts["ocr"]["words"]) > 100
 
 

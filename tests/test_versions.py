@@ -63,7 +63,7 @@ def with_batch(store: LocalObjectStore, pages: int = 2) -> None:
 def dossiers(tmp_path: Path) -> Dossiers:
     store = LocalObjectStore(tmp_path / "objects")
     with_batch(store)
-    return Dossiers(Settings(data_dir=tmp_path), store, stages=[JoinPages()])
+    return Dossiers(store, stages=[JoinPages()])
 
 
 def store(d: Dossiers, claim: str, pages: tuple[int, ...] = (0, 1), **kw: Any) -> dict[str, Any]:
@@ -207,3 +207,35 @@ def test_a_version_whose_audit_entry_was_lost_is_anchored_by_the_next_run(
     # + original, manifest
     expected = sum(len(pipeline.dossiers.versions(c)[-1]["objects"]) + 2 for c in codes)
     assert problems(findings) == [] and len(findings) == expected
+
+
+def test_the_stages_built_from_settings_take_their_sections(tmp_path: Path) -> None:
+    """Given settings with their own barcodes, OCR, grammar, components, storage and signing,
+    when the services are built, then each page stage holds its section (or its value of it),
+    each dossier and result stage and the dossier versions theirs, and the signing service the
+    signing section and the agencies' time."""
+    from ingest.dossier_stages import ExtractFields, SplitComponents
+    from ingest.page_stages import DetectBlank, ReadBarcodes, Recognize, Straighten
+    from ingest.results import SignResult
+    from ingest.signing import Sign
+
+    settings = Settings(data_dir=tmp_path / "data", barcode_formats=["qrcode"],
+                        blank_ink_threshold=0.01, max_skew_degrees=5, ocr_languages="eng",
+                        dossier_code_grammar="strict", components_enabled=False,
+                        retention_days=30, tsa_url="http://tsa.example",
+                        timezone_offset="+08:00")
+    built = services.build(settings)
+    pages = services.page_stages(settings)
+    assert [type(s) for s in pages] == [ReadBarcodes, DetectBlank, Straighten, ReadBarcodes,
+                                        Recognize]
+    assert pages[0].config is settings.barcodes and pages[3].config is settings.barcodes
+    assert (pages[1].ink_threshold, pages[2].max_skew_degrees) == (0.01, 5)
+    assert pages[4].config.languages == "eng"
+    fields, _, components, sign = built.dossiers.stages
+    assert isinstance(fields, ExtractFields) and fields.timezone_offset == "+08:00"
+    assert fields.grammar._regex.pattern == settings.barcodes.dossier_code_pattern
+    assert isinstance(components, SplitComponents) and components.enabled is False
+    assert isinstance(sign, Sign) and sign.signing.config is settings.signing
+    assert sign.signing.timezone_offset == "+08:00"
+    assert isinstance(built.dossiers.result_stages[-1], SignResult)
+    assert built.dossiers.storage.retention_for(None) == 30

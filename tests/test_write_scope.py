@@ -349,7 +349,7 @@ API = [
     Write("api-upload-result", ("scanner",),
           prepare=lambda env: (env.dossier(pages=1), env.page_file()),
           send=lambda env, actor, via, t: upload_result(env, actor, via, t[0], t[1]),
-          look=lambda env, t: [m["version"] for m in env.pipeline.dossiers.results(t[0])],
+          look=lambda env, t: [m.version for m in env.pipeline.dossiers.results(t[0])],
           check=lambda env, t, answer: checked_all(
               env.pipeline.catalog.result(t[0])["batch_id"] == answer.json()["id"]),
           ok=202, vias=("key", "session")),

@@ -244,8 +244,7 @@ def manifests_of(pipeline: Any, found: dict[str, Any]) -> list[Manifest]:
     stored: dict[int, Manifest] = {m.version: m for m in pipeline.dossiers.versions(found["dossier_id"])}
     missing = [v["version"] for v in found["versions"] if v["version"] not in stored]
     if missing:
-        for copy in queries.version_manifests(pipeline.catalog, found["dossier_id"], missing):
-            m = Manifest.load(copy)
+        for m in queries.version_manifests(pipeline.catalog, found["dossier_id"], missing):
             stored[m.version] = m
     return [stored[v] for v in sorted(stored)]
 

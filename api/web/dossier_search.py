@@ -144,8 +144,9 @@ def summaries(pipeline: Any, items: list[dict[str, Any]]) -> dict[str, dict[str,
                                         for code in latest}
     for code, version in queries.version_summaries(pipeline.catalog, latest,
                                                     APPLICANT_FIELDS).items():
-        found[code]["pages"] = len(version.manifest.get("pages", []))
-        found[code]["size"] = version.manifest["objects"]["dossier.pdf"].get("size", 0)
+        pdf = version.manifest.objects.get("dossier.pdf")
+        found[code]["pages"] = len(version.manifest.pages)
+        found[code]["size"] = pdf.size if pdf else 0
         by_name = version.fields
         found[code]["applicant"] = next((by_name[n] for n in APPLICANT_FIELDS if by_name.get(n)), "")
     return found
