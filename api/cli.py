@@ -124,7 +124,7 @@ def _print_summary(record: BatchRecord) -> None:
     for d in record.dossiers:
         pages = ", ".join(str(p + 1) for p in d.pages)
         click.echo(f"  {d.dossier_id}  pages {pages}  -> {d.pdf}")
-    for r in record.get("results", []):
+    for r in record.results or []:
         pages = ", ".join(str(p + 1) for p in r["pages"])
         click.echo(f"  {r['dossier_id']}  result v{r['version']}  pages {pages}  -> {r['pdf']}")
     failed = {f.page: f.error for f in record.failed_pages}

@@ -38,6 +38,7 @@ from ingest.runner import run_file  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
 from ocr import components as compmod  # noqa: E402
 from ocr.fields import listed_components  # noqa: E402
+from storage.records import Manifest  # noqa: E402
 from tests import synth  # noqa: E402
 
 
@@ -45,10 +46,10 @@ def ratio(a: int, b: int) -> str:
     return f"{a / b:.1%} ({a}/{b})" if b else "n/a"
 
 
-def recomputed(pipeline: Pipeline, manifest: dict[str, Any]) -> dict[str, Any]:
+def recomputed(pipeline: Pipeline, manifest: Manifest) -> dict[str, Any]:
     """The components the current code finds on a stored version's page facts."""
-    facts = [json.loads(pipeline.store.get(f"batches/{manifest['batch_id']}/pages/{i:05d}.json"))
-             for i in manifest["pages"]]
+    facts = [json.loads(pipeline.store.get(f"batches/{manifest.batch_id}/pages/{i:05d}.json"))
+             for i in manifest.pages]
     listed: list[compmod.Listed] = []
     for f in facts:
         o = f.get("ocr") or {}
@@ -131,7 +132,7 @@ def main() -> None:
         versions = pipeline.dossiers.versions(d.code)
         if versions:
             found[d.code] = recomputed(pipeline, versions[-1]) if args.from_data \
-                else versions[-1]
+                else versions[-1].as_dict()
     result = evaluate(truths, found)
     c = result["counts"]
     print(f"{len(truths)} dossiers, {c['true_components']} components, {pages} pages "

@@ -97,6 +97,6 @@ def public_view(record: BatchRecord) -> dict[str, Any]:
         "dropped_pages": [p.as_dict() for p in record.dropped_pages],
         "failed_pages": [p.as_dict() for p in record.failed_pages],
     }
-    if record.get("results") or record.get("result_for"):  # results stored (or refused)
-        view["results"] = record.get("results", [])
+    if record.results or record.result_for:  # results stored (or refused)
+        view["results"] = record.results or []
     return view

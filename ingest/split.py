@@ -72,25 +72,25 @@ def page_code(facts: PageFacts, grammar: DossierCodeGrammar) -> PageCode | None:
     return None
 
 
-def is_result_sheet(facts: dict[str, Any], marks: tuple[str, ...]) -> bool:
+def is_result_sheet(facts: PageFacts, marks: tuple[str, ...]) -> bool:
     """Whether a separator page is a result separator sheet (its barcode one of `marks`)."""
     wanted = {m.strip().upper() for m in marks}
-    return any(b["value"].strip().upper() in wanted for b in facts.get("barcodes", []))
+    return any(b.value.strip().upper() in wanted for b in facts.barcodes or [])
 
 
-def split_result(pages: list[dict[str, Any]], code: str, agency: str) -> SplitPlan:
+def split_result(pages: list[PageFacts], code: str, agency: str) -> SplitPlan:
     """A batch sent as the result of dossier `code`: every page but blank pages and
     separator sheets is the result; pages that could not be read wait in review."""
     part = DossierSplit(code, agency, "user")
     dropped: list[tuple[int, str]] = []
     failed: list[int] = []
     for facts in pages:
-        i = facts["index"]
-        if facts.get("status") == "failed":
+        i = facts.index
+        if facts.status == "failed":
             failed.append(i)
-        elif facts.get("separator"):
+        elif facts.separator:
             dropped.append((i, "separator"))
-        elif facts.get("blank"):
+        elif facts.blank:
             dropped.append((i, "blank"))
         else:
             part.pages.append(i)

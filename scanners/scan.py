@@ -126,7 +126,7 @@ def _scan(scanners: Scanners, device: Device, request: ScanRequest, spool: Spool
         progress.message = f"The pages are kept and will be stored when storage is back: {e}"
         progress.finished_at = time.time()
         return progress
-    progress.batch_id = record["batch_id"]
+    progress.batch_id = record.batch_id
     progress.state = "incomplete" if incomplete else "done"
     progress.finished_at = time.time()
     return progress

@@ -95,19 +95,6 @@ class Stored(BaseModel):
 
     __hash__ = None  # type: ignore[assignment]
 
-    # Reading by key, for code and tests written against the dict records: sohoa's own code
-    # reads attributes.
-    def __getitem__(self, name: str) -> Any:
-        if name not in self._keys:
-            raise KeyError(name)
-        return getattr(self, name)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return getattr(self, name) if name in self._keys else default
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._keys
-
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Stored):
@@ -295,6 +282,9 @@ class BatchRecord(Record):
     resolved: list[Resolution] = Field(default_factory=list)
     renamed: list[dict[str, Any]] = Field(default_factory=list)
     incomplete_checked: dict[str, Any] | None = None
+    # a result's batch (ingest/results.py): the dossier it is the result of, what it stored
+    result_for: str | None = None
+    results: list[dict[str, Any]] | None = None
     # not stored: ingest/runner.py run_file's answer for a file whose batch had finished before
     already_ingested: bool = False
 

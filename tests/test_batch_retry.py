@@ -39,7 +39,7 @@ def env(tmp_path_factory):
         return pipeline.resume(batch_id, reset=True)
 
     batch_id = pipeline.receive(SAMPLE, agency=AGENCY)
-    for i in range(pipeline.inspect(batch_id)["pages"]):
+    for i in range(pipeline.inspect(batch_id).pages):
         pipeline.process_page(batch_id, i)
     pipeline.wait(batch_id, RegistryUnavailable("registry answered 503 for 000.00.60.H93-…"))
     client = TestClient(create_app(settings, submit=lambda *a, **k: {}, resume=resume))

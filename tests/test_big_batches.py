@@ -290,8 +290,8 @@ def test_a_small_batch_sent_after_a_big_one_waits_behind_a_window_of_its_pages_o
     once, the small batch's pages are all done while the big one has pages left, every page is
     done once, and each batch's finishing is queued once, after its last page."""
     tasks, broker, done = local
-    big = tasks.submit(big_pdf(tmp_path / "big.pdf", 30))["batch_id"]
-    small = tasks.submit(big_pdf(tmp_path / "small.pdf", 4, dpi=40))["batch_id"]
+    big = tasks.submit(big_pdf(tmp_path / "big.pdf", 30)).batch_id
+    small = tasks.submit(big_pdf(tmp_path / "small.pdf", 4, dpi=40)).batch_id
     assert broker.messages == [("start", big), ("start", small)]
     finished = []  # (batch, pages done by then)
     while broker.messages:
@@ -305,8 +305,8 @@ def test_a_small_batch_sent_after_a_big_one_waits_behind_a_window_of_its_pages_o
     assert max(n for n, (b, _) in enumerate(done) if b == small) < 10
     assert finished[0][1] < 30 + 4  # (its finishing queued behind the big one's next window)
     pipeline = tasks._pipeline()
-    assert pipeline.record(big)["status"] == pipeline.record(small)["status"] == "done"
-    assert pipeline.record(big)["pages_in_flight"] == 3
+    assert pipeline.record(big).status == pipeline.record(small).status == "done"
+    assert pipeline.record(big).pages_in_flight == 3
 
 
 def test_a_task_delivered_twice_does_not_widen_the_window(
@@ -316,7 +316,7 @@ def test_a_task_delivered_twice_does_not_widen_the_window(
     queues nothing more; a redelivery (its worker vanished, maybe before queueing the next)
     goes on with the chain, and the copy it makes stops at its page."""
     tasks, broker, done = local
-    batch_id = tasks.submit(big_pdf(tmp_path / "b.pdf", 12))["batch_id"]
+    batch_id = tasks.submit(big_pdf(tmp_path / "b.pdf", 12)).batch_id
     broker.run_one()
     assert broker.pages(batch_id) == [0, 1, 2]
     tasks.start_batch.run(batch_id)
@@ -344,7 +344,7 @@ def test_stranded_work_is_queued_again_a_window_at_most_and_never_what_a_worker_
     from storage.leases import page_key
 
     tasks, broker, _ = local
-    batch_id = tasks.submit(big_pdf(tmp_path / "b.pdf", 12))["batch_id"]
+    batch_id = tasks.submit(big_pdf(tmp_path / "b.pdf", 12)).batch_id
     broker.run_one()
     broker.messages.clear()  # a broker that forgot its messages
     for index in (0, 4):
@@ -363,12 +363,12 @@ def test_the_same_file_sent_again_queues_nothing_while_its_batch_is_under_way(
     start ran, then nothing more is queued either time: the same batch, the same tasks."""
     tasks, broker, _ = local
     path = big_pdf(tmp_path / "b.pdf", 12)
-    batch_id = tasks.submit(path)["batch_id"]
+    batch_id = tasks.submit(path).batch_id
     again = tasks.submit(path)
-    assert (again["batch_id"], again["status"]) == (batch_id, "received")
+    assert (again.batch_id, again.status) == (batch_id, "received")
     assert broker.messages == [("start", batch_id)]
     broker.run_one()
-    assert tasks.submit(path)["status"] == "processing"
+    assert tasks.submit(path).status == "processing"
     assert broker.messages == [("page", batch_id, i) for i in (0, 1, 2)]
 
 
@@ -418,9 +418,9 @@ def test_pages_are_queued_heaviest_first(local: tuple[Any, Broker, list], tmp_pa
             Width=413, Height=585, BitsPerComponent=8, ColorSpace=pikepdf.Name.DeviceGray,
             Filter=pikepdf.Name.DCTDecode)
         pdf.save(path)
-    batch_id = tasks.submit(path)["batch_id"]
+    batch_id = tasks.submit(path).batch_id
     broker.run_one()
-    order = tasks._pipeline().record(batch_id)["page_order"]
+    order = tasks._pipeline().record(batch_id).page_order
     assert order[0] == 4 and sorted(order) == list(range(6))
     assert broker.pages(batch_id) == order[:3]
 
@@ -433,7 +433,7 @@ def test_a_page_stopped_by_a_dependency_stops_its_chain_until_the_batch_is_resum
     from ingest.pipeline import Pipeline
 
     tasks, broker, _ = local
-    batch_id = tasks.submit(big_pdf(tmp_path / "b.pdf", 9))["batch_id"]
+    batch_id = tasks.submit(big_pdf(tmp_path / "b.pdf", 9)).batch_id
     broker.run_one()
     broker.messages.clear()
 
@@ -444,7 +444,7 @@ def test_a_page_stopped_by_a_dependency_stops_its_chain_until_the_batch_is_resum
         m.setattr(Pipeline, "process_page", down)
         tasks.process_page.apply(args=(batch_id, 0))
     record = tasks._pipeline().record(batch_id)
-    assert record["status"] == "waiting"
+    assert record.status == "waiting"
     assert broker.messages == []
     tasks.retry(batch_id)
     assert broker.pages(batch_id) == [0, 1, 2]

@@ -48,7 +48,7 @@ def test_dropped_catalog_is_rebuilt_from_object_storage(ingested) -> None:
     before = [pipeline.catalog.dossier(f"ASN0012{i}") for i in range(3, 8)]
     assert pipeline.catalog.rebuild(pipeline.store) == (1, 5)
     assert [pipeline.catalog.dossier(f"ASN0012{i}") for i in range(3, 8)] == before
-    assert pipeline.catalog.batch(record["batch_id"])["status"] == "done"
+    assert pipeline.catalog.batch(record.batch_id).status == "done"
 
 
 def test_migrations_bring_a_database_to_the_current_schema(database_url: str) -> None:

@@ -206,7 +206,7 @@ def ingested(batch: synth.ComponentBatch, tmp_path_factory) -> Pipeline:
     settings = Settings(data_dir=root / "data", workers=2, scanner_discovery=False)
     pipeline = Pipeline.from_settings(settings)
     record = run_file(pipeline, batch.write_pdf(root / "scan.pdf"))
-    assert record["status"] == "done"
+    assert record.status == "done"
     return pipeline
 
 
@@ -220,7 +220,7 @@ def test_each_dossier_is_split_into_its_known_components(batch, ingested) -> Non
     for d in batch.dossiers:
         position = {page: n + 1 for n, page in enumerate(d.pages)}
         truth = [(t.type, [position[p] for p in t.pages]) for t in d.components]
-        found = [(c["type"], c["pages"]) for c in latest(ingested, d.code)["components"]]
+        found = [(c["type"], c["pages"]) for c in latest(ingested, d.code).components]
         assert found == truth, d.code
 
 
@@ -229,11 +229,11 @@ def test_each_component_is_its_own_pdfa_stored_byte_exact(batch, ingested) -> No
     with the SHA-256 the manifest holds, is PDF/A-2b and has the component's pages."""
     for d in batch.dossiers:
         manifest = latest(ingested, d.code)
-        for c in manifest["components"]:
+        for c in manifest.components:
             assert re.fullmatch(r"components/\d{2}-[a-z0-9-]+\.pdf", c["object"])
-            stored = manifest["objects"][c["object"]]
-            data = ingested.store.get(stored["key"])
-            assert hashlib.sha256(data).hexdigest() == stored["sha256"]
+            stored = manifest.objects[c["object"]]
+            data = ingested.store.get(stored.key)
+            assert hashlib.sha256(data).hexdigest() == stored.sha256
             with pikepdf.open(io.BytesIO(data)) as pdf:
                 assert len(pdf.pages) == len(c["pages"])
                 assert pdf.open_metadata().pdfa_status == "2B"
@@ -244,8 +244,8 @@ def test_complete_by_components_and_the_missing_documents(batch, ingested) -> No
     complete by components and the second names the document it lacks."""
     for d in batch.dossiers:
         manifest = latest(ingested, d.code)
-        assert manifest["complete_by_components"] is (not d.missing), d.code
-        assert [fold(m["name"]) for m in manifest["missing_components"]] == \
+        assert manifest.complete_by_components is (not d.missing), d.code
+        assert [fold(m["name"]) for m in manifest.missing_components] == \
             [fold(name) for name in d.missing]
     assert {bool(d.missing) for d in batch.dossiers} == {True, False}
 
@@ -256,7 +256,7 @@ def test_the_receipts_list_is_a_field_of_the_dossier(batch, ingested) -> None:
     may differ)."""
     for d in batch.dossiers:
         manifest = latest(ingested, d.code)
-        fields = ingested.store.get(manifest["objects"]["fields.json"]["key"])
+        fields = ingested.store.get(manifest.objects["fields.json"].key)
         listed = json.loads(fields)["components_listed"]
         assert (listed["page"], listed["source"]) == (d.pages[0], "ocr")
         assert [(i["form"], i["count"]) for i in listed["items"]] == [
@@ -292,7 +292,7 @@ def test_the_dossier_answer_lists_its_components(api, ingested) -> None:
     manifest = latest(ingested, d.code)
     assert [c["type"] for c in body["components"]] == [t.type for t in d.components]
     assert [c["sha256"] for c in body["components"]] == [
-        manifest["objects"][c["object"]]["sha256"] for c in manifest["components"]]
+        manifest.objects[c["object"]].sha256 for c in manifest.components]
     assert body["components"][1]["pdf"] == f"/api/v1/dossiers/{d.code}/components/2/pdf"
     assert body["complete_by_components"] is (not d.missing)
 
@@ -303,10 +303,10 @@ def test_a_component_pdf_downloads_byte_exact_and_scoped(api, ingested) -> None:
     there 404 and a malformed number 422."""
     client, keys, d = api
     manifest = latest(ingested, d.code)
-    stored = manifest["objects"][manifest["components"][1]["object"]]
+    stored = manifest.objects[manifest.components[1]["object"]]
     r = client.get(f"/api/v1/dossiers/{d.code}/components/2/pdf", headers=auth(keys["auditor"]))
-    assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == stored["sha256"]
-    assert r.headers["etag"] == f'"{stored["sha256"]}"'
+    assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == stored.sha256
+    assert r.headers["etag"] == f'"{stored.sha256}"'
     path = f"/api/v1/dossiers/{d.code}/components"
     assert client.get(f"{path}/2/pdf", headers=auth(keys["other"])).status_code == 404
     assert client.get(f"{path}/2/pdf", headers=auth(keys["scanner"])).status_code == 403
@@ -361,7 +361,7 @@ def test_a_person_moves_a_boundary_and_renames_a_component(api, ingested) -> Non
     again, the change is audited, and the same request again stores nothing more."""
     client, keys, d = api
     before = latest(ingested, d.code)
-    pages = len(before["pages"])
+    pages = len(before.pages)
     asked = [{"start_page": 1, "type": "receipt", "title": "Giấy tiếp nhận hồ sơ"},
              {"start_page": 2, "type": "id_card", "title": "Căn cước công dân"},
              {"start_page": pages, "type": "certificate", "title": "Bản sao giấy tờ khác"}]
@@ -370,23 +370,23 @@ def test_a_person_moves_a_boundary_and_renames_a_component(api, ingested) -> Non
                     headers=auth(keys["processor"]))
     assert r.status_code == 200, r.text
     after = latest(ingested, d.code)
-    assert after["version"] == before["version"] + 1 == r.json()["version"]
+    assert after.version == before.version + 1 == r.json()["version"]
     assert [(c["type"], c["title"], c["pages"][0], c["pages"][-1], c["confidence"])
-            for c in after["components"]] == [
+            for c in after.components] == [
         ("receipt", "Giấy tiếp nhận hồ sơ", 1, 1, 1.0), ("id_card", "Căn cước công dân", 2,
                                                          pages - 1, 1.0),
         ("certificate", "Bản sao giấy tờ khác", pages, pages, 1.0)]
-    last = ingested.store.get(after["objects"][after["components"][2]["object"]]["key"])
+    last = ingested.store.get(after.objects[after.components[2]["object"]].key)
     with pikepdf.open(io.BytesIO(last)) as pdf:
         assert len(pdf.pages) == 1
-    assert after["change"]["action"] == "components" and after["change"]["reason"] == "tách lại"
+    assert after.change["action"] == "components" and after.change["reason"] == "tách lại"
     assert ingested.audit is not None
     entries = ingested.audit.for_target(d.code, ("dossier.version.create",))
     assert entries[-1]["detail"]["change"]["components"] == asked
     again = client.post(f"/api/v1/dossiers/{d.code}/components", json={"components": asked},
                         headers=auth(keys["processor"]))
-    assert again.json()["version"] == after["version"]
-    assert latest(ingested, d.code)["version"] == after["version"]
+    assert again.json()["version"] == after.version
+    assert latest(ingested, d.code).version == after.version
 
 
 def test_the_dossier_web_page_lists_the_components_for_its_agency_only(api, ingested,
@@ -414,7 +414,7 @@ def test_the_dossier_web_page_lists_the_components_for_its_agency_only(api, inge
     own = login("ngoc.tt", "mat-khau-dai-123")
     page = own.get(f"/dossiers/{d.code}")
     assert page.status_code == 200
-    for c in latest(ingested, d.code)["components"]:
+    for c in latest(ingested, d.code).components:
         assert f'/api/v1/dossiers/{d.code}/components/{c["n"]}/pdf' in page.text
         assert f'id="component-{c["n"]}"' in page.text
     assert 'id="components-form"' in page.text

@@ -28,7 +28,7 @@ def one_batch(tmp_path: Path, source: Path, **settings: object) -> tuple[Pipelin
     pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1, **settings))
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     batch_id = pipeline.receive(source)
-    assert pipeline.inspect(batch_id)["status"] == "processing"
+    assert pipeline.inspect(batch_id).status == "processing"
     return pipeline, batch_id
 
 
@@ -74,8 +74,8 @@ def test_a_page_that_takes_too_long_to_draw_fails_as_too_complex_and_its_drawing
     start = time.monotonic()
     facts = pipeline.process_page(batch_id, 0)
     assert time.monotonic() - start < 8
-    assert facts["status"] == "failed"
-    assert facts["error"] == "too_complex: page 0 took longer than 1 s to draw"
+    assert facts.status == "failed"
+    assert facts.error == "too_complex: page 0 took longer than 1 s to draw"
     assert drawing(tmp_path) == [], "pdftoppm left running"
 
 
@@ -84,7 +84,7 @@ def test_an_ordinary_vector_page_still_draws_under_the_same_limit(tmp_path: Path
     vector_page_pdf(source, 200)
     pipeline, batch_id = one_batch(tmp_path, source, render_seconds=1)
     facts = pipeline.process_page(batch_id, 0)
-    assert (facts["status"], facts["origin"], facts["dpi"]) == ("ok", "rasterized", 300)
+    assert (facts.status, facts.origin, facts.dpi) == ("ok", "rasterized", 300)
 
 
 def test_the_render_limit_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -179,6 +179,6 @@ def test_a_ccitt_scan_with_garbage_in_its_stream_fails_as_corrupt_not_blank(
         decoded(source)
     pipeline, batch_id = one_batch(tmp_path, source)
     facts = pipeline.process_page(batch_id, 0)
-    assert facts["status"] == "failed"
-    assert facts["error"].startswith("corrupt: page 0: CCITT stream cannot be decoded (")
-    assert facts["error"].endswith(" in CCITTFax stream)") or "wrong length" in facts["error"]
+    assert facts.status == "failed"
+    assert facts.error.startswith("corrupt: page 0: CCITT stream cannot be decoded (")
+    assert facts.error.endswith(" in CCITTFax stream)") or "wrong length" in facts.error

@@ -53,7 +53,7 @@ def archive(tmp_path: Path) -> tuple[Pipeline, list[str]]:
     pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     record = run_file(pipeline, SAMPLE)
-    return pipeline, [d["dossier_id"] for d in record["dossiers"]]
+    return pipeline, [d.dossier_id for d in record.dossiers]
 
 
 def check(pipeline: Pipeline, code: str | None = None) -> list[tuple[str, str, str]]:
@@ -66,7 +66,7 @@ def test_an_untouched_archive_is_proven_whole_manifests_included(archive) -> Non
     pipeline, codes = archive
     findings = verify(pipeline.store, None, pipeline.catalog, pipeline.audit)
     # each stored object (pdf, component copies, text, fields), the original, the manifest
-    assert len(findings) == sum(len(m["objects"]) + 2 for c in codes for m in pipeline.dossiers.versions(c))
+    assert len(findings) == sum(len(m.objects) + 2 for c in codes for m in pipeline.dossiers.versions(c))
     assert {f.problem for f in findings} == {"ok"}
 
 

@@ -46,26 +46,26 @@ def readings() -> list[tuple[str, PageWork, tuple]]:
 
 
 def test_median_character_error_rate_is_at_most_half_a_percent(readings) -> None:
-    rates = [cer(truth, "\n".join(w.facts["ocr"]["lines"])) for truth, w, _ in readings]
+    rates = [cer(truth, "\n".join(w.facts.ocr.lines)) for truth, w, _ in readings]
     assert statistics.median(rates) <= 0.005, rates
 
 
 def test_every_page_up_to_ten_degrees_comes_out_with_text(readings) -> None:
     for truth, work, scan in readings:
-        assert cer(truth, "\n".join(work.facts["ocr"]["lines"])) < 0.03, scan
+        assert cer(truth, "\n".join(work.facts.ocr.lines)) < 0.03, scan
 
 
 def test_upside_down_page_is_turned_and_read(readings) -> None:
     work = next(w for _, w, scan in readings if scan[2])
-    assert work.facts["rotation"] == 180
+    assert work.facts.rotation == 180
 
 
 def test_text_is_nfc_with_word_boxes_and_confidences(readings) -> None:
-    ocr = readings[0][1].facts["ocr"]
-    assert all(unicodedata.is_normalized("NFC", line) for line in ocr["lines"])
-    word = ocr["words"][0]
+    ocr = readings[0][1].facts.ocr
+    assert all(unicodedata.is_normalized("NFC", line) for line in ocr.lines)
+    word = ocr.words[0]
     assert word["conf"] > 50 and word["box"][2] > word["box"][0]
-    assert 0.8 < ocr["confidence"] <= 1.0
+    assert 0.8 < ocr.confidence <= 1.0
 
 
 def test_text_layer_pdf_is_produced(readings) -> None:
@@ -79,8 +79,8 @@ def test_sideways_pages_are_turned_upright_and_read(turn: int, correction: int) 
     work = PageWork("test", 0, img, 200)
     for stage in (Straighten(), Recognize()):
         stage(work)
-    assert work.facts["rotation"] == correction  # degrees counter-clockwise applied
-    assert cer(page.text, "\n".join(work.facts["ocr"]["lines"])) < 0.03
+    assert work.facts.rotation == correction  # degrees counter-clockwise applied
+    assert cer(page.text, "\n".join(work.facts.ocr.lines)) < 0.03
 
 
 def test_receipt_without_barcode_gives_its_code_from_the_ocr_line() -> None:
@@ -98,9 +98,9 @@ def test_english_page_gets_the_vie_eng_reading(samples) -> None:
     page = doc.page(0)
     work = PageWork("test", 0, page.image, page.dpi)
     Recognize()(work)
-    assert work.facts["ocr"]["lines"] == ["This is a test document."]
-    assert work.facts["ocr"]["languages"] == "vie+eng"
+    assert work.facts.ocr.lines == ["This is a test document."]
+    assert work.facts.ocr.languages == "vie+eng"
 
 
 def test_vietnamese_page_needs_only_vie(readings) -> None:
-    assert readings[0][1].facts["ocr"]["languages"] == "vie"
+    assert readings[0][1].facts.ocr.languages == "vie"

@@ -327,7 +327,7 @@ def run_schemathesis(app, headers: dict[str, str], batch: dict[str, Any],
         # Real dossiers, batches and cursors now and then, so that answers other than 404 and
         # 422 (the PDF, a page, a correction, a feed page) are checked too.
         "dictionaries": {"codes": {"values": ["ASN00125", "asn00128", "ASN00127"]},
-                         "batches": {"values": [batch["batch_id"]]},
+                         "batches": {"values": [batch.batch_id]},
                          "cursors": {"values": [feed_next, page_next]}},
         "parameters": {"path.code": {"dictionary": "codes", "probability": 0.5},
                        "path.batch_id": {"dictionary": "batches", "probability": 0.5},

@@ -30,11 +30,11 @@ def test_unexpected_page_error_is_recorded_and_the_batch_finishes(tmp_path: Path
     pipeline = Pipeline.from_settings(settings)
     pipeline.page_stages = [BreaksOnPageTwo(), ReadBarcodes(), DetectBlank()]
     record = run_file(pipeline, ASN_BATCH)
-    assert record["status"] == "needs_review"
-    assert record["failed_pages"] == [{"page": 2, "error": "unexpected: ValueError: cannot handle "
+    assert record.status == "needs_review"
+    assert record.failed_pages == [{"page": 2, "error": "unexpected: ValueError: cannot handle "
                                                            "this page"}]
-    assert 2 in record["unmatched_pages"]
-    assert [d["dossier_id"] for d in record["dossiers"]] == \
+    assert 2 in record.unmatched_pages
+    assert [d.dossier_id for d in record.dossiers] == \
         ["ASN00123", "ASN00125", "ASN00126", "ASN00127"]
 
 
@@ -93,11 +93,11 @@ def test_a_file_cut_short_is_marked_incomplete_by_its_own_structure(tmp_path: Pa
     pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     record = run_file(pipeline, cut)
-    assert record["incomplete"].startswith("the file is cut short: a ")
-    assert record["status"] == "needs_review"
+    assert record.incomplete.startswith("the file is cut short: a ")
+    assert record.status == "needs_review"
     assert {"pages": [], "code": None, "reason": "incomplete",
-            "detail": record["incomplete"]} in record["review"]
-    assert pipeline.store.get(record["original"]) == cut.read_bytes()
+            "detail": record.incomplete} in record.review
+    assert pipeline.store.get(record.original) == cut.read_bytes()
 
 
 def test_the_same_bytes_sent_again_as_incomplete_mark_the_earlier_batch(tmp_path: Path) -> None:
@@ -109,11 +109,11 @@ def test_the_same_bytes_sent_again_as_incomplete_mark_the_earlier_batch(tmp_path
     pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     first = run_file(pipeline, SAMPLE)
-    assert first["status"] == "done"
+    assert first.status == "done"
     again = run_file(pipeline, SAMPLE, incomplete="paper jam at sheet 8")
-    assert again["batch_id"] == first["batch_id"]
-    assert (again["status"], again["incomplete"]) == ("needs_review", "paper jam at sheet 8")
-    assert pipeline.catalog.batch(first["batch_id"])["status"] == "needs_review"
+    assert again.batch_id == first.batch_id
+    assert (again.status, again.incomplete) == ("needs_review", "paper jam at sheet 8")
+    assert pipeline.catalog.batch(first.batch_id).status == "needs_review"
 
 
 def corrupt_page_pdf(path: Path, filter_name: str, parms: dict | None = None) -> None:
@@ -155,11 +155,11 @@ def test_a_page_whose_image_stream_is_corrupt_fails_with_its_reason_not_as_blank
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     record = run_file(pipeline, source)
     short = filter_name.removesuffix("Decode")
-    assert record["dropped_pages"] == []
-    assert record["failed_pages"] == [
+    assert record.dropped_pages == []
+    assert record.failed_pages == [
         {"page": 0, "error": f"corrupt: page 0: {short} stream cannot be decoded "
-                             f"({record['failed_pages'][0]['error'].rsplit('(', 1)[1]}"}]
-    assert (record["status"], record["error"]) == ("needs_review", "1 page could not be read")
+                             f"({record.failed_pages[0].error.rsplit('(', 1)[1]}"}]
+    assert (record.status, record.error) == ("needs_review", "1 page could not be read")
 
 
 def test_a_file_with_more_pages_than_allowed_fails_as_too_many_pages(tmp_path: Path) -> None:
@@ -168,10 +168,10 @@ def test_a_file_with_more_pages_than_allowed_fails_as_too_many_pages(tmp_path: P
     pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1,
                                                max_pages=5))
     record = run_file(pipeline, SAMPLE)
-    assert record["status"] == "failed"
-    assert record["error"] == ("too_many_pages: the file has 7 pages; at most 5 are taken in one "
+    assert record.status == "failed"
+    assert record.error == ("too_many_pages: the file has 7 pages; at most 5 are taken in one "
                                "batch (SOHOA_MAX_PAGES): split it")
-    assert pipeline.store.get(record["original"]) == SAMPLE.read_bytes()
+    assert pipeline.store.get(record.original) == SAMPLE.read_bytes()
 
 
 def test_a_cut_file_whose_pages_cannot_be_counted_is_an_interrupted_scan(tmp_path: Path) -> None:
@@ -188,7 +188,7 @@ def test_a_cut_file_whose_pages_cannot_be_counted_is_an_interrupted_scan(tmp_pat
     pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     record = run_file(pipeline, cut)
-    assert record["status"] == "needs_review"
-    assert record["incomplete"] == "the file is cut short: a PDF without its end (%%EOF)"
-    assert record["error"].startswith("truncated: ")
-    assert pipeline.store.get(record["original"]) == cut.read_bytes()
+    assert record.status == "needs_review"
+    assert record.incomplete == "the file is cut short: a PDF without its end (%%EOF)"
+    assert record.error.startswith("truncated: ")
+    assert pipeline.store.get(record.original) == cut.read_bytes()

@@ -39,26 +39,26 @@ def ingested(batch: synth.Batch, tmp_path_factory) -> tuple[Pipeline, dict[str, 
 
 def test_batch_splits_exactly_into_its_dossiers(batch, ingested) -> None:
     _, record, _ = ingested
-    assert [(d["dossier_id"], d["pages"]) for d in record["dossiers"]] == \
+    assert [(d.dossier_id, d.pages) for d in record.dossiers] == \
         [(d.code, d.pages) for d in batch.dossiers]
-    assert all(d["code_source"] == "barcode" for d in record["dossiers"])
+    assert all(d.code_source == "barcode" for d in record.dossiers)
 
 
 def test_pages_before_the_first_code_wait_for_review(batch, ingested) -> None:
     _, record, _ = ingested
-    assert record["unmatched_pages"] == batch.unmatched
-    assert record["status"] == "needs_review"
+    assert record.unmatched_pages == batch.unmatched
+    assert record.status == "needs_review"
 
 
 def test_blank_backsides_are_dropped_and_recorded(batch, ingested) -> None:
     _, record, _ = ingested
-    assert record["dropped_pages"] == [{"page": p, "reason": r} for p, r in batch.dropped.items()]
+    assert record.dropped_pages == [{"page": p, "reason": r} for p, r in batch.dropped.items()]
 
 
 def test_receipt_and_id_card_fields_are_extracted(batch, ingested) -> None:
     _, record, _ = ingested
-    for truth, got in zip(batch.dossiers, record["dossiers"], strict=True):
-        fields = {k: v["value"] for k, v in got["fields"].items()}
+    for truth, got in zip(batch.dossiers, record.dossiers, strict=True):
+        fields = {k: v["value"] for k, v in got.fields.items()}
         receipt = truth.fields
         day, month_year = receipt["received_at"][6:8], "04/2023"
         assert month_year in receipt["received_at"]
@@ -75,36 +75,36 @@ def test_receipt_and_id_card_fields_are_extracted(batch, ingested) -> None:
             **(truth.id_card or {}),
         }
         assert fields == expected
-        assert got["fields"]["dossier_id"]["source"] == "barcode"
-        assert got["fields"]["citizen_id"]["page"] == truth.pages[1]
-        assert got["fields"]["applicant_name"]["source"] == "ocr"
+        assert got.fields["dossier_id"]["source"] == "barcode"
+        assert got.fields["citizen_id"]["page"] == truth.pages[1]
+        assert got.fields["applicant_name"]["source"] == "ocr"
 
 
 def test_original_is_stored_byte_exact(ingested) -> None:
     pipeline, record, path = ingested
-    assert pipeline.store.get(record["original"]) == path.read_bytes()
-    assert record["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert pipeline.store.get(record.original) == path.read_bytes()
+    assert record.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_manifest_checksums_match_the_stored_objects(ingested) -> None:
     pipeline, record, _ = ingested
-    for d in record["dossiers"]:
-        manifest = pipeline.dossiers.versions(d["dossier_id"])[-1]
-        for obj in manifest["objects"].values():
-            assert hashlib.sha256(pipeline.store.get(obj["key"])).hexdigest() == obj["sha256"]
-        assert manifest["original"]["sha256"] == record["sha256"]
+    for d in record.dossiers:
+        manifest = pipeline.dossiers.versions(d.dossier_id)[-1]
+        for obj in manifest.objects.values():
+            assert hashlib.sha256(pipeline.store.get(obj.key)).hexdigest() == obj.sha256
+        assert manifest.original.sha256 == record.sha256
 
 
 def test_dossier_pdf_is_pdfa_2b_with_its_metadata(ingested) -> None:
     pipeline, record, _ = ingested
-    d = record["dossiers"][0]
-    with pipeline.store.local_path(d["pdf"]) as path, pikepdf.open(path) as pdf:
-        assert len(pdf.pages) == len(d["pages"])
+    d = record.dossiers[0]
+    with pipeline.store.local_path(d.pdf) as path, pikepdf.open(path) as pdf:
+        assert len(pdf.pages) == len(d.pages)
         meta = pdf.open_metadata()
         assert (meta["pdfaid:part"], meta["pdfaid:conformance"]) == ("2", "B")
         xmp = bytes(pdf.Root.Metadata.read_bytes()).decode()
-        assert f"<sohoa:DossierCode>{d['dossier_id']}</sohoa:DossierCode>" in xmp
-        assert d["fields"]["procedure"]["value"] in xmp
+        assert f"<sohoa:DossierCode>{d.dossier_id}</sohoa:DossierCode>" in xmp
+        assert d.fields["procedure"]["value"] in xmp
         intent = pdf.Root.OutputIntents[0]
         assert intent.S == "/GTS_PDFA1" and len(intent.DestOutputProfile.read_bytes()) > 0
         assert not pdf.is_encrypted and pdf.trailer.ID
@@ -114,11 +114,11 @@ def test_dossier_pdf_is_pdfa_2b_with_its_metadata(ingested) -> None:
 
 def test_text_layer_copies_as_vietnamese(ingested) -> None:
     pipeline, record, _ = ingested
-    d = record["dossiers"][0]
-    with pipeline.store.local_path(d["pdf"]) as path:
+    d = record.dossiers[0]
+    with pipeline.store.local_path(d.pdf) as path:
         text = subprocess.run(["pdftotext", "-raw", "-f", "1", "-l", "1", str(path), "-"],
                               capture_output=True, text=True).stdout
-    ocr_lines = pipeline.page_facts_for(record["batch_id"], d["pages"][:1])[0]["ocr"]["lines"]
+    ocr_lines = pipeline.page_facts_for(record.batch_id, d.pages[:1])[0].ocr.lines
     applicant_line = next(line for line in ocr_lines if line.startswith("Tiếp nhận hồ sơ của"))
     assert applicant_line in text  # copy and paste gives what OCR read, accents and all
     assert unicodedata.is_normalized("NFC", text)
@@ -128,7 +128,7 @@ def test_ingesting_the_same_file_again_creates_nothing(ingested) -> None:
     pipeline, record, path = ingested
     before = sorted(pipeline.store.list(""))
     again = run_file(pipeline, path)
-    assert again["batch_id"] == record["batch_id"] and again["dossiers"] == record["dossiers"]
+    assert again.batch_id == record.batch_id and again.dossiers == record.dossiers
     assert sorted(pipeline.store.list("")) == before
 
 
@@ -140,10 +140,10 @@ def test_a_rescan_of_a_dossier_makes_a_new_version_and_keeps_the_old(batch, inge
               [batch.pages[i] for i in first.pages]]
     path = synth.write_pdf(rescan, tmp_path / "rescan.pdf")
     second = run_file(pipeline, path)
-    assert [(d["dossier_id"], d["version"]) for d in second["dossiers"]] == [(first.code, 2)]
+    assert [(d.dossier_id, d.version) for d in second.dossiers] == [(first.code, 2)]
     versions = pipeline.dossiers.versions(first.code)
-    assert [v["version"] for v in versions] == [1, 2]
-    assert pipeline.store.exists(record["dossiers"][0]["pdf"])
+    assert [v.version for v in versions] == [1, 2]
+    assert pipeline.store.exists(record.dossiers[0].pdf)
     assert pipeline.catalog.dossier(first.code)["version"] == 2
     feed = [(e["kind"], e["version"]) for e in pipeline.catalog.events(None)
             if e["dossier_id"] == first.code]
@@ -152,27 +152,27 @@ def test_a_rescan_of_a_dossier_makes_a_new_version_and_keeps_the_old(batch, inge
 
 def test_catalog_is_rebuilt_from_object_storage_alone(batch, ingested) -> None:
     pipeline, record, _ = ingested
-    code = record["dossiers"][1]["dossier_id"]
+    code = record.dossiers[1].dossier_id
     before, feed = pipeline.catalog.dossier(code), pipeline.catalog.events(None)
     pipeline.catalog.rebuild(pipeline.store)
     assert pipeline.catalog.dossier(code) == before
     assert pipeline.catalog.events(None) == feed  # consumers' cursors stay valid
-    assert pipeline.catalog.batch(record["batch_id"])["status"] == "needs_review"
+    assert pipeline.catalog.batch(record.batch_id).status == "needs_review"
 
 
 def test_stored_page_facts_carry_orientation_and_skew(batch, ingested) -> None:
     pipeline, record, _ = ingested
-    facts = pipeline.page_facts(record["batch_id"], record["pages"])
+    facts = pipeline.page_facts(record.batch_id, record.pages)
     for i, (_, scan) in enumerate(batch.pages):
         if i in batch.dropped:
             continue
-        assert abs(facts[i]["skew"] - scan.skew) < 0.3, i
-        assert facts[i]["rotation"] == (180 if scan.upside_down else 0), i
+        assert abs(facts[i].skew - scan.skew) < 0.3, i
+        assert facts[i].rotation == (180 if scan.upside_down else 0), i
 
 
 def test_search_key_of_stored_text_finds_unaccented_names(ingested) -> None:
     pipeline, record, _ = ingested
-    d = record["dossiers"][0]
-    text = json.loads(pipeline.store.get(d["pdf"].replace("dossier.pdf", "text.json")))
-    assert fold(d["fields"]["applicant_name"]["value"]) in fold(json.dumps(text,
+    d = record.dossiers[0]
+    text = json.loads(pipeline.store.get(d.pdf.replace("dossier.pdf", "text.json")))
+    assert fold(d.fields["applicant_name"]["value"]) in fold(json.dumps(text,
                                                                           ensure_ascii=False))

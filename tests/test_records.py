@@ -60,15 +60,15 @@ def written(tmp_path_factory) -> tuple[Pipeline, dict[str, bytes]]:
     # their keys are new in manifests, checked by their own tests)
     pipeline.dossiers.stages = [ExtractFields(), BuildPdfA()]
     record = run_file(pipeline, SAMPLE)
-    assert record["status"] == "done" and len(record["dossiers"]) == 2
-    first, second = (d["dossier_id"] for d in record["dossiers"])
+    assert record.status == "done" and len(record.dossiers) == 2
+    first, second = (d.dossier_id for d in record.dossiers)
     rescan = folder / "rescan.pdf"
     with pikepdf.open(SAMPLE) as pdf, pikepdf.new() as out:
         out.pages.extend(pdf.pages[:2])
         out.save(rescan, deterministic_id=True)  # the same batch on every run
     held = run_file(pipeline, rescan)
-    assert held["status"] == "needs_review" and held["review"][0]["reason"] == "incomplete_rescan"
-    Review(pipeline).replace(held["batch_id"], [0, 1], "user:lan", action_id="r1")
+    assert held.status == "needs_review" and held.review[0].reason == "incomplete_rescan"
+    Review(pipeline).replace(held.batch_id, [0, 1], "user:lan", action_id="r1")
     Review(pipeline).recode(second, second[:-4] + "8006", "user:lan", action_id="r2")
     pipeline.dossiers.correct(first, "phone", "0203851235", "user:lan", "a digit misread")
     # two results of the first dossier: one of a batch's pages, one of a page turned by a person

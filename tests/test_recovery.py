@@ -189,13 +189,13 @@ def test_a_batch_waits_while_object_storage_is_down_and_finishes_when_it_is_back
 
             def waiting() -> bool:
                 record = catalog.batch(found) or {}
-                return record.get("status") == "waiting"
+                return record.status == "waiting"
 
             wait_until(waiting, 120, "the batch waiting", [log])
-            assert catalog.batch(found)["waiting_for"]["dependency"] == "object storage"
-            assert catalog.batch(found)["error"].startswith("object storage unavailable: ")
+            assert catalog.batch(found).waiting_for["dependency"] == "object storage"
+            assert catalog.batch(found).error.startswith("object storage unavailable: ")
             time.sleep(6)  # down for several tries: still waiting, never failed
-            assert catalog.batch(found)["status"] == "waiting"
+            assert catalog.batch(found).status == "waiting"
             proxy.up()
             wait_until(lambda: s3_record().get("status") == "done", 120, "the batch done", [log])
         done = s3_record()
@@ -203,7 +203,7 @@ def test_a_batch_waits_while_object_storage_is_down_and_finishes_when_it_is_back
         for code, _ in SAMPLE_DOSSIERS:
             manifests = [k for k in store.list(f"dossiers/{code}/") if k.endswith("manifest.json")]
             assert manifests == [f"dossiers/{code}/v0001/manifest.json"]
-        assert catalog.batch(found)["status"] == "done"
+        assert catalog.batch(found).status == "done"
     finally:
         proxy.down()
         moto.stop()

@@ -56,9 +56,9 @@ def pipeline_with(tmp_path: Path, url: str) -> Pipeline:
 
 def test_unknown_codes_go_to_review(tmp_path: Path, registry_url: str) -> None:
     record = run_file(pipeline_with(tmp_path, registry_url), ASN_BATCH)
-    assert [d["dossier_id"] for d in record["dossiers"]] == ["ASN00123", "ASN00124", "ASN00125"]
-    assert record["status"] == "needs_review" and record["unmatched_pages"] == [6, 8]
-    assert [(r["code"], r["reason"]) for r in record["review"]] == [
+    assert [d.dossier_id for d in record.dossiers] == ["ASN00123", "ASN00124", "ASN00125"]
+    assert record.status == "needs_review" and record.unmatched_pages == [6, 8]
+    assert [(r.code, r.reason) for r in record.review] == [
         ("ASN00126", "unknown_to_registry"), ("ASN00127", "unknown_to_registry")]
 
 

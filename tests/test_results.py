@@ -69,7 +69,7 @@ def env(tmp_path_factory) -> dict[str, Any]:
     batch = make_batch(2, dpi=DPI, text_pages=0, with_id_card=False, seed=7)
     record = run_file(pipeline, batch.write_pdf(root / "batch.pdf"))
     codes = [d.code for d in batch.dossiers]
-    assert [d["dossier_id"] for d in record["dossiers"]] == codes
+    assert [d.dossier_id for d in record.dossiers] == codes
     return {"root": root, "settings": settings, "pipeline": pipeline, "codes": codes}
 
 
@@ -94,7 +94,7 @@ def test_cli_stores_a_result_as_a_searchable_pdfa(env) -> None:
     assert batch["status"] == "done"
     assert [(r["dossier_id"], r["version"]) for r in batch["results"]] == [(code, 1)]
     record = pipeline.record(batch["batch_id"])
-    assert pipeline.store.get(record["original"]) == path.read_bytes()
+    assert pipeline.store.get(record.original) == path.read_bytes()
     manifest = pipeline.dossiers.results(code)[0]
     pdf = pipeline.store.get(manifest.pdf.key)
     assert hashlib.sha256(pdf).hexdigest() == manifest.pdf.sha256
@@ -113,7 +113,7 @@ def test_the_same_result_again_is_the_same_result_and_a_new_one_is_v2(env) -> No
     file is sent, it is result v2, and a listener hears one `result_added` for it."""
     pipeline, code = env["pipeline"], env["codes"][0]
     again = run_file(pipeline, env["root"] / "decision.png", code, result=True)
-    assert again.get("already_ingested")
+    assert again.already_ingested
     assert [m.version for m in pipeline.dossiers.results(code)] == [1]
     heard: list[dict[str, Any]] = []
     pipeline.dossiers.listeners.append(Announcer(heard.append))
@@ -122,10 +122,10 @@ def test_the_same_result_again_is_the_same_result_and_a_new_one_is_v2(env) -> No
         record = run_file(pipeline, path, code, result=True)
     finally:
         pipeline.dossiers.listeners.pop()
-    assert [(r["dossier_id"], r["version"]) for r in record["results"]] == [(code, 2)]
+    assert [(r["dossier_id"], r["version"]) for r in record.results] == [(code, 2)]
     assert [(e["kind"], e["dossier_id"], e["version"]) for e in heard] \
         == [("result_added", code, 2)]
-    assert heard[0]["sha256"] == record["results"][0]["sha256"]
+    assert heard[0]["sha256"] == record.results[0]["sha256"]
 
 
 def test_the_feed_announces_each_result(env) -> None:
@@ -152,8 +152,8 @@ def test_a_result_for_an_unknown_dossier_is_refused_and_kept(env) -> None:
     batch_id = next(line.split("batch ")[1].split(",")[0] for line in out.stdout.splitlines()
                     if "(batch " in line)
     record = pipeline.record(batch_id)
-    assert record["status"] == "failed" and record["results"] == []
-    assert pipeline.store.get(record["original"]) == path.read_bytes()
+    assert record.status == "failed" and record.results == []
+    assert pipeline.store.get(record.original) == path.read_bytes()
     assert pipeline.catalog.result(code) is None
 
 
@@ -171,11 +171,11 @@ def test_pages_after_a_result_sheet_become_the_result_of_the_code_they_carry(env
     pages = [(receipt(new_code, receipt_fields(3, 1), DPI), Scan(seed=1)),
              (result_sheet(), Scan(seed=2)), (result_page(code), Scan(seed=3))]
     record = run_file(pipeline, write_pdf(pages, env["root"] / "mixed.pdf"))
-    assert record["status"] == "done", record
-    assert [d["dossier_id"] for d in record["dossiers"]] == [new_code]
-    assert [(r["dossier_id"], r["version"], r["pages"]) for r in record["results"]] \
+    assert record.status == "done", record
+    assert [d.dossier_id for d in record.dossiers] == [new_code]
+    assert [(r["dossier_id"], r["version"], r["pages"]) for r in record.results] \
         == [(code, 1, [2])]
-    assert {"page": 1, "reason": "separator"} in record["dropped_pages"]
+    assert {"page": 1, "reason": "separator"} in record.dropped_pages
     assert pipeline.catalog.dossier(code)["version"] == 1
     assert pipeline.catalog.result(code)["version"] == 1
 
@@ -259,9 +259,9 @@ def test_api_another_agencys_dossier_is_404_and_the_upload_kept(env, api) -> Non
     assert r.status_code == 404
     assert len(env["pipeline"].dossiers.results(code)) == 3
     failed = [b for b in env["pipeline"].catalog.recent_batches(("000.00.99.H99",))
-              if b.get("result_for") == code]
-    assert failed and failed[0]["status"] == "failed"
-    assert env["pipeline"].store.get(failed[0]["original"]) == data
+              if b.result_for == code]
+    assert failed and failed[0].status == "failed"
+    assert env["pipeline"].store.get(failed[0].original) == data
 
 
 def test_api_unknown_dossier_is_404(api) -> None:

@@ -31,7 +31,7 @@ def done(tmp_path: Path, stack) -> tuple[Pipeline, dict, synth.Batch]:
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     batch, pdf = stack
     record = run_file(pipeline, pdf)
-    assert record["status"] == "needs_review" and record["unmatched_pages"] == [0]
+    assert record.status == "needs_review" and record.unmatched_pages == [0]
     return pipeline, record, batch
 
 
@@ -44,11 +44,11 @@ def test_an_unmatched_page_assigned_to_a_dossier_makes_its_next_version(done) ->
     version 2 ends with it, version 1 is kept, the batch leaves review, and the audit log says who."""
     pipeline, record, batch = done
     code = batch.dossiers[0].code
-    manifest = Review(pipeline).assign(record["batch_id"], [0], code, "user:lan")
-    assert manifest["version"] == 2 and pages_of(pipeline, code) == [(1, 0), (2, 0), (0, 0)]
-    assert [v["version"] for v in pipeline.dossiers.versions(code)] == [1, 2]
-    after = pipeline.record(record["batch_id"])
-    assert (after["status"], after["unmatched_pages"]) == ("done", [])
+    manifest = Review(pipeline).assign(record.batch_id, [0], code, "user:lan")
+    assert manifest.version == 2 and pages_of(pipeline, code) == [(1, 0), (2, 0), (0, 0)]
+    assert [v.version for v in pipeline.dossiers.versions(code)] == [1, 2]
+    after = pipeline.record(record.batch_id)
+    assert (after.status, after.unmatched_pages) == ("done", [])
     entry = pipeline.audit.entries(limit=1000)[-1]
     assert (entry["actor"], entry["action"], entry["target"]) == ("user:lan", "dossier.version.create", code)
     assert entry["detail"]["change"]["action"] == "assign"
@@ -61,25 +61,25 @@ def test_the_same_action_twice_makes_one_version(done) -> None:
     review = Review(pipeline)
     review.rotate(code, 0, 90, "user:lan", action_id="a1")
     review.rotate(code, 0, 90, "user:lan", action_id="a1")
-    assert [v["version"] for v in pipeline.dossiers.versions(code)] == [1, 2]
+    assert [v.version for v in pipeline.dossiers.versions(code)] == [1, 2]
 
 
 def test_a_page_not_waiting_for_review_cannot_be_assigned(done) -> None:
     pipeline, record, batch = done
     with pytest.raises(ReviewError, match="waiting for review"):
-        Review(pipeline).assign(record["batch_id"], [1], batch.dossiers[1].code, "user:lan")
+        Review(pipeline).assign(record.batch_id, [1], batch.dossiers[1].code, "user:lan")
 
 
 def test_assigning_to_a_new_code_creates_that_dossier(done) -> None:
     pipeline, record, _ = done
-    manifest = Review(pipeline).assign(record["batch_id"], [0], "000.00.31.H40-230414-0777", "user:lan")
-    assert (manifest["version"], manifest["code_source"], manifest["pages"]) == (1, "user", [0])
+    manifest = Review(pipeline).assign(record.batch_id, [0], "000.00.31.H40-230414-0777", "user:lan")
+    assert (manifest.version, manifest.code_source, manifest.pages) == (1, "user", [0])
 
 
 def test_a_malformed_code_is_refused(done) -> None:
     pipeline, record, _ = done
     with pytest.raises(ReviewError, match="not a dossier code"):
-        Review(pipeline).assign(record["batch_id"], [0], "hello", "user:lan")
+        Review(pipeline).assign(record.batch_id, [0], "hello", "user:lan")
 
 
 def test_a_rotated_page_is_turned_in_the_pdf_and_its_preview(done) -> None:
@@ -87,11 +87,11 @@ def test_a_rotated_page_is_turned_in_the_pdf_and_its_preview(done) -> None:
     code = batch.dossiers[0].code
     before = pipeline.dossiers.versions(code)[-1]
     manifest = Review(pipeline).rotate(code, 1, 90, "user:lan")
-    with pipeline.store.local_path(manifest["objects"]["dossier.pdf"]["key"]) as path:
+    with pipeline.store.local_path(manifest.objects["dossier.pdf"].key) as path:
         with pikepdf.open(path) as pdf:
             assert int(pdf.pages[1].Rotate) == 90
         turned = page_jpeg(path, 1)
-    with pipeline.store.local_path(before["objects"]["dossier.pdf"]["key"]) as path:
+    with pipeline.store.local_path(before.objects["dossier.pdf"].key) as path:
         upright = page_jpeg(path, 1)
     from io import BytesIO
 
@@ -123,7 +123,7 @@ def test_split_and_merge(done) -> None:
     review.split(code, 1, new_code, "user:lan")
     assert pages_of(pipeline, code) == [(1, 0)] and pages_of(pipeline, new_code) == [(2, 0)]
     merged = review.merge(code, new_code, "user:lan")
-    assert merged["version"] == 3 and pages_of(pipeline, code) == [(1, 0), (2, 0)]
+    assert merged.version == 3 and pages_of(pipeline, code) == [(1, 0), (2, 0)]
 
 
 def test_a_merged_dossier_is_withdrawn_in_favour_of_the_one_it_joined(done) -> None:
@@ -139,8 +139,8 @@ def test_a_merged_dossier_is_withdrawn_in_favour_of_the_one_it_joined(done) -> N
     merged = review.merge(code, other.lower(), "user:lan", "m1")
     assert pages_of(pipeline, code) == [(1, 0), (2, 0)]
     gone = pipeline.dossiers.versions(other)[-1]
-    assert (gone["version"], gone["pages"], gone["withdrawn"]["to"]) == (2, [], code)
-    assert gone["change"] == merged["change"] == {"action": "merge", "from": other,
+    assert (gone.version, gone.pages, gone.withdrawn.to) == (2, [], code)
+    assert gone.change == merged.change == {"action": "merge", "from": other,
                                                   "from_version": 1}
     assert pipeline.catalog.dossier(other) is None
     assert pipeline.catalog.withdrawal(other)["to"] == code
@@ -161,8 +161,8 @@ def test_the_same_merge_sent_twice_changes_nothing_the_second_time(done) -> None
     first = review.merge(code, other, "user:lan", action_id="m2")
     entries, events = pipeline.audit.entries(limit=10_000), events_of(pipeline, other, code)
     assert review.merge(code, other, "user:lan", action_id="m2") == first
-    assert [m["version"] for m in pipeline.dossiers.versions(code)] == [1, 2, 3]
-    assert [m["version"] for m in pipeline.dossiers.versions(other)] == [1, 2]
+    assert [m.version for m in pipeline.dossiers.versions(code)] == [1, 2, 3]
+    assert [m.version for m in pipeline.dossiers.versions(other)] == [1, 2]
     assert pipeline.audit.entries(limit=10_000) == entries
     assert events_of(pipeline, other, code) == events
 
@@ -170,7 +170,7 @@ def test_the_same_merge_sent_twice_changes_nothing_the_second_time(done) -> None
 def test_review_versions_verify_and_survive_a_rebuild(done) -> None:
     pipeline, record, batch = done
     code = batch.dossiers[0].code
-    Review(pipeline).assign(record["batch_id"], [0], code, "user:lan")
+    Review(pipeline).assign(record.batch_id, [0], code, "user:lan")
     Review(pipeline).rotate(code, 2, 180, "user:lan")
     assert [f for f in verify(pipeline.store, code) if f.problem != "ok"] == []
     before = pipeline.catalog.dossier(code)
@@ -185,7 +185,7 @@ def ocr_read(pipeline: Pipeline, record: dict, code: str, pages: list[int]) -> d
     """A dossier whose code the pipeline read by OCR (wrongly, in these tests)."""
     agency = pipeline.grammar.match(code).agency
     return pipeline.dossiers.store_version(code, agency, "ocr",
-                                  [PageRef(record["batch_id"], p) for p in pages],
+                                  [PageRef(record.batch_id, p) for p in pages],
                                   claim=f"ocr-test:{code}")
 
 
@@ -213,9 +213,9 @@ def test_turning_a_page_keeps_a_code_read_by_ocr_waiting_for_its_confirmation(do
     code = batch.dossiers[0].code[:-4] + "8001"
     ocr_read(pipeline, record, code, [1, 2])
     review = Review(pipeline)
-    assert review.rotate(code, 0, 90, "user:lan")["code_source"] == "ocr"
+    assert review.rotate(code, 0, 90, "user:lan").code_source == "ocr"
     assert pipeline.catalog.dossier(code)["fields"]["dossier_id"]["source"] == "ocr"
-    assert review.confirm(code, "user:lan")["code_source"] == "user"
+    assert review.confirm(code, "user:lan").code_source == "user"
     assert pipeline.catalog.dossier(code)["fields"]["dossier_id"]["source"] == "user"
 
 
@@ -229,11 +229,11 @@ def test_recoding_to_a_new_code_moves_the_pages_and_withdraws_the_old_code(done)
     wrong, right = batch.dossiers[1].code, batch.dossiers[1].code[:-4] + "8002"
     before = len(pipeline.audit.entries(limit=10_000))
     withdrawn, moved = Review(pipeline).recode(wrong, f" {right.lower()} ", "user:lan", "r1")
-    assert (moved["dossier_id"], moved["version"], moved["code_source"]) == (right, 1, "user")
+    assert (moved.dossier_id, moved.version, moved.code_source) == (right, 1, "user")
     assert pages_of(pipeline, right) == [(3, 0), (4, 0)]
-    assert moved["change"] == {"action": "recode", "from": wrong, "to": right, "from_version": 1}
-    assert (withdrawn["version"], withdrawn["pages"], withdrawn["objects"]) == (2, [], {})
-    assert (withdrawn["withdrawn"]["to"], withdrawn["withdrawn"]["by"]) == (right, "user:lan")
+    assert moved.change == {"action": "recode", "from": wrong, "to": right, "from_version": 1}
+    assert (withdrawn.version, withdrawn.pages, withdrawn.objects) == (2, [], {})
+    assert (withdrawn.withdrawn.to, withdrawn.withdrawn.by) == (right, "user:lan")
     assert pipeline.catalog.dossier(wrong) is None
     assert pipeline.catalog.withdrawal(wrong)["to"] == right
     assert pipeline.catalog.dossier(right)["fields"]["dossier_id"]["source"] == "user"
@@ -242,10 +242,10 @@ def test_recoding_to_a_new_code_moves_the_pages_and_withdraws_the_old_code(done)
     assert events_of(pipeline, wrong, right) == {("created", wrong, 1, None),
                                                  ("created", right, 1, None),
                                                  ("withdrawn", wrong, 2, right)}
-    after = pipeline.record(record["batch_id"])
-    assert [(d["dossier_id"], d["pages"]) for d in after["dossiers"]] == \
+    after = pipeline.record(record.batch_id)
+    assert [(d.dossier_id, d.pages) for d in after.dossiers] == \
         [(batch.dossiers[0].code, [1, 2]), (right, [3, 4])]
-    assert after["renamed"] == [{"from": wrong, "to": right, "version": 1, "by": "user:lan"}]
+    assert after.renamed == [{"from": wrong, "to": right, "version": 1, "by": "user:lan"}]
     assert [f for f in verify(pipeline.store) if f.problem != "ok"] == []
     made = pipeline.audit.entries(limit=10_000)[before:]
     assert [(e["actor"], e["action"], e["target"]) for e in made] == [
@@ -261,9 +261,9 @@ def test_recoding_into_an_existing_dossier_appends_the_pages_to_it(done) -> None
     right, wrong = batch.dossiers[0].code, batch.dossiers[0].code[:-4] + "8003"
     ocr_read(pipeline, record, wrong, [3])
     withdrawn, moved = Review(pipeline).recode(wrong, right, "user:lan", "r2")
-    assert (moved["version"], moved["code_source"]) == (2, "user")
+    assert (moved.version, moved.code_source) == (2, "user")
     assert pages_of(pipeline, right) == [(1, 0), (2, 0), (3, 0)]
-    assert (withdrawn["version"], withdrawn["withdrawn"]["to"]) == (2, right)
+    assert (withdrawn.version, withdrawn.withdrawn.to) == (2, right)
     assert pipeline.catalog.dossier(right)["version"] == 2 and pipeline.catalog.dossier(wrong) is None
     assert events_of(pipeline, wrong, right) >= {("new_version", right, 2, None),
                                                  ("withdrawn", wrong, 2, right)}
@@ -278,8 +278,8 @@ def test_the_same_recode_sent_twice_changes_nothing_the_second_time(done) -> Non
     first = review.recode(wrong, right, "user:lan", action_id="r3")
     entries, events = pipeline.audit.entries(limit=10_000), events_of(pipeline, wrong, right)
     assert review.recode(wrong, right, "user:lan", action_id="r3") == first
-    assert [m["version"] for m in pipeline.dossiers.versions(wrong)] == [1, 2]
-    assert [m["version"] for m in pipeline.dossiers.versions(right)] == [1]
+    assert [m.version for m in pipeline.dossiers.versions(wrong)] == [1, 2]
+    assert [m.version for m in pipeline.dossiers.versions(right)] == [1]
     assert pipeline.audit.entries(limit=10_000) == entries
     assert events_of(pipeline, wrong, right) == events
 
@@ -293,7 +293,7 @@ def test_a_bad_or_foreign_code_is_refused_and_nothing_changes(done) -> None:
     record.agency = pipeline.grammar.match(code).agency
     pipeline.save_record(record)
     review = Review(pipeline)
-    gone = ocr_read(pipeline, record, code[:-4] + "8005", [1])["dossier_id"]
+    gone = ocr_read(pipeline, record, code[:-4] + "8005", [1]).dossier_id
     review.recode(gone, code[:-4] + "8006", "user:lan")
     before = (snapshot(pipeline, code, other, gone), len(pipeline.audit.entries(limit=10_000)))
     foreign = "000.00.99.H99-230414-0001"
@@ -305,7 +305,7 @@ def test_a_bad_or_foreign_code_is_refused_and_nothing_changes(done) -> None:
         with pytest.raises(ReviewError, match=message):
             review.recode(*args, "user:lan")
     assert (snapshot(pipeline, code, other, gone), len(pipeline.audit.entries(limit=10_000))) == before
-    assert [m["version"] for m in pipeline.dossiers.versions(code)] == [1]
+    assert [m.version for m in pipeline.dossiers.versions(code)] == [1]
     assert pipeline.dossiers.versions(foreign) == []
 
 
@@ -333,6 +333,6 @@ def test_a_later_dossier_of_a_withdrawn_code_makes_it_live_again(done) -> None:
     code = batch.dossiers[1].code
     review = Review(pipeline)
     review.recode(code, code[:-4] + "8011", "user:lan")
-    manifest = review.assign(record["batch_id"], [0], code, "user:lan")
-    assert (manifest["version"], pages_of(pipeline, code)) == (3, [(0, 0)])
+    manifest = review.assign(record.batch_id, [0], code, "user:lan")
+    assert (manifest.version, pages_of(pipeline, code)) == (3, [(0, 0)])
     assert pipeline.catalog.dossier(code)["version"] == 3 and code in listed(pipeline)

@@ -131,8 +131,8 @@ def test_pipeline_runs_on_the_s3_store(endpoint: str, tmp_path: Path) -> None:
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     sample = ASN_BATCH
     record = run_file(pipeline, sample)
-    assert [d["dossier_id"] for d in record["dossiers"]] == [f"ASN0012{i}" for i in range(3, 8)]
-    assert pipeline.store.get(record["original"]) == sample.read_bytes()
+    assert [d.dossier_id for d in record.dossiers] == [f"ASN0012{i}" for i in range(3, 8)]
+    assert pipeline.store.get(record.original) == sample.read_bytes()
     assert not (tmp_path / "data" / "objects").exists()  # everything went to S3
     assert list((tmp_path / "data" / "cache").iterdir()) == []  # the local copy is cleaned up
 
@@ -195,16 +195,16 @@ def test_retention_follows_the_procedure_the_registry_names(endpoint: str, tmp_p
         server.shutdown()
     store = pipeline.store
     assert isinstance(store, S3ObjectStore)
-    first = next(d for d in record["dossiers"] if d["dossier_id"] == "ASN00123")
-    assert first["fields"]["procedure"]["value"] == "1.000948"
-    assert first["fields"]["registry_applicant"] == {"value": "Nguyễn Văn An", "page": 0,
+    first = next(d for d in record.dossiers if d.dossier_id == "ASN00123")
+    assert first.fields["procedure"]["value"] == "1.000948"
+    assert first.fields["registry_applicant"] == {"value": "Nguyễn Văn An", "page": 0,
                                                      "confidence": 1.0, "source": "registry"}
-    until = store.client.stat_object(store.bucket, first["pdf"]).metadata[
+    until = store.client.stat_object(store.bucket, first.pdf).metadata[
         "x-amz-object-lock-retain-until-date"]
     assert datetime.fromisoformat(until.replace("Z", "+00:00")) > datetime.now(UTC) + timedelta(days=3640)
-    version = store.versions(first["pdf"])[0]
+    version = store.versions(first.pdf)[0]
     with pytest.raises(S3Error):
-        store.client.remove_object(store.bucket, first["pdf"], version_id=version)
-    second = next(d for d in record["dossiers"] if d["dossier_id"] == "ASN00124")
+        store.client.remove_object(store.bucket, first.pdf, version_id=version)
+    second = next(d for d in record.dossiers if d.dossier_id == "ASN00124")
     assert "x-amz-object-lock-retain-until-date" not in store.client.stat_object(
-        store.bucket, second["pdf"]).metadata
+        store.bucket, second.pdf).metadata

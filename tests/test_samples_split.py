@@ -35,9 +35,9 @@ def test_separator_sheets_split_and_are_dropped(tmp_path: Path, samples: Path, n
                                                 separators: list[int],
                                                 documents: list[list[int]]) -> None:
     record = run(tmp_path, samples / "paperless-ngx" / name)
-    assert [d["page"] for d in record["dropped_pages"] if d["reason"] == "separator"] == separators
-    assert record["unmatched_groups"] == documents
-    assert record["dossiers"] == []
+    assert [d.page for d in record.dropped_pages if d.reason == "separator"] == separators
+    assert record.unmatched_groups == documents
+    assert record.dossiers == []
 
 
 ASN_GRAMMAR = r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"
@@ -47,15 +47,15 @@ def test_configured_grammar_splits_on_asn_codes(tmp_path: Path, samples: Path) -
     record = run(tmp_path, samples / "paperless-ngx" / "split-by-asn-1.pdf",
                  dossier_code_grammar=ASN_GRAMMAR)
     # the pages between the barcoded ones are empty in this sample: dropped as blank
-    assert [(d["dossier_id"], d["pages"]) for d in record["dossiers"]] == [
+    assert [(d.dossier_id, d.pages) for d in record.dossiers] == [
         ("ASN00123", [0]), ("ASN00124", [2]), ("ASN00125", [3]), ("ASN00126", [6]),
         ("ASN00127", [8])]
-    assert record["dropped_pages"] == [{"page": p, "reason": "blank"} for p in (1, 4, 5, 7, 9)]
-    assert record["status"] == "done"
+    assert record.dropped_pages == [{"page": p, "reason": "blank"} for p in (1, 4, 5, 7, 9)]
+    assert record.status == "done"
 
 
 def test_code_that_fails_the_grammar_does_not_split(tmp_path: Path, samples: Path) -> None:
     record = run(tmp_path, samples / "paperless-ngx" / "barcode-39-asn-invalid.pdf",
                  dossier_code_grammar=ASN_GRAMMAR)
-    assert record["dossiers"] == [] and record["unmatched_pages"] == [0]
-    assert record["status"] == "needs_review"
+    assert record.dossiers == [] and record.unmatched_pages == [0]
+    assert record.status == "needs_review"

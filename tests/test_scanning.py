@@ -66,11 +66,11 @@ def test_a_scan_becomes_a_batch_split_into_its_dossiers(fast_pipeline: Pipeline,
         progress = scan_into(fast_pipeline, emulator)
     assert (progress.state, progress.pages) == ("done", 4)
     record = fast_pipeline.record(progress.batch_id)
-    assert record["source"] == "escl" and record["device"] == emulator.config.uuid
-    assert [d["dossier_id"] for d in record["dossiers"]] == [d.code for d in stack.dossiers]
+    assert record.source == "escl" and record.device == emulator.config.uuid
+    assert [d.dossier_id for d in record.dossiers] == [d.code for d in stack.dossiers]
     import pikepdf
 
-    with fast_pipeline.store.local_path(record["original"]) as original:
+    with fast_pipeline.store.local_path(record.original) as original:
         embedded = [bytes(p.Resources.XObject.Im0.read_raw_bytes()) for p in pikepdf.open(original).pages]
     assert embedded == pages
     assert list(Path(fast_pipeline.settings.scanners.spool_dir / "ready").iterdir()) == []
@@ -85,15 +85,15 @@ def test_a_jammed_scan_keeps_its_pages_in_a_batch_marked_incomplete(fast_pipelin
         progress = scan_into(fast_pipeline, emulator)
     assert (progress.state, progress.pages, progress.problem) == ("incomplete", 3, "jam")
     record = fast_pipeline.record(progress.batch_id)
-    assert record["pages"] == 3 and record["status"] == "needs_review"
-    assert "jam" in record["incomplete"].lower()
+    assert record.pages == 3 and record.status == "needs_review"
+    assert "jam" in record.incomplete.lower()
     first, second = (d.code for d in stack.dossiers)
-    assert [d["dossier_id"] for d in record["dossiers"]] == [first]
-    assert [(r["code"], r["pages"], r["reason"]) for r in record["review"] if r["pages"]] == [
+    assert [d.dossier_id for d in record.dossiers] == [first]
+    assert [(r.code, r.pages, r.reason) for r in record.review if r.pages] == [
         (second, [2], "incomplete_scan")]
     assert fast_pipeline.dossiers.versions(second) == []
     assert {"pages": [], "code": None, "reason": "incomplete",
-            "detail": record["incomplete"]} in record["review"]
+            "detail": record.incomplete} in record.review
 
 
 def test_a_jammed_rescan_never_replaces_the_complete_version(fast_pipeline: Pipeline,
@@ -105,23 +105,23 @@ def test_a_jammed_rescan_never_replaces_the_complete_version(fast_pipeline: Pipe
     pages = jpeg_pages(stack)[:2]
     with EsclEmulator(EmulatorConfig(pages=pages)) as emulator:
         assert scan_into(fast_pipeline, emulator).state == "done"
-    assert [m["version"] for m in fast_pipeline.dossiers.versions(code)] == [1]
+    assert [m.version for m in fast_pipeline.dossiers.versions(code)] == [1]
     with EsclEmulator(EmulatorConfig(pages=pages, jam_after=1)) as emulator:
         progress = scan_into(fast_pipeline, emulator)
     assert (progress.state, progress.pages) == ("incomplete", 1)
     record = fast_pipeline.record(progress.batch_id)
-    assert record["status"] == "needs_review" and record["dossiers"] == []
-    held = [r for r in record["review"] if r["pages"]]
-    assert [(r["code"], r["pages"], r["reason"], r["current_version"], r["current_pages"])
+    assert record.status == "needs_review" and record.dossiers == []
+    held = [r for r in record.review if r.pages]
+    assert [(r.code, r.pages, r.reason, r.current_version, r.current_pages)
             for r in held] == [(code, [0], "incomplete_rescan", 1, 2)]
-    assert [m["version"] for m in fast_pipeline.dossiers.versions(code)] == [1]
+    assert [m.version for m in fast_pipeline.dossiers.versions(code)] == [1]
     catalog = fast_pipeline.catalog
     assert catalog is not None
     assert [(e["kind"], e["version"]) for e in catalog.events(None)] == [("created", 1)]
     dossier = catalog.dossier(code)
     assert dossier is not None and dossier["version"] == 1 and len(dossier["pages"]) == 2
     assert [(h["batch_id"], h["pages"], h["reason"]) for h in dossier["held"]] == [
-        (record["batch_id"], [0], "incomplete_rescan")]
+        (record.batch_id, [0], "incomplete_rescan")]
 
 
 def test_an_empty_feeder_is_told_and_makes_no_batch(fast_pipeline: Pipeline) -> None:

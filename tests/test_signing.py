@@ -83,7 +83,7 @@ def add_pkcs11(pipeline: Pipeline, agency: str, ca: dict, pin: str = PIN,
 def stored_pdf(pipeline: Pipeline, code: str, where: Path) -> Path:
     manifest = pipeline.dossiers.versions(code)[-1]
     path = where / f"{code}.pdf"
-    path.write_bytes(pipeline.store.get(manifest["objects"]["dossier.pdf"]["key"]))
+    path.write_bytes(pipeline.store.get(manifest.objects["dossier.pdf"].key))
     return path
 
 
@@ -94,7 +94,7 @@ def signed_run(tmp_path_factory, ca: dict) -> tuple[Pipeline, dict]:
                              trust_roots=str(ca["ca_pem"]))
     add_pkcs12(pipeline, "ASN", ca)
     record = run_file(pipeline, ASN_BATCH)
-    assert record["status"] == "done", record.get("error")
+    assert record.status == "done", record.error
     return pipeline, record
 
 
@@ -103,8 +103,8 @@ def test_a_dossier_of_an_agency_with_a_signer_is_signed_and_pdfsig_trusts_it(
     """Given agency ASN with a PKCS#12 signer, when its batch is ingested, then each stored dossier
     PDF carries one valid signature of the agency's certificate that pdfsig trusts via the CA."""
     pipeline, record = signed_run
-    for d in record["dossiers"]:
-        report = pki.pdfsig(stored_pdf(pipeline, d["dossier_id"], tmp_path), ca["nss"])
+    for d in record.dossiers:
+        report = pki.pdfsig(stored_pdf(pipeline, d.dossier_id, tmp_path), ca["nss"])
         blocks = pki.signature_blocks(report)
         assert len(blocks) == 1, report
         assert "Signature is Valid." in blocks[0]
@@ -115,8 +115,8 @@ def test_a_dossier_of_an_agency_with_a_signer_is_signed_and_pdfsig_trusts_it(
 
 def test_the_manifest_says_signed_by_whom_at_which_level_and_when(signed_run, ca: dict) -> None:
     pipeline, record = signed_run
-    manifest = pipeline.dossiers.versions(record["dossiers"][0]["dossier_id"])[-1]
-    sig = manifest["signature"]
+    manifest = pipeline.dossiers.versions(record.dossiers[0].dossier_id)[-1]
+    sig = manifest.signature
     assert sig["status"] == "signed"
     assert sig["signer"] == ca["leaf"].fingerprint()
     assert sig["level"] == "B-B"
@@ -130,7 +130,7 @@ def test_the_signed_pdf_is_still_pdfa_2b_and_the_note_is_real_text_top_right(
     """Then the file still declares PDF/A-2b, its fonts are embedded, the signature has no
     appearance (invisible), and page 1 reads the note at its top right."""
     pipeline, record = signed_run
-    path = stored_pdf(pipeline, record["dossiers"][0]["dossier_id"], tmp_path)
+    path = stored_pdf(pipeline, record.dossiers[0].dossier_id, tmp_path)
     with pikepdf.open(path) as pdf:
         meta = pdf.open_metadata()
         assert meta.get("pdfaid:part") == "2" and meta.get("pdfaid:conformance") == "B"
@@ -148,7 +148,7 @@ def test_the_signed_pdf_is_still_pdfa_2b_and_the_note_is_real_text_top_right(
                           capture_output=True, text=True).stdout
     assert "Bản sao điện tử được số hóa từ bản chính" in text
     assert "Cơ quan: UBND phường Bến Nghé" in text
-    at = pipeline.dossiers.versions(record["dossiers"][0]["dossier_id"])[-1]["signature"]["at"]
+    at = pipeline.dossiers.versions(record.dossiers[0].dossier_id)[-1].signature["at"]
     assert f"Thời gian: {at}" in text
     box = subprocess.run(["pdftotext", "-f", "1", "-l", "1", "-bbox", str(path), "-"],
                          capture_output=True, text=True).stdout
@@ -160,7 +160,7 @@ def test_the_signed_pdf_is_still_pdfa_2b_and_the_note_is_real_text_top_right(
 
 def test_verification_finds_every_signature_intact_and_trusted(signed_run, ca: dict) -> None:
     pipeline, record = signed_run
-    code = record["dossiers"][0]["dossier_id"]
+    code = record.dossiers[0].dossier_id
     findings = verify(pipeline.store, code, pipeline.catalog, pipeline.audit, [ca["ca_pem"]])
     signature = [f for f in findings if f.key.endswith("#signature")]
     pdfs = [n for n in pipeline.dossiers.versions(code)[-1].objects if n.endswith(".pdf")]
@@ -174,8 +174,8 @@ def test_a_tampered_signed_pdf_is_reported_broken_by_verify(tmp_path: Path, ca: 
     pipeline = make_pipeline(tmp_path / "data", trust_roots=str(ca["ca_pem"]))
     add_pkcs12(pipeline, "ASN", ca)
     record = run_file(pipeline, ASN_BATCH)
-    code = record["dossiers"][0]["dossier_id"]
-    key = pipeline.dossiers.versions(code)[-1]["objects"]["dossier.pdf"]["key"]
+    code = record.dossiers[0].dossier_id
+    key = pipeline.dossiers.versions(code)[-1].objects["dossier.pdf"].key
     path = pipeline.store.file_path(key)
     assert path is not None
     data = bytearray(path.read_bytes())
@@ -191,10 +191,10 @@ def test_a_tampered_signed_pdf_is_reported_broken_by_verify(tmp_path: Path, ca: 
 def test_an_agency_without_a_signer_gets_its_dossiers_unsigned(tmp_path: Path) -> None:
     pipeline = make_pipeline(tmp_path / "data")
     record = run_file(pipeline, ASN_BATCH)
-    assert record["status"] == "done"
-    manifest = pipeline.dossiers.versions(record["dossiers"][0]["dossier_id"])[-1]
-    assert manifest["signature"] == {"status": "unsigned"}
-    report = pki.pdfsig(stored_pdf(pipeline, manifest["dossier_id"], tmp_path))
+    assert record.status == "done"
+    manifest = pipeline.dossiers.versions(record.dossiers[0].dossier_id)[-1]
+    assert manifest.signature == {"status": "unsigned"}
+    report = pki.pdfsig(stored_pdf(pipeline, manifest.dossier_id, tmp_path))
     assert not pki.signature_blocks(report)
 
 
@@ -203,8 +203,8 @@ def test_another_agencys_signer_is_not_used(tmp_path: Path, ca: dict) -> None:
     pipeline = make_pipeline(tmp_path / "data")
     add_pkcs12(pipeline, "H40", ca)
     record = run_file(pipeline, ASN_BATCH)
-    for d in record["dossiers"]:
-        assert pipeline.dossiers.versions(d["dossier_id"])[-1]["signature"] == {"status": "unsigned"}
+    for d in record.dossiers:
+        assert pipeline.dossiers.versions(d.dossier_id)[-1].signature == {"status": "unsigned"}
 
 
 def test_a_usb_token_signs_through_pkcs11(tmp_path: Path, ca: dict) -> None:
@@ -277,8 +277,8 @@ def test_an_absent_token_makes_the_batch_wait_and_keeps_its_pages(tmp_path: Path
     assert not pipeline.dossiers.versions("ASN00123")
     add_pkcs11(pipeline, "ASN", ca)  # the token is back
     done = run_file(pipeline, ASN_BATCH)
-    assert done["status"] == "done"
-    assert pipeline.dossiers.versions("ASN00123")[-1]["signature"]["status"] == "signed"
+    assert done.status == "done"
+    assert pipeline.dossiers.versions("ASN00123")[-1].signature["status"] == "signed"
 
 
 def test_a_wrong_pin_is_refused_not_retried_and_says_no_pin(tmp_path: Path, ca: dict) -> None:
@@ -323,7 +323,7 @@ def test_no_password_or_pin_reaches_a_log_the_database_or_object_storage(
 def test_the_api_shows_the_signature_and_verifies_it_scoped_by_agency(signed_run, ca: dict
                                                                       ) -> None:
     pipeline, record = signed_run
-    code = record["dossiers"][0]["dossier_id"]
+    code = record.dossiers[0].dossier_id
     client = TestClient(create_app(pipeline.settings))
     store = KeyStore(pipeline.settings.storage.catalog_url)
     processor, auditor = store.create("processor", ["ASN"]), store.create("auditor", ["ASN"])
@@ -353,7 +353,7 @@ def test_the_dossier_page_shows_a_signed_badge_and_an_unsigned_one(signed_run, t
     from api.web.users import UserStore
 
     pipeline, record = signed_run
-    code = record["dossiers"][0]["dossier_id"]
+    code = record.dossiers[0].dossier_id
     UserStore(pipeline.settings.storage.catalog_url).create("signing-viewer", "mật khẩu dài 12345",
                                                     "processor", ["ASN"], "Viewer")
     with TestClient(create_app(pipeline.settings)) as client:
@@ -399,14 +399,14 @@ def test_every_pdf_copy_stored_with_the_version_is_signed_too(tmp_path: Path, ca
                                 signing.Sign(signing.AgencySigning.from_settings(pipeline.settings))]
     add_pkcs12(pipeline, "ASN", ca)
     record = run_file(pipeline, ASN_BATCH)
-    manifest = pipeline.dossiers.versions(record["dossiers"][0]["dossier_id"])[-1]
-    assert manifest["signature"]["documents"] == ["components/01-bien-nhan.pdf", "dossier.pdf"]
+    manifest = pipeline.dossiers.versions(record.dossiers[0].dossier_id)[-1]
+    assert manifest.signature["documents"] == ["components/01-bien-nhan.pdf", "dossier.pdf"]
     copy = tmp_path / "copy.pdf"
-    copy.write_bytes(pipeline.store.get(manifest["objects"]["components/01-bien-nhan.pdf"]["key"]))
+    copy.write_bytes(pipeline.store.get(manifest.objects["components/01-bien-nhan.pdf"].key))
     report = pki.pdfsig(copy, ca["nss"])
     assert "Signature is Valid." in report and "Certificate is Trusted." in report
-    assert pipeline.store.get(manifest["objects"]["components/index.json"]["key"]) == b"{}"
-    findings = verify(pipeline.store, manifest["dossier_id"], pipeline.catalog, pipeline.audit,
+    assert pipeline.store.get(manifest.objects["components/index.json"].key) == b"{}"
+    findings = verify(pipeline.store, manifest.dossier_id, pipeline.catalog, pipeline.audit,
                       [ca["ca_pem"]])
     assert sorted(f.key.rsplit("/", 1)[-1] for f in findings if f.key.endswith("#signature")) \
         == ["01-bien-nhan.pdf#signature", "dossier.pdf#signature"]
@@ -447,11 +447,11 @@ def test_signing_works_from_a_thread_that_runs_an_event_loop(tmp_path: Path, ca:
 
     async def inside_a_loop() -> str:
         record = run_file(pipeline, ASN_BATCH)
-        manifest = pipeline.dossiers.versions(record["dossiers"][0]["dossier_id"])[-1]
+        manifest = pipeline.dossiers.versions(record.dossiers[0].dossier_id)[-1]
         findings = verify(pipeline.store, manifest.dossier_id, pipeline.catalog, pipeline.audit,
                           [ca["ca_pem"]])
         assert not problems(findings)  # validated inside the loop too
-        return manifest["signature"]["status"]
+        return manifest.signature["status"]
 
     with ThreadPoolExecutor(1) as fresh:  # a thread of its own: this one may run a loop already
         assert fresh.submit(asyncio.run, inside_a_loop()).result() == "signed"

@@ -119,7 +119,7 @@ def test_a_batch_whose_finishing_fails_for_good_is_recorded_as_failed(
     then the batch is recorded as failed with that error (not left `processing`), original kept."""
     pipeline = local_tasks._pipeline()
     batch_id = pipeline.receive(ASN_BATCH)
-    for index in range(pipeline.inspect(batch_id)["pages"]):
+    for index in range(pipeline.inspect(batch_id).pages):
         pipeline.process_page(batch_id, index)
 
     def broken(self: object, batch_id: str) -> None:
@@ -129,9 +129,9 @@ def test_a_batch_whose_finishing_fails_for_good_is_recorded_as_failed(
     result = local_tasks.finish_batch.apply(args=[batch_id])
     record = pipeline.record(batch_id)
     assert result.failed()
-    assert (record["status"], record["error"]) == ("failed",
+    assert (record.status, record.error) == ("failed",
                                                    "unexpected: ValueError: a bug in a dossier stage")
-    assert pipeline.store.exists(record["original"])
+    assert pipeline.store.exists(record.original)
 
 
 def test_a_batch_whose_finishing_meets_a_dependency_down_waits_instead_of_failing(
@@ -142,7 +142,7 @@ def test_a_batch_whose_finishing_meets_a_dependency_down_waits_instead_of_failin
 
     pipeline = local_tasks._pipeline()
     batch_id = pipeline.receive(EXAMPLE)
-    for index in range(pipeline.inspect(batch_id)["pages"]):
+    for index in range(pipeline.inspect(batch_id).pages):
         pipeline.process_page(batch_id, index)
 
     def down(self: object, batch_id: str) -> None:
@@ -151,9 +151,9 @@ def test_a_batch_whose_finishing_meets_a_dependency_down_waits_instead_of_failin
     monkeypatch.setattr(type(pipeline), "finalize", down)
     local_tasks.finish_batch.apply(args=[batch_id])
     record = pipeline.record(batch_id)
-    assert record["status"] == "waiting"
-    assert record["error"] == "registry unavailable: registry answered 503 for ASN00123"
-    assert pipeline.catalog.batch(batch_id)["status"] == "waiting"
+    assert record.status == "waiting"
+    assert record.error == "registry unavailable: registry answered 503 for ASN00123"
+    assert pipeline.catalog.batch(batch_id).status == "waiting"
 
 
 def test_sending_the_same_file_again_resumes_a_waiting_batch(
@@ -165,7 +165,7 @@ def test_sending_the_same_file_again_resumes_a_waiting_batch(
     pipeline = local_tasks._pipeline()
     sample = EXAMPLE
     batch_id = pipeline.receive(sample)
-    for index in range(pipeline.inspect(batch_id)["pages"]):
+    for index in range(pipeline.inspect(batch_id).pages):
         pipeline.process_page(batch_id, index)
     pipeline.wait(batch_id, RegistryUnavailable("registry answered 503"))
     pipeline.resume(batch_id)  # a first try came and went: the pause doubled
@@ -173,6 +173,6 @@ def test_sending_the_same_file_again_resumes_a_waiting_batch(
     queued: list[str] = []
     monkeypatch.setattr(local_tasks.finish_batch, "delay", queued.append)
     again = local_tasks.submit(sample)
-    assert again["batch_id"] == batch_id
-    assert again["waiting_for"]["tries"] == 0
+    assert again.batch_id == batch_id
+    assert again.waiting_for["tries"] == 0
     assert queued == [batch_id]  # its finishing, all its pages being done

@@ -159,7 +159,7 @@ def test_the_cli_setting_reads_through_the_program_without_the_library(page, mon
     work = PageWork("test", 0, page, 300)
     # When the OCR stage built with that setting runs, then the page is read (by the program)
     Recognize(Settings(ocr_engine="cli").ocr)(work)
-    assert len(work.facts["ocr"]["words"]) > 100
+    assert len(work.facts.ocr.words) > 100
 
 
 def test_an_unknown_engine_setting_is_refused() -> None:

@@ -76,10 +76,10 @@ def test_a_version_made_twice_with_the_same_claim_is_one_version(dossiers: Dossi
     step), then there is still one version, numbered as before; another claim makes the next."""
     first = store(dossiers, "batch:1")
     again = store(dossiers, "batch:1")
-    assert first["version"] == again["version"] == 1
-    assert [m["version"] for m in dossiers.versions(CODE)] == [1]
-    assert store(dossiers, "review:x", pages=(1,))["version"] == 2
-    assert [m["version"] for m in dossiers.versions(CODE)] == [1, 2]
+    assert first.version == again.version == 1
+    assert [m.version for m in dossiers.versions(CODE)] == [1]
+    assert store(dossiers, "review:x", pages=(1,)).version == 2
+    assert [m.version for m in dossiers.versions(CODE)] == [1, 2]
     assert dossiers.page_refs(dossiers.versions(CODE)[-1]) == [PageRef(BATCH, 1)]
 
 
@@ -112,14 +112,14 @@ def test_a_listener_that_raises_does_not_undo_the_stored_version_and_is_logged(
     dossiers.listeners = [Broken(), after]
     with caplog.at_level(logging.ERROR, logger="ingest.versions"):
         manifest = store(dossiers, "c1")
-    assert [m["version"] for m in dossiers.versions(CODE)] == [manifest["version"]] == [1]
+    assert [m.version for m in dossiers.versions(CODE)] == [manifest.version] == [1]
     assert [e.kind for e in after.heard] == ["created"]
     assert any("Broken" in r.getMessage() and CODE in r.getMessage() for r in caplog.records)
 
     dossiers.listeners = [Broken(required=True), after]
     with pytest.raises(RuntimeError, match="listener down"):
         store(dossiers, "c2")
-    assert [m["version"] for m in dossiers.versions(CODE)] == [1, 2]
+    assert [m.version for m in dossiers.versions(CODE)] == [1, 2]
     assert [e.kind for e in after.heard] == ["created", "new_version"]
 
 
@@ -157,8 +157,8 @@ def test_the_listeners_built_from_settings_index_audit_and_announce_as_before(
         dossiers.store.get(manifest_key)).hexdigest()
 
     assert sent[0] == {"kind": "created", "dossier_id": CODE, "agency": AGENCY, "version": 1,
-                       "batch_id": BATCH, "pdf": first["objects"]["dossier.pdf"]["key"],
-                       "at": first["created_at"]}
+                       "batch_id": BATCH, "pdf": first.objects["dossier.pdf"].key,
+                       "at": first.created_at}
     assert [e["kind"] for e in sent] == ["created", "new_version", "field_corrected", "withdrawn"]
     assert sent[2] == {"kind": "field_corrected", "dossier_id": CODE, "agency": AGENCY,
                        "version": 2, "field": "applicant", "value": "Nguyễn Văn An",
@@ -182,7 +182,7 @@ def test_a_version_whose_audit_entry_was_lost_is_anchored_by_the_next_run(
     pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
     pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
     batch_id = pipeline.receive(sample, scope=["*"])
-    for i in range(pipeline.inspect(batch_id)["pages"]):
+    for i in range(pipeline.inspect(batch_id).pages):
         pipeline.process_page(batch_id, i)
     real = AuditLog.append
 
@@ -196,7 +196,7 @@ def test_a_version_whose_audit_entry_was_lost_is_anchored_by_the_next_run(
         pipeline.finalize(batch_id)
     monkeypatch.setattr(AuditLog, "append", real)
     record = pipeline.finalize(batch_id)
-    codes = [d["dossier_id"] for d in record["dossiers"]]
+    codes = [d.dossier_id for d in record.dossiers]
     assert len(codes) == 2 and all(len(pipeline.dossiers.versions(c)) == 1 for c in codes)
     assert pipeline.audit is not None and pipeline.catalog is not None
     for code in codes:
@@ -205,7 +205,7 @@ def test_a_version_whose_audit_entry_was_lost_is_anchored_by_the_next_run(
         assert entry["detail"]["manifest_sha256"] == hashlib.sha256(stored).hexdigest()
     findings = verify(pipeline.store, None, pipeline.catalog, pipeline.audit)
     # + original, manifest
-    expected = sum(len(pipeline.dossiers.versions(c)[-1]["objects"]) + 2 for c in codes)
+    expected = sum(len(pipeline.dossiers.versions(c)[-1].objects) + 2 for c in codes)
     assert problems(findings) == [] and len(findings) == expected
 
 

@@ -134,12 +134,12 @@ def test_a_waiting_batch_is_resumed_when_its_pause_is_over_and_not_before(
     dog = watchdog(pipeline, leases, queue)
     assert dog.tick() == []  # the pause (60 s) is not over
     record = pipeline.record(batch_id)
-    record["waiting_for"]["next_try"] = "2000-01-01T00:00:00+00:00"
+    record.waiting_for["next_try"] = "2000-01-01T00:00:00+00:00"
     pipeline.save_record(record)
     assert dog.tick() == [f"{batch_id}: resumed (page 1)"]
     assert queue.queued == [(batch_id, False)]
     after = pipeline.record(batch_id)
-    assert after["status"] == "waiting" and after["waiting_for"]["tries"] == 1
+    assert after.status == "waiting" and after.waiting_for["tries"] == 1
 
 
 def test_the_pause_between_tries_doubles_and_a_second_failure_does_not_push_it_later(
@@ -147,14 +147,14 @@ def test_the_pause_between_tries_doubles_and_a_second_failure_does_not_push_it_l
     batch_id = started(pipeline, pages_done=7)
     first = pipeline.wait(batch_id, RegistryUnavailable("registry answered 503"))
     again = pipeline.wait(batch_id, RegistryUnavailable("registry answered 502"))
-    assert again["waiting_for"]["next_try"] == first["waiting_for"]["next_try"]
-    assert again["waiting_for"]["dependency"] == "registry"
-    assert again["error"] == "registry unavailable: registry answered 502"
+    assert again.waiting_for["next_try"] == first.waiting_for["next_try"]
+    assert again.waiting_for["dependency"] == "registry"
+    assert again.error == "registry unavailable: registry answered 502"
     tried = pipeline.resume(batch_id)
     from datetime import datetime
 
-    since = datetime.fromisoformat(tried["waiting_for"]["since"])
-    pause = datetime.fromisoformat(tried["waiting_for"]["next_try"]) - since
+    since = datetime.fromisoformat(tried.waiting_for["since"])
+    pause = datetime.fromisoformat(tried.waiting_for["next_try"]) - since
     assert 115 <= pause.total_seconds() <= 125  # 60 s, doubled for the second try
 
 
@@ -163,11 +163,11 @@ def test_a_person_can_retry_a_failed_batch(pipeline: Pipeline) -> None:
     record = pipeline.record(batch_id)
     record.status, record.error = "failed", "unexpected: RegistryUnavailable: down"
     pipeline.save_record(record)
-    assert pipeline.resume(batch_id)["status"] == "failed"  # not by itself
+    assert pipeline.resume(batch_id).status == "failed"  # not by itself
     resumed = pipeline.resume(batch_id, reset=True)
-    assert (resumed["status"], resumed["error"]) == ("processing", None)
-    assert resumed["retried_failure"] == "unexpected: RegistryUnavailable: down"
-    assert pipeline.finalize(batch_id)["status"] == "done"
+    assert (resumed.status, resumed.error) == ("processing", None)
+    assert resumed.retried_failure == "unexpected: RegistryUnavailable: down"
+    assert pipeline.finalize(batch_id).status == "done"
 
 
 def test_a_second_delivery_of_a_page_another_worker_holds_waits_for_its_lease(

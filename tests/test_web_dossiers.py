@@ -51,13 +51,13 @@ def manifests(live_app: LiveApp, tmp_path_factory: pytest.TempPathFactory) -> di
     folder = tmp_path_factory.mktemp("scans")
     read = synth.write_pdf(dossier_pages(AN, 0) + dossier_pages(NGOC, 1, NOISY), folder / "ocr.pdf")
     with_ocr = Pipeline.from_settings(live_app.settings)  # the default stages: OCR included
-    assert run_file(with_ocr, read, agency=H40)["status"] == "done"
+    assert run_file(with_ocr, read, agency=H40).status == "done"
     fast = synth.write_pdf(dossier_pages(THANG, 2) + dossier_pages(MISREAD, 3),
                            folder / "fast.pdf")
-    assert run_file(live_app.pipeline, fast, agency=H40)["status"] == "done"
+    assert run_file(live_app.pipeline, fast, agency=H40).status == "done"
     # H56's dossier comes in H56's own batch: writes are scoped like reads.
     theirs = synth.write_pdf(dossier_pages(OTHER, 0), folder / "h56.pdf")
-    assert run_file(live_app.pipeline, theirs, agency=H56)["status"] == "done"
+    assert run_file(live_app.pipeline, theirs, agency=H56).status == "done"
     return {code: live_app.pipeline.dossiers.versions(code)[-1]
             for code in (AN, NGOC, THANG, OTHER, MISREAD)}
 
@@ -117,7 +117,7 @@ def test_an_auditor_finds_a_dossier_without_accents_and_downloads_its_pdf(
         page.click("#download")
     assert download.value.suggested_filename == f"{AN}.pdf"
     data = Path(download.value.path()).read_bytes()
-    assert hashlib.sha256(data).hexdigest() == manifests[AN]["objects"]["dossier.pdf"]["sha256"]
+    assert hashlib.sha256(data).hexdigest() == manifests[AN].objects["dossier.pdf"].sha256
     assert problems == []
 
 
@@ -156,7 +156,7 @@ def test_verify_now_on_an_intact_dossier_says_ok_and_is_audited(
     assert entry["actor"] == f"user:{username}"
     # a finding per stored object (the PDF, text, fields, the component copies), the original,
     # and the manifest against the audit log
-    objects = len(manifests[AN]["objects"])
+    objects = len(manifests[AN].objects)
     assert (entry["detail"]["result"], entry["detail"]["objects"]) == ("ok", objects + 2)
 
 
@@ -166,13 +166,13 @@ def test_verify_now_reports_each_difference_after_tampering(
     behind sohoa's back, when an auditor opens it and presses "verify now", then each difference
     is listed with the recorded and the current SHA-256, and the search finds it among the
     dossiers with differences."""
-    objects = manifests[THANG]["objects"]
+    objects = manifests[THANG].objects
     root = live_app.settings.storage.data_dir / "objects"
-    with (root / objects["dossier.pdf"]["key"]).open("ab") as pdf:
+    with (root / objects["dossier.pdf"].key).open("ab") as pdf:
         pdf.write(b"\n% changed after digitization\n")
-    (root / objects["text.json"]["key"]).unlink()
-    (root / objects["fields.json"]["key"]).unlink()
-    changed = hashlib.sha256((root / objects["dossier.pdf"]["key"]).read_bytes()).hexdigest()
+    (root / objects["text.json"].key).unlink()
+    (root / objects["fields.json"].key).unlink()
+    changed = hashlib.sha256((root / objects["dossier.pdf"].key).read_bytes()).hexdigest()
     username, password = live_app.user("auditor", [H40])
     login(page, live_app.url, username, password, next_path=f"/dossiers/{THANG}")
     panel = page.locator("#integrity")
@@ -182,7 +182,7 @@ def test_verify_now_reports_each_difference_after_tampering(
     expect(rows).to_have_count(3)
     pdf_row = rows.filter(has_text="v0001/dossier.pdf")
     expect(pdf_row).to_contain_text("Nội dung đã bị thay đổi")
-    expect(pdf_row).to_contain_text(objects["dossier.pdf"]["sha256"])
+    expect(pdf_row).to_contain_text(objects["dossier.pdf"].sha256)
     expect(pdf_row).to_contain_text(changed)
     expect(rows.filter(has_text="v0001/text.json")).to_contain_text("Tệp bị mất")
     expect(rows.filter(has_text="v0001/fields.json")).to_contain_text("Tệp bị mất")
@@ -472,7 +472,7 @@ def test_the_preview_pdf_is_inline_and_the_stored_bytes(live_app: LiveApp,
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
     assert r.headers["content-disposition"].startswith("inline")
     assert r.headers["x-frame-options"] == "SAMEORIGIN"
-    assert hashlib.sha256(r.content).hexdigest() == manifests[AN]["objects"]["dossier.pdf"]["sha256"]
+    assert hashlib.sha256(r.content).hexdigest() == manifests[AN].objects["dossier.pdf"].sha256
 
 
 def test_verify_without_javascript_redirects_back(live_app: LiveApp, manifests: dict) -> None:

@@ -69,9 +69,9 @@ def scanned(live_app: LiveApp, prose: list[bytes], tmp_path: Path):
         record = run_file(pipeline or live_app.pipeline, path, agency=sent_by or agency,
                           source="scan", file_name=name, incomplete=incomplete)
         if pipeline is None and not incomplete and not sent_by:
-            assert (record["status"], record["unmatched_pages"]) == ("needs_review", [0])
-            assert [d["dossier_id"] for d in record["dossiers"]] == [code]
-        return Scan(record["batch_id"], code, name)
+            assert (record.status, record.unmatched_pages) == ("needs_review", [0])
+            assert [d.dossier_id for d in record.dossiers] == [code]
+        return Scan(record.batch_id, code, name)
     return make
 
 
@@ -99,7 +99,7 @@ def unknown_codes(live_app: LiveApp) -> Iterator[Pipeline]:
 
 
 def versions(live_app: LiveApp, code: str) -> list[int]:
-    return [m["version"] for m in live_app.pipeline.dossiers.versions(code)]
+    return [m.version for m in live_app.pipeline.dossiers.versions(code)]
 
 
 def refs(live_app: LiveApp, code: str) -> list[tuple[int, int]]:
@@ -108,7 +108,7 @@ def refs(live_app: LiveApp, code: str) -> list[tuple[int, int]]:
 
 def status(live_app: LiveApp, batch_id: str) -> tuple[str, list[int]]:
     record = live_app.pipeline.record(batch_id)
-    return record["status"], record["unmatched_pages"]
+    return record.status, record.unmatched_pages
 
 
 def action() -> str:
@@ -234,7 +234,7 @@ def test_a_code_read_by_ocr_waits_until_confirmed(live_app: LiveApp, page: Page,
     expect(page.locator("#confirm-code")).to_have_count(0)
     expect(page.locator("#versions li").first).to_contain_text("Xác nhận mã hồ sơ")
     shot(page, "confirmed")
-    assert live_app.pipeline.dossiers.versions(code)[-1]["code_source"] == "user"
+    assert live_app.pipeline.dossiers.versions(code)[-1].code_source == "user"
     page.goto(f"{live_app.url}/review")
     expect(page.locator("main")).not_to_contain_text(code)
 
@@ -493,14 +493,14 @@ def test_a_shorter_rescan_is_replaced_or_kept_by_a_person(live_app: LiveApp, sca
     rescan = live_app.settings.storage.data_dir.parent / f"rescan-{scan.code}.pdf"
     rescan.write_bytes(receipt_only)
     record = run_file(live_app.pipeline, rescan, agency=H40, source="scan")
-    assert [r["reason"] for r in record["review"]] == ["incomplete_rescan"]
-    page = http.get(f"/review/batches/{record['batch_id']}").text
+    assert [r.reason for r in record.review] == ["incomplete_rescan"]
+    page = http.get(f"/review/batches/{record.batch_id}").text
     assert "Thay phiên bản hiện tại bằng bản quét này" in page
     assert "Giữ phiên bản hiện tại" in page
     reader, _ = client(live_app, "processor")
     assert "đang chờ duyệt" in reader.get(f"/dossiers/{scan.code}").text
-    r = post(http, f"/review/batches/{record['batch_id']}/keep", csrf, pages="1")
-    assert r.status_code == 303 and status(live_app, record["batch_id"]) == ("done", [])
+    r = post(http, f"/review/batches/{record.batch_id}/keep", csrf, pages="1")
+    assert r.status_code == 303 and status(live_app, record.batch_id) == ("done", [])
     assert versions(live_app, scan.code) == [1]
     assert "đang chờ duyệt" not in reader.get(f"/dossiers/{scan.code}").text
 
@@ -512,8 +512,8 @@ def test_pages_with_another_agencys_code_wait_for_that_agency(live_app: LiveApp,
     the batch in their queue, see those pages only, and store them as the H40 dossier."""
     scan = scanned(agency=H40, sent_by=H22)
     record = live_app.pipeline.record(scan.batch_id)
-    assert [(r["code"], r["pages"], r["agency"]) for r in record["review"]
-            if r["reason"] == "other_agency"] == [(scan.code, [1, 2], H40)]
+    assert [(r.code, r.pages, r.agency) for r in record.review
+            if r.reason == "other_agency"] == [(scan.code, [1, 2], H40)]
     assert versions(live_app, scan.code) == []
     theirs, their_csrf = client(live_app, agencies=(H22,))
     assert "mang mã của một cơ quan khác" in theirs.get(f"/review/batches/{scan.batch_id}").text
@@ -539,7 +539,7 @@ def test_a_page_set_aside_belongs_to_no_dossier(live_app: LiveApp, scanned) -> N
     r = post(http, f"/review/batches/{scan.batch_id}/discard", csrf, pages="1")
     assert r.status_code == 303 and "Đã để riêng trang 1." in http.get(r.headers["location"]).text
     record = live_app.pipeline.record(scan.batch_id)
-    assert (record["status"], record["dropped_pages"][-1]["reason"]) == ("done", "set_aside")
+    assert (record.status, record.dropped_pages[-1].reason) == ("done", "set_aside")
     assert versions(live_app, scan.code) == [1]
 
 
@@ -628,8 +628,8 @@ def test_a_code_read_wrong_is_corrected_by_typing_the_right_one(live_app: LiveAp
     expect(page.locator("main h1 code")).to_have_text(right)
     shot(page, "old-address")
     assert refs(live_app, right) == [(1, 0)] and versions(live_app, wrong) == [1, 2]
-    assert live_app.pipeline.dossiers.versions(right)[-1]["code_source"] == "user"
-    assert live_app.pipeline.dossiers.versions(wrong)[-1]["withdrawn"]["to"] == right
+    assert live_app.pipeline.dossiers.versions(right)[-1].code_source == "user"
+    assert live_app.pipeline.dossiers.versions(wrong)[-1].withdrawn.to == right
 
 
 def test_a_wrong_code_typed_to_correct_a_code_is_refused_and_kept_for_fixing(live_app: LiveApp,
@@ -679,7 +679,7 @@ def test_a_correction_sent_twice_leads_to_the_same_page_and_changes_nothing(live
     assert (again.status_code, again.headers["location"]) == (303, first.headers["location"])
     assert versions(live_app, scan.code) == [1, 2] and versions(live_app, right) == [1]
     record = live_app.pipeline.record(scan.batch_id)
-    assert [d["dossier_id"] for d in record["dossiers"]] == [right]
+    assert [d.dossier_id for d in record.dossiers] == [right]
 
 
 def test_the_api_answers_gone_for_a_corrected_code(live_app: LiveApp, scanned) -> None:

@@ -104,7 +104,7 @@ def processed(station: Station, batch_id: str, timeout: float = 120) -> dict[str
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = station.app.pipeline.record(batch_id)
-        if record["status"] in ("done", "needs_review", "failed"):
+        if record.status in ("done", "needs_review", "failed"):
             return record
         time.sleep(0.2)
     raise AssertionError(f"batch {batch_id} was not processed")
@@ -368,8 +368,8 @@ def test_a_colour_scan_at_200_dpi_asks_the_scanner_for_that(station: Station) ->
     assert (job.settings["XResolution"], job.settings["YResolution"]) == (200, 200)
     assert (progress.color_mode, progress.resolution) == ("RGB24", 200)
     assert progress.batch_id is not None
-    assert processed(station, progress.batch_id)["pages"] == 3
-    assert station.app.pipeline.page_facts_for(progress.batch_id, [0])[0]["dpi"] == 200
+    assert processed(station, progress.batch_id).pages == 3
+    assert station.app.pipeline.page_facts_for(progress.batch_id, [0])[0].dpi == 200
     assert '<option value="RGB24" selected>' in shown and '<option value="200" selected>' in shown
 
 
@@ -427,5 +427,5 @@ def test_a_batch_lists_its_unreadable_pages_with_their_reasons(station: Station)
     mine, password = station.app.user("scanner", [H40])
     client, _ = http_login(station.app.url, mine, password)
     with closing(client):
-        text = client.get(f"/scan/batches/{record['batch_id']}").text
+        text = client.get(f"/scan/batches/{record.batch_id}").text
     assert "Trang 1 không đọc được: too_small: page 0 is 1x1 pixels" in text

@@ -150,16 +150,16 @@ class Env:
     def batch(self, agency: str = A, **kw: Any) -> str:
         """A batch of agency `agency` whose one page waits in review."""
         record = run_file(self.pipeline, self.page_file(), agency=agency, source="scan", **kw)
-        assert record["status"] == "needs_review" and record["unmatched_pages"] == [0], record
-        return record["batch_id"]
+        assert record.status == "needs_review" and record.unmatched_pages == [0], record
+        return record.batch_id
 
     def versions(self, code: str) -> list[tuple[int, bool, tuple[tuple[str, int, int], ...]]]:
-        return [(m["version"], bool(m.get("withdrawn")),
+        return [(m.version, bool(m.withdrawn),
                  tuple((r.batch_id, r.index, r.rotate) for r in Pipeline.page_refs(m)))
                 for m in self.pipeline.dossiers.versions(code)]
 
     def code_source(self, code: str) -> str:
-        return self.pipeline.dossiers.versions(code)[-1]["code_source"]
+        return self.pipeline.dossiers.versions(code)[-1].code_source
 
     def fields(self, code: str) -> dict[str, Any]:
         found = self.pipeline.catalog.dossier(code)  # type: ignore[union-attr]
@@ -167,8 +167,8 @@ class Env:
 
     def batch_state(self, batch_id: str) -> tuple[Any, ...]:
         r = self.pipeline.record(batch_id)
-        return (r["status"], r["unmatched_pages"], r.get("dropped_pages"), r.get("review"),
-                r.get("incomplete_checked"), r.get("resolved"), r.get("error"))
+        return (r.status, r.unmatched_pages, r.dropped_pages, r.review,
+                r.incomplete_checked, r.resolved, r.error)
 
     def scans(self) -> tuple[int, tuple[int, ...]]:
         """Scans started (the station's list) and the jobs each emulated scanner was sent."""
@@ -221,8 +221,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         live = stack.enter_context(serve(settings))
         # The sample batch, sent by a key of all agencies: its two dossiers, one per agency.
         record = run_file(live.pipeline, SAMPLE, agency=A, source="upload", scope=["*"])
-        found = {d["dossier_id"]: live.pipeline.catalog.dossier(d["dossier_id"])["agency"]  # type: ignore[union-attr]
-                 for d in record["dossiers"]}
+        found = {d.dossier_id: live.pipeline.catalog.dossier(d.dossier_id)["agency"]  # type: ignore[union-attr]
+                 for d in record.dossiers}
         assert found == SAMPLE_CODES
         keys = KeyStore(settings.storage.catalog_url)
         api_client = stack.enter_context(httpx.Client(base_url=live.url, trust_env=False,
@@ -234,7 +234,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 stack.callback(web.close)
                 actors[role, scope] = Actor(role, scope, keys.create(role, list(agencies)), web,
                                             csrf, api_client)
-        yield Env(live, tmp, record["batch_id"], actors, emulators, resumed)
+        yield Env(live, tmp, record.batch_id, actors, emulators, resumed)
 
 
 # ---- the writes -----------------------------------------------------------------------------
@@ -307,11 +307,11 @@ def held_for_a(env: Env, target: tuple[str, Path], answer: httpx.Response) -> No
     code, _ = target
     assert [v for v, *_ in env.versions(code)] == [1]
     record = env.pipeline.record(answer.json()["batch_id"])
-    assert record["status"] == "needs_review" and record["agency"] == B
-    assert [(r["code"], r["agency"], r["pages"]) for r in record["review"]
-            if r["reason"] == "other_agency"] == [(code, A, [0])]
+    assert record.status == "needs_review" and record.agency == B
+    assert [(r.code, r.agency, r.pages) for r in record.review
+            if r.reason == "other_agency"] == [(code, A, [0])]
     staff = {scope: Principal(scope, "processor", agencies) for scope, agencies in SCOPES.items()}
-    assert record["batch_id"] in {r["batch_id"] for r in waiting_batches(env.pipeline, staff["own"])}
+    assert record.batch_id in {r.batch_id for r in waiting_batches(env.pipeline, staff["own"])}
     assert sees_page(staff["own"], record, 0) and sees_page(staff["all"], record, 0)
     assert not sees_page(staff["other"], record, 0)  # the sender's staff
 
@@ -370,7 +370,7 @@ API = [
           send=lambda env, actor, via, t: actor.api(via, "POST", f"/api/v1/batches/{t}/retry"),
           look=lambda env, t: (env.batch_state(t), env.resumed.count(t)),
           check=lambda env, t, answer: checked_all(
-              env.resumed.count(t) == 1, env.pipeline.record(t)["status"] == "received"),
+              env.resumed.count(t) == 1, env.pipeline.record(t).status == "received"),
           ok=202, vias=("key", "session")),
     Write("api-field", ("scanner", "processor"),
           prepare=lambda env: (env.dossier(pages=1), uuid.uuid4().hex),
@@ -461,14 +461,14 @@ def held_other(env: Env) -> tuple[str, str]:
 
 
 def dropped(env: Env, batch_id: str, reason: str) -> None:
-    assert [(d["page"], d["reason"]) for d in env.pipeline.record(batch_id)["dropped_pages"]] \
+    assert [(d.page, d.reason) for d in env.pipeline.record(batch_id).dropped_pages] \
         == [(0, reason)]
 
 
 def assigned(env: Env, target: tuple[str, str], answer: httpx.Response) -> None:
     batch_id, code = target
     assert env.versions(code)[-1][2][-1][:2] == (batch_id, 0)  # the page is the version's last
-    assert env.pipeline.record(batch_id)["unmatched_pages"] == []
+    assert env.pipeline.record(batch_id).unmatched_pages == []
 
 
 NOT_WAITING = "Có trang đã chọn không còn chờ gán"
@@ -489,7 +489,7 @@ BATCHES = [
     Write("web-incomplete", REVIEW, prepare=lambda env: env.batch(incomplete="jam"),
           send=batch_op("incomplete"), look=lambda env, t: env.batch_state(t),
           check=lambda env, t, answer: checked_all(
-              bool(env.pipeline.record(t)["incomplete_checked"]))),
+              bool(env.pipeline.record(t).incomplete_checked))),
     Write("web-replace", REVIEW, prepare=held_rescan, send=batch_op("replace"),
           look=lambda env, t: (env.batch_state(t[0]), env.versions(t[1])),
           check=lambda env, t, answer: assigned(env, t, answer)),
@@ -514,7 +514,7 @@ BATCHES = [
           prepare=lambda env: env.batch(incomplete="jam", dossier=env.code(B)),
           send=batch_op("incomplete"), look=lambda env, t: env.batch_state(t),
           check=lambda env, t, answer: checked_all(
-              bool(env.pipeline.record(t)["incomplete_checked"]))),
+              bool(env.pipeline.record(t).incomplete_checked))),
 ]
 
 
@@ -602,7 +602,7 @@ DOSSIERS = [
 
 def components_of(env: Env, code: str) -> list[list[str]]:
     """The component titles of each version of `code`."""
-    return [[c["title"] for c in m.get("components", [])] for m in env.pipeline.dossiers.versions(code)]
+    return [[c["title"] for c in m.components or []] for m in env.pipeline.dossiers.versions(code)]
 
 
 def verifications(env: Env, code: str) -> int:
@@ -734,5 +734,8 @@ def test_the_matrix_covers_every_write_route(env: Env) -> None:
         ("POST", "/admin/users/{username}/disable"), ("POST", "/admin/users/{username}/enable"),
         ("POST", "/admin/users/{username}/reset-password"),
         ("POST", "/login"), ("POST", "/logout"),  # no agency to scope
+        # reads sent by POST (a list of codes in the body): scoped like the single-dossier
+        # reads, tested in tests/test_bulk.py
+        ("POST", "/api/v1/exports"), ("POST", "/api/v1/verifications"),
     }
     assert set(writes) == covered
