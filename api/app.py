@@ -38,6 +38,7 @@ from api.errors import MAX_INT, PRINTABLE, PRINTABLE_LINES, answers, invalid, te
 from api.errors import install as install_error_handlers
 from api.keys import KeyStore, Principal
 from api.scanner_routes import add_scanner_routes
+from api.status_routes import add_status_routes
 from api.web.security import CSRF_HEADER, UNSAFE_METHODS, session_of
 from ingest import component_review
 from ingest.pipeline import Pipeline
@@ -421,6 +422,7 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
                        lambda code: found.agency if (found := pipeline.grammar.match(code))
                        else None)
     app.state.scans = scans  # the web app's scanning station uses the same service
+    add_status_routes(app, pipeline, scans.scanners, role, log)
 
     def visible_dossier(code: str, who: Principal) -> dict[str, Any]:
         """The live dossier; 404 if missing or another agency's; 410 Gone if a person withdrew

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ingest import services
+from ingest import logs, metrics, services
 from ingest.registry import Registry
 from ingest.settings import Settings
 from ingest.split import DossierSplit, SplitPlan, split, split_result
@@ -311,6 +311,15 @@ class Pipeline:
         facts_key = layout.page_facts(batch_id, index)
         if self.store.exists(facts_key):
             return PageFacts.load(self.store.get(facts_key))
+        with logs.context(batch_id=batch_id, page=index):
+            facts = self._process_page(batch_id, index)
+            log.info("page %d: %s in %.2f s", index, metrics.page_outcome(facts),
+                     sum((facts.seconds or {}).values()))
+        metrics.page_processed(facts)
+        return facts
+
+    def _process_page(self, batch_id: str, index: int) -> PageFacts:
+        facts_key = layout.page_facts(batch_id, index)
         record = self.record(batch_id)
         facts = PageFacts(index=index, status="ok")
         start = time.perf_counter()
@@ -357,7 +366,7 @@ class Pipeline:
     def split_batch(self, batch_id: str) -> SplitPlan:
         record = self.record(batch_id)
         pages = self.page_facts(batch_id, record.pages)
-        if code := record.get("result_for"):
+        if code := record.result_for:
             found = self.grammar.match(code)
             return split_result(pages, code, found.agency if found else code.split("-")[0])
         return split(pages, self.grammar, record.dossier_hint,
@@ -484,7 +493,7 @@ class Pipeline:
     def finish(self, batch_id: str, plan: SplitPlan, manifests: list[Manifest],
                results: list[ResultManifest] | None = None) -> BatchRecord:
         record = self.record(batch_id)
-        if results or record.get("result_for"):  # a batch without results stores no key
+        if results or record.result_for:  # a batch without results stores no key
             record.results = [
                 {"dossier_id": m.dossier_id, "pages": m.pages, "version": m.version,
                  "pdf": m.pdf.key, "sha256": m.pdf.sha256} for m in results or []]
@@ -507,7 +516,7 @@ class Pipeline:
         if plan.failed and not record.error:
             count = len(plan.failed)
             record.error = f"{count} page{'s' if count > 1 else ''} could not be read"
-        if (code := record.get("result_for")) and not results:
+        if (code := record.result_for) and not results:
             # A result refused (no such dossier, nothing readable): a failed upload, its
             # original kept; `sohoa batch retry` stores it once its dossier exists.
             record.status = "failed"
@@ -518,16 +527,24 @@ class Pipeline:
         self._save_record(record)
         if self.catalog:
             self.catalog.index_batch(record, self.page_facts(batch_id, record.pages))
+        metrics.batch_finished(record.status)
         return record
 
     def finalize(self, batch_id: str) -> BatchRecord:
         """split_batch, check codes with the registry, assemble each dossier, finish: once every
         page has its facts."""
-        plan = self.check_registry(self.split_batch(batch_id))
-        plan = self.hold_partial(batch_id, self.hold_other_agency(batch_id, plan))
-        manifests = [self.assemble(batch_id, part) for part in plan.dossiers]
-        results = self.store_results(batch_id, plan)
-        record = self.finish(batch_id, plan, manifests, results)
+        with logs.context(batch_id=batch_id):
+            plan = self.check_registry(self.split_batch(batch_id))
+            plan = self.hold_partial(batch_id, self.hold_other_agency(batch_id, plan))
+            manifests = []
+            for part in plan.dossiers:
+                with logs.context(dossier=part.code):
+                    manifests.append(self.assemble(batch_id, part))
+                    log.info("dossier %s: version %d, %d pages", part.code,
+                             manifests[-1].version, len(part.pages))
+            results = self.store_results(batch_id, plan)
+            record = self.finish(batch_id, plan, manifests, results)
+            log.info("batch %s: %s, %d dossiers", batch_id, record.status, len(manifests))
         self._cache_path(record).unlink(missing_ok=True)
         return record
 

@@ -17,7 +17,7 @@ import types
 import typing
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -113,6 +113,17 @@ class SigningConfig(BaseModel):
                 if p.strip()]
 
 
+class MonitoringConfig(BaseModel):
+    """Logs and metrics (ingest/logs.py, ingest/metrics.py, api/status_routes.py). log_format:
+    text, or json (one object per line with batch_id, page and dossier). `GET /metrics` answers
+    admins; metrics_port also serves it without a key on metrics_host (loopback by default),
+    for a Prometheus on the same machine or behind a firewall."""
+
+    log_format: Literal["text", "json"] = "text"
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no port of its own
+    metrics_host: str = "127.0.0.1"
+
+
 # The documented flat names (SOHOA_<NAME>, or a constructor keyword) -> their place in the sections.
 FLAT: dict[str, tuple[str, ...]] = {
     **{f"ocr_{name}": ("ocr", name) for name in (
@@ -152,6 +163,7 @@ FLAT: dict[str, tuple[str, ...]] = {
         "login_window_s", "trusted_origins")},
     **{name: ("signing", name) for name in ("secrets_dir", "tsa_url", "tsa_timeout_s",
                                              "trust_roots")},
+    **{name: ("monitoring", name) for name in ("log_format", "metrics_port", "metrics_host")},
 }
 _FLAT_NAME = {path: name for name, path in FLAT.items()}
 
@@ -293,6 +305,7 @@ class Settings(BaseSettings):
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     signing: SigningConfig = Field(default_factory=SigningConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     # Processes of `sohoa run`/`sohoa worker` (default: one per CPU).
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     timezone_offset: str = "+07:00"  # receipts print local time (Vietnam, no DST)

@@ -39,6 +39,7 @@ from typing import Any
 from asn1crypto import x509 as asn1_x509
 from pydantic import SecretStr
 
+from ingest import metrics
 from ingest.settings import Settings, SigningConfig, get_settings
 from ingest.stages import DossierWork
 from ocr import note as notemod
@@ -281,12 +282,16 @@ def sign_pdf(pdf: bytes, signer: Any, name: str, at: datetime, tsa_url: str | No
                 log.warning("signing without embedded validation data: %s", _first_line(e))
         return outside_event_loop(lambda: attempt(embed=False))
     except TimestampRequestError as e:
+        metrics.signature_failed("unavailable")
         raise SignerUnavailable(f"timestamp server {tsa_url}: {_first_line(e)}") from None
-    except SigningError:
+    except SigningError as e:
+        metrics.signature_failed("unavailable" if isinstance(e, SignerUnavailable) else "refused")
         raise
     except Exception as e:
         if _is_token_gone(e):
+            metrics.signature_failed("unavailable")
             raise SignerUnavailable(f"the token stopped answering: {_first_line(e)}") from None
+        metrics.signature_failed("refused")
         raise SignerRefused(f"signing failed: {type(e).__name__}: {_first_line(e)}") from None
 
 

@@ -10,6 +10,10 @@
 - nothing left behind: the worker adopts the orphans of its subtree (a child subreaper), so the
   Tesseract child of a pool process that died first comes back to it; whatever of its subtree is
   still running when Celery is done is ended before it exits.
+- a presence others can see: while ready, it holds the lease `worker:<node>` (storage/leases.py),
+  which the status page lists as a worker alive; and its pool processes write their metrics to
+  the data dir's `metrics/` (ingest/metrics.py), which `sohoa serve` on the same machine adds up,
+  or serves them itself on `--metrics-port`.
 - an exit status that tells: 0 after a stop asked for by a signal in which every page in hand
   finished; 1 if the worker never became ready (broker unreachable after its retries, node name
   taken, bad configuration), stopped on an error, or had to stop cold.
@@ -27,6 +31,9 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
+
+from ingest import logs
+from ingest.settings import get_settings
 
 STOP_SECONDS = 25.0  # warm stop, then cold: a stop is over within 30 s (systemd allows 90)
 END_GRACE_SECONDS = 2.0  # for leftover children between SIGTERM and SIGKILL
@@ -151,6 +158,39 @@ class Lifecycle:
         return 0 if code in (0, None) else 1
 
 
+class Presence:
+    """Holds the lease `worker:<node>` while the worker is ready: the status page's "workers
+    alive", on any broker and across machines (the lease lives in the catalog's database)."""
+
+    LEASE_SECONDS = 30.0
+
+    def __init__(self, node: str, processes: str) -> None:
+        self.node, self.processes = node, processes
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, **_: Any) -> None:
+        from storage.leases import Leases, worker_key
+
+        leases = Leases(get_settings().storage.catalog_url)
+        holder = f"{self.node} ({self.processes}, pid {os.getpid()})"
+
+        def hold() -> None:
+            try:
+                with leases.holding(worker_key(self.node), self.LEASE_SECONDS, holder):
+                    self._stop.wait()
+            except Exception:  # the database is away: the status page shows it gone
+                log.warning("could not announce this worker", exc_info=True)
+
+        self._thread = threading.Thread(target=hold, name="worker-presence", daemon=True)
+        self._thread.start()
+
+    def stop(self, **_: Any) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+
 def run(concurrency: int, hostname: str | None = None, broker_retries: int | None = None) -> int:
     """Runs a worker until it is stopped; returns its exit status."""
     from celery import signals
@@ -173,15 +213,31 @@ def run(concurrency: int, hostname: str | None = None, broker_retries: int | Non
     life = Lifecycle()
     signals.worker_ready.connect(life.on_ready, weak=False)
     signals.worker_shutting_down.connect(life.on_shutting_down, weak=False)
+    fmt = get_settings().monitoring.log_format
+
+    def json_logs(logger: logging.Logger, **_: Any) -> None:  # Celery sets up its own handlers
+        for handler in logger.handlers:
+            logs.apply(handler, fmt)
+
+    signals.after_setup_logger.connect(json_logs, weak=False)
+    signals.after_setup_task_logger.connect(json_logs, weak=False)
+    presence = Presence(host_format(node), processes)
+    signals.worker_ready.connect(presence.start, weak=False)
+    signals.worker_shutting_down.connect(presence.stop, weak=False)
     try:
         code = app.start(["--quiet", "worker", "--loglevel=INFO",  # --quiet: no banner
                           f"--queues={app.conf.task_default_queue}",
                           f"--concurrency={concurrency}", f"--hostname={node}"])
     finally:
+        presence.stop()
         if life.timer is not None:
             life.timer.cancel()
         signals.worker_ready.disconnect(life.on_ready)
         signals.worker_shutting_down.disconnect(life.on_shutting_down)
+        signals.worker_ready.disconnect(presence.start)
+        signals.worker_shutting_down.disconnect(presence.stop)
+        signals.after_setup_logger.disconnect(json_logs)
+        signals.after_setup_task_logger.disconnect(json_logs)
         left = end_children()
         if left:
             log.warning("ended %d processes left by the pool: %s", len(left), left)

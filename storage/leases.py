@@ -9,6 +9,7 @@ lease); a process that dies (kill -9, OOM, power loss) stops renewing, and its l
     finish:{batch_id}     a batch being split and assembled
     batch:{batch_id}      a whole batch run by `sohoa ingest` on its own machine (ingest/runner.py)
     watchdog              the one watchdog that scans for stranded work (ingest/watchdog.py)
+    worker:{node}         a `sohoa worker` that is up (ingest/worker.py; the status page)
 
 Leases are coordination, not data: losing the table loses nothing (every lease is then free), and
 `reindex` leaves it alone.
@@ -41,6 +42,13 @@ class Lease:
     key: str
     holder: str
     expires_at: datetime
+
+
+WORKER_PREFIX = "worker:"
+
+
+def worker_key(node: str) -> str:
+    return f"{WORKER_PREFIX}{node}"
 
 
 def page_key(batch_id: str, index: int) -> str:
@@ -108,6 +116,16 @@ class Leases:
         now = _now()
         return {r.key: Lease(r.key, r.holder, aware(r.expires_at)) for r in rows
                 if aware(r.expires_at) >= now}
+
+    def live_with_prefix(self, prefix: str) -> list[Lease]:
+        """The live leases whose key starts with `prefix` (e.g. `worker:`), by key."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self._session.begin() as s:
+            rows = s.scalars(select(LeaseRow).where(LeaseRow.key.like(f"{escaped}%", escape="\\"))
+                             .order_by(LeaseRow.key)).all()
+        now = _now()
+        return [Lease(r.key, r.holder, aware(r.expires_at)) for r in rows
+                if aware(r.expires_at) >= now]
 
     def is_live(self, key: str) -> bool:
         with self._session.begin() as s:

@@ -162,3 +162,72 @@ def entries_of(audit: Engine, target: str, actions: tuple[str, ...] = (),
         stmt = stmt.where(Entry.seq < before)
     with Session(audit) as s:
         return [e.to_dict() for e in s.scalars(stmt)]
+
+
+# ---- the status page ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """One way pages come in (`source`: escl, folder, ftp, email, upload; and its device): the
+    last file it brought and the last one that failed."""
+    source: str
+    device: str
+    batches: int  # among the batches looked at
+    last_file: str | None
+    last_at: datetime | None
+    last_status: str | None
+    last_error: str | None
+    last_error_file: str | None
+    last_error_at: datetime | None
+
+
+def _visible(record: dict[str, Any], scope: Scope) -> bool:
+    return scope is None or record.get("agency") in scope
+
+
+def intake_channels(catalog: Catalog, scope: Scope, recent: int = 2000) -> list[ChannelState]:
+    """Each source and device seen among the `recent` newest batches, busiest first."""
+    stmt = select(Batch.record, Batch.received_at).order_by(Batch.received_at.desc()).limit(recent)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    with catalog.session() as s:
+        rows = s.execute(stmt).all()
+    for record, at in rows:
+        if not _visible(record, scope):
+            continue
+        key = (record.get("source") or "upload", record.get("device") or "")
+        state = found.setdefault(key, {"batches": 0, "last": None, "failed": None})
+        state["batches"] += 1
+        state["last"] = state["last"] or (record, at)
+        if state["failed"] is None and (record.get("status") == "failed"
+                                        or record.get("incomplete")):
+            state["failed"] = (record, at)
+    channels = []
+    for (source, device), state in found.items():
+        last, last_at = state["last"]
+        failed, failed_at = state["failed"] or ({}, None)
+        channels.append(ChannelState(
+            source, device, state["batches"], last.get("file"), last_at, last.get("status"),
+            failed.get("error") or failed.get("incomplete"), failed.get("file"), failed_at))
+    return sorted(channels, key=lambda c: (-c.batches, c.source, c.device))
+
+
+def batch_counts(catalog: Catalog, scope: Scope) -> dict[str, int]:
+    """Batches by status (received, processing, waiting, needs_review, done, failed)."""
+    stmt = select(Batch.status, func.count()).group_by(Batch.status)
+    if scope is not None:  # the agency is in the record only
+        with catalog.session() as s:
+            counts: dict[str, int] = {}
+            for status, record in s.execute(select(Batch.status, Batch.record)).all():
+                if _visible(record, scope):
+                    counts[status] = counts.get(status, 0) + 1
+            return counts
+    with catalog.session() as s:
+        return {status: n for status, n in s.execute(stmt).all()}
+
+
+def failed_pages_waiting(catalog: Catalog, scope: Scope) -> int:
+    """Pages that could not be read, in batches waiting for review."""
+    with catalog.session() as s:
+        records = s.scalars(select(Batch.record).where(Batch.status == "needs_review")).all()
+    return sum(len(r.get("failed_pages") or []) for r in records if _visible(r, scope))

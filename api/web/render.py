@@ -40,6 +40,7 @@ NAV = [
     NavItem("/search", "nav.search", ("auditor", "processor")),
     NavItem("/reports/digitization", "nav.reports", ("auditor",)),
     NavItem("/admin/users", "nav.users", ("admin",)),
+    NavItem("/admin/status", "nav.status", ("admin",)),
 ]
 @pass_context
 def _t(context: Any, key: str, **values: Any) -> str:
