@@ -347,10 +347,15 @@ class Catalog:
                       updated_to: datetime | None = None, after: str | None = None,
                       limit: int = 50, where: tuple[Any, ...] = ()
                       ) -> tuple[list[dict[str, Any]], str | None]:
-        """`search`'s page as the REST API lists it (each with a `snippet` when `q` has words)
-        and the cursor of the next page, or None at the end."""
-        found = self.search_dossiers(search.Filters(agencies, procedure, updated_from, updated_to, where),
-                            q, search.Position.decode(after) if after else None, limit)
+        """`search_dossiers`' page as the REST API lists it (each with a `snippet` when `q` has
+        words) and the cursor of the next page, or None at the end."""
+        position = None
+        if after:  # without words, a code as before (the report's pages pass one)
+            position = search.Position.decode(after) if search.Query.parse(q) \
+                else search.Position("code", after)
+        found = self.search_dossiers(
+            search.Filters(agencies, procedure, updated_from, updated_to, where), q, position,
+            limit)
         return [h.item() for h in found.hits], found.next.encode() if found.next else None
 
     def search_dossiers(self, filters: search.Filters, q: str = "", after: search.Position | None = None,

@@ -521,10 +521,12 @@ def _window(shown: str, spans: list[tuple[int, int, str]]) -> tuple[int, int]:
         inside = {w for x, y, w in spans[i:i + 60] if y <= a + SNIPPET_CHARS - 40}
         if len(inside) > best:
             best, best_at = len(inside), a
-    start = max(0, best_at - 40) if spans else 0
+    start = best_at - 40 if best_at > SNIPPET_CHARS - 60 else 0  # near the start: from it
     if start > 0:
         space = shown.find(" ", start)
         start = space + 1 if 0 <= space < best_at else best_at
+        while shown.startswith("· ", start) and start + 2 <= best_at:
+            start += 2
     end = min(len(shown), start + SNIPPET_CHARS)
     if end < len(shown):
         space = shown.rfind(" ", start, end)
