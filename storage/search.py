@@ -61,8 +61,10 @@ NAME_FIELDS = ("applicant_name", "full_name", "registry_applicant")
 PLACE_FIELDS = ("address", "permanent_address")
 PROCEDURE_FIELDS = ("procedure", "registry_procedure")
 # SQLite bm25 weights, in the FTS5 table's column order (storage/tables.py FTS_COLUMNS):
-# ids, names, places, procedure, other, body.
-BM25_WEIGHTS = (10.0, 10.0, 5.0, 3.0, 2.0, 1.0)
+# ids, names, places, procedure, other, body. Small: bm25 saturates a weighted count of hits,
+# so weights above 1 barely count, while OCR text at a tenth weighs a tenth: a rare phrase in
+# OCR text does not outweigh the same words in the applicant's name.
+BM25_WEIGHTS = (1.0, 1.0, 0.6, 0.4, 0.3, 0.1)
 # PostgreSQL ts_rank_cd weights of D (body), C (procedure, other), B (places), A (ids, names).
 PG_WEIGHTS = "{0.05, 0.3, 0.5, 1.0}"
 
@@ -180,22 +182,34 @@ class Query:
     def __bool__(self) -> bool:
         return bool(self.words)
 
+    def pairs(self) -> list[tuple[str, ...]]:
+        """Each two words typed one after the other, and the whole query when longer: a name
+        and a commune typed together are two phrases in two fields."""
+        found = list(dict.fromkeys(zip(self.words, self.words[1:], strict=False)))
+        return [*found, self.words] if len(self.words) > 2 else found
+
     def fts5(self) -> str:
-        """A MATCH expression: every word (the last also as a prefix), or the phrase, or the
-        words near each other; bm25 adds the score of each part a dossier matches."""
+        """A MATCH expression: every word (the last also as a prefix), or a pair of them as a
+        phrase, or the words near each other; bm25 adds the score of each part a dossier
+        matches, so phrases and nearness rank above scattered words."""
         quoted = [f'"{w}"' for w in self.words]
         every = " AND ".join([*quoted[:-1], f'({quoted[-1]} OR {quoted[-1]}*)'])
         if len(quoted) == 1:
             return every
-        phrase = '"' + " ".join(self.words) + '"'
-        return f"({every}) OR {phrase} OR NEAR({' '.join(quoted)}, {NEAR})"
+        phrases = " OR ".join('"' + " ".join(p) + '"' for p in self.pairs())
+        if len(quoted) > 2:  # the pairs say what nearness would, at less cost; OR-ed with
+            # a word the dossier holds anyway, they rank but do not widen what matches
+            return f"({every}) AND ({phrases} OR {quoted[0]})"
+        return f"({every}) OR {phrases} OR NEAR({' '.join(quoted)}, {NEAR})"
 
     def tsquery_every(self) -> str:
         quoted = [f"'{w}'" for w in self.words]
         return " & ".join([*quoted[:-1], f"({quoted[-1]} | {quoted[-1]}:*)"])
 
-    def tsquery_phrase(self) -> str:
-        return " <-> ".join(f"'{w}'" for w in self.words)
+    def tsquery_phrases(self) -> str:
+        """The pairs as phrases, any of them (one word: itself)."""
+        pairs = self.pairs() or [self.words]
+        return " | ".join("(" + " <-> ".join(f"'{w}'" for w in p) + ")" for p in pairs)
 
     def trigrams(self) -> list[str]:
         return sorted({w[i:i + 3] for w in self.words for i in range(len(w) - 2)})
@@ -339,11 +353,18 @@ def _matching(dialect: str, query: Query) -> Any:
     return select(SearchText.id.label("id")).where(document.op("@@")(every))
 
 
+def _first(stmt: Any, name: str, dialect: str) -> Any:
+    """The full-text part of a query, run first: on SQLite a materialized CTE, else the planner
+    may walk an agency's dossiers and run the full-text query once for each of them."""
+    return stmt.cte(name).prefix_with("MATERIALIZED") if dialect == "sqlite" \
+        else stmt.subquery(name)
+
+
 def _count(s: Session, matching: Any, filters: Filters) -> tuple[int, bool]:
     """How many the caller may see (agencies and filters applied), up to COUNT_CAP."""
     stmt = select(literal(1)).select_from(Dossier)
     if matching is not None:
-        ids = matching.subquery("matching")
+        ids = _first(matching, "matching", s.get_bind().dialect.name)
         stmt = (select(literal(1)).select_from(ids)
                 .join(SearchText, SearchText.id == ids.c.id)
                 .join(Dossier, Dossier.code == SearchText.code))
@@ -355,7 +376,7 @@ def _count(s: Session, matching: Any, filters: Filters) -> tuple[int, bool]:
 def _scored(dialect: str, query: Query) -> Any:
     """(id, score) of the dossiers holding every word; lower scores first."""
     if dialect == "sqlite":
-        weights = ", ".join(str(w) for w in BM25_WEIGHTS)
+        weights = ", ".join(map(str, BM25_WEIGHTS))
         return (select(literal_column("dossier_fts.rowid").label("id"),
                        literal_column(f"bm25(dossier_fts, {weights})").label("score"))
                 .select_from(text("dossier_fts"))
@@ -366,7 +387,7 @@ def _scored(dialect: str, query: Query) -> Any:
     def tsquery(value: str) -> Any:
         return func.to_tsquery(literal_column("'simple'::regconfig"), literal(value, String))
 
-    every, phrase = tsquery(query.tsquery_every()), tsquery(query.tsquery_phrase())
+    every, phrase = tsquery(query.tsquery_every()), tsquery(query.tsquery_phrases())
     score = -(func.ts_rank_cd(weights, document, every) + func.ts_rank_cd(weights, document, phrase))
     return (select(SearchText.id.label("id"), cast(score, Double).label("score"))
             .where(document.op("@@")(every)))
@@ -374,7 +395,7 @@ def _scored(dialect: str, query: Query) -> Any:
 
 def _ranked(s: Session, dialect: str, query: Query, filters: Filters, after: Position | None,
             limit: int, about: int, more: bool) -> Results:
-    scored = _scored(dialect, query).subquery("scored")
+    scored = _first(_scored(dialect, query), "scored", dialect)
     stmt = (select(Dossier.code, Dossier.agency, Dossier.procedure, Dossier.latest_version,
                    Dossier.updated_at, scored.c.score)
             .select_from(scored).join(SearchText, SearchText.id == scored.c.id)
@@ -430,7 +451,9 @@ def _fuzzy(s: Session, dialect: str, query: Query, filters: Filters, after: Posi
                       literal_column("bm25(dossier_names_fts)").label("score"))
                .select_from(text("dossier_names_fts"))
                .where(text("dossier_names_fts MATCH :grams").bindparams(grams=match))
-               .subquery("grams"))
+               .order_by(literal_column("bm25(dossier_names_fts)"))
+               .limit(FUZZY_CANDIDATES * 5))
+        ids = _first(ids, "grams", dialect)
         candidates = (candidates.select_from(ids).join(SearchText, SearchText.id == ids.c.id)
                       .order_by(ids.c.score))
     elif _has_trigrams(s):

@@ -145,6 +145,13 @@ def test_a_misspelled_name_still_finds_its_dossier(catalog: Catalog, q: str, fir
     assert codes(catalog, q, (H40,))[0] == first
 
 
+def test_every_word_must_be_there_however_many_are_typed(catalog: Catalog) -> None:
+    """Given "nguyen van binh", whose pairs "nguyen van" many dossiers hold, then only the dossier
+    holding all three words is found (its text names the father, Nguyễn Văn Bình)."""
+    results = found(catalog, "nguyen van binh")
+    assert [h.code for h in results.hits] == [AN] and results.about == 1
+
+
 def test_a_query_of_no_dossier_finds_nothing(catalog: Catalog) -> None:
     results = found(catalog, "xylophone zebra")
     assert (results.hits, results.about, results.next) == ([], 0, None)
