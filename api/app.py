@@ -48,7 +48,7 @@ from ocr.pdf import page_jpeg
 from scanners.devices import Scanners
 from scanners.scan import ScanService
 from scanners.spool import Spool
-from storage import layout, reports
+from storage import layout, reports, search
 from storage.audit import AuditWriter, Event
 from storage.integrity import problems
 from storage.integrity import verify as verify_archive
@@ -269,12 +269,15 @@ def _cursor_code(code: str) -> str:
     return code
 
 
-def dossier_cursor(after: str | None) -> str | None:
-    """The code a page of GET /dossiers starts after (its `next`); 422 "bad cursor" otherwise."""
+def dossier_cursor(after: str | None) -> search.Position | None:
+    """Where a page of GET /dossiers starts (its `next`: a code, or a score and a code for a
+    search with words); 422 "bad cursor" otherwise."""
     if not after:
         return None
     try:
-        return _cursor_code(_decode(after))
+        position = search.Position.decode(_decode(after))
+        _cursor_code(position.code)
+        return position
     except ValueError as e:
         raise invalid(("query", "after"), f"bad cursor: {e}") from None
 
@@ -660,22 +663,32 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
                           description="received in this month (YYYY-MM, Vietnam time)")] = None,
                       received_from: Annotated[IsoDate | None, Query()] = None,
                       received_to: Annotated[IsoDate | None, Query()] = None) -> dict[str, Any]:
-        """Accent-insensitive search over fields and OCR text, cursor-paginated by code;
-        `updated_from` and `updated_to` are ISO 8601 dates or date-times. `figure`, `month`,
-        `received_from` and `received_to` (receipt dates, Vietnam time, both included) give the
-        dossiers behind a figure of the digitization report."""
+        """Without `q`, the dossiers by code; with `q`, a ranked search of fields and OCR text,
+        accents optional (code, ID, applicant, then address, procedure, then OCR text; the words
+        as a phrase first): each item has a `snippet`, the text as written, HTML-escaped, the
+        matched words in `<mark>`. When no dossier holds every word, the names most like the
+        query (`similar_names`). `about`: how many the caller may see match, counted up to
+        1000 (`more`: beyond). Cursor-paginated (`next`). `updated_from` and `updated_to` are
+        ISO 8601 dates or date-times. `figure`, `month`, `received_from` and `received_to`
+        (receipt dates, Vietnam time, both included) give the dossiers behind a figure of the
+        digitization report."""
         assert pipeline.catalog is not None
         scope: tuple[str, ...] | None = who.scope()
         if agency:
             scope = (agency.upper(),) if who.sees(agency.upper()) else ()
         cursor = dossier_cursor(after)
         where = reports.list_conditions(figure, month, received_from, received_to)
-        items, last = pipeline.catalog.list_dossiers(scope, q, procedure, updated_from,
-                                                     updated_to, cursor, limit, where)
+        try:
+            found = pipeline.catalog.search_dossiers(
+                search.Filters(scope, procedure, updated_from, updated_to, where), q, cursor,
+                limit)
+        except ValueError as e:  # a cursor of another search
+            raise invalid(("query", "after"), f"bad cursor: {e}") from None
+        items = [h.item() for h in found.hits]
         log(request, who, "dossier.search", q, who.agencies[0],
             results=[d["dossier_id"] for d in items])
-        next_cursor = _encode(last) if last else None
-        return {"items": items, "next": next_cursor}
+        return {"items": items, "next": _encode(found.next.encode()) if found.next else None,
+                "about": found.about, "more": found.more, "similar_names": found.fuzzy}
 
     @app.get("/api/v1/events", responses=answers())
     def events(who: Annotated[Principal, Depends(role("processor", "auditor"))],

@@ -18,8 +18,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ocr.text import fold
-from storage import layout, migrate
+from storage import layout, migrate, search
 from storage.db import Base, aware, engine_for
 from storage.objects import ObjectStore
 from storage.records import BatchRecord, Manifest, PageFacts, ResultManifest
@@ -67,7 +66,7 @@ def version_event(manifest: Manifest, agency: str, pdf_key: str,
 # The tables that index object storage (storage/tables.py): `rebuild` drops and refills them and
 # leaves the database's other tables (audit log, leases, API keys, users) alone.
 INDEX_TABLES = ("batches", "pages", "dossiers", "dossier_versions", "fields", "corrections",
-                "dossier_results")
+                "dossier_results", "dossier_search")
 
 # Vietnam time (no DST): what a receipt's date and a report's month mean.
 VIETNAM = timezone(timedelta(hours=7))
@@ -165,9 +164,8 @@ class Catalog:
         takes its code out of listing and search until a later version brings it back."""
         code, version = manifest.dossier_id, manifest.version
         created = datetime.fromisoformat(manifest.created_at)
-        words = [code] + [str(f["value"]) for f in fields.values()]
-        words += [line for page in text or [] for line in page.get("lines", [])]
-        search = fold(" ".join(words))
+        document = search.Document.of(code, {n: str(f["value"]) for n, f in fields.items()},
+                                      [line for page in text or [] for line in page.get("lines", [])])
         withdrawn_to = manifest.withdrawn.to if manifest.withdrawn else None
         pdf = manifest.objects.get("dossier.pdf")
         with self.session() as s:
@@ -176,14 +174,13 @@ class Catalog:
             received = receipt_date(code, fields)
             if dossier is None:
                 dossier = Dossier(code=code, agency=manifest.agency, procedure=procedure,
-                                  latest_version=version, updated_at=created, search=search,
+                                  latest_version=version, updated_at=created,
                                   withdrawn_to=withdrawn_to)
                 s.add(dossier)
                 current = True
             elif version >= dossier.latest_version:
                 dossier.latest_version, dossier.updated_at = version, created
                 dossier.procedure = procedure or dossier.procedure
-                dossier.search = search
                 dossier.withdrawn_to = withdrawn_to
                 current = True
             else:
@@ -196,6 +193,8 @@ class Catalog:
                     dossier.received_month = dossier.received_on.strftime("%Y-%m") \
                         if dossier.received_on else None
             s.flush()
+            if current:
+                search.store(s, code, document)
             s.merge(DossierVersion(code=code, version=version, batch_id=manifest.batch_id,
                                    pdf_key=pdf.key if pdf else "",
                                    manifest_key=layout.version_prefix(code, version)
@@ -223,7 +222,10 @@ class Catalog:
                 row.value, row.confidence, row.source = c.value, 1.0, "corrected"
             dossier = s.get(Dossier, code)
             if dossier is not None and dossier.latest_version == version:
-                dossier.search = f"{dossier.search} {fold(c.value)}"
+                s.flush()
+                values = s.execute(select(FieldRow.name, FieldRow.value).where(
+                    FieldRow.code == code, FieldRow.version == version)).all()
+                search.store_fields(s, code, {n: v for n, v in values})
                 if name == "procedure":
                     dossier.procedure = c.value
                 if name == "received_at" and (day := receipt_date(code, {name: {"value": c.value}})):
@@ -347,33 +349,24 @@ class Catalog:
                       updated_to: datetime | None = None, after: str | None = None,
                       limit: int = 50, where: tuple[Any, ...] = ()
                       ) -> tuple[list[dict[str, Any]], str | None]:
-        """Live dossiers by code (not withdrawn codes), filtered; `agencies=None` means all;
-        `where`: further conditions on `dossiers` (a report figure's, storage/reports.py).
-        Returns a page and the cursor of the next page (the last code), or None at the end. No
-        totals: counts would leak."""
-        stmt = (select(Dossier).where(Dossier.withdrawn_to.is_(None)).order_by(Dossier.code)
-                .limit(limit + 1))
-        if agencies is not None:
-            stmt = stmt.where(Dossier.agency.in_(agencies))
-        for token in fold(q).split():
-            escaped = token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            stmt = stmt.where(Dossier.search.like(f"%{escaped}%", escape="\\"))
-        if procedure:
-            stmt = stmt.where(Dossier.procedure == procedure)
-        if updated_from:
-            stmt = stmt.where(Dossier.updated_at >= updated_from)
-        if updated_to:
-            stmt = stmt.where(Dossier.updated_at < updated_to)
-        if after:
-            stmt = stmt.where(Dossier.code > after)
-        if where:
-            stmt = stmt.where(*where)
+        """`search_dossiers`' page as the REST API lists it (each with a `snippet` when `q` has
+        words) and the cursor of the next page, or None at the end."""
+        position = None
+        if after:  # without words, a code as before (the report's pages pass one)
+            position = search.Position.decode(after) if search.Query.parse(q) \
+                else search.Position("code", after)
+        found = self.search_dossiers(
+            search.Filters(agencies, procedure, updated_from, updated_to, where), q, position,
+            limit)
+        return [h.item() for h in found.hits], found.next.encode() if found.next else None
+
+    def search_dossiers(self, filters: search.Filters, q: str = "", after: search.Position | None = None,
+               limit: int = 50) -> search.Results:
+        """Live dossiers (not withdrawn codes) the filters let through: without words by code,
+        with words ranked, best first (storage/search.py). Counted in the caller's scope only:
+        a count of every agency would leak. ValueError for a cursor of another search."""
         with self.session() as s:
-            rows = s.scalars(stmt).all()
-        items = [{"dossier_id": d.code, "agency": d.agency, "procedure": d.procedure,
-                  "version": d.latest_version, "updated_at": d.updated_at.isoformat()}
-                 for d in rows[:limit]]
-        return items, (rows[limit - 1].code if len(rows) > limit else None)
+            return search.search(s, filters, q, after, limit)
 
     def events(self, agencies: tuple[str, ...] | None,
                after: tuple[str, str, int, int] | None = None,

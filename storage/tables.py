@@ -1,8 +1,11 @@
 """Every table of sohoa's one database, on one metadata (storage/db.py `Base`).
 
-    batches, pages, dossiers, dossier_versions, fields, corrections, dossier_results
-                        the catalog: an index of object storage (storage/catalog.py), rebuilt
-                        from it by `sohoa reindex`
+    batches, pages, dossiers, dossier_versions, fields, corrections, dossier_results,
+    dossier_search      the catalog: an index of object storage (storage/catalog.py), rebuilt
+                        from it by `sohoa reindex`; dossier_search is what the ranked search
+                        (storage/search.py) reads, with its full-text index beside it: an FTS5
+                        table on SQLite, a tsvector column and trigram index on PostgreSQL
+                        (`search_index_ddl` below, made whenever the table is)
     audit_log           the hash-chained audit log (storage/audit.py)
     leases              who works on what right now (storage/leases.py)
     api_keys            API keys, stored as digests (api/keys.py)
@@ -15,10 +18,27 @@ tests/test_migrate.py checks that the migrations build exactly these tables.
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    event,
+    text,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.db import Base
@@ -59,9 +79,6 @@ class Dossier(Base):
     procedure: Mapped[str | None] = mapped_column(Text)
     latest_version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    # Accent-folded fields and OCR text of the latest version (ocr.text.fold): "nguyen van an"
-    # finds "Nguyễn Văn An".
-    search: Mapped[str] = mapped_column(Text, default="")
     # Set when the latest version withdraws the code (a person corrected a misread code: the
     # pages are now dossier `withdrawn_to`): the code is then no live dossier, not listed.
     withdrawn_to: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -80,6 +97,26 @@ class Dossier(Base):
                       Index("ix_dossiers_report", "received_on", "agency", "received_month",
                             "withdrawn_to", "digitized", "full_components", "signed",
                             "result_version"))
+
+
+class SearchText(Base):
+    """What the ranked search (storage/search.py) matches of a dossier's latest version: its
+    fields and OCR text folded (ocr.text.fold: no accents, đ -> d, lower case) into words
+    separated by single spaces, one column per weight; and the text as written, which snippets
+    are cut from. `id` is the full-text index's row number (stable, unlike SQLite's rowid)."""
+
+    __tablename__ = "dossier_search"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(ForeignKey("dossiers.code", ondelete="CASCADE"),
+                                      unique=True)
+    ids: Mapped[str] = mapped_column(Text, default="")  # the code, citizen ID, phone, e-mail
+    names: Mapped[str] = mapped_column(Text, default="")  # applicants
+    places: Mapped[str] = mapped_column(Text, default="")  # addresses
+    procedure: Mapped[str] = mapped_column(Text, default="")
+    other: Mapped[str] = mapped_column(Text, default="")  # the other fields
+    body: Mapped[str] = mapped_column(Text, default="")  # OCR text
+    fields_text: Mapped[str] = mapped_column(Text, default="")  # as written: " · " between values
+    body_text: Mapped[str] = mapped_column(Text, default="")  # as written
 
 
 class DossierVersion(Base):
@@ -228,6 +265,111 @@ class SignerRow(Base):
     not_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     added_by: Mapped[str] = mapped_column(String(200))
+
+
+# ---- the full-text index of dossier_search, per database ---------------------------------------
+
+FTS_COLUMNS = ("ids", "names", "places", "procedure", "other", "body")
+log = logging.getLogger(__name__)
+
+
+def _sqlite_search_ddl() -> list[str]:
+    """Two FTS5 tables on dossier_search's content (not a second copy of it), kept in step by
+    triggers: words (bm25 per column) and trigrams of the names (misspelled names)."""
+    cols = ", ".join(FTS_COLUMNS)
+    new = ", ".join(f"new.{c}" for c in FTS_COLUMNS)
+    old = ", ".join(f"old.{c}" for c in FTS_COLUMNS)
+    return [
+        f"CREATE VIRTUAL TABLE dossier_fts USING fts5({cols}, content='dossier_search', "
+        "content_rowid='id', tokenize='unicode61 remove_diacritics 0')",
+        "CREATE VIRTUAL TABLE dossier_names_fts USING fts5(names, content='dossier_search', "
+        "content_rowid='id', tokenize='trigram')",
+        "CREATE TRIGGER dossier_search_ai AFTER INSERT ON dossier_search BEGIN "
+        f"INSERT INTO dossier_fts(rowid, {cols}) VALUES (new.id, {new}); "
+        "INSERT INTO dossier_names_fts(rowid, names) VALUES (new.id, new.names); END",
+        "CREATE TRIGGER dossier_search_ad AFTER DELETE ON dossier_search BEGIN "
+        f"INSERT INTO dossier_fts(dossier_fts, rowid, {cols}) VALUES ('delete', old.id, {old}); "
+        "INSERT INTO dossier_names_fts(dossier_names_fts, rowid, names) "
+        "VALUES ('delete', old.id, old.names); END",
+        "CREATE TRIGGER dossier_search_au AFTER UPDATE ON dossier_search BEGIN "
+        f"INSERT INTO dossier_fts(dossier_fts, rowid, {cols}) VALUES ('delete', old.id, {old}); "
+        "INSERT INTO dossier_names_fts(dossier_names_fts, rowid, names) "
+        "VALUES ('delete', old.id, old.names); "
+        f"INSERT INTO dossier_fts(rowid, {cols}) VALUES (new.id, {new}); "
+        "INSERT INTO dossier_names_fts(rowid, names) VALUES (new.id, new.names); END",
+    ]
+
+
+# PostgreSQL: one tsvector ('simple': the words are folded already), weighted A (code, IDs,
+# names) to D (OCR text), with a GIN index; pg_trgm's trigram index on the names.
+_PG_DOCUMENT = (
+    "ALTER TABLE dossier_search ADD COLUMN document tsvector GENERATED ALWAYS AS ("
+    "setweight(to_tsvector('simple', ids), 'A') || setweight(to_tsvector('simple', names), 'A')"
+    " || setweight(to_tsvector('simple', places), 'B')"
+    " || setweight(to_tsvector('simple', procedure), 'C')"
+    " || setweight(to_tsvector('simple', other), 'C')"
+    " || setweight(to_tsvector('simple', body), 'D')) STORED")
+_PG_INDEXES = ["CREATE INDEX ix_dossier_search_document ON dossier_search USING gin (document)"]
+_PG_TRIGRAMS = ["CREATE EXTENSION IF NOT EXISTS pg_trgm",
+                "CREATE INDEX ix_dossier_search_names_trgm ON dossier_search "
+                "USING gin (names gin_trgm_ops)"]
+
+
+def search_index_ddl(connection: Connection) -> None:
+    """Makes dossier_search's full-text index (the table exists, empty or not). On PostgreSQL
+    without the pg_trgm extension (not installed, or no right to create it) the search works
+    without finding misspelled names, and says so in the log."""
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        for statement in _sqlite_search_ddl():
+            connection.execute(text(statement))
+        connection.execute(text("INSERT INTO dossier_fts(dossier_fts) VALUES ('rebuild')"))
+        connection.execute(text("INSERT INTO dossier_names_fts(dossier_names_fts) "
+                                "VALUES ('rebuild')"))
+    elif dialect == "postgresql":
+        for statement in [_PG_DOCUMENT, *_PG_INDEXES]:
+            connection.execute(text(statement))
+        try:
+            with connection.begin_nested():
+                for statement in _PG_TRIGRAMS:
+                    connection.execute(text(statement))
+        except DBAPIError as e:  # not installed, no right to create it: search goes on without
+            log.warning("pg_trgm is not available (%s): the search will not find misspelled "
+                        "names; an administrator can run CREATE EXTENSION pg_trgm and "
+                        "`sohoa reindex`", str(e).splitlines()[0])
+
+
+def drop_search_index(connection: Connection) -> None:
+    """Before dossier_search is dropped: its FTS5 tables (SQLite drops the triggers itself)."""
+    if connection.dialect.name == "sqlite":
+        connection.execute(text("DROP TABLE IF EXISTS dossier_fts"))
+        connection.execute(text("DROP TABLE IF EXISTS dossier_names_fts"))
+
+
+def alembic_include_name(name: str | None, type_: str, parents: dict[str, str | None]) -> bool:
+    """Alembic's comparison (storage/migrations/env.py) leaves alone what the full-text index
+    adds beside the metadata: FTS5 tables and their shadow tables, PostgreSQL's tsvector column
+    and GIN indexes."""
+    name = name or ""
+    if type_ == "table":
+        return not name.startswith(("dossier_fts", "dossier_names_fts"))
+    if type_ == "column":
+        return not (parents.get("table_name") == "dossier_search" and name == "document")
+    if type_ == "index":
+        return name not in ("ix_dossier_search_document", "ix_dossier_search_names_trgm")
+    return True
+
+
+def _after_create(target: Table, connection: Connection, **_: object) -> None:
+    search_index_ddl(connection)
+
+
+def _before_drop(target: Table, connection: Connection, **_: object) -> None:
+    drop_search_index(connection)
+
+
+event.listen(SearchText.__table__, "after_create", _after_create)
+event.listen(SearchText.__table__, "before_drop", _before_drop)
 
 
 # Every table above: what storage/migrate.py builds a new database from, and what the migrations

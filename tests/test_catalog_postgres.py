@@ -132,3 +132,16 @@ def test_corrections_survive_a_rebuild_from_object_storage(ingested) -> None:
     assert found["fields"]["procedure"]["value"] == "1.000948" and found["procedure"] == "1.000948"
     kinds = [e["kind"] for e in pipeline.catalog.events(None, limit=500) if e["dossier_id"] == "ASN00126"]
     assert kinds == ["created", "field_corrected"]
+
+
+def test_a_rebuilt_catalog_is_searched_ranked_in_postgresql(ingested) -> None:
+    """Given the catalog rebuilt from storage (its search table and index dropped and made again),
+    when a code is searched, then its dossier is found, ranked (a dossier read by barcodes only
+    has no text for a snippet)."""
+    pipeline, _ = ingested
+    pipeline.catalog.rebuild(pipeline.store)
+    from storage.search import Filters
+
+    found = pipeline.catalog.search_dossiers(Filters(("ASN",)), "asn00125")
+    assert [h.code for h in found.hits] == ["ASN00125"] and found.about == 1
+    assert (found.hits[0].position.mode, found.hits[0].snippet) == ("rank", "")

@@ -44,7 +44,7 @@ def test_a_version_indexed_while_another_worker_creates_the_dossier_is_kept(cata
     the dossier's row between this one's read and its write (the insert conflicts), then both
     versions are indexed and the dossier points at version 2."""
     other = {"code": CODE, "agency": "000.00.04.H40", "procedure": None, "latest_version": 1,
-             "updated_at": datetime(2026, 12, 1, 10, 1, tzinfo=UTC), "search": "v1"}
+             "updated_at": datetime(2026, 12, 1, 10, 1, tzinfo=UTC)}
     hits = []
 
     def other_worker_commits_first(session: Session, *_: Any) -> None:

@@ -56,13 +56,14 @@ def test_the_migrations_leave_nothing_for_alembic_to_generate(tmp_path: Path) ->
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from storage.tables import METADATA
+    from storage.tables import METADATA, alembic_include_name
 
     url = f"sqlite:///{tmp_path / 'stepwise.db'}"
     command.upgrade(migrate.config(url), "head")
     engine = create_engine(url)
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"render_as_batch": True})
+        context = MigrationContext.configure(connection, opts={
+            "render_as_batch": True, "include_name": alembic_include_name})
         assert compare_metadata(context, METADATA) == []
     engine.dispose()
 

@@ -35,7 +35,7 @@ def session_cookie(page: Page) -> dict | None:
 
 
 @pytest.mark.parametrize(("role", "start"), [("scanner", "/scan"), ("processor", "/dossiers"),
-                                             ("auditor", "/search"), ("admin", "/admin/users")])
+                                             ("auditor", "/dossiers"), ("admin", "/admin/users")])
 def test_login_lands_on_the_roles_start_page_and_shows_the_users_name(live_app: LiveApp, page: Page,
                                                                       role: str, start: str) -> None:
     """Given a user of a role, when they log in with the right password, then they land on their

@@ -1,6 +1,7 @@
 """Dossiers: search (accent-insensitive, with filters) and one dossier's view.
 
-    GET  /dossiers, /search          the search page (/search is the auditors' one: integrity first)
+    GET  /dossiers                   the one search page: ranked by storage/search.py, with snippets,
+                                     a count and every filter (/search answers a redirect to it)
     GET  /dossiers/{code}            preview, thumbnails, fields, versions, checksums, integrity, trail
     GET  /dossiers/{code}/pdf        the latest version's PDF, inline (the preview frame)
     POST /dossiers/{code}/verify     re-hashes the dossier's objects now (audited)
@@ -35,6 +36,7 @@ from api.web.dossier_search import (
     MAX_QUERY,
     STATUSES,
     VERIFY_ACTION,
+    Found,
     SearchForm,
     agency_choices,
     encode_cursor,
@@ -272,23 +274,26 @@ def exact_code(pipeline: Any, form: SearchForm, who: Principal) -> str | None:
     return found["dossier_id"] if found and who.sees(found["agency"]) else None
 
 
-def _search_page(request: Request, who: Principal, mode: str) -> Response:
+def _search_page(request: Request, who: Principal) -> Response:
     state: WebState = request.app.state.web
     pipeline = state.pipeline
     form = parse_search(request.query_params, who, office_zone(state.settings))
     if (code := exact_code(pipeline, form, who)) is not None:
         return RedirectResponse(f"/dossiers/{code}", 303)
     agencies = agency_choices(pipeline, who)
-    rows: list[dict[str, Any]] = []
-    next_cursor = None
+    found = Found([], None)
     if not form.errors:
-        rows, last = search(pipeline, form, (form.agency,) if form.agency else who.scope())
-        next_cursor = encode_cursor(last) if last else None
+        try:
+            found = search(pipeline, form, (form.agency,) if form.agency else who.scope())
+        except ValueError:  # a cursor of a search with other words
+            form.errors.append("search.error.cursor")
+    if not form.errors:
         state.audit(request, who, "dossier.search", form.q, who.agencies[0],
-                    results=[r["code"] for r in rows], via="web")
+                    results=[r["code"] for r in found.rows], via="web")
     lang = language(request)
     return render(request, "search.html", {
-        "mode": mode, "form": form, "rows": rows, "next_cursor": next_cursor,
+        "form": form, "rows": found.rows, "found": found,
+        "next_cursor": encode_cursor(found.next) if found.next else None,
         "errors": [i18n.translate(lang, e, max=MAX_QUERY, limit=MAX_LIMIT) for e in form.errors],
         "agencies": agencies, "procedures": procedure_choices(pipeline, who.scope()),
         "statuses": STATUSES, "page_sizes": (25, 50, 100), "actor_label": actor_label,
@@ -370,11 +375,13 @@ def _correction_error(value: str, reason: str, current: str | None) -> str | Non
 def add_routes(app: FastAPI, state: WebState) -> None:
     @app.get("/dossiers", response_class=HTMLResponse, include_in_schema=False)
     def dossiers(request: Request, who: Viewer) -> Response:
-        return _search_page(request, who, "dossiers")
+        return _search_page(request, who)
 
-    @app.get("/search", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/search", include_in_schema=False)
     def search_page(request: Request, who: Viewer) -> Response:
-        return _search_page(request, who, "search")
+        """The former auditors' page, now the one search page: links and bookmarks still work."""
+        query = request.url.query
+        return RedirectResponse(f"/dossiers?{query}" if query else "/dossiers", 303)
 
     @app.get("/dossiers/{code}", response_class=HTMLResponse, include_in_schema=False)
     def dossier(request: Request, code: str, who: Viewer) -> HTMLResponse:

@@ -1,7 +1,7 @@
 """The dossier search's form and result rows (api/web/dossier_pages.py holds the routes): the
 filters of a search page's query string checked with a message each, the cursor of the next page,
-and one row per dossier with its applicant, size and integrity state (its newest `dossier.verify`
-audit entry).
+and one row per dossier with its applicant, size, integrity state (its newest `dossier.verify`
+audit entry) and, for a search with words, its snippet (storage/search.py ranks).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from api.keys import Principal
 from ocr.text import nfc
 from storage import layout, queries
+from storage.search import Filters, Position
 
 MAX_QUERY = 200  # characters of a search, as the REST API allows
 MAX_PROCEDURE = 500
@@ -39,7 +40,7 @@ class SearchForm:
     status: str = ""
     after: str = ""
     limit: int = DEFAULT_LIMIT
-    cursor: str | None = None
+    cursor: Position | None = None
     updated_from: datetime | None = None
     updated_to: datetime | None = None
     errors: list[str] = field(default_factory=list)
@@ -53,17 +54,19 @@ class SearchForm:
         return urlencode({k: v for k, v in values.items() if v})
 
 
-def encode_cursor(code: str) -> str:
-    return base64.urlsafe_b64encode(code.encode()).decode()
+def encode_cursor(position: Position) -> str:
+    return base64.urlsafe_b64encode(position.encode().encode()).decode()
 
 
-def decode_cursor(cursor: str) -> str | None:
-    """The code a cursor we handed out stands for, else None."""
+def decode_cursor(cursor: str) -> Position | None:
+    """Where a cursor we handed out stands (a code, or a score and a code), else None."""
     try:
-        code = base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode()
+        position = Position.decode(
+            base64.b64decode(cursor.encode(), altchars=b"-_", validate=True).decode())
     except (binascii.Error, UnicodeError, ValueError):
         return None
-    return code if 0 < len(code) <= 64 and code.isprintable() else None
+    code = position.code
+    return position if 0 < len(code) <= 64 and code.isprintable() else None
 
 
 def office_zone(settings: Any) -> timezone:
@@ -178,39 +181,48 @@ def _object_name(problem: dict[str, Any]) -> str:
     return key[len(prefix):] if key.startswith(prefix) else key
 
 
-def search(pipeline: Any, form: SearchForm, scope: tuple[str, ...] | None
-           ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of result rows and the cursor of the next page (None at the end). Filtering by
-    integrity status reads at most STATUS_ROUNDS catalog pages per request; a page may then
-    hold fewer rows but its cursor goes on where the reading stopped."""
+@dataclass
+class Found:
+    """A page of result rows, where the next page starts (None at the end), and how many the
+    user may see match (`about`, up to storage.search.COUNT_CAP; `more` beyond it)."""
+
+    rows: list[dict[str, Any]]
+    next: Position | None
+    about: int = 0
+    more: bool = False
+    similar: bool = False  # no dossier held every word: the closest names
+
+
+def search(pipeline: Any, form: SearchForm, scope: tuple[str, ...] | None) -> Found:
+    """Filtering by integrity status reads at most STATUS_ROUNDS catalog pages per request; a
+    page may then hold fewer rows but its cursor goes on where the reading stopped. Raises
+    ValueError for a cursor of another search (other words)."""
     rows: list[dict[str, Any]] = []
-    cursor = form.cursor
+    position = form.cursor
+    filters = Filters(scope, form.procedure or None, form.updated_from, form.updated_to)
+    found = None
     for _ in range(STATUS_ROUNDS if form.status else 1):
-        items, last = pipeline.catalog.list_dossiers(
-            scope, form.q, form.procedure or None, form.updated_from, form.updated_to, cursor,
-            form.limit)
-        for row in _rows(pipeline, items):
+        found = pipeline.catalog.search_dossiers(filters, form.q, position, form.limit)
+        for hit, row in zip(found.hits, _rows(pipeline, found.hits), strict=True):
             if form.status and row["integrity"]["status"] != form.status:
                 continue
             rows.append(row)
             if len(rows) == form.limit:
-                more = last is not None or not _is_last(row, items)
-                return rows, row["code"] if more else None
-        if last is None:
-            return rows, None
-        cursor = last
-    return rows, cursor
+                more = found.next is not None or hit is not found.hits[-1]
+                return Found(rows, hit.position if more else None, found.about, found.more,
+                             found.fuzzy)
+        if found.next is None:
+            return Found(rows, None, found.about, found.more, found.fuzzy)
+        position = found.next
+    assert found is not None
+    return Found(rows, position, found.about, found.more, found.fuzzy)
 
 
-def _rows(pipeline: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    codes = [i["dossier_id"] for i in items]
+def _rows(pipeline: Any, hits: list[Any]) -> list[dict[str, Any]]:
+    items = [h.item() for h in hits]
     info = summaries(pipeline, items)
-    checks = last_verifications(pipeline, codes)
-    return [{"code": i["dossier_id"], "agency": i["agency"], "procedure": i["procedure"] or "",
-             "updated_at": i["updated_at"], "version": i["version"], **info[i["dossier_id"]],
-             "integrity": integrity_state(checks.get(i["dossier_id"]), i["version"])}
-            for i in items]
-
-
-def _is_last(row: dict[str, Any], items: list[dict[str, Any]]) -> bool:
-    return bool(items) and row["code"] == items[-1]["dossier_id"]
+    checks = last_verifications(pipeline, [h.code for h in hits])
+    return [{"code": h.code, "agency": h.agency, "procedure": h.procedure or "",
+             "updated_at": i["updated_at"], "version": h.version, **info[h.code],
+             "snippet": h.snippet, "integrity": integrity_state(checks.get(h.code), h.version)}
+            for h, i in zip(hits, items, strict=True)]

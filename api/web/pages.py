@@ -51,7 +51,7 @@ from api.web.security import (
 )
 from api.web.users import UserError, UserStore, manages, normalize_agencies, normalize_username
 
-START_PAGES = {"scanner": "/scan", "processor": "/dossiers", "auditor": "/search",
+START_PAGES = {"scanner": "/scan", "processor": "/dossiers", "auditor": "/dossiers",
                "admin": "/admin/users"}
 
 

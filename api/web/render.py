@@ -37,7 +37,6 @@ NAV = [
     NavItem("/scan", "nav.scan", ("scanner",)),
     NavItem("/review", "nav.review", ("scanner", "processor")),
     NavItem("/dossiers", "nav.dossiers", ("processor", "auditor")),
-    NavItem("/search", "nav.search", ("auditor", "processor")),
     NavItem("/reports/digitization", "nav.reports", ("auditor",)),
     NavItem("/admin/users", "nav.users", ("admin",)),
     NavItem("/admin/status", "nav.status", ("admin",)),

@@ -9,7 +9,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine
 
-from storage.tables import METADATA
+from storage.tables import METADATA, alembic_include_name
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or os.environ.get("SOHOA_DATABASE_URL")
@@ -20,7 +20,7 @@ if not url:
 engine = create_engine(url)
 with engine.connect() as connection:
     context.configure(connection=connection, target_metadata=METADATA,
-                      render_as_batch=True)
+                      render_as_batch=True, include_name=alembic_include_name)
     with context.begin_transaction():
         context.run_migrations()
 engine.dispose()

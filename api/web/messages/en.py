@@ -14,7 +14,6 @@ MESSAGES: dict[str, str] = {
     "nav.scan": "Scanning station",
     "nav.review": "Review queue",
     "nav.dossiers": "Dossiers",
-    "nav.search": "Search",
     "nav.users": "User management",
     "nav.logout": "Log out",
     "nav.language": "Language",
@@ -248,11 +247,14 @@ MESSAGES: dict[str, str] = {
     "review.viewer.close": "Close",
 
     # ---- dossiers and search (api/web/dossier_pages.py)
-    "search.title.dossiers": "Dossiers",
-    "search.title.search": "Search and integrity",
-    "search.intro.dossiers": "Find dossiers by code, applicant or content; accents are optional.",
-    "search.intro.search": "Find digitized dossiers, see their last integrity check and check "
-                           "again whenever needed.",
+    "search.title": "Dossiers",
+    "search.intro": "Find dossiers by code, applicant, citizen ID, address or content (accents "
+                    "optional), see their last integrity check and check again whenever needed.",
+    "search.about": "About {count} results",
+    "search.about_more": "More than {count} results",
+    "search.similar": "No dossier holds every word typed; these are the dossiers whose applicant "
+                      "names are closest.",
+    "search.snippet": "Matching text",
     "search.q": "Search",
     "search.q_hint": "Dossier code (typed or scanned from its barcode), applicant, address… — "
                      "accents optional: nguyen van an",

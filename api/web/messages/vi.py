@@ -14,7 +14,6 @@ MESSAGES: dict[str, str] = {
     "nav.scan": "Quầy quét",
     "nav.review": "Hàng chờ kiểm tra",
     "nav.dossiers": "Hồ sơ",
-    "nav.search": "Tra cứu",
     "nav.users": "Quản lý người dùng",
     "nav.logout": "Đăng xuất",
     "nav.language": "Ngôn ngữ",
@@ -247,11 +246,15 @@ MESSAGES: dict[str, str] = {
     "review.viewer.close": "Đóng",
 
     # ---- dossiers and search (api/web/dossier_pages.py)
-    "search.title.dossiers": "Hồ sơ",
-    "search.title.search": "Tra cứu và kiểm tra toàn vẹn",
-    "search.intro.dossiers": "Tìm hồ sơ theo mã, tên người nộp hoặc nội dung; gõ không dấu cũng được.",
-    "search.intro.search": "Tìm hồ sơ đã số hóa, xem kết quả kiểm tra toàn vẹn gần nhất và "
-                           "kiểm tra lại ngay khi cần.",
+    "search.title": "Hồ sơ",
+    "search.intro": "Tìm hồ sơ theo mã, tên người nộp, số căn cước, địa chỉ hoặc nội dung (gõ "
+                    "không dấu cũng được), xem kết quả kiểm tra toàn vẹn gần nhất và kiểm tra lại "
+                    "khi cần.",
+    "search.about": "Khoảng {count} kết quả",
+    "search.about_more": "Hơn {count} kết quả",
+    "search.similar": "Không hồ sơ nào chứa đủ các từ đã gõ; đây là những hồ sơ có tên người nộp "
+                      "gần giống nhất.",
+    "search.snippet": "Đoạn khớp",
     "search.q": "Từ khóa",
     "search.q_hint": "Mã hồ sơ (gõ hoặc quét mã vạch), tên người nộp, địa chỉ… — gõ không dấu "
                      "được: nguyen van an",
