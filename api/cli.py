@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import logging
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from ingest import logs, metrics
 from ingest.pipeline import Pipeline
 from ingest.runner import public_view, run_file
 from ingest.settings import Settings
@@ -59,6 +61,7 @@ def ingest(files: tuple[Path, ...], dossier: str | None, result: str | None,
            as_json: bool) -> None:
     """Digitize FILE... (PDF, TIFF, JPEG, PNG) and wait until each batch is stored."""
     pipeline = _pipeline()
+    logs.configure(pipeline.settings.monitoring.log_format, logging.WARNING)
     if dossier and not pipeline.grammar.match(dossier):
         raise click.BadParameter(f"{dossier!r} is not a dossier code", param_hint="--dossier")
     if result:
@@ -300,6 +303,27 @@ def dossier_pdf(code: str, output: Path, version: int | None) -> None:
     click.echo(f"{output}")
 
 
+def _monitor(pipeline: Pipeline, fresh: bool) -> None:
+    """Logs in the configured format; metrics of this process and its children to the data dir's
+    `metrics/` (ingest/metrics.py), emptied first by the process that starts the others."""
+    logs.configure(pipeline.settings.monitoring.log_format)
+    metrics.use_dir(pipeline.settings.storage.data_dir / "metrics", fresh=fresh)
+
+
+def _serve_metrics(pipeline: Pipeline) -> str:
+    """/metrics without a key on SOHOA_METRICS_HOST:SOHOA_METRICS_PORT, in a thread."""
+    from prometheus_client import start_http_server
+
+    from api.status_routes import metrics_registry
+    from scanners.devices import Scanners
+
+    monitoring, settings = pipeline.settings.monitoring, pipeline.settings
+    scanners = Scanners.from_config(settings.scanners, settings.storage.data_dir)
+    start_http_server(monitoring.metrics_port, monitoring.metrics_host,
+                      metrics_registry(pipeline, scanners))
+    return f"http://{monitoring.metrics_host}:{monitoring.metrics_port}/metrics"
+
+
 def _clean_leftovers(pipeline: Pipeline) -> None:
     """What crashed processes left half written (older than an hour) goes, one log line each."""
     import logging
@@ -322,7 +346,12 @@ def _clean_leftovers(pipeline: Pipeline) -> None:
 @click.option("--broker-retries", type=click.IntRange(min=0),
               help="Attempts to reach the broker before giving up with exit status 1 (default: "
                    "Celery's 100, about 45 minutes).")
-def worker(concurrency: int | None, hostname: str | None, broker_retries: int | None) -> None:
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Also serve this worker's metrics (Prometheus) on this port, for a worker on "
+                   "a machine without `sohoa serve`.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+def worker(concurrency: int | None, hostname: str | None, broker_retries: int | None,
+           metrics_port: int | None, metrics_host: str) -> None:
     """Run pipeline tasks from the broker (SOHOA_BROKER_URL) on this machine.
 
     SIGTERM or SIGINT: pages in hand finish (25 s at most, then they go back to the queue); a
@@ -330,6 +359,15 @@ def worker(concurrency: int | None, hostname: str | None, broker_retries: int | 
     from ingest.worker import main as run_worker
 
     pipeline = _pipeline()
+    _monitor(pipeline, fresh=False)
+    if metrics_port:
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        start_http_server(metrics_port, metrics_host, registry)
+        click.echo(f"metrics: http://{metrics_host}:{metrics_port}/metrics", err=True)
     _clean_leftovers(pipeline)
     run_worker(concurrency or pipeline.settings.workers, hostname, broker_retries)
 
@@ -357,10 +395,14 @@ def serve(host: str, port: int, no_worker: bool, processes: int) -> None:
 
     pipeline = _pipeline()  # fail early and clearly on bad configuration or storage
     settings = pipeline.settings
+    _monitor(pipeline, fresh=True)  # before the worker starts: it writes where serve reads
     _clean_leftovers(pipeline)
     become_subreaper()  # what outlives the worker (its pool's Tesseract children) comes back here
+    json_logs = settings.monitoring.log_format == "json"
     config = uvicorn.Config("api.app:app_from_env", factory=True, host=host, port=port,
                             workers=processes, log_level="info",
+                            # JSON: uvicorn's lines go through the root logger's format
+                            **({"log_config": None} if json_logs else {}),
                             timeout_graceful_shutdown=_API_STOP_SECONDS)
     stop = _ServeStop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -383,6 +425,9 @@ def serve(host: str, port: int, no_worker: bool, processes: int) -> None:
         for receiver in receivers:
             where = f" on port {receiver.port}" if hasattr(receiver, "port") else ""
             click.echo(f"receiving scans: {type(receiver).__name__}{where}", err=True)
+        if settings.monitoring.metrics_port:
+            where = _serve_metrics(pipeline)
+            click.echo(f"metrics: {where} (no key: keep it local or behind a firewall)", err=True)
         click.echo(f"web app and API: http://{host}:{port}/ ({processes} process"
                    f"{'es' if processes > 1 else ''})"
                    + ("; no worker here (--no-worker)" if no_worker else ""), err=True)

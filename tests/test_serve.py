@@ -118,3 +118,56 @@ def test_serve_names_each_part_on_one_line_without_celerys_banner(tmp_path: Path
     assert "receiving scans: FolderReceiver" in console
     assert "worker sohoa-" in console and ": 1 process, queue sohoa on sqla+sqlite" in console
     assert "[queues]" not in console and "SecurityWarning" not in console
+
+
+def test_serve_counts_the_workers_pages_on_its_metrics_port_and_logs_json(tmp_path: Path) -> None:
+    """Given `sohoa serve` with JSON logs and a metrics port, when a scanner drops a batch in its
+    folder, then the metrics (summed over the worker's pool processes) count its pages and show
+    one worker alive, and the worker's log lines are JSON naming the batch and the page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    folder, api_port, metrics_port = tmp_path / "mfp-1", free_port(), free_port()
+    folder.mkdir()
+    env = {**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data"), "SOHOA_WORKERS": "2",
+           "SOHOA_SCANNER_DISCOVERY": "false", "SOHOA_LOG_FORMAT": "json",
+           "SOHOA_METRICS_PORT": str(metrics_port),
+           "SOHOA_FOLDER": json.dumps({"devices": {"mfp-1": str(folder)}, "poll_seconds": 0.5,
+                                       "settle_seconds": 0.5})}
+    log_path = tmp_path / "serve.log"
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(text) for s in f.samples}
+
+    with log_path.open("w") as log:
+        server = subprocess.Popen([str(SOHOA), "serve", "--port", str(api_port)], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while b" ready." not in log_path.read_bytes():
+            assert time.monotonic() < deadline and server.poll() is None, log_path.read_text()
+            time.sleep(0.3)
+        while scrape().get(("sohoa_workers_alive", ()), 0) != 1:
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.3)
+        shutil.copyfile(ROOT / "examples" / "sample-batch.pdf", folder / "scan-0001.pdf")
+        [record] = wait_for_batches(tmp_path / "data" / "objects", 1, log_path)
+        found = scrape()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(90)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+    processed = sum(v for (name, _), v in found.items() if name == "sohoa_pages_processed_total")
+    assert processed == record["pages"]
+    assert found[("sohoa_page_stage_seconds_count", (("stage", "ocr"),))] > 0
+    assert found[("sohoa_batches", (("status", record["status"]),))] == 1
+    console = log_path.read_text()
+    assert f"metrics: http://127.0.0.1:{metrics_port}/metrics" in console
+    lines = [json.loads(line) for line in console.splitlines() if line.startswith("{")]
+    pages = {line["page"] for line in lines if line.get("batch_id") == record["batch_id"]
+             and "page" in line}
+    assert pages == set(range(record["pages"]))
