@@ -111,7 +111,9 @@ def test_an_auditor_finds_a_dossier_without_accents_and_downloads_its_pdf(
     expect(page.locator("#field-applicant_name")).to_contain_text("Nguyễn Văn An")
     snap(page, "dossier")
     page.locator(".thumbs a").nth(1).click()  # page 2 in the preview
-    page.frame(name="preview").wait_for_url(re.compile(r"/pdf\?v=1#page=2&"))  # type: ignore[union-attr]
+    page.wait_for_function(  # the frame may be replaced while it loads: ask the page
+        "() => /\\/pdf\\?v=1#page=2&/.test(document.querySelector('iframe[name=preview]')"
+        "?.contentWindow?.location.href || '')")
     snap(page, "page-2")
     with page.expect_download() as download:
         page.click("#download")

@@ -737,5 +737,6 @@ def test_the_matrix_covers_every_write_route(env: Env) -> None:
         # reads sent by POST (a list of codes in the body): scoped like the single-dossier
         # reads, tested in tests/test_bulk.py
         ("POST", "/api/v1/exports"), ("POST", "/api/v1/verifications"),
+        ("POST", "/dossiers/export"), ("POST", "/dossiers/verify"),  # tests/test_web_bulk.py
     }
     assert set(writes) == covered

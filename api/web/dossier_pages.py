@@ -297,6 +297,7 @@ def _search_page(request: Request, who: Principal) -> Response:
         "errors": [i18n.translate(lang, e, max=MAX_QUERY, limit=MAX_LIMIT) for e in form.errors],
         "agencies": agencies, "procedures": procedure_choices(pipeline, who.scope()),
         "statuses": STATUSES, "page_sizes": (25, 50, 100), "actor_label": actor_label,
+        "can_audit": who.role in ("auditor", "admin"),
     }, status_code=400 if form.errors else 200)
 
 

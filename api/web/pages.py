@@ -155,9 +155,17 @@ def add_web_routes(app: FastAPI, settings: Any, pipeline: Any = None,
 
     _add_user_admin(app, users, state)
     # Each page of the app in its own module: add_routes(app, state) adds its routes.
-    from api.web import dossier_pages, report_pages, review_pages, scan_pages, status_pages
+    from api.web import (
+        bulk_pages,
+        dossier_pages,
+        report_pages,
+        review_pages,
+        scan_pages,
+        status_pages,
+    )
 
-    for module in (scan_pages, review_pages, dossier_pages, report_pages, status_pages):
+    for module in (scan_pages, review_pages, bulk_pages, dossier_pages, report_pages,
+                   status_pages):
         module.add_routes(app, state)
 
 

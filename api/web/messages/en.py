@@ -659,4 +659,11 @@ MESSAGES: dict[str, str] = {
     'status.source.scan': 'Scanning station',
     'status.scanners': 'Scanners',
     'status.no_scanners': 'No scanner configured.',
+    'bulk.intro': 'With the dossiers ticked:',
+    'bulk.export': 'Download (ZIP)',
+    'bulk.verify': 'Verify integrity',
+    'bulk.choose': 'Choose',
+    'bulk.choose_one': 'Choose dossier {code}',
+    'bulk.none': 'No dossier chosen: tick at least one dossier in the list.',
+    'search.col.thumbnail': 'First page',
 }

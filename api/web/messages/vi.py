@@ -664,4 +664,11 @@ MESSAGES: dict[str, str] = {
     'status.source.scan': 'Quầy quét',
     'status.scanners': 'Máy quét',
     'status.no_scanners': 'Chưa cấu hình máy quét nào.',
+    'bulk.intro': 'Với các hồ sơ đã chọn:',
+    'bulk.export': 'Tải về (ZIP)',
+    'bulk.verify': 'Kiểm tra toàn vẹn',
+    'bulk.choose': 'Chọn',
+    'bulk.choose_one': 'Chọn hồ sơ {code}',
+    'bulk.none': 'Chưa chọn hồ sơ nào: hãy đánh dấu ít nhất một hồ sơ trong danh sách.',
+    'search.col.thumbnail': 'Trang đầu',
 }
