@@ -93,15 +93,16 @@ def _scan(scanners: Scanners, device: Device, request: ScanRequest, spool: Spool
             outcome = client.scan(request, on_page, cancel)
         item.update(dpi=outcome.resolution)
         progress.problem, progress.message = outcome.problem, outcome.message
-        if not outcome.complete:
-            incomplete = outcome.message
+        if not outcome.complete:  # "[jam] Paper jam…": the web says it in the page's language
+            incomplete = f"[{outcome.problem}] {outcome.message}" if outcome.problem \
+                else outcome.message
     except EsclError as e:
         progress.problem, progress.message = e.code, str(e)
         if not item.pages:
             spool.discard(item)
             progress.state, progress.finished_at = "failed", time.time()
             return progress
-        incomplete = str(e)
+        incomplete = f"[{e.code}] {e}"
     if not item.pages:
         spool.discard(item)
         progress.state, progress.finished_at = "failed", time.time()

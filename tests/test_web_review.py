@@ -463,6 +463,22 @@ def test_split_then_merge_through_the_forms(live_app: LiveApp, scanned) -> None:
     assert r.status_code == 422 and "Không tìm thấy hồ sơ" in alert(r)
 
 
+def test_a_jam_reason_is_said_in_the_pages_language(live_app: LiveApp, scanned) -> None:
+    """Given a scan the scanner ended with a paper jam (its reason stored as the scan service
+    writes it), the Vietnamese queue and batch page say it in Vietnamese, once, without the
+    English text or a doubled full stop; the English pages say it in English."""
+    scan = scanned(incomplete="[jam] Paper jam in the feeder: clear it and scan the remaining "
+                              "pages.")
+    http, _ = client(live_app)
+    queue = http.get("/review").text
+    assert "Lô quét có thể thiếu trang: Kẹt giấy trong khay nạp" in queue
+    batch = http.get(f"/review/batches/{scan.batch_id}").text
+    assert "Paper jam" not in queue + batch and ".." not in batch.split("Lý do:")[1][:300]
+    http.get("/lang/en")
+    assert "The scan may lack pages: Paper jam in the feeder" in http.get("/review").text
+    http.get("/lang/vi")
+
+
 def test_an_incomplete_scan_stays_in_the_queue_until_a_person_decides(live_app: LiveApp,
                                                                       scanned) -> None:
     """Given a scan stopped by a paper jam, its dossier is held: the queue gives the jam as the

@@ -22,9 +22,20 @@ EN: dict[str, str] = en.MESSAGES
 MESSAGES: dict[str, dict[str, str]] = {"vi": VI, "en": EN}
 
 
+class Localized:
+    """A value put in a message that is itself said per language (a stored reason, say):
+    `translate` asks it for the message's language."""
+
+    def in_lang(self, lang: str) -> str:
+        raise NotImplementedError
+
+
 def translate(lang: str, key: str, **values: Any) -> str:
     text = MESSAGES.get(lang, VI).get(key) or VI.get(key) or key
-    return text.format(**values) if values else text
+    if not values:
+        return text
+    return text.format(**{k: v.in_lang(lang) if isinstance(v, Localized) else v
+                          for k, v in values.items()})
 
 
 def from_accept_language(header: str) -> str | None:

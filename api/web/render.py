@@ -19,6 +19,7 @@ from markupsafe import Markup
 from api.keys import ROLES, Principal
 from api.web import i18n
 from api.web.security import language, session_of
+from api.web.why import IncompleteWhy
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -92,7 +93,8 @@ def _local_date(context: Any, value: datetime | str | None) -> str:
     return _local_datetime(context, value, "%d/%m/%Y")
 
 
-templates.env.globals.update(t=_t, csrf_input=_csrf_input, static_url=static_url, roles=ROLES)
+templates.env.globals.update(t=_t, csrf_input=_csrf_input, static_url=static_url, roles=ROLES,
+                             why=IncompleteWhy)
 templates.env.filters.update(local_datetime=_local_datetime, local_date=_local_date)
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from api.keys import Principal
+from api.web.why import IncompleteWhy
 from ingest.pipeline import PageRef, Pipeline
 from ingest.review import DECIDED, ReviewError
 from storage import layout, queries
@@ -76,7 +77,7 @@ def batch_reasons(record: BatchRecord) -> list[Reason]:
     if unreadable:
         reasons.append(Reason("review.reason.unreadable", {"count": unreadable}))
     if record.incomplete and not record.incomplete_checked:
-        reasons.append(Reason("review.reason.incomplete", {"why": record.incomplete}))
+        reasons.append(Reason("review.reason.incomplete", {"why": IncompleteWhy(record.incomplete)}))
     return reasons
 
 

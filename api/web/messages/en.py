@@ -666,4 +666,9 @@ MESSAGES: dict[str, str] = {
     'bulk.choose_one': 'Choose dossier {code}',
     'bulk.none': 'No dossier chosen: tick at least one dossier in the list.',
     'search.col.thumbnail': 'First page',
+    'why.upload_interrupted': 'the FTP upload was interrupted after {bytes} bytes',
+    'why.stopped_pages': 'sohoa stopped while receiving; {count} pages kept',
+    'why.stopped_bytes': 'sohoa stopped while receiving; {bytes} bytes kept',
+    'why.not_whole': 'the file was still not whole after {seconds} s ({detail})',
+    'why.cut_short': 'the file is cut short ({detail})',
 }

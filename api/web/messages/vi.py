@@ -671,4 +671,9 @@ MESSAGES: dict[str, str] = {
     'bulk.choose_one': 'Chọn hồ sơ {code}',
     'bulk.none': 'Chưa chọn hồ sơ nào: hãy đánh dấu ít nhất một hồ sơ trong danh sách.',
     'search.col.thumbnail': 'Trang đầu',
+    'why.upload_interrupted': 'tải lên FTP bị ngắt sau {bytes} byte',
+    'why.stopped_pages': 'sohoa dừng khi đang nhận; đã giữ {count} trang',
+    'why.stopped_bytes': 'sohoa dừng khi đang nhận; đã giữ {bytes} byte',
+    'why.not_whole': 'tệp vẫn chưa trọn vẹn sau {seconds} giây ({detail})',
+    'why.cut_short': 'tệp bị cắt ngắn ({detail})',
 }
