@@ -119,7 +119,8 @@ class AuditWriter:
                               event.remote,
                               {"version": event.version, "field": c.name,
                                "previous": c.previous, "value": c.value,
-                               "reason": c.reason, "correction": c.seq})
+                               "reason": c.reason, "correction": c.seq,
+                               **({"confirmed": True} if c.confirmed else {})})
             return
         m = event.manifest
         assert m is not None
@@ -316,7 +317,8 @@ class Dossiers:
     def correct(self, code: str, name: str, value: str, actor: str, reason: str = "",
                 remote: str = "") -> Correction:
         """A person's correction of a field of the latest version: stored as an object of its
-        own (the version's fields.json stays as the machine read it), then the event."""
+        own (the version's fields.json stays as the machine read it), then the event. The value
+        it already has is a confirmation: the field reads `confirmed`, no longer in doubt."""
         manifest = self.versions(code)[-1]
         version = manifest.version
         fields = json.loads(self.store.get(manifest.objects["fields.json"].key))
@@ -331,6 +333,8 @@ class Dossiers:
                                 page=previous["page"] if previous else manifest.pages[0],
                                 actor=actor, reason=reason,
                                 at=datetime.now(UTC).isoformat(timespec="seconds"), seq=1)
+        if previous is not None and previous["value"] == value:
+            correction.confirmed = True  # "this reading is right": its doubt goes
         while not self.store.create(layout.correction(code, correction.seq), correction.dump()):
             correction.seq += 1
         self.emit(DossierChanged("field_corrected", code, manifest.agency, version, actor,

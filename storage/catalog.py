@@ -215,11 +215,12 @@ class Catalog:
                                previous=c.previous, value=c.value, actor=c.actor,
                                reason=c.reason, at=datetime.fromisoformat(c.at)))
             row = s.get(FieldRow, (code, version, name))
+            source = "confirmed" if c.confirmed else "corrected"
             if row is None:
                 s.add(FieldRow(code=code, version=version, name=name, value=c.value,
-                               page=c.page or 0, confidence=1.0, source="corrected"))
+                               page=c.page or 0, confidence=1.0, source=source))
             else:
-                row.value, row.confidence, row.source = c.value, 1.0, "corrected"
+                row.value, row.confidence, row.source = c.value, 1.0, source
             dossier = s.get(Dossier, code)
             if dossier is not None and dossier.latest_version == version:
                 s.flush()

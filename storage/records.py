@@ -421,3 +421,5 @@ class Correction(Record):
     reason: str = ""
     at: str
     seq: int
+    # the person confirmed the value as read (the same value): written only then
+    confirmed: bool | None = None

@@ -378,3 +378,17 @@ def test_barcodes_of_another_agency_make_no_version_for_the_uploader(env) -> Non
     after = {c: client.get(f"/api/v1/dossiers/{c}", headers=auth(keys["processor"])).json()
              ["version"] for c in ("ASN00123", "ASN00127")}
     assert after == before
+
+
+def test_the_value_a_field_already_has_confirms_it(env) -> None:
+    """Given a field as read, when a processor puts the same value, then it is stored as a
+    confirmation: the field reads `confirmed`, at full confidence, its value unchanged."""
+    client, keys, _, _ = env
+    h = auth(keys["processor"])
+    before = client.get("/api/v1/dossiers/ASN00125", headers=h).json()["fields"]["dossier_id"]
+    r = client.put("/api/v1/dossiers/ASN00125/fields/dossier_id", headers=h,
+                   json={"value": before["value"], "reason": "đã đối chiếu"})
+    assert r.status_code == 200 and r.json()["confirmed"] is True
+    after = client.get("/api/v1/dossiers/ASN00125", headers=h).json()["fields"]["dossier_id"]
+    assert (after["value"], after["source"], after["confidence"]) == \
+        (before["value"], "confirmed", 1.0)

@@ -235,7 +235,7 @@ def test_a_processor_corrects_a_field_and_sees_it_beside_the_machines(
     row.locator("input[name=value]").fill("Cấp giấy chứng nhận quyền sử dụng đất")
     row.locator("input[name=reason]").fill("đối chiếu với giấy tiếp nhận")
     snap(page, "correcting")
-    row.locator("button[type=submit]").click()
+    row.locator("details.fix button[type=submit]").click()
     expect(page.locator("[role=status]")).to_contain_text("Đã lưu giá trị sửa")
     expect(row.locator(".value")).to_have_text("Cấp giấy chứng nhận quyền sử dụng đất")
     expect(row.locator(".machine")).to_contain_text(machine_procedure)
@@ -420,19 +420,71 @@ def test_a_correction_without_the_csrf_token_is_refused(live_app: LiveApp, manif
 
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("applicant_name", "   ", "Hãy nhập giá trị đúng."),
-    ("applicant_name", "Nguyễn Văn An", "Giá trị mới giống giá trị hiện tại"),
     ("applicant_name", "x" * 2001, "Giá trị quá dài"),
 ])
 def test_a_malformed_correction_is_shown_at_its_field(live_app: LiveApp, manifests: dict,
                                                       name: str, value: str, message: str) -> None:
-    """Given a processor, when a correction is empty, unchanged or too long, then the page answers
-    400 with the message at the field and stores nothing."""
+    """Given a processor, when a correction is empty or too long, then they are sent back to the
+    dossier page at that field, whose form is open with the message, and nothing is stored."""
     username, password = live_app.user("processor", [H40])
     client, csrf = http_login(live_app.url, username, password)
     with closing(client):
         r = client.post(f"/dossiers/{AN}/fields/{name}", data={"value": value, "csrf": csrf})
-    assert r.status_code == 400 and message in r.text
+        assert r.status_code == 303 and r.headers["location"].endswith(f"#field-{name}")
+        shown = client.get(r.headers["location"]).text
+    field = shown.split(f'id="field-{name}"', 1)[1].split("</tr>", 1)[0]
+    assert message in field and "<details class=\"fix\" open>" in field
     assert audit_of(live_app, AN, "dossier.field.correct") == []
+
+
+def test_a_blank_correction_brings_the_clerk_back_to_the_field_with_its_message(
+        live_app: LiveApp, page: Page, manifests: dict) -> None:
+    """Given the dossier page at 1366x768, when a processor submits a field's correction
+    blank, then the page they land on is the dossier's, scrolled to that field, and its message
+    is in view."""
+    page.set_viewport_size({"width": 1366, "height": 768})
+    login(page, live_app.url, *live_app.user("processor", [H40]))
+    page.goto(f"{live_app.url}/dossiers/{AN}")
+    row = page.locator("#field-email") if page.locator("#field-email").count() \
+        else page.locator(".fields tr").last
+    name = row.get_attribute("id").removeprefix("field-")  # type: ignore[union-attr]
+    row.locator("summary").click()
+    row.locator("input[name=value]").evaluate("i => { i.required = false; i.value = ' '; }")
+    row.locator("details.fix button[type=submit]").click()
+    page.wait_for_load_state()
+    assert page.url.endswith(f"#field-{name}") and f"/dossiers/{AN}?" in page.url
+    alert = page.locator(f"#field-{name} [role=alert]")
+    expect(alert).to_contain_text("Hãy nhập giá trị đúng.")
+    expect(alert).to_be_in_viewport()
+    snap_at = page.evaluate("window.scrollY")
+    assert snap_at > 0
+
+
+def test_a_low_confidence_value_that_is_right_is_confirmed_and_loses_its_badge(
+        live_app: LiveApp, page: Page, manifests: dict) -> None:
+    """Given a field read below the confidence threshold whose value is right, when a processor
+    confirms it, then it is no longer marked for checking, reads as confirmed by a person, and
+    the confirmation is audited and in the catalog; the value is unchanged."""
+    fields = catalog_fields(live_app, NGOC)
+    name = next(n for n, f in sorted(fields.items())
+                if f["confidence"] < LOW_CONFIDENCE and f["source"] not in ("corrected",
+                                                                            "confirmed"))
+    value = fields[name]["value"]
+    username, password = live_app.user("processor", [H40])
+    login(page, live_app.url, username, password)
+    page.goto(f"{live_app.url}/dossiers/{NGOC}")
+    row = page.locator(f"#field-{name}")
+    expect(row.locator(".badge.st-low")).to_be_visible()
+    row.locator(f"#confirm-{name}").click()
+    expect(page.locator("[role=status]")).to_contain_text("Đã xác nhận giá trị là đúng.")
+    row = page.locator(f"#field-{name}")
+    expect(row.locator(".badge.st-low")).to_have_count(0)
+    expect(row).to_contain_text(f"Đã xác nhận đúng bởi {username}")
+    after = catalog_fields(live_app, NGOC)[name]
+    assert (after["value"], after["source"], after["confidence"]) == (value, "confirmed", 1.0)
+    [entry] = [e for e in audit_of(live_app, NGOC, "dossier.field.correct")
+               if e["detail"]["field"] == name]
+    assert (entry["detail"]["confirmed"], entry["detail"]["value"]) == (True, value)
 
 
 def test_a_bad_field_name_is_refused(live_app: LiveApp, manifests: dict) -> None:

@@ -24,6 +24,7 @@ import json
 import re
 from datetime import date, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -57,6 +58,7 @@ from storage.integrity import problems, verify
 from storage.objects import ObjectMissing
 from storage.records import Manifest
 
+PERSON = ("corrected", "confirmed")  # sources of a value a person gave or confirmed
 LOW_CONFIDENCE = 0.85  # fields read below this are highlighted for a person to check
 TRAIL_PAGE = 50
 MAX_PROBLEMS = 50  # differences kept in one verification's audit entry
@@ -140,7 +142,7 @@ def field_rows(lang: str, fields: dict[str, dict[str, Any]], machine: dict[str, 
             "name": name, "label": field_label(lang, name), "value": f["value"],
             "display": display_value(f["value"]),
             "confidence": round(f["confidence"] * 100), "source": f["source"],
-            "low": f["source"] != "corrected" and f["confidence"] < LOW_CONFIDENCE,
+            "low": f["source"] not in PERSON and f["confidence"] < LOW_CONFIDENCE,
             "source_label": source_label(lang, f["source"]),
             "page": _position(f["page"], pages), "machine": machine.get(name),
             "history": [c for c in corrections if c["name"] == name],
@@ -361,6 +363,10 @@ def _pdf_response(pipeline: Any, key: str, filename: str) -> Response:
     return StreamingResponse(body(), media_type="application/pdf", headers=disposition)
 
 
+CORRECTION_ERRORS = ("dossier.error.value_empty", "dossier.error.value_long",
+                     "dossier.error.reason_long")
+
+
 def _correction_error(value: str, reason: str, current: str | None) -> str | None:
     if not value:
         return "dossier.error.value_empty"
@@ -368,9 +374,7 @@ def _correction_error(value: str, reason: str, current: str | None) -> str | Non
         return "dossier.error.value_long"
     if len(reason) > 500:
         return "dossier.error.reason_long"
-    if value == current:
-        return "dossier.error.same_value"
-    return None
+    return None  # the value it has: a confirmation (Dossiers.correct)
 
 
 def add_routes(app: FastAPI, state: WebState) -> None:
@@ -389,8 +393,15 @@ def add_routes(app: FastAPI, state: WebState) -> None:
         if (to := renamed_to(state.pipeline, code, who)) is not None:
             return render(request, "dossier_renamed.html", {"code": code.strip().upper(),
                                                             "to": to}, status_code=410)
-        notice = {"corrected": "dossier.corrected_ok", "components": "dossier.components_ok"}.get(
+        notice = {"corrected": "dossier.corrected_ok", "components": "dossier.components_ok",
+                  "confirmed": "dossier.confirmed_ok"}.get(
             request.query_params.get("done", ""))
+        fix, error = request.query_params.get("fix", ""), request.query_params.get("error", "")
+        if FIELD_NAME.match(fix) and error in CORRECTION_ERRORS:  # a refused correction
+            found = visible(state.pipeline, code, who)
+            typed = {"name": fix, "value": found["fields"].get(fix, {}).get("value", ""),
+                     "reason": "", "error": i18n.translate(language(request), error)}
+            return _dossier_page(request, who, code, 200, typed=typed)
         return _dossier_page(request, who, code, notice=i18n.translate(language(request), notice)
                              if notice else None)
 
@@ -495,13 +506,16 @@ def _correct(request: Request, who: Principal, code: str, name: str, value: str,
     if error is not None:
         if who.role not in ("processor", "admin"):  # scanning staff do not see dossier pages
             return error_page(request, 400, error)
-        message = i18n.translate(language(request), error)
-        typed = {"name": name, "value": value, "reason": reason, "error": message}
-        return _dossier_page(request, who, code, 400, typed=typed)
+        # Back to the dossier page at that field, its form open with the message beside it
+        # (a page answering the POST would sit at /fields/<name>, scrolled to the top).
+        anchor = f"field-{name}" if name in found["fields"] else "add-field"
+        query = urlencode({"fix": name, "error": error})
+        return RedirectResponse(f"/dossiers/{found['dossier_id']}?{query}#{anchor}", 303)
     remote = request.client.host if request.client else ""
     try:
         state.pipeline.dossiers.correct(found["dossier_id"], name, value, who.key_id, reason, remote)
     except ObjectMissing:  # the version's fields are gone from storage: verification says more
         raise HTTPException(409, "dossier.error.storage") from None
-    default = f"/dossiers/{found['dossier_id']}?done=corrected#field-{name}"
+    done = "confirmed" if value == found["fields"].get(name, {}).get("value") else "corrected"
+    default = f"/dossiers/{found['dossier_id']}?done={done}#field-{name}"
     return RedirectResponse(safe_next(next_) or default, 303)

@@ -418,7 +418,6 @@ MESSAGES: dict[str, str] = {
     "dossier.error.value_empty": "Please type the correct value.",
     "dossier.error.value_long": "The value is too long: at most 2000 characters.",
     "dossier.error.reason_long": "The reason is too long: at most 500 characters.",
-    "dossier.error.same_value": "The new value is the current one: nothing to correct.",
     "dossier.error.field": "Invalid field name.",
     "dossier.error.storage": "A file of the dossier is missing from storage, so nothing was "
                              "corrected. Press “Verify now” for the details.",
@@ -671,4 +670,8 @@ MESSAGES: dict[str, str] = {
     'why.stopped_bytes': 'sohoa stopped while receiving; {bytes} bytes kept',
     'why.not_whole': 'the file was still not whole after {seconds} s ({detail})',
     'why.cut_short': 'the file is cut short ({detail})',
+    'dossier.source.confirmed': 'Confirmed by a person',
+    'dossier.confirm': 'Confirm it is right',
+    'dossier.confirmed_ok': 'The value is confirmed as right.',
+    'dossier.confirmed_by': 'Confirmed right by {who}, {at}',
 }

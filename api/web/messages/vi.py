@@ -418,7 +418,6 @@ MESSAGES: dict[str, str] = {
     "dossier.error.value_empty": "Hãy nhập giá trị đúng.",
     "dossier.error.value_long": "Giá trị quá dài: tối đa 2000 ký tự.",
     "dossier.error.reason_long": "Lý do quá dài: tối đa 500 ký tự.",
-    "dossier.error.same_value": "Giá trị mới giống giá trị hiện tại: không có gì để sửa.",
     "dossier.error.field": "Tên trường không hợp lệ.",
     "dossier.error.storage": "Kho lưu trữ thiếu tệp của hồ sơ nên chưa sửa được. Hãy bấm "
                              "“Kiểm tra ngay” để xem chi tiết.",
@@ -676,4 +675,8 @@ MESSAGES: dict[str, str] = {
     'why.stopped_bytes': 'sohoa dừng khi đang nhận; đã giữ {bytes} byte',
     'why.not_whole': 'tệp vẫn chưa trọn vẹn sau {seconds} giây ({detail})',
     'why.cut_short': 'tệp bị cắt ngắn ({detail})',
+    'dossier.source.confirmed': 'Người xác nhận',
+    'dossier.confirm': 'Xác nhận đúng',
+    'dossier.confirmed_ok': 'Đã xác nhận giá trị là đúng.',
+    'dossier.confirmed_by': 'Đã xác nhận đúng bởi {who}, {at}',
 }
