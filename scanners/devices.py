@@ -95,6 +95,12 @@ class Scanners:
         return cls(config.devices, data_dir, discovery and config.discovery,
                    config.discovery_seconds, config.timeout_s)
 
+    def names(self) -> dict[str, str]:
+        """Scanner names by id, from the configuration and the last reading: no request."""
+        found = {c.uuid.lower(): c.name for c in self.configured if c.uuid and c.name}
+        found.update((d.id, d.name) for d in self._devices.values())
+        return found
+
     def known(self) -> list[Device]:
         """The scanners as last read, without asking them again."""
         if not self._devices:

@@ -616,3 +616,16 @@ def test_a_snippet_shows_markup_of_a_dossier_escaped(live_app: LiveApp, manifest
     assert r.status_code == 200 and result_codes(r.text) == [NGOC]
     assert "&lt;script&gt;<mark>alert</mark>(&#34;x&#34;)&lt;/script&gt;" in r.text.replace("&quot;", "&#34;")
     assert "<script>alert" not in r.text
+
+
+def test_the_trail_says_what_happened_in_words_not_keys(live_app: LiveApp,
+                                                        manifests: dict) -> None:
+    """Given a stored dossier, its page's audit trail (shown to auditors) says "Phiên bản 1, từ
+    lô b…" rather than `version: 1; batch_id: …; pdf_sha256: …`."""
+    client, _ = http_login(live_app.url, *live_app.user("auditor", [H40]))
+    with closing(client):
+        text = client.get(f"/dossiers/{THANG}").text
+    batch = manifests[THANG].batch_id
+    trail = text.split('id="trail"', 1)[1]
+    assert f"Phiên bản 1, từ lô {batch}" in trail, trail[:3000]
+    assert "pdf_sha256" not in text and "batch_id:" not in text

@@ -171,7 +171,7 @@ def test_staff_scan_three_pages_and_watch_them_arrive(station: Station, page: Pa
     expect(badge).to_have_text("Khay nạp giấy trống")  # read again: its stack went through
     shot(page, "scan-done")
     row.get_by_role("link", name="Xem").click()
-    expect(page.locator("h1")).to_contain_text("Lô scan-")
+    expect(page.locator("h1")).to_contain_text(f"Lô {MAIN} · ")  # its scanner and local time
     expect(page.locator(".scan-thumbs img")).to_have_count(3)
     shot(page, "batch")
     assert problems == []
@@ -429,3 +429,25 @@ def test_a_batch_lists_its_unreadable_pages_with_their_reasons(station: Station)
     with closing(client):
         text = client.get(f"/scan/batches/{record.batch_id}").text
     assert "Trang 1 không đọc được: too_small: page 0 is 1x1 pixels" in text
+
+
+def test_a_scan_is_named_by_its_scanner_and_local_time_and_its_jam_said_in_vietnamese(
+        station: Station) -> None:
+    """Given a scan that jammed, the review queue names its batch by the scanner (not a file
+    name with a UTC time), the batch page by the scanner and the office's local time, and the
+    reason is said in Vietnamese with no English and no doubled full stop."""
+    from datetime import datetime, timedelta, timezone
+
+    client, csrf = http_login(station.app.url, *station.app.user("scanner", [H40]))
+    with closing(client):
+        progress = finished(station, scan_id_of(start(client, csrf, scanner=station.ids[JAM])))
+        assert progress.batch_id is not None
+        record = processed(station, progress.batch_id)
+        queue = client.get("/review").text
+        batch = client.get(f"/review/batches/{record.batch_id}").text
+    row = queue.split(f'href="/review/batches/{record.batch_id}"', 1)[0].rsplit("<tr", 1)[1]
+    assert JAM in row and "scan-" not in row and record.file not in row
+    assert "Kẹt giấy trong khay nạp" in row and "Paper jam" not in row + batch
+    local = datetime.fromisoformat(record.received_at).astimezone(timezone(timedelta(hours=7)))
+    title = batch.split("<h1>", 1)[1].split("</h1>", 1)[0]
+    assert JAM in title and local.strftime("%d/%m/%Y %H:%M") in title

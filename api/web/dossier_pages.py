@@ -212,13 +212,47 @@ def version_rows(lang: str, manifests: list[Manifest],
 
 def trail_rows(lang: str, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"seq": e["seq"], "at": e["at"], "actor": actor_label(lang, e["actor"]),
-             "action": _action_label(lang, e["action"]), "detail": _detail_text(e["detail"]),
+             "action": _action_label(lang, e["action"]),
+             "detail": detail_sentence(lang, e["action"], e["detail"]),
              "remote": e["remote"]} for e in entries]
 
 
 def _action_label(lang: str, action: str) -> str:
     key = f"dossier.action.{action}"
     return i18n.translate(lang, key) if key in i18n.VI else action
+
+
+# What an audit entry's details say, as a sentence per action (the raw details stay in the
+# API's /api/v1/audit); the checksums are in the versions' table.
+_SENTENCES: dict[str, tuple[str, ...]] = {
+    "dossier.version.create": ("version", "batch_id"),
+    "dossier.result.create": ("version", "batch_id"),
+    "dossier.withdraw": ("version", "to"),
+    "dossier.field.correct": ("field", "value", "previous", "reason"),
+    "dossier.verify": ("result", "objects", "version"),
+    "dossier.pdf.read": ("version",),
+    "dossier.page.read": ("page",),
+    "dossier.read": ("version",),
+}
+
+
+def detail_sentence(lang: str, action: str, detail: dict[str, Any]) -> str:
+    """The entry's details said for people: `Phiên bản 2, từ lô b3f…` rather than
+    `version: 2; batch_id: …; pdf_sha256: …`; an action without a sentence keeps the short
+    technical line."""
+    wanted = _SENTENCES.get(action)
+    key = f"audit.detail.{action}"
+    if action == "dossier.field.correct" and detail.get("confirmed"):
+        key += ".confirmed"
+    elif action == "dossier.verify":
+        key += ".ok" if detail.get("result") == "ok" else ".problem"
+    if wanted is None or key not in i18n.VI:
+        return _detail_text(detail)
+    values = {name: str(detail.get(name) if detail.get(name) is not None else "—")[:80]
+              for name in wanted}
+    if "field" in values:
+        values["field"] = field_label(lang, values["field"])
+    return i18n.translate(lang, key, **values)
 
 
 def _detail_text(detail: dict[str, Any]) -> str:

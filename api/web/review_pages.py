@@ -38,6 +38,7 @@ from api.web.review_changes import CHANGES, ChangeForm
 from api.web.review_view import (
     QUEUE_LIMIT,
     Refused,
+    batch_name,
     batch_view,
     dossier_view,
     other_agencies,
@@ -98,6 +99,11 @@ def _action_id(value: str) -> str:
     if not ACTION_ID.fullmatch(value):
         raise HTTPException(400)  # the page's own forms always send one: reload and retry
     return value
+
+
+def scanner_names(request: Request) -> dict[str, str]:
+    scans = getattr(request.app.state, "scans", None)
+    return scans.scanners.names() if scans is not None else {}
 
 
 class ReviewPages:
@@ -170,7 +176,8 @@ class ReviewPages:
     def show_queue(self, request: Request, who: Principal, error: str | None = None,
                    code: str = "", status_code: int = 200) -> HTMLResponse:
         return render(request, "review_queue.html", {
-            "items": queue(self.pipeline, who), "limit": QUEUE_LIMIT, "error": error,
+            "items": queue(self.pipeline, who, scanner_names(request)), "limit": QUEUE_LIMIT,
+            "error": error,
             "code": code}, status_code=status_code)
 
     def find_dossier(self, request: Request, who: Staff,
@@ -228,6 +235,7 @@ class ReviewPages:
         return render(request, template, {
             **batch_view(self.pipeline, record, who, selected),
             "notice": notice, "error": error, "code": code, "assigned": assigned,
+            "batch_name": batch_name(record, scanner_names(request)),
             "action_id": _new_action(), "thumb": THUMB, "large": LARGE,
         }, status_code=status_code)
 

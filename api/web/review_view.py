@@ -129,9 +129,18 @@ def codes_to_check(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
             for r in rows]
 
 
-def queue(pipeline: Pipeline, who: Principal) -> list[QueueItem]:
+def batch_name(record: BatchRecord, names: dict[str, str]) -> str:
+    """What staff call a batch: a station's scan by its scanner's name (the list shows when),
+    anything else by its file's name."""
+    if record.source == "escl" and record.device:
+        return names.get(record.device, record.device)
+    return record.file or record.batch_id
+
+
+def queue(pipeline: Pipeline, who: Principal, names: dict[str, str] | None = None
+          ) -> list[QueueItem]:
     items = [QueueItem("batch", _aware(r.received_at or ""), f"/review/batches/{r.batch_id}",
-                       r.file or r.batch_id, batch_reasons(r))
+                       batch_name(r, names or {}), batch_reasons(r))
              for r in waiting_batches(pipeline, who)]
     return sorted(items + codes_to_check(pipeline, who), key=lambda i: i.at, reverse=True)
 

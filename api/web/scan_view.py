@@ -81,7 +81,7 @@ def when(value: str | float | None) -> datetime:
 
 def device_names(service: ScanService, scans: list[ScanProgress]) -> dict[str, str]:
     """Scanner id -> name, from the configuration and recent scans, without asking any scanner."""
-    names = {c.uuid.lower(): c.name for c in service.scanners.configured if c.uuid and c.name}
+    names = service.scanners.names()
     names.update((p.device_id, p.device_name) for p in scans)
     return names
 

@@ -679,4 +679,15 @@ MESSAGES: dict[str, str] = {
     'dossier.confirm': 'Xác nhận đúng',
     'dossier.confirmed_ok': 'Đã xác nhận giá trị là đúng.',
     'dossier.confirmed_by': 'Đã xác nhận đúng bởi {who}, {at}',
+    'audit.detail.dossier.version.create': 'Phiên bản {version}, từ lô {batch_id}',
+    'audit.detail.dossier.result.create': 'Kết quả lần {version}, từ lô {batch_id}',
+    'audit.detail.dossier.withdraw': 'Phiên bản {version}: các trang chuyển sang hồ sơ {to}',
+    'audit.detail.dossier.field.correct': '{field}: “{previous}” thành “{value}”. Lý do: {reason}',
+    'audit.detail.dossier.field.correct.confirmed': '{field}: xác nhận “{value}” là đúng',
+    'audit.detail.dossier.verify.ok': 'Toàn vẹn: {objects} đối tượng khớp (phiên bản {version})',
+    'audit.detail.dossier.verify.problem': ('Có sai lệch khi kiểm tra {objects} đối tượng '
+                                            '(phiên bản {version})'),
+    'audit.detail.dossier.pdf.read': 'Phiên bản {version}',
+    'audit.detail.dossier.page.read': 'Trang {page}',
+    'audit.detail.dossier.read': 'Phiên bản {version}',
 }
