@@ -214,8 +214,9 @@ def test_an_empty_feeder_is_told_and_makes_no_batch(station: Station, page: Page
 
 
 def test_the_station_in_english_explains_a_bad_dossier_code(station: Station, page: Page) -> None:
-    """Given staff who chose English, when they type a malformed dossier code and start, then the
-    station, in English, says the code is not valid and keeps what they chose."""
+    """Given staff who chose English, when they type a malformed dossier code and press Enter
+    (as a barcode reader does), then the station, in English, says the code is not valid and
+    keeps what they chose."""
     username, password = station.app.user("scanner", [H40])
     login(page, station.app.url, username, password)
     page.click("header .langs a[lang=en]")
@@ -224,10 +225,8 @@ def test_the_station_in_english_explains_a_bad_dossier_code(station: Station, pa
     page.check("input[name=source][value=platen]")
     expect(page.locator("#duplex")).to_be_disabled()  # both sides only from the feeder
     page.fill("#dossier", "HS-123")
-    page.press("#dossier", "Enter")  # a barcode reader's Enter: focus moves on, nothing starts
-    expect(page.locator("#scan-go")).to_be_focused()
-    with page.expect_navigation():
-        page.click("#scan-go")
+    with page.expect_navigation():  # a barcode reader's Enter: the form is complete, it starts
+        page.press("#dossier", "Enter")
     expect(page.locator("#scan-error")).to_have_text(
         "“HS-123” is not a valid dossier code (for example 000.00.04.H40-240315-0001).")
     expect(page.locator("#dossier")).to_have_value("HS-123")
@@ -451,3 +450,65 @@ def test_a_scan_is_named_by_its_scanner_and_local_time_and_its_jam_said_in_vietn
     local = datetime.fromisoformat(record.received_at).astimezone(timezone(timedelta(hours=7)))
     title = batch.split("<h1>", 1)[1].split("</h1>", 1)[0]
     assert JAM in title and local.strftime("%d/%m/%Y %H:%M") in title
+
+
+def test_the_station_works_without_javascript(station: Station, browser) -> None:
+    """Given a browser with JavaScript off, the scanner list is on the page as served, a scan
+    starts from the plain form, and the page follows it by reloading itself."""
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1366,
+                                                                        "height": 768})
+    try:
+        page = context.new_page()
+        login(page, station.app.url, *station.app.user("scanner", [H40]))
+        page.goto(f"{station.app.url}/scan")
+        radio = page.locator(f"#scanner-list input[value='{station.ids[MAIN]}']")
+        expect(radio).to_have_count(1)
+        assert "Đang tìm các máy quét" not in page.content()
+        radio.check()
+        with page.expect_navigation():
+            page.click("#scan-go")
+        assert "/scan?scan=" in page.url
+        expect(page.locator("#scan-progress")).to_have_count(1)
+        shot(page, "no-javascript")
+        finished(station, page.url.split("scan=", 1)[1])
+    finally:
+        context.close()
+
+
+def test_at_1366x768_the_agency_and_the_start_button_are_in_view(station: Station,
+                                                                  page: Page) -> None:
+    """Given a user of every agency at 1366x768, the agency field (required, its suggestions
+    the agencies known) and the start button are visible without scrolling."""
+    page.set_viewport_size({"width": 1366, "height": 768})
+    login(page, station.app.url, *station.app.user("scanner", ["*"]))
+    page.goto(f"{station.app.url}/scan")
+    agency = page.locator("#agency")
+    expect(agency).to_be_in_viewport()
+    assert agency.get_attribute("required") is not None
+    options = page.locator("#agency-list option").evaluate_all("os => os.map(o => o.value)")
+    assert H12 in options  # a scanner's agency
+    expect(page.locator("#scan-go")).to_be_in_viewport(ratio=1)
+    shot(page, "above-the-fold")
+
+
+def test_a_jammed_scanner_is_never_preselected() -> None:
+    from api.web.scan_pages import chosen_scanner
+    from scanners.devices import Device
+
+    jammed = Device("a", "Máy A", "http://a/eSCL/", "config", state="jammed")
+    ready = Device("b", "Máy B", "http://b/eSCL/", "config", state="idle")
+    assert chosen_scanner([jammed, ready], "") == "b"
+    assert chosen_scanner([jammed], "") == ""
+    assert chosen_scanner([jammed, ready], "a") == "a"  # the one staff picked stays picked
+
+
+def test_a_batch_being_processed_shows_its_page_counter() -> None:
+    from api.web.render import templates
+    from scanners.scan import ScanProgress
+
+    progress = ScanProgress("0123456789abcdef", "dev", "Máy quét tầng 1", "feeder", False,
+                            state="done", pages=12)
+    html = templates.env.get_template("scan_progress.html").render(
+        scan=progress, batch={"batch_id": "b1", "status": "processing", "dossiers": 0,
+                              "pages": 12, "pages_done": 3}, lang="vi", started=None)
+    assert "Đã xử lý 3/12 trang" in html

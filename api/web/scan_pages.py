@@ -26,7 +26,7 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from PIL import Image
 
-from api.keys import ALL_AGENCIES, Principal
+from api.keys import Principal
 from api.web import i18n
 from api.web.render import jpeg_response, render
 from api.web.scan_view import (
@@ -50,7 +50,7 @@ from scanners.escl import ADF_PROBLEMS, EsclError
 from scanners.escl_xml import ScanRequest
 from scanners.scan import ScanProgress, ScanService
 from scanners.spool import PAGES, Spool
-from storage import layout
+from storage import layout, queries
 from storage.objects import ObjectMissing
 from storage.records import BatchRecord
 
@@ -107,11 +107,25 @@ def _visible_scan(service: ScanService, scan_id: str, who: Principal) -> ScanPro
     return found
 
 
-def _agency_choices(who: Principal) -> list[str]:
-    """Agencies to pick from when neither the scanner nor the user settles it; [] if settled."""
-    if who.all_agencies or len(who.agencies) > 1:
-        return [a for a in who.agencies if a != ALL_AGENCIES]
+def _agency_choices(who: Principal, state: WebState, scans: ScanService) -> list[str]:
+    """Agencies to pick from when neither the scanner nor the user settles it; [] if settled.
+    A user of every agency is offered those the catalog knows and the scanners name."""
+    if who.all_agencies:
+        named = {c.agency for c in scans.scanners.configured if c.agency}
+        known = queries.agencies(state.pipeline.catalog) if state.pipeline.catalog else []
+        return sorted(set(known) | named)
+    if len(who.agencies) > 1:
+        return list(who.agencies)
     return []
+
+
+def chosen_scanner(devices: list[Device], wanted: str) -> str:
+    """The scanner picked before, else the first ready one; never one in trouble (jammed,
+    empty, unreachable): staff pick that one themselves."""
+    if any(d.id == wanted for d in devices):
+        return wanted
+    usable = [d for d in devices if STATE_TONE.get(d.state) == "ok"]
+    return usable[0].id if usable else ""
 
 
 def _problem_key(progress: ScanProgress) -> str | None:
@@ -224,8 +238,10 @@ def add_routes(app: FastAPI, state: WebState) -> None:
         record = batch_record(state, progress.batch_id) if progress and progress.batch_id else None
         if record is None:
             return None
+        done = sum(state.pipeline.store.exists(layout.page_facts(record.batch_id, i))
+                   for i in range(record.pages)) if record.status not in FINAL_BATCH else 0
         return {"batch_id": record.batch_id, "status": record.status,
-                "dossiers": len(record.dossiers)}
+                "dossiers": len(record.dossiers), "pages": record.pages, "pages_done": done}
 
     def scan_context(request: Request, progress: ScanProgress | None) -> dict[str, Any]:
         batch = batch_outcome(progress)
@@ -243,15 +259,24 @@ def add_routes(app: FastAPI, state: WebState) -> None:
     def page(request: Request, who: Principal, form: ScanForm,
              current: ScanProgress | None = None, error: str | None = None,
              status_code: int = 200) -> HTMLResponse:
+        # The list as last read (no scanner asked): the page works without JavaScript; with
+        # it, htmx reads the states again at once.
+        devices = [d for d in _service(request).scanners.known() if _visible_device(d, who)]
         return render(request, "scan.html", {
-            "form": form, "error": error, "agencies": _agency_choices(who),
+            "form": form, "error": error, "agencies": _agency_choices(who, state, _service(request)),
+            "scanners": devices, "chosen": chosen_scanner(devices, form.scanner),
+            "tone": STATE_TONE,
             "color_modes": COLOR_MODES, "resolutions": RESOLUTIONS,
             "any_agency": who.all_agencies,
             **scan_context(request, current), **batches_context(who, request)},
             status_code=status_code)
 
     @app.get("/scan", response_class=HTMLResponse, include_in_schema=False)
-    def scan_page(request: Request, who: Staff, scan: str = "") -> HTMLResponse:
+    def scan_page(request: Request, who: Staff, scan: str = "", refresh: str = "") -> HTMLResponse:
+        """The station; `refresh=1` reads the scanners' states now (the button without
+        JavaScript)."""
+        if refresh:
+            _service(request).scanners.refresh(discover=False)
         current = _visible_scan(_service(request), scan, who) if scan else None
         form = ScanForm(scanner=current.device_id, source=current.source, duplex=current.duplex,
                         color=current.color_mode, resolution=current.resolution) \
@@ -292,12 +317,9 @@ def add_routes(app: FastAPI, state: WebState) -> None:
                      wanted: str = "") -> HTMLResponse:
         """The scanners' states, read now (each asked over the network)."""
         devices = [d for d in _service(request).scanners.refresh() if _visible_device(d, who)]
-        chosen = scanner or wanted
-        if not any(d.id == chosen for d in devices):
-            usable = [d for d in devices if STATE_TONE.get(d.state) == "ok"] or devices
-            chosen = usable[0].id if usable else ""
         return render(request, "scan_scanners.html", {
-            "scanners": devices, "chosen": chosen, "tone": STATE_TONE})
+            "scanners": devices, "chosen": chosen_scanner(devices, scanner or wanted),
+            "tone": STATE_TONE})
 
     @app.get("/scan/scans/{scan_id}", response_class=HTMLResponse, include_in_schema=False)
     def scan_fragment(request: Request, who: Staff, scan_id: str, seen: str = "") -> HTMLResponse:

@@ -684,4 +684,6 @@ MESSAGES: dict[str, str] = {
     'audit.detail.dossier.pdf.read': 'Version {version}',
     'audit.detail.dossier.page.read': 'Page {page}',
     'audit.detail.dossier.read': 'Version {version}',
+    'scan.form.required': 'required',
+    'scan.outcome.pages_done': '{done} of {total} pages processed',
 }

@@ -690,4 +690,6 @@ MESSAGES: dict[str, str] = {
     'audit.detail.dossier.pdf.read': 'Phiên bản {version}',
     'audit.detail.dossier.page.read': 'Trang {page}',
     'audit.detail.dossier.read': 'Phiên bản {version}',
+    'scan.form.required': 'bắt buộc',
+    'scan.outcome.pages_done': 'Đã xử lý {done}/{total} trang',
 }

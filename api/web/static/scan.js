@@ -1,6 +1,7 @@
 /* The scanning station's few behaviours: duplex only with the feeder; a barcode reader's Enter in
-   the dossier code field moves to the start button instead of starting at once; one click starts
-   one scan; the chosen scanner stays in sight when the scanner list is read again. */
+   the dossier code field starts the scan when the form is complete (a scanner chosen, the agency
+   given), else moves to what is missing; one click starts one scan; the chosen scanner stays in
+   sight when the scanner list is read again. Without JavaScript the page works as a plain form. */
 (function () {
   "use strict";
 
@@ -39,10 +40,14 @@
     var code = document.getElementById("dossier");
     if (code) {
       code.addEventListener("keydown", function (e) {
-        if (e.key === "Enter") {
-          e.preventDefault();
-          go.focus();
-        }
+        if (e.key !== "Enter") return;
+        e.preventDefault();
+        var missing = form.querySelector("[name=scanner]:checked") ? null
+          : form.querySelector("[name=scanner]");
+        var agency = form.querySelector("#agency[required]");
+        if (!missing && agency && !agency.value.trim()) missing = agency;
+        if (missing) { missing.focus(); return; }
+        if (form.requestSubmit) form.requestSubmit(go); else go.click();
       });
     }
     form.addEventListener("submit", function () {
