@@ -452,7 +452,8 @@ def test_split_then_merge_through_the_forms(live_app: LiveApp, scanned) -> None:
     http, csrf = client(live_app, "processor")
     r = post(http, f"/review/dossiers/{scan.code}", csrf, op="split", page="2", version="1",
              new_code=new_code.lower())
-    assert r.status_code == 303 and r.headers["location"].endswith(f"done=split&v=2&other={new_code}")
+    assert r.status_code == 303 and r.headers["location"].endswith(
+        f"done=split&v=2&other={new_code}#split-feedback")  # the notice is beside the form
     assert "các trang tách ra ở hồ sơ " + new_code in http.get(r.headers["location"]).text
     assert refs(live_app, scan.code) == [(1, 0)] and refs(live_app, new_code) == [(2, 0)]
     r = post(http, f"/review/dossiers/{scan.code}", csrf, op="merge", version="2", other=new_code)
@@ -461,6 +462,25 @@ def test_split_then_merge_through_the_forms(live_app: LiveApp, scanned) -> None:
     r = post(http, f"/review/dossiers/{scan.code}", csrf, op="merge", version="3",
              other=f"{H40}-230414-0000")
     assert r.status_code == 422 and "Không tìm thấy hồ sơ" in alert(r)
+    beside = r.text.split('id="merge-feedback"', 1)[1].split("</div>", 1)[0]
+    assert "Không tìm thấy hồ sơ" in beside  # the refusal is next to the merge form
+
+
+def test_a_merge_refusal_is_seen_where_the_clerk_is(live_app: LiveApp, scanned,
+                                                     page: Page) -> None:
+    """Given the review page of a dossier at 1366x768, when a clerk at the merge form (at the
+    bottom) asks to merge a code that does not exist, then the refusal is in view, next to that
+    form, not at the top of the page."""
+    scan = scanned()
+    page.set_viewport_size({"width": 1366, "height": 768})
+    login(page, live_app.url, *live_app.user("processor", [H40]))
+    page.goto(f"{live_app.url}/review/dossiers/{scan.code}")
+    page.fill("#merge-code", f"{H40}-230414-0000")
+    page.locator("#merge-form button[type=submit]").click()
+    refusal = page.locator("#merge-feedback [role=alert]")
+    expect(refusal).to_contain_text("Không tìm thấy hồ sơ")
+    expect(refusal).to_be_in_viewport()
+    shot(page, "merge-refused")
 
 
 def test_a_jam_reason_is_said_in_the_pages_language(live_app: LiveApp, scanned) -> None:

@@ -106,6 +106,10 @@ def scanner_names(request: Request) -> dict[str, str]:
     return scans.scanners.names() if scans is not None else {}
 
 
+# Changes made with a form far down the page: their notice or refusal is shown beside it.
+LOCAL_FEEDBACK = ("merge", "split")
+
+
 class ReviewPages:
     """The routes' work, sharing the app's pipeline."""
 
@@ -352,7 +356,7 @@ class ReviewPages:
         self.state.audit(request, who, "dossier.read", dossier["dossier_id"], dossier["agency"],
                          version=dossier["version"], via="review")
         return self.show_dossier(request, dossier, who, notice=self.dossier_notice(
-            request, dossier["dossier_id"], done, v, other))
+            request, dossier["dossier_id"], done, v, other), at=done)
 
     def dossier_notice(self, request: Request, code: str, done: str, version: int,
                        other: str) -> str | None:
@@ -370,15 +374,17 @@ class ReviewPages:
 
     def show_dossier(self, request: Request, dossier: dict[str, Any], who: Principal,
                      notice: str | None = None, error: str | None = None,
-                     status_code: int = 200, recode: str | None = None) -> HTMLResponse:
+                     status_code: int = 200, recode: str | None = None,
+                     at: str = "") -> HTMLResponse:
         """The page editor; `recode` is a code typed into the "correct the code" box that was
-        refused: shown again there, with the focus."""
+        refused: shown again there, with the focus. `at`: the change whose form the notice or
+        error is shown beside (merge, split: at the bottom of the page), else at the top."""
         versions = self.pipeline.dossiers.versions(dossier["dossier_id"])
         template = "review_dossier_panel.html" if _htmx(request) else "review_dossier.html"
         return render(request, template, {
             **dossier_view(dossier, versions, recode, self.file_of),
             "notice": notice, "error": error, "action_id": _new_action(),
-            "thumb": THUMB, "large": LARGE,
+            "thumb": THUMB, "large": LARGE, "at": at if at in LOCAL_FEEDBACK else "",
         }, status_code=status_code)
 
     def dossier_image(self, request: Request, code: str, version: int, number: int, who: Staff,
@@ -412,21 +418,22 @@ class ReviewPages:
         try:
             manifest, other_code = self.change(dossier, who, form, version, action)
         except ReviewError as e:
-            return self.dossier_refused(request, code, who, refused(e))
+            return self.dossier_refused(request, code, who, refused(e), at=op)
         except Refused as e:
-            return self.dossier_refused(request, code, who, e)
+            return self.dossier_refused(request, code, who, e, at=op)
         if not _htmx(request):
             query = {"done": op, "v": manifest.version}
             query.update({"other": other_code} if other_code else {})
-            return RedirectResponse(f"/review/dossiers/{code}?{urlencode(query)}", 303)
+            anchor = f"#{op}-feedback" if op in LOCAL_FEEDBACK else ""
+            return RedirectResponse(f"/review/dossiers/{code}?{urlencode(query)}{anchor}", 303)
         notice = self.dossier_notice(request, code, op, manifest.version, other_code or "")
-        return self.show_dossier(request, self.dossier(code, who), who, notice=notice)
+        return self.show_dossier(request, self.dossier(code, who), who, notice=notice, at=op)
 
     def dossier_refused(self, request: Request, code: str, who: Principal,
-                        e: Refused, recode: str | None = None) -> HTMLResponse:
+                        e: Refused, recode: str | None = None, at: str = "") -> HTMLResponse:
         return self.show_dossier(request, self.dossier(code, who), who,
                                  error=self.message(request, e.key, **e.values),
-                                 status_code=e.status_code, recode=recode)
+                                 status_code=e.status_code, recode=recode, at=at)
 
     def recode(self, request: Request, code: str, who: Principal, version: int, typed: str,
                action_id: str) -> Response:
