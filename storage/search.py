@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 from ocr.fields import fold_aligned
 from ocr.text import fold, nfc
 from storage.db import aware
-from storage.tables import Dossier, SearchText
+from storage.tables import FTS_COLUMNS, Dossier, SearchText
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,11 @@ COUNT_CAP = 1000  # results counted at most
 MAX_WORDS = 12  # words of a query used (a query is at most 200 characters)
 FUZZY_CANDIDATES = 200  # names read for a misspelled query, best trigram matches first
 FUZZY_THRESHOLD = 0.6  # share of the query's trigrams a name must hold
+# A name typed with a slip often makes another real syllable ("lam" for "Lan") that some OCR
+# text holds, so dossiers do hold every word, just not the person. When no field of any
+# dossier holds the typed words as a phrase and a name holds this share of their trigrams,
+# the names like it come first.
+NAME_SLIP = 0.75
 SNIPPET_CHARS = 200
 NEAR = 5  # words apart that still count as close
 
@@ -319,9 +324,41 @@ def search(s: Session, filters: Filters, q: str = "", after: Position | None = N
     dialect = s.get_bind().dialect.name
     if after is None or after.mode == "rank":
         about, more = _count(s, _matching(dialect, query), filters)
+        if about and after is None and _name_like(query) \
+                and not _phrase_in_fields(s, dialect, query, filters):
+            slipped = _fuzzy(s, dialect, query, filters, None, limit)
+            if slipped.hits and -slipped.hits[0].position.score >= NAME_SLIP:
+                return slipped
         if about or after is not None:
             return _ranked(s, dialect, query, filters, after, limit, about, more)
     return _fuzzy(s, dialect, query, filters, after, limit)
+
+
+def _name_like(query: Query) -> bool:
+    """Two to five words of letters: what a person's name typed looks like."""
+    return 2 <= len(query.words) <= 5 and all(w.isalpha() for w in query.words)
+
+
+def _phrase_in_fields(s: Session, dialect: str, query: Query, filters: Filters) -> bool:
+    """Whether a dossier the caller sees holds the typed words, in order, in one of its fields
+    (not only in its OCR text): then the words are what was meant."""
+    if dialect == "sqlite":
+        fields = " ".join(c for c in FTS_COLUMNS if c != "body")
+        match = f'{{{fields}}} : "{query.text()}" *'  # the last word may be still typed
+        ids = (select(literal_column("dossier_fts.rowid").label("id"))
+               .select_from(text("dossier_fts"))
+               .where(text("dossier_fts MATCH :held").bindparams(held=match)))
+    else:
+        phrase = " <-> ".join(f"'{w}':{'*' if i == len(query.words) - 1 else ''}ABC"
+                              for i, w in enumerate(query.words))
+        document = literal_column("dossier_search.document")
+        ids = select(SearchText.id.label("id")).where(document.op("@@")(func.to_tsquery(
+            literal_column("'simple'::regconfig"), literal(phrase, String))))
+    held = _first(ids, "held", dialect)
+    stmt = (select(literal(1)).select_from(held).join(SearchText, SearchText.id == held.c.id)
+            .join(Dossier, Dossier.code == SearchText.code).where(*filters.conditions())
+            .limit(1))
+    return s.scalar(stmt) is not None
 
 
 def _by_code(s: Session, filters: Filters, after: Position | None, limit: int) -> Results:

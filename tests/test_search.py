@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -308,3 +309,29 @@ def test_a_catalog_made_before_the_search_gets_its_index_when_migrated(tmp_path)
     assert codes(catalog, "le duc thang") == [THANG]
     (hit,) = found(catalog, "hung dao").hits
     assert "xã <mark>Hưng Đạo</mark>" in (hit.snippet or "")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_slip_that_makes_real_words_still_brings_the_name_first(backend: str,
+                                                                  tmp_path: Path) -> None:
+    """Given Nguyễn Thị Lan, and a dossier whose OCR text holds "Nguyễn", "thị trấn" and "lâm
+    nghiệp" apart, when staff type "nguyen thi lam" (a slip: m for n), then Lan comes first,
+    although only the other dossier holds every typed word."""
+    from contextlib import ExitStack
+
+    from tests.databases import fresh_postgres
+
+    with ExitStack() as stack:
+        url = f"sqlite:///{tmp_path / 'c.sqlite3'}" if backend == "sqlite" \
+            else stack.enter_context(fresh_postgres())
+        catalog = Catalog(url)
+        lan, other = f"{H40}-230420-0001", f"{H40}-230420-0002"
+        catalog.index_version(manifest(lan, H40), values(applicant_name="Nguyễn Thị Lan"),
+                              [{"page": 0, "lines": ["Tờ khai đăng ký kết hôn"]}])
+        catalog.index_version(manifest(other, H40), values(applicant_name="Trần Văn Bình"), [
+            {"page": 0, "lines": ["Chủ rừng: ông Nguyễn Văn Tư, thị trấn Mường Tè",
+                                  "Giấy phép khai thác lâm nghiệp"]}])
+        assert found(catalog, "nguyen thi lam").hits[0].code == lan
+        # typed right, the words held as a phrase in a field keep the ranked search
+        assert [h.code for h in found(catalog, "nguyen thi lan").hits] == [lan]
+        catalog.engine.dispose()
