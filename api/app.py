@@ -207,6 +207,8 @@ class _Upload:
 
     def _part_end(self) -> None:
         if self._part is not None:
+            if self._part in self.fields:  # which one was meant? neither: say so
+                raise invalid(("body", self._part), "given more than once: give it once")
             self.fields[self._part] = self._value.decode("utf-8", "replace")
 
     def _end(self) -> None:

@@ -392,3 +392,13 @@ def test_the_value_a_field_already_has_confirms_it(env) -> None:
     after = client.get("/api/v1/dossiers/ASN00125", headers=h).json()["fields"]["dossier_id"]
     assert (after["value"], after["source"], after["confidence"]) == \
         (before["value"], "confirmed", 1.0)
+
+
+def test_an_upload_giving_its_dossier_twice_is_refused(env) -> None:
+    """Given a multipart upload with two `dossier` fields, then 422 naming the field: which code
+    was meant cannot be told, and nothing is stored."""
+    client, keys, _, _ = env
+    r = client.post("/api/v1/batches", headers=auth(keys["scanner"]),
+                    data={"dossier": ["ASN00125", "ASN00126"]},
+                    files={"file": ("x.pdf", b"%PDF-1.4\n", "application/pdf")})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "dossier"]
