@@ -512,3 +512,50 @@ def test_a_batch_being_processed_shows_its_page_counter() -> None:
         scan=progress, batch={"batch_id": "b1", "status": "processing", "dossiers": 0,
                               "pages": 12, "pages_done": 3}, lang="vi", started=None)
     assert "Đã xử lý 3/12 trang" in html
+
+
+class _Slow:
+    """A page stage that takes its time, so a test can watch the batch being processed."""
+
+    name = "slow"
+
+    def __call__(self, work: Any) -> None:
+        time.sleep(0.8)
+
+
+def test_the_station_counts_the_pages_processed(station: Station, page: Page,
+                                               tmp_path: Path) -> None:
+    """Given pages that take a while each and a batch processed behind the scan (as a worker
+    does), when staff scan three, then while the batch is being processed the station counts
+    the pages done of the three, and then says the outcome."""
+    import shutil
+    import threading
+
+    from ingest.runner import run_file
+
+    pipeline, service = station.app.pipeline, station.app.app.state.scans
+    stages, accept = pipeline.page_stages, service.accept
+    workers: list[threading.Thread] = []
+
+    def queued(path: Path, **kw: Any) -> Any:  # stored now, processed behind, like Celery
+        copy = tmp_path / f"{len(workers)}-{path.name}"
+        shutil.copyfile(path, copy)
+        batch_id = pipeline.receive(copy, **kw)
+        workers.append(threading.Thread(target=run_file, args=(pipeline, copy), kwargs=kw))
+        workers[-1].start()
+        return pipeline.record(batch_id)
+
+    pipeline.page_stages, service.accept = [*stages, _Slow()], queued
+    try:
+        login(page, station.app.url, *station.app.user("scanner", [H40]))
+        choose_and_start(page, station, MAIN)
+        counter = page.locator("#scan-progress .scan-pages-done")
+        expect(counter).to_contain_text("Đã xử lý", timeout=30_000)
+        expect(counter).to_have_attribute("data-total", "3")
+        shot(page, "pages-processed")
+        expect(page.locator("#scan-progress")).to_have_attribute(
+            "data-batch", re.compile("done|needs_review"), timeout=60_000)
+    finally:
+        pipeline.page_stages, service.accept = stages, accept
+        for worker in workers:
+            worker.join(60)
