@@ -547,7 +547,8 @@ def test_the_station_counts_the_pages_processed(station: Station, page: Page,
 
     pipeline.page_stages, service.accept = [*stages, _Slow()], queued
     try:
-        login(page, station.app.url, *station.app.user("scanner", [H40]))
+        # an agency of its own: the emulator's pages, scanned before for H40, make a new batch
+        login(page, station.app.url, *station.app.user("scanner", ["000.00.04.H77"]))
         choose_and_start(page, station, MAIN)
         counter = page.locator("#scan-progress .scan-pages-done")
         expect(counter).to_contain_text("Đã xử lý", timeout=30_000)
