@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from ingest.stages import PageStage, PageWork
-from ocr import barcodes, blank, deskew, symbologies, tesseract
+from ocr import barcodes, blank, deskew, paper, symbologies, tesseract
 from ocr.config import BarcodeConfig, OcrConfig
 from storage.records import BarcodeFact, OcrFact
 
@@ -25,6 +25,11 @@ _OCR = OcrConfig()  # the defaults of a stage built without its settings
 def _gray(work: PageWork) -> np.ndarray:
     img = work.image
     return np.asarray(img if img.mode == "L" else img.convert("L"))
+
+
+def _ink(work: PageWork) -> np.ndarray:
+    """Grey in which a colour page's tint, seal and signature are paper (ocr/paper.py)."""
+    return paper.ink_gray(work.image)
 
 
 class ReadBarcodes:
@@ -63,7 +68,7 @@ class DetectBlank:
         self.ink_threshold = ink_threshold
 
     def __call__(self, work: PageWork) -> None:
-        ink = blank.ink_fraction(_gray(work), work.dpi)
+        ink = blank.ink_fraction(_ink(work), work.dpi)
         work.facts.ink = round(ink, 6)
         is_blank = ink < self.ink_threshold and not work.facts.barcodes
         work.facts.blank = is_blank
@@ -79,7 +84,7 @@ class Straighten:
         self.max_skew_degrees = max_skew_degrees
 
     def __call__(self, work: PageWork) -> None:
-        skew = deskew.detect(_gray(work), work.dpi, self.max_skew_degrees)
+        skew = deskew.detect(_ink(work), work.dpi, self.max_skew_degrees)
         rotation = 0
         if skew.sideways:
             work.image = work.image.transpose(Image.ROTATE_90)

@@ -1,9 +1,13 @@
-"""Blank-page detection for duplex backsides: paper, faint bleed-through and specks are not content."""
+"""Blank-page detection for duplex backsides: paper, faint bleed-through and specks are not content,
+nor are what an office scan adds to a blank back: punch holes, the copier lid's shadow along an
+edge, light that fades across the glass (ocr/paper.py)."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from ocr import paper
 
 WORK_DPI = 100
 
@@ -11,22 +15,28 @@ WORK_DPI = 100
 def ink_fraction(gray: np.ndarray, dpi: int) -> float:
     """Share of the page (margins excluded) covered by real marks.
 
-    A mark is clearly darker than the paper (bleed-through is not) and bigger than a speck.
+    A mark is clearly darker than the paper around it (bleed-through is not; uneven light and soft
+    shadows are flattened away first), bigger than a speck, and neither a punch hole nor the
+    shadow's band along the border.
     """
     scale = WORK_DPI / dpi
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 \
         else gray
+    small = paper.flatten(small, min(dpi, WORK_DPI))
     h, w = small.shape
-    my, mx = int(h * 0.04), int(w * 0.04)  # scanner shadows and punch holes live at the edges
+    my, mx = int(h * 0.04), int(w * 0.04)  # the scanner's own border lives at the very edges
     core = small[my:h - my, mx:w - mx]
     if core.size == 0:
         return 0.0
-    paper = float(np.percentile(core, 95))
-    mask = (core < paper * 0.6).astype(np.uint8)
+    level = float(np.percentile(core, 95))
+    mask = (core < level * 0.6).astype(np.uint8)
     _n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    marks = areas[areas >= 4].sum()  # >= ~0.5 mm x 0.5 mm at 100 dpi
-    return float(marks) / core.size
+    stats = stats[1:]
+    keep = stats[:, cv2.CC_STAT_AREA] >= 4  # >= ~0.5 mm x 0.5 mm at 100 dpi
+    if keep.any():
+        keep &= ~paper.edge_marks(stats, (mx, my), (w, h), min(dpi, WORK_DPI),
+                                  (core.shape[1], core.shape[0]))
+    return float(stats[keep, cv2.CC_STAT_AREA].sum()) / core.size
 
 
 def is_blank(gray: np.ndarray, dpi: int, threshold: float = 0.0001) -> bool:

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ocr import paper
+
 WORK_DPI = 150  # profile resolution; fine search still reaches ~0.05 degree
 COARSE_POINTS = 30_000  # ink pixels the coarse search looks at (60k: same angles, +25 ms a page)
 
@@ -36,6 +38,7 @@ def _text_points(gray: np.ndarray, dpi: int) -> np.ndarray:
     scale = WORK_DPI / dpi
     if scale < 1:
         gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    gray = paper.flatten(gray, min(dpi, WORK_DPI))  # uneven light would sink whole regions into ink
     mask = ink_mask(gray)
     _n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     lo, hi = WORK_DPI * 0.02, WORK_DPI * 0.6  # ~0.5 mm .. 15 mm

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ocr import tesseract_child
+from ocr import paper, tesseract_child
 from ocr.errors import ToolError
 from ocr.text import clean_line, nfc
 
@@ -76,6 +76,7 @@ def run(img: Image.Image, dpi: int, languages: str = "vie+eng", timeout: float =
     one `tesseract` program run per call. Both give the same result."""
     src_img, scale = downscale(img, dpi, max_dpi)
     ocr_dpi = max_dpi if scale != 1 else dpi
+    src_img = paper.for_reading(src_img, ocr_dpi)  # seal, tint, shadow, uneven light: paper
     if engine == "library":
         raw, text_pdf = tesseract_child.reader().read(
             languages, np.asarray(_gray_or_rgb(src_img)), ocr_dpi, VARIABLES, timeout)

@@ -62,6 +62,7 @@ class Page:
     kind: str = "text"  # receipt | text | id_card | separator | blank
     code: str | None = None  # dossier code printed on it
     fields: dict[str, str] = field(default_factory=dict)
+    office: bool = False  # printed on tinted paper, stamped, signed, punched (office())
 
 
 class Canvas:
@@ -284,23 +285,175 @@ class Scan:
     jpeg_quality: int | None = 85
     seed: int = 0
     bilevel: bool = False  # black and white, written as CCITT G4 (jpeg_quality is then unused)
+    shadow: str = ""  # left | right | top | bottom: the copier lid's shadow along that edge
+    light: float = 0.0  # uneven light: share of the brightness lost in the darkest corner
 
 
 def degrade(page: Page, scan: Scan) -> Image.Image:
-    img = page.image.convert("L")
+    """The sheet as the scanner gives it: greyscale, or colour for a colour page (office())."""
+    img = page.image if page.image.mode == "RGB" else page.image.convert("L")
+    white = (255, 255, 255) if img.mode == "RGB" else 255
     if scan.skew:
-        img = img.rotate(scan.skew, resample=Image.BICUBIC, expand=False, fillcolor=255)
+        img = img.rotate(scan.skew, resample=Image.BICUBIC, expand=False, fillcolor=white)
     if scan.upside_down:
         img = img.rotate(180)
+    if scan.shadow or scan.light:
+        img = _lighting(img, scan)
     if scan.blur:
         img = img.filter(ImageFilter.GaussianBlur(scan.blur))
     if scan.noise:
         rng = np.random.default_rng(scan.seed)
-        arr = np.asarray(img, dtype=np.float32) + rng.normal(0, scan.noise, (img.height, img.width))
+        arr = np.asarray(img, dtype=np.float32)
+        arr = arr + rng.normal(0, scan.noise, arr.shape).astype(np.float32)
         img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
     if scan.bilevel:
         img = img.convert("1", dither=Image.Dither.NONE)  # a threshold at mid-grey
     return img
+
+
+def _lighting(img: Image.Image, scan: Scan) -> Image.Image:
+    """The glass's light on the sheet: brighter on one side than the other (a low-frequency
+    gradient, darkest in the corner opposite the lamp's start), and the copier lid's shadow, a dark
+    band along one edge of the glass with a soft inner side (it does not turn with the sheet)."""
+    h, w = img.height, img.width
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    gain = np.ones((h, w), np.float32)
+    if scan.light:
+        ramp = (xs / w + ys / h) / 2  # 0 at the top left, 1 at the bottom right
+        gain *= 1 - scan.light * ramp ** 1.5
+    if scan.shadow:
+        rng = random.Random(scan.seed)
+        dist = {"left": xs, "right": w - 1 - xs, "top": ys, "bottom": h - 1 - ys}[scan.shadow]
+        dpi = w / A4_INCHES[0]
+        band, soft = dpi * rng.uniform(0.15, 0.35), dpi * rng.uniform(0.1, 0.2)
+        depth = rng.uniform(0.6, 0.8)  # the band keeps 20-40% of the light
+        inside = np.clip((dist - band) / soft, 0, 1)  # 0 in the band, 1 past its soft side
+        gain *= 1 - depth * (1 - inside * inside * (3 - 2 * inside))
+    arr = np.asarray(img, dtype=np.float32)
+    arr = arr * (gain[..., None] if arr.ndim == 3 else gain)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+# ---- office scans: tinted paper, seal and signature, punch holes -----------------------------
+
+SEAL_RED = (200, 32, 48)
+SIGNATURE_BLUE = (28, 48, 150)
+TINTS = [(250, 242, 214), (236, 244, 250), (252, 236, 232), (240, 248, 230)]  # cream, blue, pink, green
+
+
+@dataclass(frozen=True)
+class Office:
+    """How an office sheet differs from a clean print: coloured paper, the agency's red seal
+    stamped over a blue signature under the last lines (its upper part over the text), two punch
+    holes along the left edge (ISO 838: 6 mm, 80 mm apart, 12 mm in), seen dark."""
+
+    tint: tuple[int, int, int] = TINTS[0]
+    seal: bool = True
+    signature: bool = True
+    punch_holes: bool = True
+    seed: int = 0
+
+
+def office(page: Page, look: Office = Office()) -> Page:
+    """`page` printed on tinted paper and handled at the desk: a colour (RGB) page with the same
+    ground truth (the seal's and the signature's marks are not text to read). A blank page gets
+    the paper and the holes only."""
+    rng = random.Random(look.seed)
+    gray = np.asarray(page.image.convert("L"), dtype=np.float32) / 255
+    rgb = gray[..., None] * np.array(look.tint, np.float32)  # ink multiplies the paper
+    dpi, (h, w) = page.dpi, gray.shape
+    if page.kind != "blank" and (look.seal or look.signature):
+        rows = np.nonzero((gray < 0.5).sum(axis=1) > 2)[0]
+        bottom = int(rows[-1]) if len(rows) else h // 2
+        cx, cy = round(w * rng.uniform(0.6, 0.68)), bottom + round(dpi * rng.uniform(0.05, 0.2))
+        if look.signature:
+            rgb = _ink(rgb, _signature((w, h), (cx + round(dpi * 0.35), cy + round(dpi * 0.15)),
+                                       dpi, rng), SIGNATURE_BLUE)
+        if look.seal:
+            rgb = _ink(rgb, _seal((w, h), (cx, cy), dpi, rng), SEAL_RED)
+    if look.punch_holes:  # a back is the sheet turned over: its holes are on the right
+        rgb = _punch_holes(rgb, dpi, right=page.kind == "blank")
+    out = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    return Page(out, dpi, page.text, page.kind, page.code, dict(page.fields), office=True)
+
+
+def _ink(rgb: np.ndarray, cover: Image.Image, colour: tuple[int, int, int]) -> np.ndarray:
+    """Ink of `colour` where `cover` (L, 0..255) is set, multiplied over what is printed."""
+    a = np.asarray(cover, dtype=np.float32)[..., None] / 255
+    return rgb * (1 - a * (1 - np.array(colour, np.float32) / 255))
+
+
+def _seal(size: tuple[int, int], centre: tuple[int, int], dpi: int, rng: random.Random
+          ) -> Image.Image:
+    """A round agency seal, 38 mm: two rings, the agency's name round the ring, a star, uneven ink."""
+    layer = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(layer)
+    cx, cy = centre
+    mm = dpi / 25.4
+    for radius, width in ((19 * mm, 0.9 * mm), (14.5 * mm, 0.5 * mm)):
+        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], outline=255,
+                     width=max(1, round(width)))
+    name = "ỦY BAN NHÂN DÂN QUẬN HOÀN KIẾM * TP. HÀ NỘI * "
+    f = font(7.5, dpi, bold=True, serif=False)
+    for k, ch in enumerate(name):
+        angle = 2 * np.pi * k / len(name) - np.pi / 2
+        glyph = Image.new("L", (round(4 * mm), round(4 * mm)), 0)
+        ImageDraw.Draw(glyph).text((glyph.width / 2, glyph.height / 2), ch, font=f, fill=255,
+                                   anchor="mm")
+        glyph = glyph.rotate(-np.degrees(angle) - 90, resample=Image.BICUBIC)
+        r = 16.8 * mm
+        x, y = cx + r * np.cos(angle), cy + r * np.sin(angle)
+        layer.paste(255, (round(x - glyph.width / 2), round(y - glyph.height / 2)), glyph)
+    star = [(cx + (6 if i % 2 == 0 else 2.4) * mm * np.cos(np.pi * i / 5 - np.pi / 2),
+             cy + (6 if i % 2 == 0 else 2.4) * mm * np.sin(np.pi * i / 5 - np.pi / 2))
+            for i in range(10)]
+    draw.polygon(star, fill=255)
+    noise = np.random.default_rng(rng.randrange(2**31)).uniform(0.55, 1.0, (size[1], size[0]))
+    inked = np.asarray(layer, dtype=np.float32) * noise * rng.uniform(0.8, 0.95)
+    return Image.fromarray(inked.astype(np.uint8)).filter(ImageFilter.GaussianBlur(dpi / 250))
+
+
+def _signature(size: tuple[int, int], start: tuple[int, int], dpi: int, rng: random.Random
+               ) -> Image.Image:
+    """A ballpoint signature about 45 mm wide: a looped scribble and an underline."""
+    layer = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(layer)
+    mm = dpi / 25.4
+    x0, y0 = start
+    k1, k2, phase = rng.uniform(3, 5), rng.uniform(7, 11), rng.uniform(0, np.pi)
+    t = np.linspace(0, 1, 400)
+    xs = x0 - 20 * mm + 45 * mm * t + 4 * mm * np.sin(2 * np.pi * k2 * t)
+    ys = y0 + 6 * mm * np.sin(2 * np.pi * k1 * t + phase) * (1 - 0.5 * t) \
+        + 3 * mm * np.cos(2 * np.pi * k2 * t)
+    width = max(1, round(0.45 * mm))
+    draw.line(list(zip(xs.tolist(), ys.tolist(), strict=True)), fill=230, width=width, joint="curve")
+    draw.line([(x0 - 18 * mm, y0 + 9 * mm), (x0 + 22 * mm, y0 + 7 * mm)], fill=230, width=width)
+    return layer.filter(ImageFilter.GaussianBlur(dpi / 300))
+
+
+def _punch_holes(rgb: np.ndarray, dpi: int, right: bool = False) -> np.ndarray:
+    """Two holes as the glass sees them through the sheet: dark discs with a soft rim."""
+    h, w = rgb.shape[:2]
+    mm = dpi / 25.4
+    layer = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(layer)
+    for cy in (h / 2 - 40 * mm, h / 2 + 40 * mm):
+        cx, r = (w - 12 * mm if right else 12 * mm), 3 * mm
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=215)
+    return _ink(rgb, layer.filter(ImageFilter.GaussianBlur(0.3 * mm)), (40, 40, 44))
+
+
+def office_scan(seed: int = 0, skew: float = 0.0, noise: float = 4.0, blur: float = 0.6,
+                upside_down: bool = False) -> Scan:
+    """A colour scan of an office sheet: uneven light and the lid's shadow along one edge."""
+    rng = random.Random(seed)
+    return Scan(skew=skew, upside_down=upside_down, noise=noise, blur=blur, seed=seed,
+                shadow=rng.choice(("left", "right", "top", "bottom")),
+                light=rng.uniform(0.2, 0.35))
+
+
+def office_look(seed: int) -> Office:
+    return Office(tint=TINTS[seed % len(TINTS)], seed=seed)
 
 
 def encode(img: Image.Image, dpi: int, scan: Scan) -> bytes:
@@ -376,8 +529,12 @@ def make_batch(n_dossiers: int = 3, dpi: int = 300, seed: int = 1, text_pages: i
                skews: tuple[float, ...] = (0.0,), duplex_blanks: bool = False,
                upside_down_every: int = 0, noise: float = 4.0, blur: float = 0.6,
                leading_unmatched: int = 0, symbologies: tuple[str, ...] = ("code128",),
-               with_id_card: bool = True, separators: bool = False) -> Batch:
-    """A feeder stack of dossiers, each: receipt, ID-card copy, `text_pages` prose pages."""
+               with_id_card: bool = True, separators: bool = False,
+               office_dossiers: tuple[int, ...] = ()) -> Batch:
+    """A feeder stack of dossiers, each: receipt, ID-card copy, `text_pages` prose pages.
+    The dossiers numbered in `office_dossiers` (0-based) come as office scans (office(), office_scan():
+    colour, tinted paper, seal and signature, punch holes, lid shadow, uneven light), their
+    receipt followed by its back, blank but for the holes and the shadow."""
     rng = random.Random(seed)
     paragraphs = corpus_paragraphs()
     pages: list[tuple[Page, Scan]] = []
@@ -386,19 +543,26 @@ def make_batch(n_dossiers: int = 3, dpi: int = 300, seed: int = 1, text_pages: i
     unmatched: list[int] = []
     counter = 0
 
+    in_office = False  # the dossier being laid out is an office one
+
     def scan() -> Scan:
         nonlocal counter
         counter += 1
         up = bool(upside_down_every) and counter % upside_down_every == 0
+        if in_office:
+            return office_scan(seed * 1000 + counter, skews[counter % len(skews)], noise, blur, up)
         return Scan(skew=skews[counter % len(skews)], upside_down=up, blur=blur, noise=noise,
                     seed=seed * 1000 + counter)
 
-    def add(page: Page) -> int:
-        pages.append((page, scan()))
-        if duplex_blanks:
-            pages.append((blank(dpi, seed=seed + len(pages)), scan()))
+    def sheet(page: Page) -> Page:
+        return office(page, office_look(seed * 1000 + counter)) if in_office else page
+
+    def add(page: Page, back: bool = False) -> int:
+        pages.append((sheet(page), scan()))
+        if duplex_blanks or back:
+            pages.append((sheet(blank(dpi, seed=seed + len(pages))), scan()))
             dropped[len(pages) - 1] = "blank"
-        return len(pages) - 2 if duplex_blanks else len(pages) - 1
+        return len(pages) - 2 if duplex_blanks or back else len(pages) - 1
 
     cursor = rng.randrange(len(paragraphs))
 
@@ -421,7 +585,8 @@ def make_batch(n_dossiers: int = 3, dpi: int = 300, seed: int = 1, text_pages: i
         fields = receipt_fields(seed + i, day)
         name, address = fields["applicant_name"], fields["address"]
         sym = symbologies[i % len(symbologies)]
-        own = [add(receipt(code, fields, dpi, sym))]
+        in_office = i in office_dossiers
+        own = [add(receipt(code, fields, dpi, sym), back=in_office)]
         card = None
         if with_id_card:
             cid = f"0010{90 + i:02d}{rng.randrange(10**6):06d}"

@@ -1,0 +1,172 @@
+"""The paper under the ink: what an office scan adds that is not content.
+
+Office sheets come on tinted paper, with the agency's red seal stamped over a blue signature,
+punch holes along an edge, the copier lid's shadow along another, and light that fades across the
+glass. None of it is text, and all of it fools a reader that thresholds one grey image:
+
+- `ink_gray`: a colour page's grey in which only dark, colourless ink is dark. Luminance makes a
+  red seal as dark as text (a seal over the last lines hides them from Tesseract); here a pixel's
+  grey is its brightest channel plus its chroma, so paper of any tint, red seal ink and blue
+  signature ink come out as paper while black print stays black, also where it lies under the seal
+  (ink over ink is darker in every channel). The price: text printed in colour is dropped too.
+- `flatten`: divides the page by its paper's brightness, estimated at ~25 dpi by a grey closing
+  (what is darker than its surroundings over less than ~9 mm is ink; what is wider is the light),
+  so that uneven light and soft shadows stop looking like ink. A page lit evenly (the usual case)
+  is returned as it is, after a check that costs about a millisecond.
+- `edge_marks`: which dark blobs are punch holes (round, 4-10 mm, near an edge) or the lid's shadow
+  (a band along the border), for blank detection to leave out.
+
+Greyscale pages skip `ink_gray` entirely; `flatten` only acts when the check triggers, so the
+clean-page path costs what it did (BENCHMARKS.md, "Office scans").
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image
+
+BACKGROUND_DPI = 25  # one pixel ~ 1 mm: the gaps between text lines are still pure paper
+CLOSING_MM = 9.0  # dark features narrower than this are ink (text, holes), wider ones the light
+EVEN_LIGHT = 0.88  # darkest paper / brightest paper above this: lit evenly, nothing to do
+MARK_CHROMA = 40  # coloured ink differs from grey by more than this (print on tint: < 40)
+
+
+def ink_gray(img: Image.Image) -> np.ndarray:
+    """The page as grey pixels in which only colourless ink is dark (see the module docstring).
+    Greyscale pages are returned as they are (no copy); bilevel ones as 0/255."""
+    if img.mode == "L":
+        return np.asarray(img)
+    if img.mode != "RGB":
+        return np.asarray(img.convert("L"))
+    r, g, b = cv2.split(np.asarray(img))
+    brightest = cv2.max(cv2.max(r, g), b)
+    chroma = cv2.subtract(brightest, cv2.min(cv2.min(r, g), b))
+    return cv2.add(brightest, chroma)  # saturates at 255
+
+
+def _background(gray: np.ndarray, dpi: int) -> np.ndarray:
+    """The paper's brightness at BACKGROUND_DPI: the page shrunk, then closed (max then min) over
+    CLOSING_MM, then smoothed."""
+    scale = min(1.0, BACKGROUND_DPI / dpi)
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) \
+        if scale < 1 else gray
+    side = max(3, round(CLOSING_MM / 25.4 * dpi * scale) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
+    closed = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel, borderType=cv2.BORDER_REPLICATE)
+    return cv2.blur(closed, (3, 3))
+
+
+def lit_evenly(background: np.ndarray) -> bool:
+    """True when the darkest paper is nearly as bright as the brightest (2nd and 99th centiles)."""
+    lo, hi = np.percentile(background, (2, 99))
+    return bool(hi <= 0 or lo / hi >= EVEN_LIGHT)
+
+
+def flatten(gray: np.ndarray, dpi: int) -> np.ndarray:
+    """`gray` with its paper brought to white where the light was uneven or shadowed; `gray`
+    itself (no copy) when the page was lit evenly."""
+    if gray.size == 0:
+        return gray
+    background = _background(gray, dpi)
+    if lit_evenly(background):
+        return gray
+    full = cv2.resize(background, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return cv2.divide(gray, cv2.max(full, 1), scale=255)
+
+
+def coloured_ink(img: Image.Image) -> np.ndarray | None:
+    """Where a colour page carries coloured ink (seal, signature): pixels far more saturated than
+    its paper and clearly coloured, labelled by their strongest channel (1 red, 2 green, 3 blue);
+    None for a page without any (or not in colour)."""
+    if img.mode != "RGB":
+        return None
+    rgb = np.asarray(img)
+    r, g, b = cv2.split(rgb)
+    brightest = cv2.max(cv2.max(r, g), b)
+    chroma = cv2.subtract(brightest, cv2.min(cv2.min(r, g), b))
+    saturation = cv2.divide(chroma, cv2.max(brightest, 1), scale=255)
+    step = max(1, min(rgb.shape[:2]) // 200)
+    sample_b, sample_s = brightest[::step, ::step], saturation[::step, ::step]
+    paper = sample_s[sample_b >= np.percentile(sample_b, 60)]
+    floor = max(90.0, 2 * float(np.median(paper)) if paper.size else 0.0)
+    marks = cv2.bitwise_and(cv2.compare(saturation, floor, cv2.CMP_GT),
+                            cv2.compare(chroma, MARK_CHROMA, cv2.CMP_GT))
+    if cv2.countNonZero(marks) < marks.size * 1e-4:
+        return None
+    red = cv2.compare(r, brightest, cv2.CMP_EQ)
+    green = cv2.bitwise_and(cv2.compare(g, brightest, cv2.CMP_EQ), cv2.bitwise_not(red))
+    labelled = cv2.bitwise_and(marks, cv2.bitwise_or(cv2.bitwise_and(red, 1),
+                                                     cv2.bitwise_and(green, 2)))
+    blue = cv2.bitwise_and(cv2.compare(labelled, 0, cv2.CMP_EQ), marks)
+    return cv2.bitwise_or(labelled, cv2.bitwise_and(blue, 3))
+
+
+def _drop_crossings(gray: np.ndarray, marks: np.ndarray, dpi: int) -> np.ndarray:
+    """Whitens small dark blobs lying wholly against coloured inks of two hues: where a blue
+    signature crosses the red seal the two inks make black, and Tesseract reads the bits as
+    punctuation or stray letters. Print under the seal reaches out of the ink, and a tone mark on
+    the seal's ring touches one hue only: they stay. Works within the marks' bounding box."""
+    x, y, w, h = cv2.boundingRect(marks)
+    pad = 4
+    x0, y0 = max(0, x - pad), max(0, y - pad)
+    x1, y1 = min(gray.shape[1], x + w + pad), min(gray.shape[0], y + h + pad)
+    region, marks = gray[y0:y1, x0:x1], marks[y0:y1, x0:x1]
+    dark = cv2.compare(region, 128, cv2.CMP_LT)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    if n <= 1:
+        return gray
+    inked = labels[dark > 0]
+    kernel = np.ones((5, 5), np.uint8)
+    near = cv2.dilate(cv2.compare(marks, 0, cv2.CMP_GT), kernel)[dark > 0] > 0
+    on_ink = np.bincount(inked[near], minlength=n)
+    hues = np.zeros(n, np.int64)
+    for hue in (1, 2, 3):
+        touch = cv2.dilate(cv2.compare(marks, hue, cv2.CMP_EQ), kernel)[dark > 0] > 0
+        hues += np.bincount(inked[touch], minlength=n) > 0
+    area = stats[:, cv2.CC_STAT_AREA]
+    drop = (on_ink >= 0.9 * area) & (hues >= 2) & (area <= (2 * dpi / 25.4) ** 2)
+    drop[0] = False
+    if not drop.any():
+        return gray
+    out = gray.copy()
+    out[y0:y1, x0:x1][drop[labels]] = 255
+    return out
+
+
+def for_reading(img: Image.Image, dpi: int) -> Image.Image:
+    """The image Tesseract reads: ink grey, flattened, without the bits where coloured inks cross.
+    A clean greyscale page comes back as it is."""
+    gray = ink_gray(img)
+    flat = flatten(gray, dpi)
+    if img.mode == "L":
+        return img if flat is gray else Image.fromarray(flat)
+    marks = coloured_ink(img)
+    return Image.fromarray(flat if marks is None else _drop_crossings(flat, marks, dpi))
+
+
+def edge_marks(stats: np.ndarray, offset: tuple[int, int], page: tuple[int, int], dpi: int,
+               region: tuple[int, int]) -> np.ndarray:
+    """Which connected components (rows of cv2.connectedComponentsWithStats' `stats`, found in a
+    region of `region` (w, h) pixels at `offset` (x, y) of a page of `page` (w, h) pixels) are
+    not content: punch holes (solid round blobs of 4-10 mm whose centre lies within 25 mm of an
+    edge, or blobs of at most 10 mm cut by the region's border there) and the lid's shadow (a
+    blob touching the region's border, thinner than 15% of the page across and at least three
+    times as long along it)."""
+    mm = dpi / 25.4
+    x, y = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    w, h = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    area = stats[:, cv2.CC_STAT_AREA]
+    cx, cy = x + w / 2 + offset[0], y + h / 2 + offset[1]
+    near_edge = np.minimum.reduce([cx, page[0] - cx, cy, page[1] - cy]) <= 25 * mm
+    size_ok = (np.minimum(w, h) >= 4 * mm) & (np.maximum(w, h) <= 10 * mm)
+    round_ = (np.maximum(w, h) <= 1.5 * np.minimum(w, h)) & (area >= 0.5 * w * h)
+    left, top = x == 0, y == 0
+    right, bottom = x + w >= region[0], y + h >= region[1]
+    cut = (left | right | top | bottom) & (np.maximum(w, h) <= 10 * mm)  # a hole half outside
+    holes = near_edge & ((size_ok & round_) | cut)
+    thin_x = w <= 0.15 * page[0]
+    thin_y = h <= 0.15 * page[1]
+    vertical_band = (left | right) & thin_x & (h >= 3 * w)
+    horizontal_band = (top | bottom) & thin_y & (w >= 3 * h)
+    return holes | vertical_band | horizontal_band
