@@ -15,6 +15,13 @@ pages skipped. Its time counts the readings only; the straightening is done befo
 `sohoa / floor` is what everything else costs (decoding, straightening, barcodes, blank detection,
 hand-over, text layer, PDF/A, idle cores). `--no-ocrmypdf` leaves the peer out.
 
+`--office K` adds K dossiers scanned as office sheets come (tests/synth.py office(): colour, tinted
+paper, a red seal over a blue signature near the last lines, punch holes, the copier lid's shadow
+along an edge, uneven light; each receipt followed by its blank back) and reports them apart: CER
+on office vs clean prose pages, office blanks dropped, receipts matched and their fields:
+
+    nice .venv/bin/python bench/ocr_throughput.py --pages 24 --office 2 --no-ocrmypdf
+
 `--variant NAME:SOHOA_X=1,SOHOA_Y=2` adds a sohoa run with those settings to every round (same batch,
 same alternation), to measure what one setting buys:
 
@@ -63,9 +70,15 @@ def pdf_page_text(pdf: Path, page: int) -> str:
                            "-"], capture_output=True, text=True, check=True).stdout
 
 
-def make_batch(pages: int, skews: tuple[float, ...]) -> synth.Batch:
-    return synth.make_batch(n_dossiers=max(1, pages // 4), dpi=300, seed=5, text_pages=2,
-                            skews=skews, noise=5.0, blur=0.7, symbologies=("code128", "qr"))
+def make_batch(pages: int, skews: tuple[float, ...], office: int = 0) -> synth.Batch:
+    """`pages // 4` dossiers (receipt, ID card, two prose pages), then `office` office ones."""
+    clean = max(1, pages // 4)
+    return synth.make_batch(n_dossiers=clean + office, dpi=300, seed=5, text_pages=2,
+                            skews=skews, noise=5.0, blur=0.7, symbologies=("code128", "qr"),
+                            office_dossiers=tuple(range(clean, clean + office)))
+
+
+RECEIPT_FIELDS = ("applicant_name", "address", "phone", "email", "procedure")
 
 
 def bench_sohoa(pdf: Path, batch: synth.Batch, work: Path, env: dict[str, str] | None = None) -> dict:
@@ -89,8 +102,16 @@ def bench_sohoa(pdf: Path, batch: synth.Batch, work: Path, env: dict[str, str] |
     truth_codes = [d.code for d in batch.dossiers]
     matched = sum(1 for d in out["dossiers"] if d["dossier_id"] in truth_codes
                   and d["pages"] == next(t.pages for t in batch.dossiers if t.code == d["dossier_id"]))
+    found = {d["dossier_id"]: d for d in out["dossiers"]}
+    dossiers = {}  # code -> (split right, receipt fields right)
+    for t in batch.dossiers:
+        got = found.get(t.code)
+        fields = {k: v["value"] for k, v in got["fields"].items()} if got else {}
+        dossiers[t.code] = (bool(got) and got["pages"] == t.pages,
+                            sum(fields.get(k) == t.fields[k] for k in RECEIPT_FIELDS))
     return {"run": r, "texts": texts, "receipts_matched": f"{matched}/{len(truth_codes)}",
-            "stage_seconds": stage_seconds, "extra_readings": extra_readings}
+            "stage_seconds": stage_seconds, "extra_readings": extra_readings,
+            "dropped": {p["page"] for p in out["dropped_pages"]}, "dossiers": dossiers}
 
 
 def bench_ocrmypdf(pdf: Path, batch: synth.Batch, work: Path) -> dict:
@@ -162,7 +183,30 @@ def summarize(name: str, result: dict, batch: synth.Batch) -> dict:
             "empty_pages": [(i, batch.pages[i][0].kind, batch.pages[i][1].skew) for i in empty],
             "receipts_matched": result["receipts_matched"],
             "extra_readings": result.get("extra_readings", "n/a"),
-            "stage_seconds": result.get("stage_seconds", {})}
+            "stage_seconds": result.get("stage_seconds", {}), **apart(result, batch)}
+
+
+def apart(result: dict, batch: synth.Batch) -> dict:
+    """Office pages and clean ones, each on their own: CER on prose pages, blank backs dropped,
+    dossiers split right and receipt fields right (these two where the tool splits)."""
+    out: dict[str, object] = {}
+    for label, office in (("clean", False), ("office", True)):
+        prose = [i for i, (p, _) in enumerate(batch.pages) if p.kind == "text" and p.office == office]
+        rates = [cer(batch.pages[i][0].text, result["texts"][i]) for i in prose]
+        out[f"{label}_cer"] = (f"{statistics.median(rates):.4f} / {max(rates):.4f} ({len(rates)})"
+                               if rates else "-")
+        blanks = [i for i, (p, _) in enumerate(batch.pages) if p.kind == "blank" and p.office == office]
+        out[f"{label}_blanks_dropped"] = (f"{len(set(blanks) & result['dropped'])}/{len(blanks)}"
+                                          if "dropped" in result and blanks else "n/a")
+        codes = [d.code for d in batch.dossiers if batch.pages[d.pages[0]][0].office == office]
+        if "dossiers" in result and codes:
+            split = sum(result["dossiers"][c][0] for c in codes)
+            fields = sum(result["dossiers"][c][1] for c in codes)
+            out[f"{label}_receipts_matched"] = f"{split}/{len(codes)}"
+            out[f"{label}_receipt_fields"] = f"{fields}/{len(codes) * len(RECEIPT_FIELDS)}"
+        else:
+            out[f"{label}_receipts_matched"] = out[f"{label}_receipt_fields"] = "n/a"
+    return out
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -180,6 +224,8 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE,...",
                     help="an extra sohoa run per round with these environment settings")
     ap.add_argument("--no-ocrmypdf", action="store_true", help="leave the peer out")
+    ap.add_argument("--office", type=int, default=0, metavar="K",
+                    help="add K dossiers of office scans, reported apart")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     skews = tuple(float(s) for s in args.skews.split(","))
@@ -187,7 +233,7 @@ def main() -> None:
     for v in args.variant:
         name, _, assignments = v.partition(":")
         variants[f"sohoa, {name}"] = dict(a.split("=", 1) for a in assignments.split(",") if a)
-    batch = make_batch(args.pages, skews)
+    batch = make_batch(args.pages, skews, args.office)
     with tempfile.TemporaryDirectory(prefix="sohoa-bench-") as tmp:
         work = Path(tmp)
         pdf = batch.write_pdf(work / "batch.pdf")
@@ -227,6 +273,15 @@ def main() -> None:
         print(f"sohoa / OCRmyPDF throughput: {by_tool['sohoa']['pages_per_minute'] / peer:.2f}x")
     for row in rows[3 if "OCRmyPDF" in by_tool else 2:]:
         print(f"{row['tool']} time / floor time: {row['seconds'] / floor['seconds']:.2f}")
+    if args.office:
+        cols = ["tool", "clean_cer", "office_cer", "clean_blanks_dropped", "office_blanks_dropped",
+                "clean_receipts_matched", "office_receipts_matched", "clean_receipt_fields",
+                "office_receipt_fields"]
+        print("\nOffice pages apart (CER: median / worst (prose pages)):\n")
+        print("| " + " | ".join(cols) + " |")
+        print("|" + "---|" * len(cols))
+        for row in rows:
+            print("| " + " | ".join(str(row[c]) for c in cols) + " |")
     for row in rows:
         if row["empty_pages"]:
             print(f"\n{row['tool']} pages without text (index, kind, skew): {row['empty_pages']}")

@@ -62,15 +62,19 @@ def test_two_words_on_an_office_back_are_not_blank() -> None:
     assert not work.facts.blank
 
 
-def test_shadow_band_and_uneven_light_do_not_move_deskew() -> None:
+def test_shadow_band_and_uneven_light_do_not_move_deskew_or_turn_the_page() -> None:
     """Given an office page of prose skewed by 6 degrees, with the lid's shadow along each edge in
-    turn, when its skew is measured, then it is found as on the clean page, within 0.1 degree."""
+    turn, when its skew is measured, then it is found within 0.1 degree and the page is not taken
+    for a sideways one; fed sideways, it is found sideways."""
     page, _ = synth.text_page(synth.corpus_paragraphs()[10:16], DPI)
     sheet = synth.office(page, synth.office_look(6))
     for shadow in ("left", "right", "top", "bottom"):
         scan = dataclasses.replace(synth.office_scan(6, skew=6.0), shadow=shadow, light=0.35)
-        skew = deskew.detect(paper.ink_gray(synth.degrade(sheet, scan)), DPI)
+        img = synth.degrade(sheet, scan)
+        skew = deskew.detect(paper.ink_gray(img), DPI)
         assert not skew.sideways and abs(skew.angle - 6.0) <= 0.1, (shadow, skew)
+        turned = deskew.detect(paper.ink_gray(img.rotate(90, expand=True)), DPI)
+        assert turned.sideways, shadow
 
 
 @pytest.fixture(scope="module")
@@ -151,20 +155,22 @@ def test_a_colour_page_is_read_from_its_ink_grey_and_a_grey_page_as_it_is() -> N
 
 
 @pytest.fixture(scope="module")
-def mixed(tmp_path_factory) -> tuple[synth.Batch, object]:
+def mixed(tmp_path_factory) -> tuple[synth.Batch, Pipeline, object]:
     """Three dossiers (receipt, ID-card copy, one page of prose), the middle one an office one
-    (its receipt followed by its blank back), skews up to 5 degrees, 200 dpi."""
+    (its receipt followed by its blank back, its prose page fed upside down), skews up to 5
+    degrees, 200 dpi."""
     batch = synth.make_batch(n_dossiers=3, dpi=DPI, seed=15, text_pages=1, skews=(0.0, 3.0, -5.0),
-                             symbologies=("code128", "qr"), office_dossiers=(1,))
+                             symbologies=("code128", "qr"), office_dossiers=(1,),
+                             upside_down_every=7)
     root = tmp_path_factory.mktemp("office")
     pipeline = Pipeline.from_settings(Settings(data_dir=root / "data", workers=2))
-    return batch, run_file(pipeline, batch.write_pdf(root / "scan.pdf"))
+    return batch, pipeline, run_file(pipeline, batch.write_pdf(root / "scan.pdf"))
 
 
 def test_a_batch_mixing_office_pages_splits_into_its_dossiers(mixed) -> None:
     """Given a feeder batch where one dossier comes on office paper, when it is ingested, then it
     splits into exactly its dossiers by their barcodes and the office back is dropped as blank."""
-    batch, record = mixed
+    batch, _, record = mixed
     assert any(p.office for p, _ in batch.pages)
     assert [(d.dossier_id, d.pages) for d in record.dossiers] == \
         [(d.code, d.pages) for d in batch.dossiers]
@@ -175,9 +181,21 @@ def test_a_batch_mixing_office_pages_splits_into_its_dossiers(mixed) -> None:
 def test_the_office_dossier_gets_its_receipt_and_id_card_fields(mixed) -> None:
     """Given the same batch, then the office dossier's fields are those printed on its receipt and
     carried by its ID card's QR, as a clean dossier's are."""
-    batch, record = mixed
+    batch, _, record = mixed
     truth, got = batch.dossiers[1], record.dossiers[1]
     fields = {k: v["value"] for k, v in got.fields.items()}
     for key in ("applicant_name", "address", "phone", "email", "procedure"):
         assert fields[key] == truth.fields[key], key
     assert {k: fields[k] for k in truth.id_card or {}} == truth.id_card
+
+
+def test_the_upside_down_office_page_is_turned_and_read(mixed) -> None:
+    """Given the same batch, whose office prose page was fed upside down, then it is turned round
+    and read as its clean neighbours are."""
+    batch, pipeline, record = mixed
+    index = batch.dossiers[1].pages[-1]
+    page, scan = batch.pages[index]
+    assert page.office and scan.upside_down
+    facts = pipeline.page_facts_for(record.batch_id, [index])[0]
+    assert facts.rotation == 180
+    assert cer(page.text, "\n".join(facts.ocr.lines)) < 0.01
