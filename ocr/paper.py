@@ -42,6 +42,18 @@ def ink_gray(img: Image.Image) -> np.ndarray:
     r, g, b = cv2.split(np.asarray(img))
     brightest = cv2.max(cv2.max(r, g), b)
     chroma = cv2.subtract(brightest, cv2.min(cv2.min(r, g), b))
+    # the paper's own tint is not ink's colour: counted, it would lift the paper to white where
+    # it is bright and hide uneven light from flatten()
+    step = max(1, min(brightest.shape) // 200)
+    sample_b, sample_c = brightest[::step, ::step], chroma[::step, ::step]
+    tint = sample_c[sample_b >= np.percentile(sample_b, 60)]
+    chroma = cv2.subtract(chroma, int(np.median(tint)) if tint.size else 0)
+    # JPEG keeps colour at half resolution: a coloured stroke's rim comes out darker than its
+    # colour says. A pixel that is not dark takes the strongest chroma around it, if that is ink's.
+    around = cv2.dilate(chroma, np.ones((3, 3), np.uint8))
+    rim = cv2.bitwise_and(cv2.compare(around, 2 * MARK_CHROMA, cv2.CMP_GT),
+                          cv2.compare(brightest, 80, cv2.CMP_GT))
+    chroma = cv2.max(chroma, cv2.bitwise_and(around, rim))
     return cv2.add(brightest, chroma)  # saturates at 255
 
 
@@ -102,47 +114,58 @@ def coloured_ink(img: Image.Image) -> np.ndarray | None:
     return cv2.bitwise_or(labelled, cv2.bitwise_and(blue, 3))
 
 
-def _drop_crossings(gray: np.ndarray, marks: np.ndarray, dpi: int) -> np.ndarray:
-    """Whitens small dark blobs lying wholly against coloured inks of two hues: where a blue
-    signature crosses the red seal the two inks make black, and Tesseract reads the bits as
-    punctuation or stray letters. Print under the seal reaches out of the ink, and a tone mark on
-    the seal's ring touches one hue only: they stay. Works within the marks' bounding box."""
+def _clear_marks(gray: np.ndarray, marks: np.ndarray, dpi: int) -> np.ndarray:
+    """`gray` with the coloured ink and its light rim made paper, and the places where inks of
+    two hues cross whitened: a blue signature over the red seal makes black, which Tesseract
+    reads as punctuation or stray letters. Black print stays, also under the seal (it is dark
+    and colourless); only where the seal and the signature both lie against it is it lost,
+    with the bits of crossing left as blobs of at most 3 x 3 mm lying against coloured ink and
+    within 4 pixels of both hues. Works within the marks' bounding box."""
     x, y, w, h = cv2.boundingRect(marks)
     pad = 4
     x0, y0 = max(0, x - pad), max(0, y - pad)
     x1, y1 = min(gray.shape[1], x + w + pad), min(gray.shape[0], y + h + pad)
-    region, marks = gray[y0:y1, x0:x1], marks[y0:y1, x0:x1]
-    dark = cv2.compare(region, 128, cv2.CMP_LT)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
-    if n <= 1:
-        return gray
-    inked = labels[dark > 0]
-    kernel = np.ones((5, 5), np.uint8)
-    near = cv2.dilate(cv2.compare(marks, 0, cv2.CMP_GT), kernel)[dark > 0] > 0
-    on_ink = np.bincount(inked[near], minlength=n)
-    hues = np.zeros(n, np.int64)
-    for hue in (1, 2, 3):
-        touch = cv2.dilate(cv2.compare(marks, hue, cv2.CMP_EQ), kernel)[dark > 0] > 0
-        hues += np.bincount(inked[touch], minlength=n) > 0
-    area = stats[:, cv2.CC_STAT_AREA]
-    drop = (on_ink >= 0.9 * area) & (hues >= 2) & (area <= (2 * dpi / 25.4) ** 2)
-    drop[0] = False
-    if not drop.any():
-        return gray
     out = gray.copy()
-    out[y0:y1, x0:x1][drop[labels]] = 255
+    region, marks = out[y0:y1, x0:x1], marks[y0:y1, x0:x1]
+    inked = cv2.compare(marks, 0, cv2.CMP_GT)
+    # JPEG keeps colour at half resolution: a thin stroke's rim, grey and hardly coloured, is
+    # left around the ink; whatever is not dark within 3 pixels of coloured ink goes with it
+    rim = cv2.bitwise_and(cv2.dilate(inked, np.ones((7, 7), np.uint8)),
+                          cv2.compare(region, 110, cv2.CMP_GT))
+    kernel = np.ones((5, 5), np.uint8)
+    near = [cv2.dilate(cv2.compare(marks, hue, cv2.CMP_EQ), kernel) for hue in (1, 2, 3)]
+    crossing = cv2.bitwise_or(cv2.bitwise_or(cv2.bitwise_and(near[0], near[1]),
+                                             cv2.bitwise_and(near[0], near[2])),
+                              cv2.bitwise_and(near[1], near[2]))
+    cleared = cv2.max(cv2.max(region, inked), cv2.max(rim, crossing))
+    dark = cv2.compare(cleared, 128, cv2.CMP_LT)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    if n > 1:
+        ids = labels[dark > 0]
+        on = cv2.dilate(inked, kernel)[dark > 0] > 0
+        on_ink = np.bincount(ids[on], minlength=n)
+        wide = np.ones((9, 9), np.uint8)  # a stroke over the seal's star meets its own ink
+        hues = sum((np.bincount(ids[cv2.dilate(cv2.compare(marks, hue, cv2.CMP_EQ), wide)
+                                    [dark > 0] > 0], minlength=n) > 0).astype(np.int64)
+                   for hue in (1, 2, 3))
+        area = stats[:, cv2.CC_STAT_AREA]
+        drop = (on_ink >= 0.9 * area) & (hues >= 2) & (area <= (3 * dpi / 25.4) ** 2)
+        drop[0] = False
+        if drop.any():
+            cleared[drop[labels]] = 255
+    region[...] = cleared
     return out
 
 
 def for_reading(img: Image.Image, dpi: int) -> Image.Image:
-    """The image Tesseract reads: ink grey, flattened, without the bits where coloured inks cross.
-    A clean greyscale page comes back as it is."""
+    """The image Tesseract reads: ink grey, flattened, coloured ink made paper, without the bits
+    where coloured inks cross. A clean greyscale page comes back as it is."""
     gray = ink_gray(img)
     flat = flatten(gray, dpi)
     if img.mode == "L":
         return img if flat is gray else Image.fromarray(flat)
     marks = coloured_ink(img)
-    return Image.fromarray(flat if marks is None else _drop_crossings(flat, marks, dpi))
+    return Image.fromarray(flat if marks is None else _clear_marks(flat, marks, dpi))
 
 
 def edge_marks(stats: np.ndarray, offset: tuple[int, int], page: tuple[int, int], dpi: int,

@@ -367,7 +367,8 @@ def office(page: Page, look: Office = Office()) -> Page:
         bottom = int(rows[-1]) if len(rows) else h // 2
         cx, cy = round(w * rng.uniform(0.6, 0.68)), bottom + round(dpi * rng.uniform(0.05, 0.2))
         if look.signature:
-            rgb = _ink(rgb, _signature((w, h), (cx + round(dpi * 0.35), cy + round(dpi * 0.15)),
+            # signed in the space under the last line; the seal then covers its left third
+            rgb = _ink(rgb, _signature((w, h), (cx + round(dpi * 0.35), bottom + round(dpi * 0.45)),
                                        dpi, rng), SIGNATURE_BLUE)
         if look.seal:
             rgb = _ink(rgb, _seal((w, h), (cx, cy), dpi, rng), SEAL_RED)

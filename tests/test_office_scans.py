@@ -146,12 +146,19 @@ def test_seal_and_signature_do_not_become_text(prose) -> None:
 
 def test_a_colour_page_is_read_from_its_ink_grey_and_a_grey_page_as_it_is() -> None:
     """Given a grey page lit evenly, when it is prepared for reading, then it is the very same
-    image (the clean path adds no pixel work); given a colour page, then seal ink is paper."""
+    image (the clean path adds no pixel work); given a colour page, then its tint, the seal's red
+    and the signature's blue come out (nearly) as light as paper and print stays black."""
     grey = synth.degrade(synth.text_page(synth.corpus_paragraphs()[:2], DPI)[0],
                          synth.Scan(noise=4))
     assert paper.for_reading(grey, DPI) is grey
-    seal = np.full((40, 40, 3), synth.SEAL_RED, np.uint8)
-    assert paper.ink_gray(synth.Image.fromarray(seal)).min() == 255
+    sheet = np.full((100, 100, 3), synth.TINTS[0], np.uint8)
+    sheet[10:40, 10:40] = synth.SEAL_RED
+    sheet[60:70, 60:70] = (20, 20, 20)  # print
+    sheet[80:85, 10:90] = synth.SIGNATURE_BLUE
+    ink = paper.ink_gray(synth.Image.fromarray(sheet))
+    assert ink[10:40, 10:40].min() >= ink[50, 50] >= 240  # seal ink as light as the paper
+    assert ink[80:85, 10:90].min() >= 220  # the signature nearly so
+    assert ink[60:70, 60:70].max() <= 30
 
 
 @pytest.fixture(scope="module")
