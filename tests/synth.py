@@ -3,7 +3,9 @@
 Renders Vietnamese prose written for these tests (tests/data/van_ban.txt), one-stop-shop receipts
 with Code 128 / QR dossier codes, citizen-ID copies with their QR, separator sheets, Code 39 cover
 sheets and blank backsides; then degrades them the way a feeder scanner does (skew, upside-down
-pages, blur, noise, JPEG or black and white). Used by tests and benchmarks. Nothing here needs
+pages, blur, noise, JPEG or black and white). `office()` and `office_scan()` make office sheets of
+them: colour, tinted paper, a red seal over a blue signature, punch holes, the copier lid's shadow,
+uneven light. Used by tests and benchmarks. Nothing here needs
 anything beside the checkout; `SAMPLES` (other projects' real files, ../shared/samples) is only for
 the tests and benchmarks that use them.
 """
