@@ -6,13 +6,17 @@ glass. None of it is text, and all of it fools a reader that thresholds one grey
 
 - `ink_gray`: a colour page's grey in which only dark, colourless ink is dark. Luminance makes a
   red seal as dark as text (a seal over the last lines hides them from Tesseract); here a pixel's
-  grey is its brightest channel plus its chroma, so paper of any tint, red seal ink and blue
-  signature ink come out as paper while black print stays black, also where it lies under the seal
-  (ink over ink is darker in every channel). The price: text printed in colour is dropped too.
+  grey is its brightest channel plus its chroma beyond the paper's own tint, so red seal ink and
+  blue signature ink come out (nearly) as paper while black print stays black, also where it lies
+  under the seal (ink over ink is darker in every channel). The price: text printed in colour is
+  dropped too.
 - `flatten`: divides the page by its paper's brightness, estimated at ~25 dpi by a grey closing
   (what is darker than its surroundings over less than ~9 mm is ink; what is wider is the light),
   so that uneven light and soft shadows stop looking like ink. A page lit evenly (the usual case)
   is returned as it is, after a check that costs about a millisecond.
+- `for_reading`: what Tesseract reads: the ink grey, flattened, and on a page with coloured ink
+  that ink, its JPEG rim and the black spots where the signature crosses the seal made paper (else
+  Tesseract reads them as stray letters and punctuation).
 - `edge_marks`: which dark blobs are punch holes (round, 4-10 mm, near an edge) or the lid's shadow
   (a band along the border), for blank detection to leave out.
 
