@@ -1,6 +1,7 @@
-"""The default dossier stages: extract fields, build the PDF/A document, split it into its
-components (each its own PDF/A copy), then sign the document and its copies when the dossier's
-agency has a signer (ingest/signing.py).
+"""The default dossier stages: extract fields, check addresses against the official list of
+administrative units, build the PDF/A document, split it into its components (each its own PDF/A
+copy), then sign the document and its copies when the dossier's agency has a signer
+(ingest/signing.py).
 
 Each stage is built with what it needs of the settings (plain values, or the signing service);
 `default_dossier_stages` is the list the dossier versions run (ingest/services.py builds it from
@@ -18,6 +19,7 @@ from ingest.stages import DossierStage, DossierWork
 from ocr import components as compmod
 from ocr import fields as fieldmod
 from ocr import pdf as pdfmod
+from ocr import places
 from ocr.dossier_code import DossierCodeGrammar
 from ocr.text import fold
 from storage.records import OcrFact, PageFacts
@@ -84,6 +86,35 @@ def _add_registry_facts(found: dict[str, fieldmod.Field], work: DossierWork) -> 
             found[f"registry_{key}"] = fieldmod.Field(value.strip(), work.pages[0], 1.0, "registry")
     if "registry_procedure" in found and "procedure" not in found:
         found["procedure"] = found["registry_procedure"]
+
+
+class CheckAddresses:
+    """Addresses against the official list of wards and provinces (ocr/places.py): a unit's name
+    misread (a tone mark, a letter) takes the list's spelling and the field keeps what was read
+    (`read_as`); every address records the ward it names (`place`). An address read by OCR that
+    names no ward of either list keeps its value at a confidence of at most UNKNOWN_PLACE, so a
+    person checks it. A QR's address is exact: it is never respelled, only located."""
+
+    name = "addresses"
+    FIELDS = ("address", "permanent_address")
+    UNKNOWN_PLACE = 0.5
+
+    def __call__(self, work: DossierWork) -> None:
+        for name in self.FIELDS:
+            f = work.fields.get(name)
+            if f is None or f.source not in ("ocr", "barcode"):
+                continue
+            checked = places.check(f.value)
+            place = checked.place.to_dict() if checked.place else None
+            if f.source == "barcode":
+                work.fields[name] = dataclasses.replace(f, place=place)
+            elif place is None:
+                work.fields[name] = dataclasses.replace(
+                    f, confidence=min(f.confidence, self.UNKNOWN_PLACE))
+            else:
+                work.fields[name] = dataclasses.replace(
+                    f, value=checked.value, place=place,
+                    read_as=f.value if checked.repaired else None)
 
 
 class BuildPdfA:
@@ -174,5 +205,5 @@ def default_dossier_stages(grammar: DossierCodeGrammar, timezone_offset: str,
                            components_enabled: bool, signing: AgencySigning
                            ) -> list[DossierStage]:
     """The dossier stages a version runs, in their order."""
-    return [ExtractFields(grammar, timezone_offset), BuildPdfA(),
+    return [ExtractFields(grammar, timezone_offset), CheckAddresses(), BuildPdfA(),
             SplitComponents(enabled=components_enabled), Sign(signing)]

@@ -25,13 +25,18 @@ class Field:
     source: str  # barcode | ocr
     # A field that is a list (components_listed): its rows; `value` says the same in words.
     items: tuple[dict[str, Any], ...] | None = None
+    # An address: the ward, district and province of the official list it names (ocr/places.py).
+    place: dict[str, Any] | None = None
+    # What was read, when the value is not that: an address whose units were respelled.
+    read_as: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["confidence"] = round(self.confidence, 3)
-        if self.items is None:
-            del d["items"]
-        else:
+        for optional in ("items", "place", "read_as"):
+            if d[optional] is None:
+                del d[optional]
+        if self.items is not None:
             d["items"] = [dict(i) for i in self.items]
         return d
 

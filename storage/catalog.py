@@ -70,6 +70,7 @@ INDEX_TABLES = ("batches", "pages", "dossiers", "dossier_versions", "fields", "c
 
 # Vietnam time (no DST): what a receipt's date and a report's month mean.
 VIETNAM = timezone(timedelta(hours=7))
+FIELD_COLUMNS = ("value", "page", "confidence", "source")  # a field's other keys go to `details`
 _CODE_DATE = re.compile(r"-(\d{2})(\d{2})(\d{2})-")
 
 
@@ -202,8 +203,10 @@ class Catalog:
                                    manifest=manifest.as_dict(), created_at=created))
             s.execute(delete(FieldRow).where(FieldRow.code == code, FieldRow.version == version))
             for name, f in fields.items():
+                details = {k: v for k, v in f.items() if k not in FIELD_COLUMNS} or None
                 s.add(FieldRow(code=code, version=version, name=name, value=f["value"],
-                               page=f["page"], confidence=f["confidence"], source=f["source"]))
+                               page=f["page"], confidence=f["confidence"], source=f["source"],
+                               details=details))
 
     @_again_on_conflict
     def index_correction(self, correction: CorrectionRecord) -> None:
@@ -219,8 +222,8 @@ class Catalog:
             if row is None:
                 s.add(FieldRow(code=code, version=version, name=name, value=c.value,
                                page=c.page or 0, confidence=1.0, source=source))
-            else:
-                row.value, row.confidence, row.source = c.value, 1.0, source
+            else:  # what the machine found beside the value no longer holds for a person's
+                row.value, row.confidence, row.source, row.details = c.value, 1.0, source, None
             dossier = s.get(Dossier, code)
             if dossier is not None and dossier.latest_version == version:
                 s.flush()
@@ -290,7 +293,8 @@ class Catalog:
                 "version": d.latest_version, "pdf": latest.pdf_key,
                 "pages": Manifest.load(latest.manifest).pages,
                 "fields": {f.name: {"value": f.value, "page": f.page,
-                                    "confidence": f.confidence, "source": f.source}
+                                    "confidence": f.confidence, "source": f.source,
+                                    **(f.details or {})}
                            for f in fields},
                 "versions": [{"version": v.version, "batch_id": v.batch_id, "pdf": v.pdf_key,
                               "manifest": v.manifest_key,

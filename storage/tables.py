@@ -140,6 +140,9 @@ class FieldRow(Base):
     page: Mapped[int] = mapped_column(Integer)
     confidence: Mapped[float] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16))
+    # What the field holds beside its value, as the version's fields.json has it (`items` of a
+    # list, `place` and `read_as` of an address); None once a person corrected the value.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Correction(Base):

@@ -284,6 +284,21 @@ def test_a_code_with_control_characters_is_404_not_an_error(live_app: LiveApp,
             assert client.get(f"/dossiers/{code}").status_code == 404, code
 
 
+def test_the_address_shows_the_units_of_the_official_list_it_names(live_app: LiveApp,
+                                                                   manifests: dict) -> None:
+    """Given An's dossier, whose receipt and ID card give an address of before the 2025
+    reorganization, when a processor opens it, then beside the address the page names its ward,
+    district and province as the former list spells them; the stored field holds their codes."""
+    username, password = live_app.user("processor", [H40])
+    client, _ = http_login(live_app.url, username, password)
+    with closing(client):
+        html = client.get(f"/dossiers/{AN}").text
+    row = html[html.index('id="field-address"'):]
+    row = row[:row.index("</tr>")]
+    assert "trước ngày 01/7/2025: Phường Hàng Bài, Quận Hoàn Kiếm, Thành phố Hà Nội" in row
+    assert catalog_fields(live_app, AN)["address"]["place"]["ward_code"] == 88
+
+
 def test_another_agencys_dossier_is_404_like_a_missing_one(live_app: LiveApp,
                                                             manifests: dict) -> None:
     """Given a processor of H40, when they open, preview, verify or correct a dossier of H56, then

@@ -146,8 +146,23 @@ def field_rows(lang: str, fields: dict[str, dict[str, Any]], machine: dict[str, 
             "source_label": source_label(lang, f["source"]),
             "page": _position(f["page"], pages), "machine": machine.get(name),
             "history": [c for c in corrections if c["name"] == name],
+            "place": place_line(f.get("place")), "read_as": f.get("read_as"),
+            "unplaced": name in ADDRESSES and f["source"] == "ocr" and not f.get("place"),
         })
     return rows
+
+
+ADDRESSES = ("address", "permanent_address")  # checked against the official list of units
+
+
+def place_line(place: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The units an address was found in, smallest first, and whether the list is the former one
+    (addresses written before 1 July 2025 name a district)."""
+    if not place:
+        return None
+    units = [place.get(k) for k in ("ward", "district", "province")]
+    return {"units": ", ".join(str(u) for u in units if u),
+            "former": place.get("list") == "before-2025"}
 
 
 def corrections_of(pipeline: Any, code: str, version: int) -> list[dict[str, Any]]:
