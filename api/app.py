@@ -48,7 +48,7 @@ from ocr.pdf import page_jpeg
 from scanners.devices import Scanners
 from scanners.scan import ScanService
 from scanners.spool import Spool
-from storage import layout, reports, search
+from storage import reports, search
 from storage.audit import AuditWriter, Event
 from storage.integrity import problems
 from storage.integrity import verify as verify_archive
@@ -622,8 +622,7 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
     def batch_status(batch_id: Id, request: Request,
                      who: Annotated[Principal, Depends(role("scanner"))]) -> dict[str, Any]:
         record = visible_batch(batch_id, who)
-        done = sum(pipeline.store.exists(layout.page_facts(batch_id, i))
-                   for i in range(record.pages))
+        done = len(pipeline.pages_done(batch_id))
         log(request, who, "batch.read", batch_id, record.agency or "")
         keys_ = ("batch_id", "file", "status", "error", "pages", "dossiers", "unmatched_pages",
                  "dropped_pages", "failed_pages", "review", "received_at", "source", "device",

@@ -70,10 +70,10 @@ def pdf_page_text(pdf: Path, page: int) -> str:
                            "-"], capture_output=True, text=True, check=True).stdout
 
 
-def make_batch(pages: int, skews: tuple[float, ...], office: int = 0) -> synth.Batch:
+def make_batch(pages: int, skews: tuple[float, ...], office: int = 0, seed: int = 5) -> synth.Batch:
     """`pages // 4` dossiers (receipt, ID card, two prose pages), then `office` office ones."""
     clean = max(1, pages // 4)
-    return synth.make_batch(n_dossiers=clean + office, dpi=300, seed=5, text_pages=2,
+    return synth.make_batch(n_dossiers=clean + office, dpi=300, seed=seed, text_pages=2,
                             skews=skews, noise=5.0, blur=0.7, symbologies=("code128", "qr"),
                             office_dossiers=tuple(range(clean, clean + office)))
 

@@ -360,6 +360,12 @@ class Pipeline:
         self.store.put(facts_key, facts.dump(), overwrite=True)
         return facts
 
+    def pages_done(self, batch_id: str) -> set[int]:
+        """The pages of the batch that have their result: one listing of the store (a request per
+        thousand keys on S3), not a request per page, so that a big batch's progress is cheap."""
+        found = (layout.page_of_facts(k) for k in self.store.list(layout.pages_prefix(batch_id)))
+        return {i for i in found if i is not None}
+
     def page_facts(self, batch_id: str, count: int) -> list[PageFacts]:
         return self.page_facts_for(batch_id, list(range(count)))
 

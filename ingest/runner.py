@@ -14,7 +14,6 @@ from typing import Any
 from ingest.pipeline import FINAL, Pipeline
 from ingest.settings import Settings
 from ingest.stages import PageStage
-from storage import layout
 from storage.errors import TRANSIENT
 from storage.leases import Leases, batch_key, this_process
 from storage.records import BatchRecord
@@ -65,8 +64,8 @@ def _run(pipeline: Pipeline, batch_id: str,
         record.already_ingested = True
         return record
     total = record.pages
-    todo = pipeline.heaviest_first(batch_id, [i for i in range(total) if not pipeline.store.exists(
-        layout.page_facts(batch_id, i))])
+    done = pipeline.pages_done(batch_id)
+    todo = pipeline.heaviest_first(batch_id, [i for i in range(total) if i not in done])
     if progress:
         progress(total - len(todo), total)
     workers = min(pipeline.settings.workers, max(1, len(todo)))

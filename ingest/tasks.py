@@ -167,7 +167,7 @@ def _after_page(pipeline: Pipeline, batch_id: str, index: int, go_on: bool) -> N
             if go_on:
                 process_page.delay(batch_id, later)
             return
-    if all(done(i) for i in range(record.pages)):
+    if len(pipeline.pages_done(batch_id)) >= record.pages:
         finish_batch.delay(batch_id)
 
 
@@ -270,9 +270,9 @@ def queue_missing(batch_id: str, only_if_idle: bool = True) -> list[str]:
 def _queue_heads(pipeline: Pipeline, record: BatchRecord) -> list[str]:
     batch_id = record.batch_id
     live = _leases().live(batch_id)
-    done = _has_result(pipeline, batch_id)
+    done = pipeline.pages_done(batch_id)
     order, window = _plan(record)
-    todo = [i for i in order if not done(i)]
+    todo = [i for i in order if i not in done]
     if not todo:
         if finish_key(batch_id) in live:
             return []

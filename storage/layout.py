@@ -33,6 +33,17 @@ def page_facts(batch_id: str, index: int) -> str:
     return f"batches/{batch_id}/pages/{index:05d}.json"
 
 
+def pages_prefix(batch_id: str) -> str:
+    return f"batches/{batch_id}/pages/"
+
+
+def page_of_facts(key: str) -> int | None:
+    """The page index of a page_facts key; None for any other key."""
+    name = key.rsplit("/", 1)[-1]
+    stem, dot, ext = name.partition(".")
+    return int(stem) if dot and ext == "json" and stem.isdigit() else None
+
+
 def page_pdf(batch_id: str, index: int) -> str:
     return f"batches/{batch_id}/pages/{index:05d}.pdf"
 

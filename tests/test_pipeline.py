@@ -176,3 +176,10 @@ def test_search_key_of_stored_text_finds_unaccented_names(ingested) -> None:
     text = json.loads(pipeline.store.get(d.pdf.replace("dossier.pdf", "text.json")))
     assert fold(d.fields["applicant_name"]["value"]) in fold(json.dumps(text,
                                                                           ensure_ascii=False))
+
+
+def test_the_pages_done_are_read_from_one_listing_of_the_store(ingested) -> None:
+    """Given the ingested batch, its pages done are every page, counted from the facts objects
+    alone (each page's PDF beside them is not counted twice)."""
+    pipeline, record, _ = ingested
+    assert pipeline.pages_done(record.batch_id) == set(range(record.pages))

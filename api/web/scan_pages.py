@@ -238,8 +238,8 @@ def add_routes(app: FastAPI, state: WebState) -> None:
         record = batch_record(state, progress.batch_id) if progress and progress.batch_id else None
         if record is None:
             return None
-        done = sum(state.pipeline.store.exists(layout.page_facts(record.batch_id, i))
-                   for i in range(record.pages)) if record.status not in FINAL_BATCH else 0
+        done = len(state.pipeline.pages_done(record.batch_id)) \
+            if record.status not in FINAL_BATCH else 0
         return {"batch_id": record.batch_id, "status": record.status,
                 "dossiers": len(record.dossiers), "pages": record.pages, "pages_done": done}
 
