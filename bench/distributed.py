@@ -1,12 +1,13 @@
-"""As fast past one machine: the benchmark batch through `sohoa serve` on embedded defaults (local
-disk, SQLite, the embedded broker, its own 2 workers) and through `sohoa serve --no-worker` plus two
-`sohoa worker --concurrency 1` processes on PostgreSQL, Redis and S3 (moto's server), alternating;
-then a long batch through the distributed set-up, its pages per minute measured as it goes.
+"""As fast past one machine: the benchmark batch through `sohoa ingest` (no server, no broker),
+through `sohoa serve` on embedded defaults (local disk, SQLite, the embedded broker, its own 2
+workers) and through `sohoa serve --no-worker` plus two `sohoa worker --concurrency 1` processes
+on PostgreSQL, Redis and S3 (moto's server), alternating; then a long batch through the
+distributed set-up, its pages per minute measured as it goes.
 
     .venv/bin/python bench/distributed.py --pages 24 --repeat 3     # embedded vs distributed
     .venv/bin/python bench/distributed.py --steady 1000 --repeat 0  # a 1,000-page batch
 
-Each run uploads the batch (bench/ocr_throughput.py's mix: receipts, ID cards, prose pages skewed up
+Each server run uploads the batch (bench/ocr_throughput.py's mix: receipts, ID cards, prose pages skewed up
 to ±10°, blank backs) with POST /api/v1/batches once its servers and workers are up, and is timed
 from the upload to the batch's final status (GET /api/v1/batches/{id}, polled every 0.5 s). Every
 run starts from empty storage and a new database. The long batch repeats the mix; the pages done
@@ -124,10 +125,31 @@ def timed(api: Api, pdf: Path, scene: Scene, pages: int, store: object | None = 
         time.sleep(0.5)
 
 
+def ingest(scene: Scene, pdf: Path) -> tuple[float, str]:
+    """`sohoa ingest` of the file: the same machine without a broker or a server (its start-up,
+    about a second, counted)."""
+    import json
+    import subprocess
+
+    from faults import SOHOA
+
+    start = time.monotonic()
+    out = subprocess.run([str(SOHOA), "ingest", "--json", str(pdf)], env=scene.env(),
+                         capture_output=True, text=True, timeout=3600)
+    took = time.monotonic() - start
+    if out.returncode:
+        raise SystemExit(f"sohoa ingest failed: {out.stderr[-2000:]}")
+    return took, json.loads(out.stdout)["batches"][0]["status"]
+
+
 def one_run(kind: str, pdf: Path, pages: int, opts: Options) -> tuple[float, str]:
     scene = Scene(f"{kind}", opts)
     try:
         with contextlib.ExitStack() as stack:
+            if kind == "ingest":
+                took, status = ingest(scene, pdf)
+                say(f"{kind}: {pages} pages in {took:.1f} s ({status})")
+                return took, status
             api = embedded(scene) if kind == "embedded" else distributed(scene, stack)[0]
             took, status, _ = timed(api, pdf, scene, pages)
             say(f"{kind}: {pages} pages in {took:.1f} s ({status})")
@@ -186,7 +208,7 @@ def main() -> None:
         batch = make_batch(args.pages, SKEWS)
         pdf, pages = batch.write_pdf(work / "batch.pdf"), len(batch.pages)
         del batch
-        runs: dict[str, list[float]] = {"embedded": [], "distributed": []}
+        runs: dict[str, list[float]] = {"ingest": [], "embedded": [], "distributed": []}
         for _ in range(args.repeat):
             for kind in runs:
                 took, status = one_run(kind, pdf, pages, opts)
@@ -200,8 +222,10 @@ def main() -> None:
                 med = statistics.median(times)
                 print(f"| {kind} | {pages} | {med:.1f} | {', '.join(f'{t:.1f}' for t in times)} | "
                       f"{pages / med * 60:.1f} |")
-            ratio = statistics.median(runs["embedded"]) / statistics.median(runs["distributed"])
-            print(f"\ndistributed / embedded throughput: {ratio:.2f}")
+            distributed_s = statistics.median(runs["distributed"])
+            for kind in ("embedded", "ingest"):
+                ratio = statistics.median(runs[kind]) / distributed_s
+                print(f"\ndistributed / {kind} throughput: {ratio:.2f}")
         if args.steady:
             count = long_batch(args.steady, work / "long.pdf")
             progress = steady(work / "long.pdf", count, opts)
