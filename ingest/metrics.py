@@ -12,8 +12,8 @@ queue, scanners, workers) is read at scrape time instead (api/status_routes.py).
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,9 +49,21 @@ class _Metrics:
     signature_failures: Any
 
 
-@cache
+_made: list[_Metrics] = []
+_making = threading.Lock()
+
+
 def _metrics() -> _Metrics:
-    """Made at first use, after `use_dir` (prometheus_client picks its mode when they are)."""
+    """Made at first use, after `use_dir` (prometheus_client picks its mode when they are), once
+    even when two page threads finish their first page together (a second registration of the
+    same name is an error)."""
+    with _making:
+        if not _made:
+            _made.append(_make())
+        return _made[0]
+
+
+def _make() -> _Metrics:
     from prometheus_client import Counter, Histogram
 
     return _Metrics(

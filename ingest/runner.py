@@ -1,36 +1,25 @@
 """Runs a batch on this machine: pages in parallel over the cores, one decoded page per worker.
 
 The steps are the same ones a task queue runs (ingest/pipeline.py); this runner only orders them.
+The workers are threads of this process: what a page costs in CPU is spent in code that lets go
+of the interpreter (Tesseract in its child process, one per thread; OpenCV, the barcode readers,
+image decoding), and threads share the libraries and the pipeline that forked processes would
+each count again (BENCHMARKS.md, "Memory"). Tesseract, the one tool known to abort, stays in a
+process of its own (ocr/tesseract_child.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 from ingest.pipeline import FINAL, Pipeline
-from ingest.settings import Settings
-from ingest.stages import PageStage
 from storage.errors import TRANSIENT
 from storage.leases import Leases, batch_key, this_process
 from storage.records import BatchRecord
-
-_worker: Pipeline | None = None
-
-
-def _init_worker(settings: Settings, page_stages: list[PageStage]) -> None:
-    global _worker
-    _worker = Pipeline.from_settings(settings, with_catalog=False)
-    _worker.page_stages = page_stages
-
-
-def _process_page(batch_id: str, index: int) -> int:
-    assert _worker is not None
-    _worker.process_page(batch_id, index)
-    return index
 
 
 def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source: str = "cli",
@@ -69,18 +58,11 @@ def _run(pipeline: Pipeline, batch_id: str,
     if progress:
         progress(total - len(todo), total)
     workers = min(pipeline.settings.workers, max(1, len(todo)))
-    if workers == 1:
-        for i in todo:
-            pipeline.process_page(batch_id, i)
+    with ThreadPoolExecutor(workers, thread_name_prefix="page") as pool:
+        for future in as_completed(pool.submit(pipeline.process_page, batch_id, i) for i in todo):
+            future.result()
             if progress:
                 progress(1, total)
-    else:
-        with ProcessPoolExecutor(workers, initializer=_init_worker,
-                                 initargs=(pipeline.settings, pipeline.page_stages)) as pool:
-            for future in as_completed(pool.submit(_process_page, batch_id, i) for i in todo):
-                future.result()
-                if progress:
-                    progress(1, total)
     return pipeline.finalize(batch_id)
 
 
