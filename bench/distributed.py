@@ -2,7 +2,9 @@
 through `sohoa serve` on embedded defaults (local disk, SQLite, the embedded broker, its own 2
 workers) and through `sohoa serve --no-worker` plus two `sohoa worker --concurrency 1` processes
 on PostgreSQL, Redis and S3 (moto's server), alternating; then a long batch through the
-distributed set-up, its pages per minute measured as it goes.
+distributed set-up, its pages per minute measured as it goes (on PostgreSQL and Redis, the objects
+on local disk: moto's server holds every object in memory and ran this 24 GB machine out of it at
+1,000 pages; `--steady-s3` to try).
 
     .venv/bin/python bench/distributed.py --pages 24 --repeat 3     # embedded vs distributed
     .venv/bin/python bench/distributed.py --steady 1000 --repeat 0  # a 1,000-page batch
@@ -10,8 +12,9 @@ distributed set-up, its pages per minute measured as it goes.
 Each server run uploads the batch (bench/ocr_throughput.py's mix: receipts, ID cards, prose pages skewed up
 to ±10°, blank backs) with POST /api/v1/batches once its servers and workers are up, and is timed
 from the upload to the batch's final status (GET /api/v1/batches/{id}, polled every 0.5 s). Every
-run starts from empty storage and a new database. The long batch repeats the mix; the pages done
-are read from the object store each 10 s, and the table gives pages per minute in each tenth of the
+run starts from empty storage and a new database. The long batch repeats six 24-page parts of the
+mix (their dossiers grow as their codes come again); the pages done are read from the object
+store each 10 s, and the table gives pages per minute in each tenth of the
 batch: steady means the last tenth as fast as the first.
 """
 
@@ -40,11 +43,10 @@ from faults import (  # noqa: E402
     say,
     wait_for,
 )
-from ocr_throughput import make_batch  # noqa: E402
+from ocr_throughput import SKEWS, long_pdf, make_batch  # noqa: E402
 
 from tests.databases import fresh_postgres  # noqa: E402
 
-SKEWS = (0.0, 2.0, -3.0, 5.0, -5.0, 7.0, -8.0, 10.0, -10.0)
 FINAL = ("done", "needs_review", "failed")
 
 
@@ -64,23 +66,30 @@ def embedded(scene: Scene) -> Api:
     return api
 
 
-def distributed(scene: Scene, stack: contextlib.ExitStack) -> tuple[Api, object]:
-    """serve --no-worker and two workers on PostgreSQL, Redis and S3 (moto); (api, store)."""
-    from moto.server import ThreadedMotoServer
+def distributed(scene: Scene, stack: contextlib.ExitStack, s3: bool = True) -> tuple[Api, object]:
+    """serve --no-worker and two workers on PostgreSQL, Redis and S3 (moto), or with `s3=False`
+    the local disk they share; (api, store)."""
+    from storage.objects import LocalObjectStore
 
-    from storage.s3 import S3ObjectStore
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    scene.cleanups.append(moto.stop)
-    host, port_s3 = moto.get_host_and_port()
-    bucket = f"sohoa-{uuid.uuid4().hex[:12]}"
     database = stack.enter_context(fresh_postgres())
-    env = scene.env(broker_url(scene, "redis"), SOHOA_DATABASE_URL=database,
-                    SOHOA_S3_ENDPOINT=f"{host}:{port_s3}", SOHOA_S3_ACCESS_KEY="test",
-                    SOHOA_S3_SECRET_KEY="test", SOHOA_S3_SECURE="false",
-                    SOHOA_S3_REGION="us-east-1", SOHOA_S3_BUCKET=bucket)
+    env = scene.env(broker_url(scene, "redis"), SOHOA_DATABASE_URL=database)
+    store: object = LocalObjectStore(scene.objects)
+    if s3:
+        from moto.server import ThreadedMotoServer
+
+        from storage.s3 import S3ObjectStore
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto.start()
+        scene.cleanups.append(moto.stop)
+        host, port_s3 = moto.get_host_and_port()
+        bucket = f"sohoa-{uuid.uuid4().hex[:12]}"
+        env.update(SOHOA_S3_ENDPOINT=f"{host}:{port_s3}", SOHOA_S3_ACCESS_KEY="test",
+                   SOHOA_S3_SECRET_KEY="test", SOHOA_S3_SECURE="false",
+                   SOHOA_S3_REGION="us-east-1", SOHOA_S3_BUCKET=bucket)
+        store = S3ObjectStore.connect(f"{host}:{port_s3}", "test", "test", bucket, secure=False,
+                                      region="us-east-1")
     port = free_port()
     api = Api(port, _key(env))
     serve = scene.start("serve", ["serve", "--no-worker", "--port", str(port)], env)
@@ -89,8 +98,6 @@ def distributed(scene: Scene, stack: contextlib.ExitStack) -> tuple[Api, object]
     wait_for(api.answers, 120, "serve answering", scene, alive=alive, poll=0.3)
     for w in workers:
         wait_for(lambda w=w: READY.search(w.text()), 120, f"{w.label} ready", scene, alive=alive)
-    store = S3ObjectStore.connect(f"{host}:{port_s3}", "test", "test", bucket, secure=False,
-                                  region="us-east-1")
     return api, store
 
 
@@ -158,11 +165,11 @@ def one_run(kind: str, pdf: Path, pages: int, opts: Options) -> tuple[float, str
         scene.close()
 
 
-def steady(pdf: Path, pages: int, opts: Options) -> list[tuple[float, int]]:
+def steady(pdf: Path, pages: int, opts: Options, s3: bool) -> list[tuple[float, int]]:
     scene = Scene("steady", opts)
     try:
         with contextlib.ExitStack() as stack:
-            api, store = distributed(scene, stack)
+            api, store = distributed(scene, stack, s3)
             took, status, progress = timed(api, pdf, scene, pages, store)
             say(f"steady: {pages} pages in {took:.1f} s ({status})")
             return progress
@@ -181,33 +188,24 @@ def tenths(progress: list[tuple[float, int]], pages: int) -> list[float]:
     return [pages / 10 / (b - a) * 60 if b > a else float("nan") for a, b in pairwise(marks)]
 
 
-def long_batch(pages: int, out: Path) -> int:
-    """The mix `pages` pages long, made 24 pages at a time (each part with codes of its own) and
-    joined: the whole batch would not fit in memory as images. Returns its page count."""
-    import pikepdf
-
-    with contextlib.ExitStack() as parts, pikepdf.new() as whole:
-        for k in range(max(1, pages // 24)):
-            part = make_batch(24, SKEWS, seed=100 + k).write_pdf(out.with_suffix(f".{k}.pdf"))
-            whole.pages.extend(parts.enter_context(pikepdf.open(part)).pages)
-        whole.save(out)
-        return len(whole.pages)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--pages", type=int, default=24)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each set-up, alternating")
     ap.add_argument("--steady", type=int, default=0, metavar="N", help="also an N-page batch")
+    ap.add_argument("--steady-s3", action="store_true",
+                    help="the long batch on moto too (it holds every object in memory: ~23 GB "
+                         "at 1,000 pages, more than this machine has); by default on local disk")
     ap.add_argument("--keep", action="store_true", help="keep each run's directory")
     args = ap.parse_args()
     opts = Options(keep=args.keep)
     files = Scene("batch", opts)  # a directory removed at the end (--keep keeps it)
     try:
         work = files.dir
-        batch = make_batch(args.pages, SKEWS)
-        pdf, pages = batch.write_pdf(work / "batch.pdf"), len(batch.pages)
-        del batch
+        if args.repeat:
+            batch = make_batch(args.pages, SKEWS)
+            pdf, pages = batch.write_pdf(work / "batch.pdf"), len(batch.pages)
+            del batch
         runs: dict[str, list[float]] = {"ingest": [], "embedded": [], "distributed": []}
         for _ in range(args.repeat):
             for kind in runs:
@@ -227,10 +225,12 @@ def main() -> None:
                 ratio = statistics.median(runs[kind]) / distributed_s
                 print(f"\ndistributed / {kind} throughput: {ratio:.2f}")
         if args.steady:
-            count = long_batch(args.steady, work / "long.pdf")
-            progress = steady(work / "long.pdf", count, opts)
+            count = long_pdf(args.steady, work / "long.pdf")
+            progress = steady(work / "long.pdf", count, opts, args.steady_s3)
             rates = tenths(progress, count)
-            print(f"\n{count} pages, distributed: {progress[-1][0]:.0f} s, "
+            where = "S3 (moto)" if args.steady_s3 else "local disk"
+            print(f"\n{count} pages, distributed (PostgreSQL, Redis, {where}): "
+                  f"{progress[-1][0]:.0f} s, "
                   f"{count / progress[-1][0] * 60:.1f} pages per minute")
             print("| tenth | " + " | ".join(str(k + 1) for k in range(10)) + " |")
             print("|---|" + "---|" * 10)
