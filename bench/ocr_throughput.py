@@ -82,17 +82,18 @@ SKEWS = (0.0, 2.0, -3.0, 5.0, -5.0, 7.0, -8.0, 10.0, -10.0)  # the benchmark's, 
 
 
 def long_pdf(pages: int, out: Path, distinct: int = 6) -> int:
-    """The mix `pages` pages long, as a PDF: `distinct` parts of 24 pages (each with codes of its
+    """The mix at least `pages` pages long, as a PDF: `distinct` parts of 24 pages (each with codes of its
     own) repeated in turn, so that a code seen again continues its dossier. Drawing every page
     anew would take a minute per part; the work per page is the same. Returns its page count."""
     import contextlib
 
     import pikepdf
 
+    count = -(-pages // 24)  # parts: at least `pages` pages
     made = [make_batch(24, SKEWS, seed=100 + k).write_pdf(out.with_suffix(f".{k}.pdf"))
-            for k in range(min(distinct, max(1, pages // 24)))]
+            for k in range(min(distinct, count))]
     with contextlib.ExitStack() as parts, pikepdf.new() as whole:
-        for k in range(max(1, pages // 24)):  # each part opened anew: its streams copied
+        for k in range(count):  # each part opened anew: its streams copied
             whole.pages.extend(parts.enter_context(pikepdf.open(made[k % len(made)])).pages)
         whole.save(out)
         return len(whole.pages)

@@ -12,10 +12,12 @@ import io
 import unicodedata
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pikepdf
-from fontTools import subset
-from fontTools.ttLib import TTFont
+
+if TYPE_CHECKING:  # fontTools is loaded when a note is set: an agency without a signer never does
+    from fontTools.ttLib import TTFont
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")  # Debian: fonts-dejavu-core
 SIZE = 6.5  # points: small type, still legible when printed
@@ -28,6 +30,8 @@ class NoteError(ValueError):
 
 @cache
 def _font() -> TTFont:
+    from fontTools.ttLib import TTFont
+
     if not FONT.exists():
         raise NoteError(f"font {FONT} not found (install fonts-dejavu-core)")
     return TTFont(str(FONT))
@@ -143,6 +147,9 @@ _ALWAYS = frozenset("0123456789:+-T")
 @lru_cache(maxsize=64)
 def _subset(chars: frozenset[str]) -> bytes:
     """DejaVu Sans cut down to `chars`, glyph ids kept."""
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+
     options = subset.Options()
     options.retain_gids = True
     options.notdef_outline = True
