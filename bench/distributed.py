@@ -13,9 +13,11 @@ Each server run uploads the batch (bench/ocr_throughput.py's mix: receipts, ID c
 to ±10°, blank backs) with POST /api/v1/batches once its servers and workers are up, and is timed
 from the upload to the batch's final status (GET /api/v1/batches/{id}, polled every 0.5 s). Every
 run starts from empty storage and a new database. The long batch repeats six 24-page parts of the
-mix (their dossiers grow as their codes come again); the pages done are read from the object
-store each 10 s, and the table gives pages per minute in each tenth of the
-batch: steady means the last tenth as fast as the first.
+mix (their dossiers grow as their codes come again). Its table takes the pages in the order they
+were done, by tenths: pages per minute, each page's own work (its stages' seconds) and the rest of
+its task's time (queueing, leases, reading and storing, the catalog). Pages are queued heaviest
+first, so pages per minute rise as they lighten; steady means the rest of the task does not grow
+as the catalog and the queue do.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import statistics
 import sys
 import time
 import uuid
-from itertools import pairwise
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,27 +168,67 @@ def one_run(kind: str, pdf: Path, pages: int, opts: Options) -> tuple[float, str
         scene.close()
 
 
-def steady(pdf: Path, pages: int, opts: Options, s3: bool) -> list[tuple[float, int]]:
+TASK_DONE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): INFO/[^\]]*\] Task "
+                       r"sohoa\.process_page\[[0-9a-f-]+\] succeeded in ([\d.]+)s: (\d+)", re.M)
+
+
+@dataclass
+class PageDone:
+    at: float  # seconds since the first page finished
+    task_s: float  # the task's wall time, as Celery logged it
+    work_s: float  # the page's own stages (its facts' `seconds`)
+
+
+def steady(pdf: Path, pages: int, opts: Options, s3: bool
+           ) -> tuple[list[tuple[float, int]], list[PageDone]]:
+    """The long batch: (pages done every 10 s, each page task as the workers logged it)."""
     scene = Scene("steady", opts)
     try:
         with contextlib.ExitStack() as stack:
             api, store = distributed(scene, stack, s3)
             took, status, progress = timed(api, pdf, scene, pages, store)
             say(f"steady: {pages} pages in {took:.1f} s ({status})")
-            return progress
+            return progress, _page_tasks(scene, store)
     finally:
         scene.close()
 
 
-def tenths(progress: list[tuple[float, int]], pages: int) -> list[float]:
-    """Pages per minute within each tenth of the batch (by pages done, interpolated in time)."""
-    def time_at(done: float) -> float:
-        for (t0, p0), (t1, p1) in pairwise(progress):
-            if p1 >= done:
-                return t0 + (t1 - t0) * ((done - p0) / (p1 - p0) if p1 > p0 else 1.0)
-        return progress[-1][0]
-    marks = [time_at(pages * k / 10) for k in range(11)]
-    return [pages / 10 / (b - a) * 60 if b > a else float("nan") for a, b in pairwise(marks)]
+def _page_tasks(scene: Scene, store: object) -> list[PageDone]:
+    import json
+    from datetime import datetime
+
+    found = []
+    for proc in scene.procs:
+        for m in TASK_DONE.finditer(proc.text()):
+            at = datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            found.append((at, float(m[2]), int(m[3])))
+    batch = next(k.split("/")[1] for k in store.list("batches/"))  # type: ignore[attr-defined]
+    out = []
+    first = min(at for at, _s, _i in found)
+    for at, task_s, index in sorted(found):
+        facts = json.loads(store.get(f"batches/{batch}/pages/{index:05d}.json"))  # type: ignore[attr-defined]
+        out.append(PageDone(at - first, task_s, sum(facts.get("seconds", {}).values())))
+    return out
+
+
+def by_tenths(done: list[PageDone]) -> list[tuple[int, float, float, float]]:
+    """Per tenth of the pages in the order they finished: (pages, pages per minute, the pages'
+    own work in s per page, the rest of their tasks' time in s per page). Pages are queued
+    heaviest first, so pages per minute rise as the pages lighten; the rest of a task's time (its
+    queueing, leases, reading and storing, the catalog) is what would grow with the catalog and
+    the queue."""
+    out = []
+    n = len(done)
+    for k in range(10):
+        part = done[n * k // 10:n * (k + 1) // 10]
+        if not part:
+            continue
+        start = done[n * k // 10 - 1].at if k else 0.0
+        span = max(part[-1].at - start, 1e-9)
+        work = sum(p.work_s for p in part) / len(part)
+        rest = sum(p.task_s - p.work_s for p in part) / len(part)
+        out.append((len(part), len(part) / span * 60, work, rest))
+    return out
 
 
 def main() -> None:
@@ -226,15 +269,18 @@ def main() -> None:
                 print(f"\ndistributed / {kind} throughput: {ratio:.2f}")
         if args.steady:
             count = long_pdf(args.steady, work / "long.pdf")
-            progress = steady(work / "long.pdf", count, opts, args.steady_s3)
-            rates = tenths(progress, count)
+            progress, done = steady(work / "long.pdf", count, opts, args.steady_s3)
             where = "S3 (moto)" if args.steady_s3 else "local disk"
+            all_done = next((t for t, n in progress if n >= count), progress[-1][0])
             print(f"\n{count} pages, distributed (PostgreSQL, Redis, {where}): "
-                  f"{progress[-1][0]:.0f} s, "
-                  f"{count / progress[-1][0] * 60:.1f} pages per minute")
-            print("| tenth | " + " | ".join(str(k + 1) for k in range(10)) + " |")
-            print("|---|" + "---|" * 10)
-            print("| pages per minute | " + " | ".join(f"{r:.1f}" for r in rates) + " |")
+                  f"{progress[-1][0]:.0f} s, {count / progress[-1][0] * 60:.1f} pages per minute; "
+                  f"every page done at {all_done:.0f} s, then the batch's finish (its dossiers "
+                  f"assembled and stored, one task): {progress[-1][0] - all_done:.0f} s")
+            print("\n| tenth (pages in the order done) | pages | pages per minute | "
+                  "page work s/page | rest of the task s/page |")
+            print("|---|---|---|---|---|")
+            for k, (n, rate, work_s, rest_s) in enumerate(by_tenths(done), 1):
+                print(f"| {k} | {n} | {rate:.1f} | {work_s:.2f} | {rest_s:.3f} |")
     finally:
         files.close()
 
