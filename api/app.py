@@ -97,17 +97,19 @@ class _TooBig(Exception):
 
 
 class _Upload:
-    """A multipart/form-data upload of one `file` part (and small fields such as `dossier`),
-    parsed as it comes: the file written to a temporary file in `incoming`, counted against
-    `limit` bytes (_TooBig past it), not held in memory. 400/422 for a body that is not one."""
+    """A multipart/form-data upload of one `file` part (and the small fields its route reads,
+    `names`), parsed as it comes: the file written to a temporary file in `incoming`, counted
+    against `limit` bytes (_TooBig past it), not held in memory. Other fields are skipped
+    unread, as their schema allows. 400/422 for a body that is not one."""
 
     FIELD_MAX = 4096
 
-    def __init__(self, content_type: str, incoming: Path, limit: int) -> None:
+    def __init__(self, content_type: str, incoming: Path, limit: int,
+                 names: frozenset[str] = frozenset()) -> None:
         kind, options = parse_options_header(content_type)
         if kind != b"multipart/form-data" or not options.get(b"boundary"):
             raise invalid(*_NO_FILE)
-        self.incoming, self.limit = incoming, limit
+        self.incoming, self.limit, self.names = incoming, limit, names
         self.size = 0
         self.path: Path | None = None
         self.file_name: str | None = None
@@ -189,9 +191,7 @@ class _Upload:
                 dir=self.incoming, suffix=suffix if suffix[1:].isalnum() else "", delete=False)
             self.path = Path(self._file.name)
             self._part, self._in_file = None, True
-        elif len(self.fields) >= 20:
-            raise invalid(("body",), "too many form fields")
-        else:
+        elif name in self.names:
             self._part = name
 
     def _data(self, data: bytes, start: int, end: int) -> None:
@@ -463,7 +463,7 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
     # Checked against its form before anything is looked up: any other string is 404.
     Id = Annotated[str, Path_(description="a batch id, `b` and 24 hexadecimal digits")]
 
-    async def receive_upload(request: Request) -> _Upload:
+    async def receive_upload(request: Request, *names: str) -> _Upload:
         """The request's multipart body written to disk as it comes, its file part finished.
         One over SOHOA_MAX_UPLOAD_MB is refused with 413 as soon as that is known (before a
         byte is read when Content-Length says so) and nothing of it is kept; a body cut off
@@ -477,7 +477,8 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit + UPLOAD_SLACK:
             raise too_big
-        upload = _Upload(request.headers.get("content-type", ""), incoming, limit)
+        upload = _Upload(request.headers.get("content-type", ""), incoming, limit,
+                         frozenset(names))
         try:
             async for chunk in request.stream():
                 upload.write(chunk)
@@ -501,7 +502,7 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
         The body is written to disk as it comes: one over SOHOA_MAX_UPLOAD_MB is refused with
         413 as soon as that is known (before a byte is read when Content-Length says so), and
         nothing of it is kept. Nothing here depends on the number of pages (ingest/tasks.py)."""
-        upload = await receive_upload(request)
+        upload = await receive_upload(request, "dossier")
         try:
             dossier = upload.fields.get("dossier") or None
             agency = who.agencies[0]
@@ -770,7 +771,7 @@ def create_app(settings: Settings, submit: Callable[..., BatchRecord] | None = N
         components: list[ComponentIn] = Field(min_length=1, max_length=1000)
         reason: str = Field(default="", max_length=500, pattern=PRINTABLE_LINES)
 
-    @app.post("/api/v1/dossiers/{code}/components", responses=answers(404, 410))
+    @app.post("/api/v1/dossiers/{code}/components", responses=answers(400, 404, 410))
     def correct_components(code: Code, body: ComponentsIn, request: Request,
                            who: Annotated[Principal, Depends(role("scanner", "processor"))]
                            ) -> dict[str, Any]:

@@ -79,7 +79,7 @@ class Withdrawn(BaseModel):
 
 _ANSWERS: dict[int, dict[str, Any]] = {
     400: {"model": Error, "description": "The request body cannot be read (a multipart body "
-                                         "malformed or cut short)."},
+                                         "malformed or cut short, a JSON body not in UTF-8)."},
     401: {"model": Error, "description": "No valid API key (`Authorization: Bearer sohoa_...` or "
                                          "`X-API-Key`).",
           "headers": {"WWW-Authenticate": {"schema": {"type": "string"},

@@ -22,6 +22,12 @@ from storage.leases import Leases, batch_key, this_process
 from storage.records import BatchRecord
 
 
+def _process_page(pipeline: Pipeline, batch_id: str, index: int) -> None:
+    """A page, its facts left in the store: the futures of a batch are kept to its end, and with
+    the facts as their results they would keep every page's OCR words with them."""
+    pipeline.process_page(batch_id, index)
+
+
 def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source: str = "cli",
              progress: Callable[[int, int], None] | None = None, file_name: str | None = None,
              agency: str | None = None, device: str | None = None,
@@ -59,7 +65,7 @@ def _run(pipeline: Pipeline, batch_id: str,
         progress(total - len(todo), total)
     workers = min(pipeline.settings.workers, max(1, len(todo)))
     with ThreadPoolExecutor(workers, thread_name_prefix="page") as pool:
-        for future in as_completed(pool.submit(pipeline.process_page, batch_id, i) for i in todo):
+        for future in as_completed(pool.submit(_process_page, pipeline, batch_id, i) for i in todo):
             future.result()
             if progress:
                 progress(1, total)

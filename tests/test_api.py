@@ -402,3 +402,15 @@ def test_an_upload_giving_its_dossier_twice_is_refused(env) -> None:
                     data={"dossier": ["ASN00125", "ASN00126"]},
                     files={"file": ("x.pdf", b"%PDF-1.4\n", "application/pdf")})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "dossier"]
+
+
+def test_an_upload_with_fields_of_its_own_is_taken(env) -> None:
+    """Given a multipart upload that also carries fields sohoa does not read (an empty name,
+    one given twice, fifty of them), then they are skipped unread, as the body's schema allows,
+    and the file is stored as a batch."""
+    client, keys, _, _ = env
+    r = client.post("/api/v1/batches", headers=auth(keys["scanner"]),
+                    data={"": "{}", "COM1": ["[]", "[1]"],
+                          **{f"note{i}": "x" for i in range(50)}},
+                    files={"file": ("x.pdf", b"%PDF-1.4\n", "application/pdf")})
+    assert r.status_code == 202 and r.json()["batch_id"].startswith("b")

@@ -214,7 +214,7 @@ def test_the_stages_built_from_settings_take_their_sections(tmp_path: Path) -> N
     when the services are built, then each page stage holds its section (or its value of it),
     each dossier and result stage and the dossier versions theirs, and the signing service the
     signing section and the agencies' time."""
-    from ingest.dossier_stages import ExtractFields, SplitComponents
+    from ingest.dossier_stages import CheckAddresses, ExtractFields, SplitComponents
     from ingest.page_stages import DetectBlank, ReadBarcodes, Recognize, Straighten
     from ingest.results import SignResult
     from ingest.signing import Sign
@@ -231,7 +231,8 @@ def test_the_stages_built_from_settings_take_their_sections(tmp_path: Path) -> N
     assert pages[0].config is settings.barcodes and pages[3].config is settings.barcodes
     assert (pages[1].ink_threshold, pages[2].max_skew_degrees) == (0.01, 5)
     assert pages[4].config.languages == "eng"
-    fields, _, components, sign = built.dossiers.stages
+    fields, addresses, _, components, sign = built.dossiers.stages
+    assert isinstance(addresses, CheckAddresses)
     assert isinstance(fields, ExtractFields) and fields.timezone_offset == "+08:00"
     assert fields.grammar._regex.pattern == settings.barcodes.dossier_code_pattern
     assert isinstance(components, SplitComponents) and components.enabled is False
