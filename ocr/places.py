@@ -150,7 +150,14 @@ def _squash(s: str) -> str:
 
 def _fold_aligned(text: str) -> str:
     """fold(), one character per character, so that positions map back to the text."""
-    return "".join((fold(c) or c)[:1] for c in text)
+    if text.isascii():
+        return text.lower()
+    return "".join(map(_fold_char, text))
+
+
+@cache
+def _fold_char(c: str) -> str:
+    return (fold(c) or c)[:1]
 
 
 def _kind_word(m: re.Match[str] | None) -> str:

@@ -11,11 +11,18 @@ def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
 
+# Vietnamese marks are all combining diacritics of U+0300..U+036F: removed by one translate.
+_MARKS = {c: None for c in range(0x300, 0x370)} | {ord("đ"): "d", ord("Đ"): "D"}
+
+
 def fold(text: str) -> str:
     """Accent-insensitive key: 'Nguyễn Văn Đức' -> 'nguyen van duc'. Unicode does not decompose đ."""
-    decomposed = unicodedata.normalize("NFD", text)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return stripped.replace("đ", "d").replace("Đ", "D").lower()
+    if text.isascii():
+        return text.lower()
+    stripped = unicodedata.normalize("NFD", text).translate(_MARKS)
+    if not stripped.isascii():  # marks of other scripts, if any
+        stripped = "".join(c for c in stripped if not unicodedata.combining(c))
+    return stripped.lower()
 
 
 def clean_line(text: str) -> str:
