@@ -66,6 +66,27 @@ def page_pdf(img: Image.Image, dpi: int, text_pdf: bytes | None,
     return out.getvalue()
 
 
+def place_text_page(text_pdf: bytes, size: tuple[int, int], part: tuple[int, int, int, int],
+                    dpi: int) -> bytes:
+    """A text-only page read from a part of an image (`part`: x0, y0, x1, y1 in its pixels),
+    set in a page the size of the whole image (`size` pixels): its words where the image has
+    them. (Tesseract rounds its page's size, not the places of its words: those follow the
+    part's pixels.)"""
+    if not text_pdf:
+        return text_pdf
+    with pikepdf.open(io.BytesIO(text_pdf)) as pdf:
+        page = pdf.pages[0]
+        width, height = size[0] * 72 / dpi, size[1] * 72 / dpi
+        dx, dy = part[0] * 72 / dpi, (size[1] - part[3]) * 72 / dpi
+        page.contents_add(pikepdf.Stream(pdf, f"q 1 0 0 1 {dx:.4f} {dy:.4f} cm\n".encode()),
+                          prepend=True)
+        page.contents_add(pikepdf.Stream(pdf, b"\nQ\n"))
+        page.MediaBox = [0, 0, width, height]
+        out = io.BytesIO()
+        pdf.save(out, deterministic_id=True, compress_streams=True)
+        return out.getvalue()
+
+
 @dataclass(frozen=True)
 class DossierMetadata:
     dossier_code: str
