@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ocr_throughput import SKEWS, long_pdf, make_batch  # noqa: E402
+from ocr_throughput import long_pdf, mix_pdf  # noqa: E402
 from procmon import run  # noqa: E402
 
 
@@ -42,10 +42,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="sohoa-mem-") as tmp:
         for count in (int(p) for p in args.pages.split(",")):
-            pdf = Path(tmp) / f"mix{count}.pdf"
             if count <= 24:
-                make_batch(count, SKEWS).write_pdf(pdf)
+                pdf = mix_pdf(count)
             else:
+                pdf = Path(tmp) / f"mix{count}.pdf"
                 long_pdf(count, pdf)
             for name, env in setups.items():
                 data = Path(tmp) / f"data-{name}-{count}"

@@ -31,6 +31,7 @@ same alternation), to measure what one setting buys:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
@@ -81,17 +82,35 @@ def make_batch(pages: int, skews: tuple[float, ...], office: int = 0, seed: int 
 SKEWS = (0.0, 2.0, -3.0, 5.0, -5.0, 7.0, -8.0, 10.0, -10.0)  # the benchmark's, cycled
 
 
+CACHE = Path(__file__).resolve().parent / "out" / "cache"  # bench/out is not in git
+
+
+def mix_pdf(pages: int, seed: int = 5) -> Path:
+    """The mix of `pages` pages drawn with `seed`, as a PDF kept in bench/out/cache: drawing takes
+    a few seconds a page, and the benchmarks that only feed it to sohoa need its pages, not its
+    ground truth. Keyed by the generator's source and the prose it draws, so a change to either
+    draws it anew."""
+    key = hashlib.sha256(Path(synth.__file__).read_bytes() + synth.PROSE.read_bytes()
+                         + repr((pages, seed, SKEWS)).encode()).hexdigest()[:16]
+    path = CACHE / f"mix-{pages}-{seed}-{key}.pdf"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        drawn = make_batch(pages, SKEWS, seed=seed).write_pdf(path.with_suffix(".part"))
+        drawn.replace(path)  # whole or not at all: a run stopped while drawing leaves no cache
+    return path
+
+
 def long_pdf(pages: int, out: Path, distinct: int = 6) -> int:
     """The mix at least `pages` pages long, as a PDF: `distinct` parts of 24 pages (each with codes of its
     own) repeated in turn, so that a code seen again continues its dossier. Drawing every page
-    anew would take a minute per part; the work per page is the same. Returns its page count."""
+    anew would take a minute per part; the work per page is the same, and the parts are kept
+    (mix_pdf). Returns its page count."""
     import contextlib
 
     import pikepdf
 
     count = -(-pages // 24)  # parts: at least `pages` pages
-    made = [make_batch(24, SKEWS, seed=100 + k).write_pdf(out.with_suffix(f".{k}.pdf"))
-            for k in range(min(distinct, count))]
+    made = [mix_pdf(24, seed=100 + k) for k in range(min(distinct, count))]
     with contextlib.ExitStack() as parts, pikepdf.new() as whole:
         for k in range(count):  # each part opened anew: its streams copied
             whole.pages.extend(parts.enter_context(pikepdf.open(made[k % len(made)])).pages)
