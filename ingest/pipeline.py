@@ -333,7 +333,7 @@ class Pipeline:
             check_readable(page.image, index)
             facts.dpi, facts.width, facts.height = page.dpi, page.image.width, page.image.height
             facts.origin, facts.had_text_layer = page.origin, page.has_text_layer
-            work = PageWork(batch_id, index, page.image, page.dpi, facts)
+            work = PageWork(batch_id, index, page.image, page.dpi, facts, scan=page)
             facts.seconds = timings = {"decode": round(time.perf_counter() - start, 3)}
             for stage in self.page_stages:
                 if work.done:
@@ -343,9 +343,12 @@ class Pipeline:
                 timings[stage.name] = round(time.perf_counter() - t0, 3)
             if not work.done:
                 t0 = time.perf_counter()
+                scan = work.scan
                 self.store.put(layout.page_pdf(batch_id, index),
-                               pdfmod.page_pdf(work.image, work.dpi, work.text_pdf,
-                                               self.settings.ocr.jpeg_quality),
+                               pdfmod.page_pdf(scan.image, scan.dpi, work.text_pdf,
+                                               self.settings.ocr.jpeg_quality, jpeg=scan.jpeg,
+                                               rotation=facts.rotation or 0,
+                                               skew=facts.skew or 0.0),
                                overwrite=True)
                 timings["page_pdf"] = round(time.perf_counter() - t0, 3)
         except DocumentError as e:

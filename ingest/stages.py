@@ -7,11 +7,15 @@ settings (its section, or plain values) when it is built: ingest/services.py bui
 lists from the settings; the work objects carry no settings.
 
 PageWork contract
-    in:  image (decoded, square dpi), dpi
+    in:  scan (the page as decoded: ocr.decode.PageImage), image and dpi (at first the scan's)
     out: facts (storage.records.PageFacts, stored as pages/NNNNN.json: set its attributes; a
          stage's own facts go in as attributes of their own, JSON-safe), image/dpi (may be
-         replaced: rotated, deskewed), text_pdf (tesseract's invisible text for this image), done
-         (True stops the page's remaining stages: blank pages and separator sheets need no OCR)
+         replaced: the scan turned by facts.rotation and facts.skew, at a lower resolution
+         if the stage chooses), text_pdf (tesseract's invisible text for this image, in the
+         page's points), done (True stops the page's remaining stages: blank pages and
+         separator sheets need no OCR).
+         The stored page is the scan turned by facts.rotation and facts.skew in its PDF (never
+         resampled): a stage that changes what the stored page should show replaces `scan`.
 DossierWork contract
     in:  code, agency, code_source, pages (batch page indexes), page_facts, page_pdfs,
          received_at, registry
@@ -28,6 +32,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from ocr.decode import PageImage
 from ocr.fields import Field
 from ocr.pdf import DossierMetadata
 from storage.records import PageFacts
@@ -42,10 +47,13 @@ class PageWork:
     facts: PageFacts = None  # type: ignore[assignment]  # by default: index, status ok
     text_pdf: bytes | None = None
     done: bool = False
+    scan: PageImage = None  # type: ignore[assignment]  # by default: image and dpi as given
 
     def __post_init__(self) -> None:
         if self.facts is None:
             self.facts = PageFacts(index=self.index, status="ok")
+        if self.scan is None:
+            self.scan = PageImage(self.image, self.dpi, "given")
 
 
 @dataclass

@@ -55,6 +55,7 @@ class PageImage:
     dpi: int
     origin: str  # how it was obtained: embedded image, rasterized, image file
     has_text_layer: bool = False
+    jpeg: bytes | None = None  # the image's own JPEG data, when a PDF can draw it as it came
 
 
 class Document(Protocol):
@@ -226,8 +227,9 @@ class PdfDocument:
             embedded, trouble = None, str(e)
         if embedded is not None:
             img, dpi_x, dpi_y = embedded
-            img, dpi = normalize_resolution(to_page_mode(img), dpi_x, dpi_y, self._limits)
-            return PageImage(img, dpi, "embedded image", has_text)
+            page_img, dpi = normalize_resolution(to_page_mode(img), dpi_x, dpi_y, self._limits)
+            jpeg = _drawable_jpeg(page, img.mode) if page_img is img else None
+            return PageImage(page_img, dpi, "embedded image", has_text, jpeg)
         img = self._rasterize(page, index)
         if trouble and img.convert("L").getextrema()[0] > 200:
             # poppler could not draw the scan either (it paints what it cannot decode white):
@@ -324,6 +326,22 @@ class _Undecodable(Exception):
 class _DamagedStream(Exception):
     """Poppler read the scan's data and found it damaged (e.g. bad CCITT codes): drawing it would
     give a few rows of noise, then white paper, so the page fails at once."""
+
+
+def _drawable_jpeg(page: pikepdf.Page, mode: str) -> bytes | None:
+    """The JPEG data of the page's one image when a PDF/A page can draw it unchanged: baseline or
+    progressive DCT, grey or RGB, nothing that changes its pixels on the way (no /Decode, mask,
+    or turn of the page). The stored page then keeps the scanner's own bytes: no second JPEG
+    generation, no encoding time (BENCHMARKS.md)."""
+    if int(page.obj.get("/Rotate", 0)) % 360:
+        return None
+    (image,) = page.get_images(recursive=False).values()
+    plain = (image.get("/Filter") == pikepdf.Name.DCTDecode
+             and image.get("/ColorSpace") == {"L": pikepdf.Name.DeviceGray,
+                                              "RGB": pikepdf.Name.DeviceRGB}.get(mode)
+             and image.get("/BitsPerComponent") == 8
+             and not any(k in image for k in ("/Decode", "/DecodeParms", "/SMask", "/Mask")))
+    return bytes(image.read_raw_bytes()) if plain else None
 
 
 def _filters(image: pikepdf.Object) -> str:

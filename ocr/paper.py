@@ -36,6 +36,16 @@ EVEN_LIGHT = 0.88  # darkest paper / brightest paper above this: lit evenly, not
 MARK_CHROMA = 40  # coloured ink differs from grey by more than this (print on tint: < 40)
 
 
+def colour(img: Image.Image) -> tuple[int, ...] | int:
+    """The brightest common colour of a scan: its paper, usually white (a grey level for a grey
+    scan). Turned pages fill the corners they uncover with it."""
+    arr = np.asarray(img.convert("L") if img.mode == "1" else img)
+    sample = arr[:: max(1, arr.shape[0] // 200), :: max(1, arr.shape[1] // 200)]
+    if sample.ndim == 2:
+        return int(np.percentile(sample, 90))
+    return tuple(int(v) for v in np.percentile(sample.reshape(-1, sample.shape[-1]), 90, axis=0))
+
+
 def ink_gray(img: Image.Image) -> np.ndarray:
     """The page as grey pixels in which only colourless ink is dark (see the module docstring).
     Greyscale pages are returned as they are (no copy); bilevel ones as 0/255."""

@@ -9,6 +9,7 @@ intent and a document ID. Output is deterministic: same pages and metadata, same
 from __future__ import annotations
 
 import io
+import math
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,8 @@ from xml.sax.saxutils import escape
 
 import pikepdf
 from PIL import Image, ImageCms
+
+from ocr import paper
 
 JPEG_QUALITY = 80
 
@@ -43,9 +46,17 @@ def encode_image(pdf: pikepdf.Pdf, img: Image.Image, quality: int = JPEG_QUALITY
 
 
 def page_pdf(img: Image.Image, dpi: int, text_pdf: bytes | None,
-             quality: int = JPEG_QUALITY) -> bytes:
-    """One PDF page: the image filling the page, tesseract's invisible text (if any) on top."""
-    width, height = img.width * 72 / dpi, img.height * 72 / dpi
+             quality: int = JPEG_QUALITY, *, jpeg: bytes | None = None, rotation: int = 0,
+             skew: float = 0.0) -> bytes:
+    """One PDF page: the scan `img` (at `dpi`) turned upright, Tesseract's invisible text over it.
+
+    The scan is drawn as it came and turned by the page's drawing matrix: `rotation` degrees
+    counter-clockwise (quarter turns), then straightened by `skew` degrees (a skew is undone
+    clockwise). It is never resampled for the page, and `jpeg`, the scan's own JPEG data, is
+    embedded as is: no second JPEG generation, no encoding time. Corners the straightened scan
+    leaves uncovered get the paper's colour."""
+    w, h = img.width * 72 / dpi, img.height * 72 / dpi
+    width, height = (h, w) if rotation % 180 else (w, h)
     pdf = pikepdf.open(io.BytesIO(text_pdf)) if text_pdf else pikepdf.new()
     if text_pdf:
         page = pdf.pages[0]
@@ -58,12 +69,43 @@ def page_pdf(img: Image.Image, dpi: int, text_pdf: bytes | None,
     resources = page.obj.Resources
     if "/XObject" not in resources:
         resources.XObject = pikepdf.Dictionary()
-    resources.XObject.Im0 = encode_image(pdf, img, quality)
-    draw = pikepdf.Stream(pdf, f"q {width:.4f} 0 0 {height:.4f} 0 0 cm /Im0 Do Q\n".encode())
-    page.contents_add(draw, prepend=True)
+    resources.XObject.Im0 = (_jpeg_stream(pdf, jpeg, img) if jpeg
+                             else encode_image(pdf, img, quality))
+    skew = 0.0 if abs(skew) < 0.01 else skew
+    draw = b""
+    if skew:
+        colour = paper.colour(img)
+        fill = "g" if isinstance(colour, int) else "rg"
+        values = (colour,) if isinstance(colour, int) else colour
+        draw = (" ".join(f"{v / 255:.3f}" for v in values)
+                + f" {fill} 0 0 {width:.4f} {height:.4f} re f\n").encode()
+    matrix = " ".join(f"{v:.6f}" for v in _turn_matrix(w, h, width, height, rotation - skew))
+    draw = b"q " + draw + f"{matrix} cm /Im0 Do Q\n".encode()
+    page.contents_add(pikepdf.Stream(pdf, draw), prepend=True)
     out = io.BytesIO()
     pdf.save(out, deterministic_id=True, compress_streams=True)
     return out.getvalue()
+
+
+def _turn_matrix(w: float, h: float, width: float, height: float, degrees: float
+                 ) -> tuple[float, ...]:
+    """The matrix that draws a `w` x `h` image turned `degrees` counter-clockwise about its centre,
+    centred on a `width` x `height` page."""
+    a = math.radians(degrees)
+    c, s = round(math.cos(a), 12), round(math.sin(a), 12)  # quarter turns exactly
+    return (w * c, w * s, -h * s, h * c,
+            width / 2 - (c * w - s * h) / 2, height / 2 - (s * w + c * h) / 2)
+
+
+def _jpeg_stream(pdf: pikepdf.Pdf, jpeg: bytes, img: Image.Image) -> pikepdf.Stream:
+    stream = pikepdf.Stream(pdf, jpeg)
+    stream.Filter = pikepdf.Name.DCTDecode
+    stream.ColorSpace = pikepdf.Name.DeviceRGB if img.mode == "RGB" else pikepdf.Name.DeviceGray
+    stream.BitsPerComponent = 8
+    stream.Type = pikepdf.Name.XObject
+    stream.Subtype = pikepdf.Name.Image
+    stream.Width, stream.Height = img.width, img.height
+    return stream
 
 
 def place_text_page(text_pdf: bytes, size: tuple[int, int], part: tuple[int, int, int, int],
@@ -209,22 +251,50 @@ def _prop(name: str, description: str) -> str:
 
 def page_jpeg(pdf_path: object, index: int, longest_side: int | None = None,
               quality: int = 80) -> bytes:
-    """The scan image of one page of a sohoa PDF (its one image), optionally shrunk: previews and
-    thumbnails without rendering the page."""
+    """The scan image of one page of a sohoa PDF (its one image) as the page shows it, turned as
+    its drawing matrix turns it, optionally shrunk: previews and thumbnails without rendering
+    the page."""
     with pikepdf.open(pdf_path) as pdf:  # type: ignore[call-overload]
         page = pdf.pages[index]
-        (raw,) = page.get_images(recursive=False).values()
+        (name, raw), = page.get_images(recursive=False).items()
         img = pikepdf.PdfImage(raw).as_pil_image()
         turn = int(page.obj.get("/Rotate", 0)) % 360
+        drawn = image_turn(page, name)
     if img.mode not in ("L", "RGB"):
         img = img.convert("L")
-    if turn:  # as a viewer shows it (PIL turns counter-clockwise)
-        img = img.rotate(-turn, expand=True)
+    quarter = round(drawn / 90) * 90
+    if quarter % 360:
+        img = img.rotate(quarter, expand=True)
     if longest_side:
         img.thumbnail((longest_side, longest_side), Image.LANCZOS)
+    if abs(drawn - quarter) >= 0.01:
+        img = img.rotate(drawn - quarter, Image.BICUBIC, fillcolor=paper.colour(img))
+    if turn:  # as a viewer shows it (PIL turns counter-clockwise)
+        img = img.rotate(-turn, expand=True)
     out = io.BytesIO()
     img.save(out, "JPEG", quality=quality)
     return out.getvalue()
+
+
+def image_turn(page: pikepdf.Page, name: str) -> float:
+    """Degrees counter-clockwise the page's drawing matrix turns image `name` (0 for a scan drawn
+    upright; page_pdf turns the scan it draws)."""
+    stack: list[tuple[float, ...]] = []
+    ctm: tuple[float, ...] = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+    for operands, operator in pikepdf.parse_content_stream(page, "q Q cm Do"):
+        op = str(operator)
+        if op == "q":
+            stack.append(ctm)
+        elif op == "Q" and stack:
+            ctm = stack.pop()
+        elif op == "cm" and len(operands) == 6:
+            a, b, c, d, e, f = (float(v) for v in operands)
+            ctm = (a * ctm[0] + b * ctm[2], a * ctm[1] + b * ctm[3],
+                   c * ctm[0] + d * ctm[2], c * ctm[1] + d * ctm[3],
+                   e * ctm[0] + f * ctm[2] + ctm[4], e * ctm[1] + f * ctm[3] + ctm[5])
+        elif op == "Do" and operands and str(operands[0]) == name:
+            return math.degrees(math.atan2(ctm[1], ctm[0]))
+    return 0.0
 
 
 def scan_pdf(pages: list[bytes], dpi: int) -> bytes:

@@ -71,10 +71,12 @@ ENGINES = ("library", "cli")
 
 
 def run(img: Image.Image, dpi: int, languages: str = "vie+eng", timeout: float = 300,
-        max_dpi: int = 0, engine: str = "library") -> OcrResult:
+        max_dpi: int = 0, engine: str = "library", box_dpi: int | None = None) -> OcrResult:
     """Reads `img` (at `dpi`); with `max_dpi`, from a copy downscaled to it when the scan is finer.
-    `engine`: "library", libtesseract kept loaded (ocr/tesseract_child.py), or "cli",
-    one `tesseract` program run per call. Both give the same result."""
+    Word boxes come in the pixels of `img`, or of the same page at `box_dpi` (the scan's, when
+    `img` is a smaller copy). `engine`: "library", libtesseract kept loaded
+    (ocr/tesseract_child.py), or "cli", one `tesseract` program run per call. Both give the same
+    result."""
     src_img, scale = downscale(img, dpi, max_dpi)
     ocr_dpi = max_dpi if scale != 1 else dpi
     src_img = paper.for_reading(src_img, ocr_dpi)  # seal, tint, shadow, uneven light: paper
@@ -98,7 +100,7 @@ def run(img: Image.Image, dpi: int, languages: str = "vie+eng", timeout: float =
                 for key, text, conf, (x0, y0, x1, y1) in rows)
         text_pdf = pdfmod.place_text_page(
             text_pdf, full_size, (dx, dy, dx + src_img.width, dy + src_img.height), ocr_dpi)
-    words, lines = group_lines(rows, 1 / scale)
+    words, lines = group_lines(rows, (box_dpi or dpi) / ocr_dpi)
     return OcrResult(words, lines, text_pdf)
 
 

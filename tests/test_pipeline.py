@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
 import unicodedata
@@ -84,6 +85,21 @@ def test_original_is_stored_byte_exact(ingested) -> None:
     pipeline, record, path = ingested
     assert pipeline.store.get(record.original) == path.read_bytes()
     assert record.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_dossier_pages_keep_the_scanners_jpeg_byte_for_byte(ingested) -> None:
+    # given a batch scanned as JPEG pages, skewed up to 10 degrees
+    pipeline, record, path = ingested
+    with pikepdf.open(path) as original:
+        scanned = {bytes(next(iter(p.get_images().values())).read_raw_bytes())
+                   for p in original.pages}
+    # when its dossiers are stored, straightened
+    for d in record.dossiers:
+        with pikepdf.open(io.BytesIO(pipeline.store.get(d.pdf))) as pdf:
+            # then every page draws one of the scanner's own JPEGs, not a second generation
+            for page in pdf.pages:
+                (image,) = page.get_images().values()
+                assert bytes(image.read_raw_bytes()) in scanned
 
 
 def test_manifest_checksums_match_the_stored_objects(ingested) -> None:
