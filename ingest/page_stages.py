@@ -23,13 +23,15 @@ _OCR = OcrConfig()  # the defaults of a stage built without its settings
 
 
 def _gray(work: PageWork) -> np.ndarray:
-    img = work.image
-    return np.asarray(img if img.mode == "L" else img.convert("L"))
+    return work.derived("gray", lambda img: np.asarray(img if img.mode == "L" else img.convert("L")))
 
 
 def _ink(work: PageWork) -> np.ndarray:
-    """Grey in which a colour page's tint, seal and signature are paper (ocr/paper.py)."""
-    return paper.ink_gray(work.image)
+    """Grey in which a colour page's tint, seal and signature are paper (ocr/paper.py); a grey
+    page's own pixels."""
+    if work.image.mode == "L":
+        return _gray(work)
+    return work.derived("ink", paper.ink_gray)
 
 
 class ReadBarcodes:

@@ -27,6 +27,7 @@ DossierWork contract
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,12 +49,22 @@ class PageWork:
     text_pdf: bytes | None = None
     done: bool = False
     scan: PageImage = None  # type: ignore[assignment]  # by default: image and dpi as given
+    _derived: dict[str, tuple[Image.Image, Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.facts is None:
             self.facts = PageFacts(index=self.index, status="ok")
         if self.scan is None:
             self.scan = PageImage(self.image, self.dpi, "given")
+
+    def derived(self, name: str, make: Callable[[Image.Image], Any]) -> Any:
+        """`make(image)`, made once for the current image: the stages reading the same pixels
+        (barcodes, blank detection, deskew read the scan as a NumPy array) share them. A stage
+        that replaces `image` gets new ones."""
+        kept = self._derived.get(name)
+        if kept is None or kept[0] is not self.image:
+            kept = self._derived[name] = (self.image, make(self.image))
+        return kept[1]
 
 
 @dataclass

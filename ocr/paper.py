@@ -39,8 +39,9 @@ MARK_CHROMA = 40  # coloured ink differs from grey by more than this (print on t
 def colour(img: Image.Image) -> tuple[int, ...] | int:
     """The brightest common colour of a scan: its paper, usually white (a grey level for a grey
     scan). Turned pages fill the corners they uncover with it."""
-    arr = np.asarray(img.convert("L") if img.mode == "1" else img)
-    sample = arr[:: max(1, arr.shape[0] // 200), :: max(1, arr.shape[1] // 200)]
+    step = max(1, min(img.size) // 200)  # a grid of pixels, not the page: no copy of it all
+    small = img.resize((max(1, img.width // step), max(1, img.height // step)), Image.NEAREST)
+    sample = np.asarray(small.convert("L") if small.mode == "1" else small)
     if sample.ndim == 2:
         return int(np.percentile(sample, 90))
     return tuple(int(v) for v in np.percentile(sample.reshape(-1, sample.shape[-1]), 90, axis=0))
