@@ -99,6 +99,10 @@ class CheckAddresses:
     FIELDS = ("address", "permanent_address")
     UNKNOWN_PLACE = 0.5
 
+    def prepare(self) -> None:
+        """The two lists of units, read once (about half a second of a batch's end otherwise)."""
+        places.lists()
+
     def __call__(self, work: DossierWork) -> None:
         for name in self.FIELDS:
             f = work.fields.get(name)

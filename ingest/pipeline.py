@@ -104,6 +104,18 @@ class Pipeline:
                             fallback_dpi=self.settings.ocr.fallback_dpi,
                             render_seconds=self.settings.ocr.render_seconds)
 
+    def prepare(self) -> None:
+        """Every stage's `prepare()` (ingest/stages.py, "Preparing"); a failure is logged and
+        left to the stage to meet again on its own work."""
+        for stage in [*self.page_stages, *self.dossiers.stages]:
+            prepare = getattr(stage, "prepare", None)
+            if prepare is None:
+                continue
+            try:
+                prepare()
+            except Exception:
+                log.exception("preparing stage %s failed", getattr(stage, "name", stage))
+
     # ---- records -------------------------------------------------------------------------
 
     def record(self, batch_id: str) -> BatchRecord:

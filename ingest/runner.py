@@ -11,6 +11,7 @@ process of its own (ocr/tesseract_child.py).
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -63,6 +64,8 @@ def _run(pipeline: Pipeline, batch_id: str,
     todo = pipeline.heaviest_first(batch_id, [i for i in range(total) if i not in done])
     if progress:
         progress(total - len(todo), total)
+    # What the dossier stages load once (the address lists) is loaded while pages are read.
+    threading.Thread(target=pipeline.prepare, name="prepare", daemon=True).start()
     workers = min(pipeline.settings.workers, max(1, len(todo)))
     with ThreadPoolExecutor(workers, thread_name_prefix="page") as pool:
         for future in as_completed(pool.submit(_process_page, pipeline, batch_id, i) for i in todo):

@@ -23,6 +23,11 @@ DossierWork contract
          copies (further documents stored with the version, object name -> bytes, such as each
          component's electronic copy; a signer replaces them too), manifest (keys a stage adds to
          the version's manifest, such as `components` or `signature`)
+Preparing
+    A stage of either kind may also have `prepare()`: work that needs no page or dossier (a list
+    or a model to load). A runner calls it on a spare thread while a batch's first pages are
+    read (Pipeline.prepare), so that the first dossier does not wait for it; the stage must work
+    the same when it was never called, and a second call must cost nothing.
 """
 
 from __future__ import annotations

@@ -15,12 +15,15 @@ which no ward of either list can be found is left as read: the caller lowers its
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from rapidfuzz.distance import Levenshtein
 
@@ -119,14 +122,29 @@ class _Province:
     districts: tuple[tuple[Unit | None, tuple[Unit, ...]], ...]  # (None, wards) in the current list
 
 
-@cache
+_LISTS_LOCK = threading.Lock()
+
+
 def lists() -> dict[str, tuple[_Province, ...]]:
-    """Both lists, read once per process (a few MB; only the fields stage needs them)."""
+    """Both lists, read once per process (a few MB; only the fields stage needs them). A second
+    thread asking while the first reads them waits for that reading (ingest prepares them on a
+    spare thread while a batch's pages are read)."""
+    with _LISTS_LOCK:
+        return _read_lists()
+
+
+@cache
+def _read_lists() -> dict[str, tuple[_Province, ...]]:
     return {CURRENT: tuple(_current()), FORMER: tuple(_former())}
 
 
 def _current() -> Iterable[_Province]:
-    source = resources.files("vietnam_provinces") / "data" / "nested-divisions.json"
+    # Found, not imported: the package builds enums of every unit on import (0.15 s), and only
+    # its data file is read here.
+    spec = importlib.util.find_spec("vietnam_provinces")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("vietnam_provinces")
+    source = Path(spec.origin).parent / "data" / "nested-divisions.json"
     for p in json.loads(source.read_text(encoding="utf-8")):
         kind = "thanh pho" if fold(p["division_type"]).startswith("thanh pho") else "tinh"
         wards = tuple(unit(w["name"], w["code"]) for w in p["wards"])
@@ -144,8 +162,12 @@ def _former() -> Iterable[_Province]:
 # ---- reading an address -----------------------------------------------------------------------
 
 
+_SPACES = re.compile(r"\s+")
+_LEADING_ZEROS = re.compile(r"\b0+(\d)")
+
+
 def _squash(s: str) -> str:
-    return re.sub(r"\s+", " ", s).strip()
+    return _SPACES.sub(" ", s).strip()
 
 
 def _fold_aligned(text: str) -> str:
@@ -170,7 +192,7 @@ def _kind_word(m: re.Match[str] | None) -> str:
 def _key(folded: str) -> str:
     """Compared form of a folded name: spaces squashed, numbers without leading zeros (P.01)."""
     key = _squash(folded).strip(" .")
-    return re.sub(r"\b0+(\d)", r"\1", _ALIASES.get(key, key))
+    return _LEADING_ZEROS.sub(r"\1", _ALIASES.get(key, key))
 
 
 def _segments(text: str) -> list[_Segment]:

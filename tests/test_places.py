@@ -3,6 +3,7 @@ dossier stage that uses it)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,45 @@ def test_a_scanned_receipt_with_a_misprinted_ward_is_stored_with_the_lists_spell
     assert address["value"] == CHIENG_LE
     assert address["read_as"] == fields["address"]
     assert address["place"]["ward_code"] == 3646
+
+
+class _Loads:
+    name = "loads"
+
+    def __init__(self, fails: bool = False) -> None:
+        self.prepared, self.fails = 0, fails
+
+    def prepare(self) -> None:
+        self.prepared += 1
+        if self.fails:
+            raise OSError("list not found")
+
+    def __call__(self, work: DossierWork) -> None:
+        pass
+
+
+def test_a_pipeline_prepares_the_stages_that_load_something_and_skips_the_others(
+        pipeline: Pipeline) -> None:
+    # given a dossier stage that loads a list, one that fails to, and the default stages
+    loads, fails = _Loads(), _Loads(fails=True)
+    pipeline.dossiers.stages = [fails, *pipeline.dossiers.stages, loads]
+    # when the pipeline prepares its stages
+    pipeline.prepare()
+    # then each was asked once, a failure did not stop the others, and the lists are read
+    assert (fails.prepared, loads.prepared) == (1, 1)
+    assert places.lists()[places.CURRENT]
+
+
+def test_the_lists_read_from_two_threads_at_once_are_read_once() -> None:
+    # given the lists not yet read in this process
+    places._read_lists.cache_clear()
+    got: list[object] = []
+    # when two threads ask for them at once
+    threads = [threading.Thread(target=lambda: got.append(places.lists())) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then both have the same lists
+    assert got[0] is got[1]
+    assert places._read_lists.cache_info().misses == 1
