@@ -227,6 +227,8 @@ def test_a_processor_corrects_a_field_and_sees_it_beside_the_machines(
     expect(page).to_have_url(f"{live_app.url}/dossiers")
     snap(page, "dossier-list")
     page.click(f"tr[data-code='{NGOC}'] a.code")
+    expect(page).to_have_url(f"{live_app.url}/dossiers/{NGOC}")
+    expect(page.locator(".fields tr.low")).to_have_count(len(unsure))
     highlighted = page.locator(".fields tr.low").evaluate_all("rows => rows.map(r => r.id)")
     assert set(highlighted) == {f"field-{n}" for n in unsure}
     snap(page, "low-confidence")
