@@ -95,7 +95,8 @@ class Straighten:
     def __call__(self, work: PageWork) -> None:
         skew = deskew.detect(_ink(work), work.dpi, self.max_skew_degrees)
         scale = min(1.0, self.read_dpi / work.dpi) if self.read_dpi else 1.0
-        image = deskew.rotate(work.image, -skew.angle, scale)
+        pixels = _gray(work) if work.image.mode == "L" else None
+        image = deskew.rotate(work.image, -skew.angle, scale, pixels)
         rotation = 0
         if skew.sideways:  # a quarter turn after the deskew about the centre: the same page
             image = image.transpose(Image.ROTATE_90)
@@ -113,8 +114,15 @@ class Recognize:
 
     name = "ocr"
 
-    def __init__(self, config: OcrConfig | None = None) -> None:
+    def __init__(self, config: OcrConfig | None = None, readers: int = 1) -> None:
         self.config = config or OcrConfig()
+        self.readers = readers  # pages read at once: the Tesseract children worth starting ahead
+
+    def prepare(self) -> None:
+        """Tesseract's children started, their language data loading, before the first page
+        reaches them (ingest/stages.py, "Preparing")."""
+        if self.config.engine == "library":
+            tesseract.start_ahead(self.config.languages, self.readers)
 
     def __call__(self, work: PageWork) -> None:
         ocr = self.config
@@ -156,7 +164,9 @@ class Recognize:
         work.text_pdf = result.text_pdf
 
 
-def default_page_stages(ocr: OcrConfig, barcode: BarcodeConfig) -> list[PageStage]:
-    """The page stages the pipeline runs, in their order."""
+def default_page_stages(ocr: OcrConfig, barcode: BarcodeConfig,
+                        workers: int = 1) -> list[PageStage]:
+    """The page stages the pipeline runs, in their order, for `workers` pages at once."""
     return [ReadBarcodes(barcode), DetectBlank(ocr.blank_ink_threshold),
-            Straighten(ocr.max_skew_degrees, ocr.max_dpi), ReadBarcodes(barcode, retry=True), Recognize(ocr)]
+            Straighten(ocr.max_skew_degrees, ocr.max_dpi), ReadBarcodes(barcode, retry=True),
+            Recognize(ocr, workers)]

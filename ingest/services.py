@@ -45,7 +45,7 @@ def object_store(config: StorageConfig) -> ObjectStore:
 
 def page_stages(settings: Settings) -> list[PageStage]:
     """The page stages, each with its section (`ocr`, `barcodes`)."""
-    return default_page_stages(settings.ocr, settings.barcodes)
+    return default_page_stages(settings.ocr, settings.barcodes, settings.workers)
 
 
 def dossiers(settings: Settings, store: ObjectStore, catalog: Catalog | None = None,

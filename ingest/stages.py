@@ -62,10 +62,15 @@ class PageWork:
         if self.scan is None:
             self.scan = PageImage(self.image, self.dpi, "given")
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "image" and "_derived" in self.__dict__:
+            self._derived.clear()  # the old image's arrays go with it (a page's worth each)
+        super().__setattr__(name, value)
+
     def derived(self, name: str, make: Callable[[Image.Image], Any]) -> Any:
         """`make(image)`, made once for the current image: the stages reading the same pixels
         (barcodes, blank detection, deskew read the scan as a NumPy array) share them. A stage
-        that replaces `image` gets new ones."""
+        that replaces `image` gets new ones; the old ones are let go."""
         kept = self._derived.get(name)
         if kept is None or kept[0] is not self.image:
             kept = self._derived[name] = (self.image, make(self.image))

@@ -45,10 +45,15 @@ def _text_points(gray: np.ndarray, dpi: int) -> np.ndarray:
     w, h = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
     keep = (h >= lo) & (h <= hi) & (w <= hi * 2)
     keep[0] = False
-    found = cv2.findNonZero(keep.astype(np.uint8).take(labels))  # (x, y), row by row
-    if found is None:
+    ink = cv2.findNonZero(mask)  # (x, y), row by row
+    if ink is None:
         return np.empty((2, 0), np.float32)
-    points = found.reshape(-1, 2)
+    ink = ink.reshape(-1, 2)
+    # Looked up at the ink pixels only: a lookup over the whole page would copy its labels
+    # as 64-bit indices (four times the page at 150 dpi, 17 MB, the deskew's peak memory).
+    points = ink[keep[labels[ink[:, 1], ink[:, 0]]]]
+    if not len(points):
+        return np.empty((2, 0), np.float32)
     if len(points) > 400_000:  # plenty: subsample for speed
         points = points[:: len(points) // 400_000 + 1]
     return points.T.astype(np.float32)
@@ -115,15 +120,18 @@ def _quarter_turn(points: np.ndarray) -> np.ndarray:
     return np.stack([points[1], -points[0]])
 
 
-def rotate(img: Image.Image, angle: float, scale: float = 1.0) -> Image.Image:
+def rotate(img: Image.Image, angle: float, scale: float = 1.0,
+           pixels: np.ndarray | None = None) -> Image.Image:
     """Rotates counter-clockwise by `angle` degrees about the centre, keeping the page (its size
     times `scale`) and filling uncovered corners with the paper's colour. Scaled down, a bilevel
     page comes out grey. Rotating and scaling in one resampling reads better than one after the
-    other (a receipt's e-mail address on a page skewed by 0.04 degrees, tests/test_pipeline.py)."""
+    other (a receipt's e-mail address on a page skewed by 0.04 degrees, tests/test_pipeline.py).
+    `pixels`, when the caller holds them already: `img` as an array of the same mode (a copy
+    of the page fewer)."""
     bilevel = img.mode == "1"
     if bilevel and (abs(angle) >= 0.01 or scale != 1):
-        img = img.convert("L")
-    arr = np.asarray(img)
+        img, pixels = img.convert("L"), None
+    arr = np.asarray(img) if pixels is None else pixels
     h, w = arr.shape[:2]
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     if abs(angle) < 0.01:

@@ -108,6 +108,11 @@ CROP_MIN_SAVING = 0.1  # of the page's area; below it the text page is not worth
 CROP_MARGIN_MM = 3.0
 
 
+def start_ahead(languages: str, count: int) -> None:
+    """`count` library readers started ahead of the pages (ocr/tesseract_child.py)."""
+    tesseract_child.start_ahead(languages, count)
+
+
 def crop_to_content(img: Image.Image, dpi: int) -> tuple[Image.Image, tuple[int, int]]:
     """The part of a grey page that holds its ink, with a margin, and its offset (x, y).
     Tesseract's layout analysis costs by the pixel, blank margins included (BENCHMARKS.md:

@@ -165,3 +165,72 @@ def test_the_cli_setting_reads_through_the_program_without_the_library(page, mon
 def test_an_unknown_engine_setting_is_refused() -> None:
     with pytest.raises(ValidationError, match="ocr_engine"):
         Settings(ocr_engine="gpu")
+
+
+def _read_in_thread(img: Image.Image) -> tuple[int, int]:
+    """(words read, pid of the child that read them) from a new thread, as a page worker."""
+    out: list[tuple[int, int]] = []
+
+    def work() -> None:
+        words = len(tesseract.run(img, 300, "vie", 60, 200, engine="library").words)
+        out.append((words, tesseract_child.reader().proc.pid))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(120)
+    return out[0]
+
+
+def test_children_started_ahead_read_the_first_pages_of_new_threads(page) -> None:
+    # Given two children started ahead, their engine loading
+    tesseract_child.start_ahead("vie", 2)
+    ahead = {r.proc.pid for r in tesseract_child._ahead}
+    assert len(ahead) == 2
+    # When two new page threads read a page each
+    first, second = _read_in_thread(page), _read_in_thread(page)
+    # Then each read it through one of those children, in full, and none is left waiting
+    assert {first[1], second[1]} == ahead
+    assert first[0] > 100 and second[0] == first[0]
+    assert tesseract_child._ahead == []
+
+
+def test_starting_ahead_again_starts_nothing_more(page) -> None:
+    # Given a child started ahead and not yet taken
+    tesseract_child.start_ahead("vie", 1)
+    waiting = list(tesseract_child._ahead)
+    # When a batch's stages are prepared again, then the same child waits, and no other
+    tesseract_child.start_ahead("vie", 1)
+    assert tesseract_child._ahead == waiting
+    _read_in_thread(page)  # taken, not left behind for other tests
+
+
+def test_a_child_started_ahead_with_unknown_languages_fails_its_first_page_clearly(page) -> None:
+    # Given a child started ahead for a language set that has no data
+    tesseract_child.start_ahead("xxx_nonexistent", 1)
+    # When a thread reads a page through it, then a ToolError names the languages
+    errors: list[ToolError] = []
+
+    def work() -> None:
+        try:
+            tesseract.run(page, 300, "xxx_nonexistent", 60, 200, engine="library")
+        except ToolError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(60)
+    assert errors and "xxx_nonexistent" in str(errors[0])
+    assert tesseract_child._ahead == []
+
+
+def test_the_ocr_stage_prepares_children_for_its_workers_only_with_the_library(page) -> None:
+    # Given the OCR stage for two workers
+    settings = Settings(workers=2)
+    # When prepared with the program as engine, then no child is started
+    Recognize(Settings(ocr_engine="cli").ocr, 2).prepare()
+    assert tesseract_child._ahead == []
+    # When prepared with the library, then two children are waiting for the pages
+    Recognize(settings.ocr, settings.workers).prepare()
+    assert len(tesseract_child._ahead) == 2
+    _read_in_thread(page), _read_in_thread(page)
+    assert tesseract_child._ahead == []
