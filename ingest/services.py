@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import ocr
 from ingest.dossier_stages import default_dossier_stages
 from ingest.page_stages import default_page_stages
 from ingest.results import default_result_stages
@@ -44,7 +45,9 @@ def object_store(config: StorageConfig) -> ObjectStore:
 
 
 def page_stages(settings: Settings) -> list[PageStage]:
-    """The page stages, each with its section (`ocr`, `barcodes`)."""
+    """The page stages, each with its section (`ocr`, `barcodes`), for pages read in parallel
+    over the cores (`workers`)."""
+    ocr.one_thread_per_page()
     return default_page_stages(settings.ocr, settings.barcodes, settings.workers)
 
 

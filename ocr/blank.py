@@ -28,9 +28,9 @@ def ink_fraction(gray: np.ndarray, dpi: int) -> float:
     core = small[my:h - my, mx:w - mx]
     if core.size == 0:
         return 0.0
-    level = float(np.percentile(core, 95))
+    level = paper.percentile(core, 95)
     mask = (core < level * 0.6).astype(np.uint8)
-    _n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    _, stats = paper.components(mask)
     stats = stats[1:]
     keep = stats[:, cv2.CC_STAT_AREA] >= 4  # >= ~0.5 mm x 0.5 mm at 100 dpi
     if keep.any():

@@ -40,7 +40,7 @@ def _text_points(gray: np.ndarray, dpi: int) -> np.ndarray:
         gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     gray = paper.flatten(gray, min(dpi, WORK_DPI))  # uneven light would sink whole regions into ink
     mask = ink_mask(gray)
-    _n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    labels, stats = paper.components(mask)
     lo, hi = WORK_DPI * 0.02, WORK_DPI * 0.6  # ~0.5 mm .. 15 mm
     w, h = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
     keep = (h >= lo) & (h <= hi) & (w <= hi * 2)
