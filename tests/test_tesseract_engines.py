@@ -234,3 +234,20 @@ def test_the_ocr_stage_prepares_children_for_its_workers_only_with_the_library(p
     assert len(tesseract_child._ahead) == 2
     _read_in_thread(page), _read_in_thread(page)
     assert tesseract_child._ahead == []
+
+
+def test_sohoa_ingest_starts_its_children_before_importing_the_rest(page, monkeypatch) -> None:
+    # Given `sohoa ingest` with two workers and the library as engine
+    from api import launch
+    monkeypatch.setenv("SOHOA_WORKERS", "2")
+    # When the command's entry point starts the readers, then two children wait for the pages
+    launch._start_readers()
+    assert len(tesseract_child._ahead) == 2
+    _read_in_thread(page), _read_in_thread(page)
+    # And with the program as engine, or settings that do not validate, none is started
+    monkeypatch.setenv("SOHOA_OCR_ENGINE", "cli")
+    launch._start_readers()
+    monkeypatch.setenv("SOHOA_OCR_ENGINE", "library")
+    monkeypatch.setenv("SOHOA_WORKERS", "0")
+    launch._start_readers()
+    assert tesseract_child._ahead == []

@@ -1,0 +1,30 @@
+"""The `sohoa` command's entry point. For `sohoa ingest`, Tesseract's children are started before
+the rest of sohoa is imported: the imports take most of a second on one core while the other
+waits, and the children load their language data in that time instead of when the first pages
+reach them (BENCHMARKS.md). Every other command goes straight to api/cli.py."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["ingest"] and not {"-h", "--help"} & set(sys.argv[2:]):
+        _start_readers()
+    from api.cli import main as cli
+
+    cli()
+
+
+def _start_readers() -> None:
+    from pydantic import ValidationError
+
+    from ingest.settings import Settings
+    from ocr import tesseract
+
+    try:
+        settings = Settings()
+    except ValidationError:
+        return  # the command itself says what is wrong with the settings
+    if settings.ocr.engine == "library":
+        tesseract.start_ahead(settings.ocr.languages, settings.workers)
