@@ -124,6 +124,11 @@ class Recognize:
         if self.config.engine == "library":
             tesseract.start_ahead(self.config.languages, self.readers)
 
+    def release(self) -> None:
+        """Tesseract's children ended once a batch's pages are read (ingest/stages.py,
+        "Preparing"): the dossiers are assembled without their memory beside them."""
+        tesseract.stop_readers()
+
     def __call__(self, work: PageWork) -> None:
         ocr = self.config
         readings: list[dict[str, object]] = []  # what ran, for the facts (BENCHMARKS.md counts them)

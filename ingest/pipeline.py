@@ -116,6 +116,18 @@ class Pipeline:
             except Exception:
                 log.exception("preparing stage %s failed", getattr(stage, "name", stage))
 
+    def release(self) -> None:
+        """Every page stage's `release()` (ingest/stages.py, "Preparing"), once a batch's pages
+        are read; a failure is logged."""
+        for stage in self.page_stages:
+            release = getattr(stage, "release", None)
+            if release is None:
+                continue
+            try:
+                release()
+            except Exception:
+                log.exception("releasing stage %s failed", getattr(stage, "name", stage))
+
     # ---- records -------------------------------------------------------------------------
 
     def record(self, batch_id: str) -> BatchRecord:

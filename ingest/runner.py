@@ -72,6 +72,7 @@ def _run(pipeline: Pipeline, batch_id: str,
             future.result()
             if progress:
                 progress(1, total)
+    pipeline.release()  # what the page stages hold (Tesseract's children) goes before the dossiers
     return pipeline.finalize(batch_id)
 
 

@@ -27,7 +27,10 @@ Preparing
     A stage of either kind may also have `prepare()`: work that needs no page or dossier (a list
     or a model to load). A runner calls it on a spare thread while a batch's first pages are
     read (Pipeline.prepare), so that the first dossier does not wait for it; the stage must work
-    the same when it was never called, and a second call must cost nothing.
+    the same when it was never called, and a second call must cost nothing. A page stage may
+    also have `release()`, called by a runner once a batch's pages are all read (before its
+    dossiers are assembled): it lets go of what `prepare()` or the pages started (Tesseract's
+    children), and the stage must still work after it.
 """
 
 from __future__ import annotations

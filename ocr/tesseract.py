@@ -113,6 +113,11 @@ def start_ahead(languages: str, count: int) -> None:
     tesseract_child.start_ahead(languages, count)
 
 
+def stop_readers() -> None:
+    """The library readers' children ended (ocr/tesseract_child.py)."""
+    tesseract_child.stop_all()
+
+
 def crop_to_content(img: Image.Image, dpi: int) -> tuple[Image.Image, tuple[int, int]]:
     """The part of a grey page that holds its ink, with a margin, and its offset (x, y).
     Tesseract's layout analysis costs by the pixel, blank margins included (BENCHMARKS.md:

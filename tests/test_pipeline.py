@@ -199,3 +199,33 @@ def test_the_pages_done_are_read_from_one_listing_of_the_store(ingested) -> None
     alone (each page's PDF beside them is not counted twice)."""
     pipeline, record, _ = ingested
     assert pipeline.pages_done(record.batch_id) == set(range(record.pages))
+
+
+class _Order:
+    """A page stage and a dossier stage that note when they are released and called."""
+
+    def __init__(self, seen: list[str], name: str) -> None:
+        self.seen, self.name = seen, name
+
+    def release(self) -> None:
+        self.seen.append(f"{self.name} released")
+
+    def __call__(self, work: object) -> None:
+        if not self.seen or self.seen[-1] != f"{self.name} called":
+            self.seen.append(f"{self.name} called")
+
+
+def test_a_batch_releases_its_page_stages_after_its_pages_and_before_its_dossiers(
+        tmp_path: Path) -> None:
+    # Given a pipeline with a page stage that holds something until released
+    pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=2))
+    seen: list[str] = []
+    pipeline.page_stages = [*pipeline.page_stages, _Order(seen, "page stage")]
+    pipeline.dossiers.stages = [_Order(seen, "dossier stage"), *pipeline.dossiers.stages]
+    path = synth.make_batch(n_dossiers=1, dpi=200, seed=3, text_pages=1).write_pdf(
+        tmp_path / "scan.pdf")
+    # When the batch is run
+    record = run_file(pipeline, path)
+    # Then the page stage was released once, after every page and before the dossier
+    assert record.status == "done"
+    assert seen == ["page stage called", "page stage released", "dossier stage called"]

@@ -251,3 +251,19 @@ def test_sohoa_ingest_starts_its_children_before_importing_the_rest(page, monkey
     monkeypatch.setenv("SOHOA_WORKERS", "0")
     launch._start_readers()
     assert tesseract_child._ahead == []
+
+
+def test_stopping_the_readers_ends_every_child_and_a_reader_used_again_starts_one(page) -> None:
+    # Given a child reading pages for this thread and one waiting ahead
+    tesseract.run(page, 300, "vie", 60, 200, engine="library")
+    working = tesseract_child.reader().proc
+    tesseract_child.start_ahead("vie", 1)
+    waiting = tesseract_child._ahead[0].proc
+    # When the readers are stopped (a batch's pages are all read)
+    tesseract.stop_readers()
+    # Then both children have ended and none waits
+    assert working.poll() is not None and waiting.poll() is not None
+    assert tesseract_child._ahead == []
+    # And the next page is read by a new child
+    assert len(tesseract.run(page, 300, "vie", 60, 200, engine="library").words) > 100
+    assert tesseract_child.reader().proc not in (None, working)
