@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import IO
 
@@ -42,7 +41,6 @@ class Reader:
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid = os.getpid()
         self._loading = False  # a load request sent whose answer is still in the pipe
-        _readers.add(self)
 
     def load(self, languages: str) -> None:
         """Starts the child and has it load `languages` without waiting: the engine loads
@@ -92,6 +90,8 @@ class Reader:
                    "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
             self.proc = subprocess.Popen([sys.executable, "-m", "ocr.tesseract_child"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+            with _lock:
+                _readers.add(self)
             assert self.proc.stdin is not None
             os.set_blocking(self.proc.stdin.fileno(), False)  # writes wait in select(), timed
 
@@ -139,16 +139,29 @@ class Reader:
         self._loading = False
 
 
-_readers: weakref.WeakSet[Reader] = weakref.WeakSet()  # every reader made, for stop_all()
+# Every reader with a child, for stop_all(): held here, as a thread's reader outlives its thread
+# (its child would wait on a pipe nobody closes until this process ends).
+_readers: set[Reader] = set()
 _ahead: list[Reader] = []  # started by start_ahead(), not yet any thread's
-_ahead_lock = threading.Lock()
+_lock = threading.RLock()  # _readers and _ahead
+
+
+def _forked() -> None:
+    """A forked worker starts with none of its parent's readers, and a lock no thread holds."""
+    global _lock
+    _lock = threading.RLock()
+    _readers.clear()
+    _ahead.clear()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def start_ahead(languages: str, count: int) -> None:
     """Up to `count` children started now, their engine loading, for the next threads that
     read a page: the first pages of a batch do not wait for a child's start (0.3 s each).
     Those already waiting count; with `count` waiting, a call costs nothing."""
-    with _ahead_lock:
+    with _lock:
         _ahead[:] = [r for r in _ahead if r.pid == os.getpid()]  # a forked worker's own only
         for _ in range(count - len(_ahead)):
             ahead = Reader()
@@ -160,12 +173,12 @@ def stop_all() -> None:
     """Ends every child of this process, those waiting ahead included: a batch whose pages are
     read gives back their memory (80 MB each) before its dossiers are assembled. A reader
     used again starts a new child."""
-    with _ahead_lock:
-        waiting = list(_ahead)
+    with _lock:
         _ahead.clear()
-    for r in [*waiting, *_readers]:
-        if r.pid == os.getpid():
-            r.close()
+        mine = {r for r in _readers if r.pid == os.getpid()}
+        _readers.difference_update(mine)
+    for r in mine:
+        r.close()
 
 
 def reader() -> Reader:
@@ -174,7 +187,7 @@ def reader() -> Reader:
     readers: dict[int, Reader] = _local.__dict__.setdefault("readers", {})
     pid = os.getpid()
     if pid not in readers:
-        with _ahead_lock:
+        with _lock:
             mine = next((r for r in _ahead if r.pid == pid), None)
             if mine is not None:
                 _ahead.remove(mine)
