@@ -107,26 +107,12 @@ class Pipeline:
     def prepare(self) -> None:
         """Every stage's `prepare()` (ingest/stages.py, "Preparing"); a failure is logged and
         left to the stage to meet again on its own work."""
-        for stage in [*self.page_stages, *self.dossiers.stages]:
-            prepare = getattr(stage, "prepare", None)
-            if prepare is None:
-                continue
-            try:
-                prepare()
-            except Exception:
-                log.exception("preparing stage %s failed", getattr(stage, "name", stage))
+        _each([*self.page_stages, *self.dossiers.stages], "prepare")
 
     def release(self) -> None:
         """Every page stage's `release()` (ingest/stages.py, "Preparing"), once a batch's pages
         are read; a failure is logged."""
-        for stage in self.page_stages:
-            release = getattr(stage, "release", None)
-            if release is None:
-                continue
-            try:
-                release()
-            except Exception:
-                log.exception("releasing stage %s failed", getattr(stage, "name", stage))
+        _each(self.page_stages, "release")
 
     # ---- records -------------------------------------------------------------------------
 
@@ -580,6 +566,18 @@ class Pipeline:
             log.info("batch %s: %s, %d dossiers", batch_id, record.status, len(manifests))
         self._cache_path(record).unlink(missing_ok=True)
         return record
+
+
+def _each(stages: list[Any], hook: str) -> None:
+    """`stage.<hook>()` of each stage that has it; one that fails is logged, the others still run."""
+    for stage in stages:
+        call = getattr(stage, hook, None)
+        if call is None:
+            continue
+        try:
+            call()
+        except Exception:
+            log.exception("%s of stage %s failed", hook, getattr(stage, "name", stage))
 
 
 def review_entries(plan: SplitPlan, failed: list[PageFacts],
