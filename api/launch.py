@@ -20,11 +20,11 @@ def _start_readers() -> None:
     from pydantic import ValidationError
 
     from ingest.settings import Settings
-    from ocr import tesseract
+    from ocr import tesseract_child  # not ocr.tesseract: OpenCV and pikepdf would come first
 
     try:
         settings = Settings()
     except ValidationError:
         return  # the command itself says what is wrong with the settings
     if settings.ocr.engine == "library":
-        tesseract.start_ahead(settings.ocr.languages, settings.workers)
+        tesseract_child.start_ahead(settings.ocr.languages, settings.workers)

@@ -46,11 +46,11 @@ class Reader:
         """Starts the child and has it load `languages` without waiting: the engine loads
         (0.15 s for vie, plus the child's start) while this process does other work."""
         header = json.dumps({"languages": languages, "load": True, "shape": [0]}).encode()
-        self._child()
         try:
+            self._child()
             self._write(_HEAD.pack(len(header)) + header, time.monotonic() + _KILL_GRACE_S)
-        except (BrokenPipeError, ConnectionResetError, ToolError):
-            self.close()  # the first page starts a new one
+        except (OSError, ToolError):  # no child now (no process to spare, a pipe gone)
+            self.close()  # the first page starts one, and says what is wrong if it cannot
             return
         self._loading = True
 

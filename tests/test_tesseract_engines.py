@@ -267,3 +267,29 @@ def test_stopping_the_readers_ends_every_child_and_a_reader_used_again_starts_on
     # And the next page is read by a new child
     assert len(tesseract.run(page, 300, "vie", 60, 200, engine="library").words) > 100
     assert tesseract_child.reader().proc not in (None, working)
+
+
+def test_a_child_killed_while_it_waits_ahead_is_replaced_for_the_first_page(page) -> None:
+    # Given a child started ahead, killed (-9) before any page reached it
+    tesseract_child.start_ahead("vie", 1)
+    waiting = tesseract_child._ahead[0].proc
+    waiting.kill()
+    waiting.wait()
+    # When a page thread reads a page, then a new child reads it in full
+    words, pid = _read_in_thread(page)
+    assert words > 100 and pid != waiting.pid
+
+
+def test_a_child_that_cannot_be_started_ahead_leaves_the_first_page_to_start_one(
+        page, monkeypatch) -> None:
+    # Given a machine where no process can be started just now
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(tesseract_child.subprocess, "Popen", no_process)
+    # When children are started ahead, then nothing fails and nothing waits with a dead pipe
+    tesseract_child.start_ahead("vie", 1)
+    monkeypatch.undo()
+    # And the first page starts its own child and is read
+    assert _read_in_thread(page)[0] > 100
+    assert tesseract_child._ahead == []
