@@ -23,7 +23,12 @@ _OCR = OcrConfig()  # the defaults of a stage built without its settings
 
 
 def _gray(work: PageWork) -> np.ndarray:
-    return work.derived("gray", lambda img: np.asarray(img if img.mode == "L" else img.convert("L")))
+    def make(img: Image.Image) -> np.ndarray:
+        if img is work.scan.image and work.scan.pixels is not None:
+            return work.scan.pixels  # decoded into an array: no copy (ocr/decode.py)
+        return np.asarray(img if img.mode == "L" else img.convert("L"))
+
+    return work.derived("gray", make)
 
 
 def _ink(work: PageWork) -> np.ndarray:

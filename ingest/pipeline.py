@@ -104,10 +104,14 @@ class Pipeline:
                             fallback_dpi=self.settings.ocr.fallback_dpi,
                             render_seconds=self.settings.ocr.render_seconds)
 
-    def prepare(self) -> None:
-        """Every stage's `prepare()` (ingest/stages.py, "Preparing"); a failure is logged and
-        left to the stage to meet again on its own work."""
-        _each([*self.page_stages, *self.dossiers.stages], "prepare")
+    def prepare_pages(self) -> None:
+        """Every page stage's `prepare()` (ingest/stages.py, "Preparing"); a failure is logged
+        and left to the stage to meet again on its own work."""
+        _each(self.page_stages, "prepare")
+
+    def prepare_dossiers(self) -> None:
+        """Every dossier stage's `prepare()`, as prepare_pages."""
+        _each(self.dossiers.stages, "prepare")
 
     def release(self) -> None:
         """Every page stage's `release()` (ingest/stages.py, "Preparing"), once a batch's pages

@@ -64,12 +64,19 @@ def _run(pipeline: Pipeline, batch_id: str,
     todo = pipeline.heaviest_first(batch_id, [i for i in range(total) if i not in done])
     if progress:
         progress(total - len(todo), total)
-    # What the dossier stages load once (the address lists) is loaded while pages are read.
-    threading.Thread(target=pipeline.prepare, name="prepare", daemon=True).start()
     workers = min(pipeline.settings.workers, max(1, len(todo)))
+    threading.Thread(target=pipeline.prepare_pages, name="prepare", daemon=True).start()
+    preparing: threading.Thread | None = None
     with ThreadPoolExecutor(workers, thread_name_prefix="page") as pool:
         for future in as_completed(pool.submit(_process_page, pipeline, batch_id, i) for i in todo):
             future.result()
+            if preparing is None:
+                # What the dossier stages load once (the address lists) is loaded while the
+                # other pages are read: not beside the first ones, whose decoding and
+                # straightening it would hold up for the interpreter (BENCHMARKS.md).
+                preparing = threading.Thread(target=pipeline.prepare_dossiers, name="prepare",
+                                             daemon=True)
+                preparing.start()
             if progress:
                 progress(1, total)
     pipeline.release()  # what the page stages hold (Tesseract's children) goes before the dossiers

@@ -25,9 +25,11 @@ DossierWork contract
          the version's manifest, such as `components` or `signature`)
 Preparing
     A stage of either kind may also have `prepare()`: work that needs no page or dossier (a list
-    or a model to load). A runner calls it on a spare thread while a batch's first pages are
-    read (Pipeline.prepare), so that the first dossier does not wait for it; the stage must work
-    the same when it was never called, and a second call must cost nothing. A page stage may
+    or a model to load). A runner calls it on a spare thread, a page stage's when a batch
+    starts (Pipeline.prepare_pages), a dossier stage's once the batch's first page is read
+    (Pipeline.prepare_dossiers: not beside the first pages, which would wait for the
+    interpreter), so that the first dossier does not wait for it; the stage must work the same
+    when it was never called, and a second call must cost nothing. A page stage may
     also have `release()`, called by a runner once a batch's pages are all read (before its
     dossiers are assembled): it lets go of what `prepare()` or the pages started (Tesseract's
     children), and the stage must still work after it.

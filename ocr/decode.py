@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import cv2
+import numpy as np
 import pikepdf
 from pdf2image import convert_from_path
 from pdf2image.exceptions import PDFPageCountError, PDFPopplerTimeoutError, PDFSyntaxError
@@ -56,6 +58,7 @@ class PageImage:
     origin: str  # how it was obtained: embedded image, rasterized, image file
     has_text_layer: bool = False
     jpeg: bytes | None = None  # the image's own JPEG data, when a PDF can draw it as it came
+    pixels: np.ndarray | None = None  # `image`'s own pixels, when decoding gave them (shared)
 
 
 class Document(Protocol):
@@ -226,10 +229,12 @@ class PdfDocument:
         except _Undecodable as e:
             embedded, trouble = None, str(e)
         if embedded is not None:
-            img, dpi_x, dpi_y = embedded
+            img, pixels, dpi_x, dpi_y = embedded
             page_img, dpi = normalize_resolution(to_page_mode(img), dpi_x, dpi_y, self._limits)
-            jpeg = _drawable_jpeg(page, img.mode) if page_img is img else None
-            return PageImage(page_img, dpi, "embedded image", has_text, jpeg)
+            if page_img is not img:
+                return PageImage(page_img, dpi, "embedded image", has_text)
+            return PageImage(img, dpi, "embedded image", has_text, _drawable_jpeg(page, img.mode),
+                             pixels)
         img = self._rasterize(page, index)
         if trouble and img.convert("L").getextrema()[0] > 200:
             # poppler could not draw the scan either (it paints what it cannot decode white):
@@ -238,8 +243,9 @@ class PdfDocument:
         return PageImage(img, self._limits.raster_dpi, "rasterized", has_text)
 
     def _embedded_image(self, page: pikepdf.Page, index: int
-                        ) -> tuple[Image.Image, float, float] | None:
-        """The page's only image if it covers the page, un-rotated by /Rotate; None to rasterize."""
+                        ) -> tuple[Image.Image, np.ndarray | None, float, float] | None:
+        """The page's only image if it covers the page, un-rotated by /Rotate, and its pixels
+        as an array when they were decoded into one; None to rasterize."""
         try:
             images = list(page.get_images(recursive=False).values())
             if len(images) != 1 or _has_forms(page):
@@ -259,18 +265,22 @@ class PdfDocument:
         filters = _filters(images[0])
         if filters == "CCITT" and (damage := self._ccitt_damage(index)):
             raise _DamagedStream(f"CCITT stream cannot be decoded ({damage})")
-        try:
-            img = pdfimage.as_pil_image()
-            img.load()  # decode now: PIL decodes lazily, and would fail later, anywhere
-        except Exception as e:  # codec trouble: poppler gets a try before we give up
-            raise _Undecodable(f"{filters} stream cannot be decoded ({type(e).__name__})") from e
+        pixels = _grey_jpeg_pixels(images[0], w_px, h_px)
+        if pixels is not None:  # Pillow's image over the array: no copy for the stages' arrays
+            img = Image.frombuffer("L", (w_px, h_px), pixels, "raw", "L", 0, 1)
+        else:
+            try:
+                img = pdfimage.as_pil_image()
+                img.load()  # decode now: PIL decodes lazily, and would fail later, anywhere
+            except Exception as e:  # codec trouble: poppler gets a try before we give up
+                raise _Undecodable(f"{filters} stream cannot be decoded ({type(e).__name__})") from e
         rotate = int(page.obj.get("/Rotate", 0)) % 360
         if rotate:
-            img = img.rotate(-rotate, expand=True)
+            img, pixels = img.rotate(-rotate, expand=True), None
         dpi_x, dpi_y = w_px / w_in, h_px / h_in
         if rotate in (90, 270):
             dpi_x, dpi_y = dpi_y, dpi_x
-        return img, dpi_x, dpi_y
+        return img, pixels, dpi_x, dpi_y
 
     def _ccitt_damage(self, index: int) -> str | None:
         """What poppler finds wrong in the CCITT data of page `index`, or None if nothing.
@@ -342,6 +352,27 @@ def _drawable_jpeg(page: pikepdf.Page, mode: str) -> bytes | None:
              and image.get("/BitsPerComponent") == 8
              and not any(k in image for k in ("/Decode", "/DecodeParms", "/SMask", "/Mask")))
     return bytes(image.read_raw_bytes()) if plain else None
+
+
+def _grey_jpeg_pixels(image: pikepdf.Object, width: int, height: int) -> np.ndarray | None:
+    """A plain greyscale JPEG (the common scan) decoded straight into an array by OpenCV (the
+    same libjpeg-turbo pixels as Pillow's): NumPy reading a Pillow image copies it, as long as
+    decoding it (BENCHMARKS.md). None for anything else, or what OpenCV cannot decode: Pillow
+    then decodes it, or says why not."""
+    plain = (image.get("/Filter") == pikepdf.Name.DCTDecode
+             and image.get("/ColorSpace") == pikepdf.Name.DeviceGray
+             and image.get("/BitsPerComponent") == 8
+             and not any(k in image for k in ("/Decode", "/DecodeParms", "/SMask", "/Mask")))
+    if not plain:
+        return None
+    raw = bytes(image.read_raw_bytes())
+    if not raw.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
+        return None  # cut short: OpenCV would make up the rest, Pillow refuses it (a failed page)
+    data = np.frombuffer(raw, np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    if pixels is None or pixels.shape != (height, width):  # one component, or Pillow's turn
+        return None
+    return pixels
 
 
 def _filters(image: pikepdf.Object) -> str:

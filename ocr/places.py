@@ -122,10 +122,40 @@ class _Province:
     districts: tuple[tuple[Unit | None, tuple[Unit, ...]], ...]  # (None, wards) in the current list
 
 
+_Triple = tuple[_Province, Unit | None, Unit]  # a ward with its province and district
+
+
+def _triples(provinces: Iterable[_Province]) -> list[_Triple]:
+    return [(p, d, w) for p in provinces for d, ws in p.districts for w in ws]
+
+
+def _districts(triples: list[_Triple]) -> list[Unit]:
+    return list(dict.fromkeys(d for _p, d, _w in triples if d))
+
+
+@dataclass(frozen=True)
+class UnitList:
+    """One list, with what every address looked up in it reads whole, made once (an address
+    naming no province searches every ward)."""
+
+    provinces: tuple[_Province, ...]
+    province_units: list[Unit]
+    triples: list[_Triple]
+    districts: list[Unit]  # each once, in the list's order; none in the current list
+    wards: list[Unit]
+
+    @classmethod
+    def of(cls, provinces: Iterable[_Province]) -> UnitList:
+        provinces = tuple(provinces)
+        triples = _triples(provinces)
+        return cls(provinces, [p.unit for p in provinces], triples, _districts(triples),
+                   [w for _p, _d, w in triples])
+
+
 _LISTS_LOCK = threading.Lock()
 
 
-def lists() -> dict[str, tuple[_Province, ...]]:
+def lists() -> dict[str, UnitList]:
     """Both lists, read once per process (a few MB; only the fields stage needs them). A second
     thread asking while the first reads them waits for that reading (ingest prepares them on a
     spare thread while a batch's pages are read)."""
@@ -134,8 +164,8 @@ def lists() -> dict[str, tuple[_Province, ...]]:
 
 
 @cache
-def _read_lists() -> dict[str, tuple[_Province, ...]]:
-    return {CURRENT: tuple(_current()), FORMER: tuple(_former())}
+def _read_lists() -> dict[str, UnitList]:
+    return {CURRENT: UnitList.of(_current()), FORMER: UnitList.of(_former())}
 
 
 def _current() -> Iterable[_Province]:
@@ -213,26 +243,27 @@ def _segments(text: str) -> list[_Segment]:
     return out
 
 
-def _match(segments: list[_Segment], provinces: tuple[_Province, ...]
+def _match(segments: list[_Segment], units: UnitList
            ) -> tuple[Place, list[tuple[_Segment, Unit]]] | None:
     """The ward the address names in this list, with the segments to respell; None if none.
 
     From the end: the province (when named), then the district (former list; when named), then
     the ward: the last part before them that names one. A part that names a district or a
     province this list does not have ends the search: the address is of the other list."""
-    rest, candidates = segments, provinces
+    rest, pairs, districts, wards = segments, units.triples, units.districts, units.wards
     spans: list[tuple[_Segment, Unit]] = []
     if rest:
-        named = _best(rest[-1], [p.unit for p in provinces], _PROVINCE)
+        named = _best(rest[-1], units.province_units, _PROVINCE)
         if named:
-            candidates = tuple(p for p in provinces if p.unit in named)
+            pairs = _triples(p for p in units.provinces if p.unit in named)
+            districts, wards = _districts(pairs), [w for _p, _d, w in pairs]
             spans.append((rest[-1], named[0]))
             rest = rest[:-1]
-    pairs = [(p, d, w) for p in candidates for d, ws in p.districts for w in ws]
-    if rest and any(d is not None for _p, d, _w in pairs):
-        named = _best(rest[-1], list(dict.fromkeys(d for _p, d, _w in pairs if d)), _DISTRICT)
+    if rest and districts:
+        named = _best(rest[-1], districts, _DISTRICT)
         if named:  # a district's name may recur in several provinces: the ward will tell
             pairs = [t for t in pairs if t[1] in named]
+            wards = [w for _p, _d, w in pairs]
             spans.append((rest[-1], named[0]))
             rest = rest[:-1]
     if rest and rest[-1].kind is not None and rest[-1].kind not in _WARD:
@@ -240,7 +271,7 @@ def _match(segments: list[_Segment], provinces: tuple[_Province, ...]
     for segment in reversed(rest):
         if segment.kind is not None and segment.kind not in _WARD:
             continue
-        named = _best(segment, [w for _p, _d, w in pairs], _WARD, exact_only=segment.kind is None)
+        named = _best(segment, wards, _WARD, exact_only=segment.kind is None)
         owners = [(p, d, w) for p, d, w in pairs if w in named]
         if len(owners) == 1:
             p, d, ward = owners[0]

@@ -177,3 +177,39 @@ def test_dense_pages_weigh_more_than_blank_ones_so_they_start_first() -> None:
     assert len(weights) == 7
     assert min(weights) == weights[3]  # the blank backside
     assert page_weights(Path(__file__)) == []
+
+
+def _grey_jpeg_pdf(path: Path, cut: int = 0) -> bytes:
+    """A one-page PDF of a grey 200-dpi JPEG scan with a few marks (less `cut` bytes at its end);
+    returns the JPEG as written."""
+    import img2pdf
+
+    src = Image.new("L", (1654, 2339), 250)
+    for y in range(200, 2000, 120):
+        src.paste(30, (150, y, 1400, y + 25))
+    buf = io.BytesIO()
+    src.save(buf, "JPEG", quality=85, dpi=(200, 200))
+    jpeg = buf.getvalue()
+    path.write_bytes(img2pdf.convert(jpeg[:len(jpeg) - cut] if cut else jpeg))
+    return jpeg
+
+
+def test_a_grey_jpeg_scan_comes_with_its_pixels_as_pillow_decodes_them(tmp_path: Path) -> None:
+    # Given a PDF whose page is a grey JPEG scan
+    jpeg = _grey_jpeg_pdf(tmp_path / "grey.pdf")
+    # When its page is decoded
+    _, page = first_page(tmp_path / "grey.pdf")
+    # Then the page carries its pixels as an array (the stages read it without a copy), the
+    # same pixels as its image and as Pillow's own decoding, and its JPEG as it came
+    assert page.pixels is not None and page.jpeg == jpeg
+    assert page.pixels.tobytes() == page.image.tobytes() == Image.open(io.BytesIO(jpeg)).tobytes()
+
+
+def test_a_grey_jpeg_scan_cut_short_is_not_completed_by_the_decoder(tmp_path: Path) -> None:
+    # Given a PDF whose grey JPEG scan lost its last kilobytes (and its end marker)
+    _grey_jpeg_pdf(tmp_path / "cut.pdf", cut=2000)
+    # When its page is decoded
+    _, page = first_page(tmp_path / "cut.pdf")
+    # Then it is not decoded into an array with a made-up end: Pillow's decoding refuses it
+    # and poppler draws what there is
+    assert page.pixels is None and page.origin == "rasterized"

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import subprocess
+import time
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -229,3 +230,38 @@ def test_a_batch_releases_its_page_stages_after_its_pages_and_before_its_dossier
     # Then the page stage was released once, after every page and before the dossier
     assert record.status == "done"
     assert seen == ["page stage called", "page stage released", "dossier stage called"]
+
+
+class _Prepares:
+    """A stage that notes when it is prepared and when it is first called."""
+
+    def __init__(self, seen: list[str], name: str) -> None:
+        self.seen, self.name = seen, name
+
+    def prepare(self) -> None:
+        self.seen.append(f"{self.name} prepared")
+
+    def __call__(self, work: object) -> None:
+        if f"{self.name} called" not in self.seen:
+            self.seen.append(f"{self.name} called")
+
+
+def test_a_batch_prepares_its_dossier_stages_once_its_first_page_is_read(tmp_path: Path) -> None:
+    # Given a pipeline with a page stage and a dossier stage that both prepare something
+    pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=2))
+    seen: list[str] = []
+    pipeline.page_stages = [*pipeline.page_stages, _Prepares(seen, "page stage")]
+    pipeline.dossiers.stages = [_Prepares(seen, "dossier stage"), *pipeline.dossiers.stages]
+    path = synth.make_batch(n_dossiers=1, dpi=200, seed=3, text_pages=1).write_pdf(
+        tmp_path / "scan.pdf")
+    # When the batch is run
+    record = run_file(pipeline, path)
+    # Then each stage was prepared once, the dossier stage only after a page was read (its
+    # preparing runs beside the pages, on a thread of its own: waited for here)
+    assert record.status == "done"
+    deadline = time.monotonic() + 10
+    while not {"page stage prepared", "dossier stage prepared"} <= set(seen) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen.count("page stage prepared") == seen.count("dossier stage prepared") == 1
+    assert seen.index("page stage called") < seen.index("dossier stage prepared")

@@ -156,8 +156,8 @@ def test_a_pipeline_prepares_the_stages_that_load_something_and_skips_the_others
     # given a dossier stage that loads a list, one that fails to, and the default stages
     loads, fails = _Loads(), _Loads(fails=True)
     pipeline.dossiers.stages = [fails, *pipeline.dossiers.stages, loads]
-    # when the pipeline prepares its stages
-    pipeline.prepare()
+    # when the pipeline prepares its dossier stages
+    pipeline.prepare_dossiers()
     # then each was asked once, a failure did not stop the others, and the lists are read
     assert (fails.prepared, loads.prepared) == (1, 1)
     assert places.lists()[places.CURRENT]
