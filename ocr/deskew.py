@@ -133,15 +133,41 @@ def rotate(img: Image.Image, angle: float, scale: float = 1.0,
         img, pixels = img.convert("L"), None
     arr = np.asarray(img) if pixels is None else pixels
     h, w = arr.shape[:2]
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    size = _size((w, h), scale)
     if abs(angle) < 0.01:
         if scale == 1:
             return img
         return Image.fromarray(cv2.resize(arr, size, interpolation=cv2.INTER_AREA))
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
-    m[0, 2] += (size[0] - w) / 2  # the centre of the page stays the centre
-    m[1, 2] += (size[1] - h) / 2
+    m = _matrix((w, h), angle, scale)
     out = cv2.warpAffine(arr, m, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT,
                          borderValue=paper.colour(img))
     result = Image.fromarray(out)
     return result.convert("1") if bilevel and scale == 1 else result
+
+
+def _size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _matrix(size: tuple[int, int], angle: float, scale: float) -> np.ndarray:
+    """rotate()'s affine matrix: about the page's centre, which stays the centre."""
+    w, h = size
+    out_w, out_h = _size(size, scale)
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+    m[0, 2] += (out_w - w) / 2
+    m[1, 2] += (out_h - h) / 2
+    return m
+
+
+def box_after(box: tuple[int, int, int, int], size: tuple[int, int], angle: float,
+              scale: float = 1.0, quarter_turn: bool = False) -> tuple[int, int, int, int]:
+    """Where `box` (x0, y0, x1, y1) of a page of `size` lies on rotate(page, angle, scale),
+    turned a quarter counter-clockwise after it if `quarter_turn` (Image.ROTATE_90): the
+    smallest box holding its corners."""
+    x0, y0, x1, y1 = box
+    corners = np.array([[x, y, 1.0] for x in (x0, x1) for y in (y0, y1)])
+    xs, ys = (corners @ _matrix(size, angle, scale).T).T
+    if quarter_turn:
+        xs, ys = ys, _size(size, scale)[0] - xs
+    return (int(np.floor(xs.min())), int(np.floor(ys.min())), int(np.ceil(xs.max())),
+            int(np.ceil(ys.max())))

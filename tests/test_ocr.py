@@ -104,3 +104,23 @@ def test_english_page_gets_the_vie_eng_reading(samples) -> None:
 
 def test_vietnamese_page_needs_only_vie(readings) -> None:
     assert readings[0][1].facts.ocr.languages == "vie"
+
+
+def test_a_receipts_qr_code_leaves_no_garbage_in_its_text() -> None:
+    # Given a receipt with its code as a QR code, scanned skewed by 5 degrees
+    from ingest.page_stages import default_page_stages
+    from ocr.config import BarcodeConfig, OcrConfig
+
+    code = "000.00.04.H40-230414-0002"
+    page = synth.receipt(code, synth.receipt_fields(3), 300, symbology="qr")
+    img = synth.degrade(page, synth.Scan(skew=5.0, noise=5, blur=0.7, seed=4))
+    work = PageWork("test", 0, img, page.dpi)
+    # When the default page stages read it
+    for stage in default_page_stages(OcrConfig(), BarcodeConfig()):
+        stage(work)
+    # Then the code is read from the QR code, and the text is the receipt's, without lines
+    # made of the code's modules (read with them, over 1 % of its characters were garbage)
+    assert [b.value for b in work.facts.barcodes] == [code]
+    assert cer(page.text, "\n".join(work.facts.ocr.lines)) < 0.01
+    # and what is stored of the page (its scan) still shows the code
+    assert work.scan.image is img

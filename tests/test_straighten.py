@@ -57,3 +57,23 @@ def test_a_page_with_two_words_is_not_blank() -> None:
     c = synth.Canvas(300)
     c.line("Trang 2")
     assert not blank.is_blank(np.asarray(synth.degrade(c.page("text"), synth.Scan(noise=6))), 300)
+
+
+@pytest.mark.parametrize("angle, scale, quarter_turn", [
+    (7.0, 2 / 3, False), (-5.0, 1.0, True), (0.0, 0.5, False), (10.0, 2 / 3, True)])
+def test_a_box_is_found_where_the_straightening_put_it(angle: float, scale: float,
+                                                       quarter_turn: bool) -> None:
+    # Given a page with one black square, turned, scaled and perhaps given a quarter turn
+    from PIL import Image
+
+    page = Image.new("L", (1000, 1400), 255)
+    page.paste(0, (600, 200, 700, 300))
+    out = deskew.rotate(page, angle, scale)
+    if quarter_turn:
+        out = out.transpose(Image.ROTATE_90)
+    # When the square's box is carried over
+    x0, y0, x1, y1 = deskew.box_after((600, 200, 700, 300), page.size, angle, scale, quarter_turn)
+    # Then it holds the square as drawn, to the pixel
+    ys, xs = np.nonzero(np.asarray(out) < 128)
+    assert (x0 <= xs.min() <= x0 + 1, y0 <= ys.min() <= y0 + 1) == (True, True)
+    assert (x1 - 2 <= xs.max() <= x1, y1 - 2 <= ys.max() <= y1) == (True, True)

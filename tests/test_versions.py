@@ -215,7 +215,7 @@ def test_the_stages_built_from_settings_take_their_sections(tmp_path: Path) -> N
     each dossier and result stage and the dossier versions theirs, and the signing service the
     signing section and the agencies' time."""
     from ingest.dossier_stages import CheckAddresses, ExtractFields, SplitComponents
-    from ingest.page_stages import DetectBlank, ReadBarcodes, Recognize, Straighten
+    from ingest.page_stages import DetectBlank, HideCodes, ReadBarcodes, Recognize, Straighten
     from ingest.results import SignResult
     from ingest.signing import Sign
 
@@ -227,10 +227,10 @@ def test_the_stages_built_from_settings_take_their_sections(tmp_path: Path) -> N
     built = services.build(settings)
     pages = services.page_stages(settings)
     assert [type(s) for s in pages] == [ReadBarcodes, DetectBlank, Straighten, ReadBarcodes,
-                                        Recognize]
+                                        HideCodes, Recognize]
     assert pages[0].config is settings.barcodes and pages[3].config is settings.barcodes
     assert (pages[1].ink_threshold, pages[2].max_skew_degrees) == (0.01, 5)
-    assert pages[4].config.languages == "eng"
+    assert pages[5].config.languages == "eng"
     fields, addresses, _, components, sign = built.dossiers.stages
     assert isinstance(addresses, CheckAddresses)
     assert isinstance(fields, ExtractFields) and fields.timezone_offset == "+08:00"
