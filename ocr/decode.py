@@ -272,6 +272,12 @@ class PdfDocument:
             try:
                 img = pdfimage.as_pil_image()
                 img.load()  # decode now: PIL decodes lazily, and would fail later, anywhere
+            except OSError as e:
+                if "truncated" in str(e):  # Pillow ran out of data before the last rows:
+                    # poppler would draw the rows there are, and the page pass for whole
+                    raise _DamagedStream(f"{filters} stream is cut short (its last rows are "
+                                         f"missing)") from e
+                raise _Undecodable(f"{filters} stream cannot be decoded ({type(e).__name__})") from e
             except Exception as e:  # codec trouble: poppler gets a try before we give up
                 raise _Undecodable(f"{filters} stream cannot be decoded ({type(e).__name__})") from e
         rotate = int(page.obj.get("/Rotate", 0)) % 360

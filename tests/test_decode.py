@@ -10,6 +10,7 @@ from PIL import Image
 
 from ocr.decode import DecodeLimits, open_document, page_weights
 from ocr.errors import (
+    CorruptPage,
     EmptyDocument,
     EncryptedDocument,
     ImageBomb,
@@ -205,11 +206,15 @@ def test_a_grey_jpeg_scan_comes_with_its_pixels_as_pillow_decodes_them(tmp_path:
     assert page.pixels.tobytes() == page.image.tobytes() == Image.open(io.BytesIO(jpeg)).tobytes()
 
 
-def test_a_grey_jpeg_scan_cut_short_is_not_completed_by_the_decoder(tmp_path: Path) -> None:
+def test_a_grey_jpeg_scan_cut_short_fails_as_corrupt_not_drawn_in_part(tmp_path: Path) -> None:
     # Given a PDF whose grey JPEG scan lost its last kilobytes (and its end marker)
     _grey_jpeg_pdf(tmp_path / "cut.pdf", cut=2000)
     # When its page is decoded
-    _, page = first_page(tmp_path / "cut.pdf")
-    # Then it is not decoded into an array with a made-up end: Pillow's decoding refuses it
-    # and poppler draws what there is
-    assert page.pixels is None and page.origin == "rasterized"
+    doc = open_document(tmp_path / "cut.pdf")
+    try:
+        # Then it fails as corrupt, with why: neither decoder makes up its last rows, nor does
+        # poppler draw the rows there are as a whole page
+        with pytest.raises(CorruptPage, match="DCT stream is cut short"):
+            doc.page(0)
+    finally:
+        doc.close()

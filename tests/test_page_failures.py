@@ -1,5 +1,6 @@
 """A page the image code cannot handle is recorded as failed and sent to review; the batch goes on."""
 
+import io
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,26 @@ def test_a_cut_file_whose_pages_cannot_be_counted_is_an_interrupted_scan(tmp_pat
     assert record.incomplete == "the file is cut short: a PDF without its end (%%EOF)"
     assert record.error.startswith("truncated: ")
     assert pipeline.store.get(record.original) == cut.read_bytes()
+
+
+def test_a_page_whose_jpeg_was_cut_short_fails_and_its_batch_waits_for_review(
+        tmp_path: Path) -> None:
+    """Given a PDF whose page is a grey JPEG scan missing its last kilobytes (the file itself
+    whole), when it is ingested, then the page is a failed page saying so (not the rows there
+    are, drawn by poppler and passed for the page), and the batch goes to review."""
+    import img2pdf
+    from PIL import Image
+
+    scan = Image.new("L", (1654, 2339), 250)
+    for y in range(200, 2000, 120):
+        scan.paste(30, (150, y, 1400, y + 25))
+    buf = io.BytesIO()
+    scan.save(buf, "JPEG", quality=85, dpi=(200, 200))
+    source = tmp_path / "cut-jpeg.pdf"
+    source.write_bytes(img2pdf.convert(buf.getvalue()[:-2000]))
+    pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=1))
+    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    record = run_file(pipeline, source)
+    assert record.failed_pages == [
+        {"page": 0, "error": "corrupt: page 0: DCT stream is cut short (its last rows are missing)"}]
+    assert (record.status, record.error) == ("needs_review", "1 page could not be read")
