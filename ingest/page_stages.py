@@ -12,6 +12,8 @@ pipeline runs (ingest/services.py builds it from the settings).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from PIL import Image
 
@@ -58,14 +60,26 @@ class ReadBarcodes:
             if not formats:
                 return
         found = barcodes.read(_gray(work), tuple(self.config.engines), formats)
-        if work.dpi != work.scan.dpi:  # boxes in the scan's pixels, as the first reading's
-            found = [b.scaled(work.scan.dpi / work.dpi) for b in found]
+        if work.image is not work.scan.image:  # boxes in the scan's pixels, as the first reading's
+            found = [replace(b, box=_on_scan(work, b.box)) for b in found]
         work.facts.barcodes = [BarcodeFact.model_validate(b.to_dict()) for b in found]
         separators = {s.upper() for s in [*self.config.separators,
                                           *self.config.result_separators]}
         if any(b.value.strip().upper() in separators for b in found):
             work.facts.separator = True
             work.done = True
+
+
+def _on_scan(work: PageWork, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """A box of the straightened page (Straighten's facts) where it lies on the scan."""
+    return deskew.box_before(box, work.scan.image.size, -(work.facts.skew or 0.0),
+                             work.dpi / work.scan.dpi, (work.facts.rotation or 0) == 90)
+
+
+def _on_straightened(work: PageWork, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """A box of the scan where it lies on the straightened page."""
+    return deskew.box_after(box, work.scan.image.size, -(work.facts.skew or 0.0),
+                            work.dpi / work.scan.dpi, (work.facts.rotation or 0) == 90)
 
 
 class DetectBlank:
@@ -123,16 +137,13 @@ class HideCodes:
     margin_mm = 1.0  # beyond the corners zxing gives: the quiet zone, a blurred edge
 
     def __call__(self, work: PageWork) -> None:
-        # In the scan's frame: the straightened page's second reading looks for 1-D codes only.
-        boxes = [b.box for b in work.facts.barcodes if _two_d(b.symbology)]
+        boxes = [b.box for b in work.facts.barcodes if _two_d(b.symbology)]  # on the scan
         if not boxes:
             return
-        scan = work.scan.image.size
-        angle, turned = -(work.facts.skew or 0.0), (work.facts.rotation or 0) == 90
         pixels = np.array(work.image)  # a copy: the stages before may share these pixels
         fill, margin = paper.colour(work.image), round(self.margin_mm / 25.4 * work.dpi)
         for box in boxes:
-            x0, y0, x1, y1 = deskew.box_after(box, scan, angle, work.dpi / work.scan.dpi, turned)
+            x0, y0, x1, y1 = _on_straightened(work, box)
             pixels[max(0, y0 - margin):y1 + margin, max(0, x0 - margin):x1 + margin] = fill
         work.image = Image.fromarray(pixels)
 

@@ -30,11 +30,6 @@ class Barcode:
         return {"value": self.value, "symbology": self.symbology, "engine": self.engine,
                 "box": list(self.box)}
 
-    def scaled(self, factor: float) -> Barcode:
-        """The same code with its box in pixels `factor` times finer."""
-        x0, y0, x1, y1 = (round(v * factor) for v in self.box)
-        return Barcode(self.value, self.symbology, self.engine, (x0, y0, x1, y1))
-
 
 def read_zxing(gray: np.ndarray, formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Barcode]:
     """Names of ocr/symbologies.py in, names out; UnknownSymbology for a name it lacks."""

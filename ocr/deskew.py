@@ -169,5 +169,22 @@ def box_after(box: tuple[int, int, int, int], size: tuple[int, int], angle: floa
     xs, ys = (corners @ _matrix(size, angle, scale).T).T
     if quarter_turn:
         xs, ys = ys, _size(size, scale)[0] - xs
+    return _bounds(xs, ys)
+
+
+def box_before(box: tuple[int, int, int, int], size: tuple[int, int], angle: float,
+               scale: float = 1.0, quarter_turn: bool = False) -> tuple[int, int, int, int]:
+    """box_after() undone: where a box of the straightened page lies on the page of `size`."""
+    x0, y0, x1, y1 = box
+    xs, ys = np.array([[x, y] for x in (x0, x1) for y in (y0, y1)], dtype=float).T
+    if quarter_turn:
+        xs, ys = _size(size, scale)[0] - ys, xs
+    back = cv2.invertAffineTransform(_matrix(size, angle, scale))
+    xs, ys = (np.stack([xs, ys, np.ones_like(xs)], axis=1) @ back.T).T
+    return _bounds(xs, ys)
+
+
+def _bounds(xs: np.ndarray, ys: np.ndarray) -> tuple[int, int, int, int]:
+    """The smallest box of whole pixels holding the points."""
     return (int(np.floor(xs.min())), int(np.floor(ys.min())), int(np.ceil(xs.max())),
             int(np.ceil(ys.max())))
