@@ -63,11 +63,20 @@ def _energy(points: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
     """Sum of squared row counts after rotating the points by each angle."""
     xs, ys = points.astype(np.float64)  # float32 times a float64 cosine: cast at every angle
     out = np.empty(len(angles_deg))
+    # The same sums as (ys * cos + xs * sin).astype(int), in buffers made once per call, and
+    # rows in 32 bits (a page at WORK_DPI has a few thousand): a third less time, same angles.
+    along, shift = np.empty_like(ys), np.empty_like(xs)
+    rows = np.empty(ys.shape, np.int32)
     for i, a in enumerate(np.deg2rad(angles_deg)):
-        rows = (ys * np.cos(a) + xs * np.sin(a)).astype(np.int64)
+        np.multiply(ys, np.cos(a), out=along)
+        along += np.multiply(xs, np.sin(a), out=shift)
+        np.copyto(rows, along, casting="unsafe")  # toward zero, as astype
         rows -= rows.min()
         out[i] = _squared_counts(rows)
     return out
+
+
+_U16_MAX = int(np.iinfo(np.uint16).max)
 
 
 def _squared_counts(rows: np.ndarray) -> float:
@@ -76,7 +85,7 @@ def _squared_counts(rows: np.ndarray) -> float:
     if not rows.size:
         return 0.0
     height = int(rows.max()) + 1
-    if height > np.iinfo(np.uint16).max:
+    if height > _U16_MAX:
         counts = np.bincount(rows).astype(np.float64)
     else:
         hist = cv2.calcHist([rows.astype(np.uint16).reshape(1, -1)], [0], None, [height],
