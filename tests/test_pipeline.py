@@ -202,38 +202,9 @@ def test_the_pages_done_are_read_from_one_listing_of_the_store(ingested) -> None
     assert pipeline.pages_done(record.batch_id) == set(range(record.pages))
 
 
-class _Order:
-    """A page stage and a dossier stage that note when they are released and called."""
-
-    def __init__(self, seen: list[str], name: str) -> None:
-        self.seen, self.name = seen, name
-
-    def release(self) -> None:
-        self.seen.append(f"{self.name} released")
-
-    def __call__(self, work: object) -> None:
-        if not self.seen or self.seen[-1] != f"{self.name} called":
-            self.seen.append(f"{self.name} called")
-
-
-def test_a_batch_releases_its_page_stages_after_its_pages_and_before_its_dossiers(
-        tmp_path: Path) -> None:
-    # Given a pipeline with a page stage that holds something until released
-    pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=2))
-    seen: list[str] = []
-    pipeline.page_stages = [*pipeline.page_stages, _Order(seen, "page stage")]
-    pipeline.dossiers.stages = [_Order(seen, "dossier stage"), *pipeline.dossiers.stages]
-    path = synth.make_batch(n_dossiers=1, dpi=200, seed=3, text_pages=1).write_pdf(
-        tmp_path / "scan.pdf")
-    # When the batch is run
-    record = run_file(pipeline, path)
-    # Then the page stage was released once, after every page and before the dossier
-    assert record.status == "done"
-    assert seen == ["page stage called", "page stage released", "dossier stage called"]
-
-
-class _Prepares:
-    """A stage that notes when it is prepared and when it is first called."""
+class _Noting:
+    """A page stage and a dossier stage that note when they are prepared, released and first
+    called (in `seen`)."""
 
     def __init__(self, seen: list[str], name: str) -> None:
         self.seen, self.name = seen, name
@@ -241,19 +212,40 @@ class _Prepares:
     def prepare(self) -> None:
         self.seen.append(f"{self.name} prepared")
 
+    def release(self) -> None:
+        self.seen.append(f"{self.name} released")
+
     def __call__(self, work: object) -> None:
         if f"{self.name} called" not in self.seen:
             self.seen.append(f"{self.name} called")
 
 
-def test_a_batch_prepares_its_dossier_stages_once_its_first_page_is_read(tmp_path: Path) -> None:
-    # Given a pipeline with a page stage and a dossier stage that both prepare something
+def _noting_pipeline(tmp_path: Path) -> tuple[Pipeline, list[str], Path]:
+    """A pipeline with a noting page stage and a noting dossier stage, and a one-dossier batch."""
     pipeline = Pipeline.from_settings(Settings(data_dir=tmp_path / "data", workers=2))
     seen: list[str] = []
-    pipeline.page_stages = [*pipeline.page_stages, _Prepares(seen, "page stage")]
-    pipeline.dossiers.stages = [_Prepares(seen, "dossier stage"), *pipeline.dossiers.stages]
+    pipeline.page_stages = [*pipeline.page_stages, _Noting(seen, "page stage")]
+    pipeline.dossiers.stages = [_Noting(seen, "dossier stage"), *pipeline.dossiers.stages]
     path = synth.make_batch(n_dossiers=1, dpi=200, seed=3, text_pages=1).write_pdf(
         tmp_path / "scan.pdf")
+    return pipeline, seen, path
+
+
+def test_a_batch_releases_its_page_stages_after_its_pages_and_before_its_dossiers(
+        tmp_path: Path) -> None:
+    # Given a pipeline with a page stage that holds something until released
+    pipeline, seen, path = _noting_pipeline(tmp_path)
+    # When the batch is run
+    record = run_file(pipeline, path)
+    # Then the page stage was released once, after every page and before the dossier
+    assert record.status == "done"
+    assert [e for e in seen if not e.endswith("prepared")] == [
+        "page stage called", "page stage released", "dossier stage called"]
+
+
+def test_a_batch_prepares_its_dossier_stages_once_its_first_page_is_read(tmp_path: Path) -> None:
+    # Given a pipeline with a page stage and a dossier stage that both prepare something
+    pipeline, seen, path = _noting_pipeline(tmp_path)
     # When the batch is run
     record = run_file(pipeline, path)
     # Then each stage was prepared once, the dossier stage only after a page was read (its
