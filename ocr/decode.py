@@ -352,12 +352,17 @@ def _drawable_jpeg(page: pikepdf.Page, mode: str) -> bytes | None:
     if int(page.obj.get("/Rotate", 0)) % 360:
         return None
     (image,) = page.get_images(recursive=False).values()
-    plain = (image.get("/Filter") == pikepdf.Name.DCTDecode
-             and image.get("/ColorSpace") == {"L": pikepdf.Name.DeviceGray,
-                                              "RGB": pikepdf.Name.DeviceRGB}.get(mode)
-             and image.get("/BitsPerComponent") == 8
-             and not any(k in image for k in ("/Decode", "/DecodeParms", "/SMask", "/Mask")))
-    return bytes(image.read_raw_bytes()) if plain else None
+    return bytes(image.read_raw_bytes()) if _plain_jpeg(image, mode) else None
+
+
+def _plain_jpeg(image: pikepdf.Object, mode: str) -> bool:
+    """A JPEG of 8-bit grey ("L") or RGB pixels, drawn as decoded: nothing on the way changes
+    them (no /Decode, mask or parameters)."""
+    return (image.get("/Filter") == pikepdf.Name.DCTDecode
+            and image.get("/ColorSpace") == {"L": pikepdf.Name.DeviceGray,
+                                             "RGB": pikepdf.Name.DeviceRGB}.get(mode)
+            and image.get("/BitsPerComponent") == 8
+            and not any(k in image for k in ("/Decode", "/DecodeParms", "/SMask", "/Mask")))
 
 
 def _grey_jpeg_pixels(image: pikepdf.Object, width: int, height: int) -> np.ndarray | None:
@@ -365,11 +370,7 @@ def _grey_jpeg_pixels(image: pikepdf.Object, width: int, height: int) -> np.ndar
     same libjpeg-turbo pixels as Pillow's): NumPy reading a Pillow image copies it, as long as
     decoding it (BENCHMARKS.md). None for anything else, or what OpenCV cannot decode: Pillow
     then decodes it, or says why not."""
-    plain = (image.get("/Filter") == pikepdf.Name.DCTDecode
-             and image.get("/ColorSpace") == pikepdf.Name.DeviceGray
-             and image.get("/BitsPerComponent") == 8
-             and not any(k in image for k in ("/Decode", "/DecodeParms", "/SMask", "/Mask")))
-    if not plain:
+    if not _plain_jpeg(image, "L"):
         return None
     raw = bytes(image.read_raw_bytes())
     if not raw.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
