@@ -43,8 +43,12 @@ def _ink(work: PageWork) -> np.ndarray:
 
 
 class ReadBarcodes:
-    """Barcodes as scanned; with `retry=True`, once more on the straightened page if none were
-    found (a long 1-D code skewed by a few degrees leaves no scan line crossing all its bars)."""
+    """Barcodes as scanned; with `retry=True`, 1-D ones once more if none were found on a skewed
+    page (a long 1-D code skewed by a few degrees leaves no scan line crossing all its bars):
+    where the straightened page shows bars, read on the scan straightened there, at the scan's
+    resolution. The straightened page itself is at the OCR's (200 dpi), where a dossier code's
+    narrowest bars (0.25 mm) blur together: none of the benchmark's receipts reads there, even
+    unskewed (BENCHMARKS.md)."""
 
     def __init__(self, config: BarcodeConfig | None = None, retry: bool = False) -> None:
         self.config = config or BarcodeConfig()
@@ -59,15 +63,38 @@ class ReadBarcodes:
             formats = symbologies.one_d(formats)
             if not formats:
                 return
-        found = barcodes.read(_gray(work), tuple(self.config.engines), formats)
-        if work.image is not work.scan.image:  # boxes in the scan's pixels, as the first reading's
-            found = [replace(b, box=_on_scan(work, b.box)) for b in found]
+        engines = tuple(self.config.engines)
+        if self.retry:
+            found = _read_where_bars(work, engines, formats)
+        else:
+            found = barcodes.read(_gray(work), engines, formats)
         work.facts.barcodes = [BarcodeFact.model_validate(b.to_dict()) for b in found]
         separators = {s.upper() for s in [*self.config.separators,
                                           *self.config.result_separators]}
         if any(b.value.strip().upper() in separators for b in found):
             work.facts.separator = True
             work.done = True
+
+
+def _read_where_bars(work: PageWork, engines: tuple[str, ...],
+                     formats: tuple[str, ...]) -> list[barcodes.Barcode]:
+    """The codes in the straightened page's blocks of bars (ocr.barcodes.bar_blocks), each
+    read on its part of the scan turned upright, and given in the scan's pixels."""
+    angle, quiet = -(work.facts.skew or 0.0), round(4 / 25.4 * work.dpi)  # 4 mm: a quiet zone
+    found: list[barcodes.Barcode] = []
+    for x0, y0, x1, y1 in barcodes.bar_blocks(_gray(work), work.dpi):
+        left, top, right, bottom = _on_scan(work, (x0 - quiet, y0 - quiet // 4,
+                                                   x1 + quiet, y1 + quiet // 4))
+        width, height = work.scan.image.size  # (a crop past the edge would be black there)
+        left, top, right, bottom = max(0, left), max(0, top), min(width, right), min(height, bottom)
+        part = work.scan.image.crop((left, top, right, bottom))
+        upright = deskew.rotate(part if part.mode == "L" else part.convert("L"), angle)
+        for code in barcodes.read(np.asarray(upright), engines, formats):
+            if any((code.value, code.symbology) == (f.value, f.symbology) for f in found):
+                continue
+            bx0, by0, bx1, by1 = deskew.box_before(code.box, part.size, angle)
+            found.append(replace(code, box=(bx0 + left, by0 + top, bx1 + left, by1 + top)))
+    return found
 
 
 def _on_scan(work: PageWork, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:

@@ -62,3 +62,16 @@ def test_vietnamese_qr_payload_survives_pyzbar() -> None:
     payload = "001090012345||Nguyễn Thị Ánh Tuyết|15031990|Nữ|Xã Đồng Tâm|20042021"
     gray = np.asarray(synth.id_card_copy(payload, "Nguyễn Thị Ánh Tuyết").image)
     assert [b.value for b in barcodes.read_pyzbar(gray)] == [payload]
+
+
+def test_a_block_of_bars_is_found_around_an_upright_code_and_none_in_prose() -> None:
+    # Given an upright receipt with a Code 128 among its lines, and a page of prose, at 200 dpi
+    receipt = synth.receipt("000.00.04.H40-230414-0002", synth.receipt_fields(1), 200)
+    prose = synth.text_page(synth.corpus_paragraphs()[:6], 200)[0]
+    # When their blocks of bars are looked for
+    blocks = barcodes.bar_blocks(np.asarray(receipt.image.convert("L")), 200)
+    # Then the receipt has one, holding its code (read there), and the prose page none
+    (x0, y0, x1, y1) = blocks[0]
+    inside = np.asarray(receipt.image.convert("L"))[y0 - 10:y1 + 10, x0 - 40:x1 + 40]
+    assert [b.value for b in barcodes.read(inside)] == ["000.00.04.H40-230414-0002"]
+    assert barcodes.bar_blocks(np.asarray(prose.image.convert("L")), 200) == []
