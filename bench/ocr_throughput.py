@@ -6,9 +6,9 @@ Generates a feeder batch (receipts with Code 128/QR, ID-card copies, Vietnamese 
 cycling through 0..±10 degrees, noise, blur, JPEG), runs `sohoa ingest` and
 `ocrmypdf -l vie --deskew --rotate-pages --jobs 2` on it, and reports pages per minute, median CER on
 the prose pages (text extracted from each output PDF with pdftotext), pages that came out with no
-text, the peak memory of each tool's process tree, and for sohoa the dossiers split right and the
-receipts whose code was read by barcode (the split falls back on a receipt's text without it).
-Prints a Markdown table.
+text, the peak memory and CPU time of each tool's process tree (the floor's: its readings'), and for
+sohoa the dossiers split right and the receipts whose code was read by barcode (the split falls
+back on a receipt's text without it). Prints a Markdown table.
 
 The floor is Tesseract alone doing only what sohoa cannot avoid: the same engine sohoa uses
 (libtesseract, loaded once per process), two pages at a time with OMP_THREAD_LIMIT=1, on the batch's
@@ -181,12 +181,14 @@ def _load_engine(languages: str) -> None:
     _engine = tesseract_api.Engine(languages)
 
 
-def _read(job: tuple[np.ndarray, int]) -> str:
+def _read(job: tuple[np.ndarray, int]) -> tuple[str, float]:
+    """The page's text, and the CPU seconds its reading took."""
     assert _engine is not None
     pixels, dpi = job
+    cpu = time.process_time()
     raw, _ = _engine.read(pixels, dpi, tesseract.VARIABLES, 300)
     _, lines = tesseract.group_lines((w.line, w.text, w.confidence, w.box) for w in raw)
-    return "\n".join(lines)
+    return "\n".join(lines), time.process_time() - cpu
 
 
 def straightened(batch: synth.Batch, max_dpi: int) -> list[tuple[int, np.ndarray, int]]:
@@ -210,11 +212,12 @@ def bench_floor(jobs: list[tuple[int, np.ndarray, int]], batch: synth.Batch,
     with context.Pool(2, initializer=_load_engine, initargs=(languages,)) as pool:
         pool.map(_read, [jobs[0][1:]] * 2)  # both engines loaded and warm
         start = time.perf_counter()
-        texts = pool.map(_read, [(pixels, dpi) for _, pixels, dpi in jobs], chunksize=1)
+        read = pool.map(_read, [(pixels, dpi) for _, pixels, dpi in jobs], chunksize=1)
         seconds = time.perf_counter() - start
     found = dict.fromkeys(range(len(batch.pages)), "")
-    found.update({i: text for (i, _, _), text in zip(jobs, texts, strict=True)})
-    return {"run": Run(seconds, 0.0, 0, "", ""), "texts": found,
+    found.update({i: text for (i, _, _), (text, _) in zip(jobs, read, strict=True)})
+    cpu = sum(cpu for _, cpu in read)
+    return {"run": Run(seconds, 0.0, 0, "", "", cpu_seconds=cpu), "texts": found,
             "receipts_matched": "n/a (no barcodes)"}
 
 
@@ -225,6 +228,7 @@ def summarize(name: str, result: dict, batch: synth.Batch) -> dict:
              if batch.pages[i][0].kind in ("text", "receipt") and len(norm(t)) < 20]
     r = result["run"]
     return {"tool": name, "pages": len(batch.pages), "seconds": round(r.seconds, 1),
+            "cpu_seconds": round(r.cpu_seconds, 1),
             "pages_per_minute": round(len(batch.pages) / r.seconds * 60, 1),
             "median_cer": round(statistics.median(rates), 4), "max_cer": round(max(rates), 4),
             "pages_without_text": len(empty), "peak_rss_mb": round(r.peak_rss_mb),
@@ -307,7 +311,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    cols = ["tool", "pages", "seconds", "seconds_all", "pages_per_minute", "median_cer", "max_cer",
+    cols = ["tool", "pages", "seconds", "seconds_all", "cpu_seconds", "pages_per_minute",
+            "median_cer", "max_cer",
             "pages_without_text", "peak_rss_mb", "receipts_matched", "codes_by_barcode",
             "extra_readings"]
     print("| " + " | ".join(cols) + " |")
