@@ -68,6 +68,8 @@ class ReadBarcodes:
             found = _read_where_bars(work, engines, formats)
         else:
             found = barcodes.read(_gray(work), engines, formats)
+            if work.image is not work.scan.image:  # run after Straighten: boxes on the scan
+                found = [replace(b, box=_on_scan(work, b.box)) for b in found]
         work.facts.barcodes = [BarcodeFact.model_validate(b.to_dict()) for b in found]
         separators = {s.upper() for s in [*self.config.separators,
                                           *self.config.result_separators]}

@@ -19,7 +19,7 @@ from ocr import paper
 # At 100 dpi, 15,000 points and 1-degree steps the search takes half the time it took at 150 dpi,
 # 30,000 points and half-degree steps, for the same orientation and angles within 0.1 degree on 91
 # generated pages (prose, receipts, ID cards, office scans; ±15 degrees, a third sideways):
-# median error 0.02 degree, worst 0.1 (0.06 before). BENCHMARKS.md, "Page stages".
+# median error 0.02 degree, worst 0.1 (0.06 before). BENCHMARKS.md, "deskew at 100 dpi".
 WORK_DPI = 100  # profile resolution
 COARSE_POINTS = 15_000  # ink pixels the coarse search looks at
 COARSE_STEP = 1.0  # degrees between the coarse search's angles
