@@ -89,6 +89,8 @@ def _read_where_bars(work: PageWork, engines: tuple[str, ...],
                                                    x1 + quiet, y1 + quiet // 4))
         width, height = work.scan.image.size  # (a crop past the edge would be black there)
         left, top, right, bottom = max(0, left), max(0, top), min(width, right), min(height, bottom)
+        if right - left < 2 or bottom - top < 2:
+            continue  # a block that falls off the scan: nothing there to read
         part = work.scan.image.crop((left, top, right, bottom))
         upright = deskew.rotate(part if part.mode == "L" else part.convert("L"), angle)
         for code in barcodes.read(np.asarray(upright), engines, formats):

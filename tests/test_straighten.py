@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ocr import blank, deskew
+from ocr import barcodes, blank, deskew
 from tests import synth
 
 ANGLES = [-14.6, -11.2, -7.9, -4.4, -1.3, -0.3, 0.0, 0.6, 2.2, 5.1, 8.8, 12.3, 14.9]
@@ -134,9 +134,26 @@ def test_a_blurred_code_skewed_past_a_scan_line_is_read_at_the_scan_resolution(
     assert abs((fx0 + fx1) / 2 - (ex0 + ex1) / 2) <= 12 and abs((fy0 + fy1) / 2 - (ey0 + ey1) / 2) <= 12
 
 
+def test_a_code_cut_by_the_scans_edge_leaves_the_page_read_without_it() -> None:
+    # Given a page skewed 10 degrees whose Code 128 hangs off its top left corner
+    from PIL import Image
+
+    from ingest.page_stages import ReadBarcodes, Straighten
+    from ingest.stages import PageWork
+
+    page = Image.new("L", (2480, 3508), 255)
+    page.paste(synth.code128("000.00.04.H40-230414-0002", 300), (-400, -20))
+    text = synth.text_page(synth.corpus_paragraphs()[:6], 300)[0].image.convert("L")
+    page.paste(text.crop((0, 1200, 2480, 3300)), (0, 1200))
+    work = PageWork("test", 0, deskew.rotate(page, 10.0), 300)
+    # When its codes are looked for, before and after it is straightened
+    for stage in (ReadBarcodes(), Straighten(), ReadBarcodes(retry=True)):
+        stage(work)
+    # Then the page is straightened and carries no code: what is left of it reads as nothing
+    assert (round(work.facts.skew), work.facts.barcodes) == (10, [])
+
+
 def upright_box(page: synth.Page) -> tuple[int, int, int, int]:
     """Where the page's code is before the scanner skews it."""
-    from ocr import barcodes
-
     (found,) = barcodes.read(np.asarray(page.image.convert("L")))
     return found.box
