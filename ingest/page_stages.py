@@ -43,12 +43,14 @@ def _ink(work: PageWork) -> np.ndarray:
 
 
 class ReadBarcodes:
-    """Barcodes as scanned; with `retry=True`, 1-D ones once more if none were found on a skewed
-    page (a long 1-D code skewed by a few degrees leaves no scan line crossing all its bars):
-    where the straightened page shows bars, read on the scan straightened there, at the scan's
-    resolution. The straightened page itself is at the OCR's (200 dpi), where a dossier code's
-    narrowest bars (0.25 mm) blur together: none of the benchmark's receipts reads there, even
-    unskewed (BENCHMARKS.md)."""
+    """Barcodes as scanned, 1-D ones only as they lie (not turned a quarter: more than half of
+    the reading's time on a page without codes); with `retry=True`, 1-D ones once more if none
+    were found: where the straightened page shows bars, read on the scan turned upright there,
+    at the scan's resolution. That finds the codes the first pass cannot: on a sideways page or
+    printed up the page, and on a skewed page (a long 1-D code skewed by a few degrees leaves
+    no scan line crossing all its bars). The straightened page itself is at the OCR's (200 dpi),
+    where a dossier code's narrowest bars (0.25 mm) blur together: none of the benchmark's
+    receipts reads there, even unskewed (BENCHMARKS.md)."""
 
     def __init__(self, config: BarcodeConfig | None = None, retry: bool = False) -> None:
         self.config = config or BarcodeConfig()
@@ -56,21 +58,22 @@ class ReadBarcodes:
         self.name = "barcodes-straightened" if retry else "barcodes"
 
     def __call__(self, work: PageWork) -> None:
-        if self.retry and (work.facts.barcodes or abs(work.facts.skew or 0) < 1):
-            return
-        formats = tuple(self.config.formats)
-        if self.retry:  # 2-D codes are found at any angle: only 1-D ones can hide in a skew
+        formats, engines = tuple(self.config.formats), tuple(self.config.engines)
+        if self.retry:  # 2-D codes are found at any angle: only 1-D ones can hide
             formats = symbologies.one_d(formats)
-            if not formats:
+            if not formats or any(not _two_d(b.symbology) for b in work.facts.barcodes):
                 return
-        engines = tuple(self.config.engines)
-        if self.retry:
             found = _read_where_bars(work, engines, formats)
+            if not found:
+                return
         else:
-            found = barcodes.read(_gray(work), engines, formats)
+            found = barcodes.read(_gray(work), engines, formats, turned=False)
             if work.image is not work.scan.image:  # run after Straighten: boxes on the scan
                 found = [replace(b, box=_on_scan(work, b.box)) for b in found]
-        work.facts.barcodes = [BarcodeFact.model_validate(b.to_dict()) for b in found]
+        read = [BarcodeFact.model_validate(b.to_dict()) for b in found]
+        if self.retry:  # beside the 2-D codes the first pass read
+            read = sorted([*work.facts.barcodes, *read], key=lambda b: (b.box or [0, 0])[1::-1])
+        work.facts.barcodes = read
         separators = {s.upper() for s in [*self.config.separators,
                                           *self.config.result_separators]}
         if any(b.value.strip().upper() in separators for b in found):
@@ -80,13 +83,18 @@ class ReadBarcodes:
 
 def _read_where_bars(work: PageWork, engines: tuple[str, ...],
                      formats: tuple[str, ...]) -> list[barcodes.Barcode]:
-    """The codes in the straightened page's blocks of bars (ocr.barcodes.bar_blocks), each
-    read on its part of the scan turned upright, and given in the scan's pixels."""
+    """The codes in the straightened page's blocks of bars (ocr.barcodes.bar_blocks), up or
+    across the page, each read on its part of the scan turned upright, and given in the scan's
+    pixels."""
     angle, quiet = -(work.facts.skew or 0.0), round(4 / 25.4 * work.dpi)  # 4 mm: a quiet zone
+    gray = _gray(work)
+    blocks = [(x0 - quiet, y0 - quiet // 4, x1 + quiet, y1 + quiet // 4)
+              for x0, y0, x1, y1 in barcodes.bar_blocks(gray, work.dpi)]
+    blocks += [(x0 - quiet // 4, y0 - quiet, x1 + quiet // 4, y1 + quiet)
+               for x0, y0, x1, y1 in barcodes.bar_blocks(gray, work.dpi, across=True)]
     found: list[barcodes.Barcode] = []
-    for x0, y0, x1, y1 in barcodes.bar_blocks(_gray(work), work.dpi):
-        left, top, right, bottom = _on_scan(work, (x0 - quiet, y0 - quiet // 4,
-                                                   x1 + quiet, y1 + quiet // 4))
+    for block in blocks:
+        left, top, right, bottom = _on_scan(work, block)
         width, height = work.scan.image.size  # (a crop past the edge would be black there)
         left, top, right, bottom = max(0, left), max(0, top), min(width, right), min(height, bottom)
         if right - left < 2 or bottom - top < 2:
@@ -147,7 +155,10 @@ class Straighten:
         skew = deskew.detect(_ink(work), work.dpi, self.max_skew_degrees)
         scale = min(1.0, self.read_dpi / work.dpi) if self.read_dpi else 1.0
         pixels = _gray(work) if work.image.mode == "L" else None
-        image = deskew.rotate(work.image, -skew.angle, scale, pixels)
+        # Resampled only where OCR will read (its crop's margin and a millimetre): half the
+        # page on the benchmark's pages, and the costliest step of a page in this process.
+        reach = round((tesseract.CROP_MARGIN_MM + 1) * work.dpi * scale / 25.4)
+        image = deskew.rotate(work.image, -skew.angle, scale, pixels, ink_margin=reach)
         rotation = 0
         if skew.sideways:  # a quarter turn after the deskew about the centre: the same page
             image = image.transpose(Image.ROTATE_90)

@@ -34,9 +34,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from asn1crypto import x509 as asn1_x509
 from pydantic import SecretStr
 
 from ingest import metrics
@@ -46,6 +45,9 @@ from ocr import note as notemod
 from storage.errors import Unavailable
 from storage.signatures import load_trust_roots, outside_event_loop
 from storage.signers import SignerEntry, Signers
+
+if TYPE_CHECKING:  # certificates come from pyHanko: its types, not its import at start-up
+    from asn1crypto import x509 as asn1_x509
 
 log = logging.getLogger(__name__)
 

@@ -32,12 +32,15 @@ class Barcode:
                 "box": list(self.box)}
 
 
-def read_zxing(gray: np.ndarray, formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Barcode]:
-    """Names of ocr/symbologies.py in, names out; UnknownSymbology for a name it lacks."""
+def read_zxing(gray: np.ndarray, formats: tuple[str, ...] = DEFAULT_FORMATS,
+               turned: bool = True) -> list[Barcode]:
+    """Names of ocr/symbologies.py in, names out; UnknownSymbology for a name it lacks.
+    `turned=False` reads 1-D codes only as they lie (bars up and down, either way round): the
+    quarter-turned pass is more than half the time on a page without codes (BENCHMARKS.md)."""
     found = []
     wanted = zxingcpp.barcode_formats_from_str(",".join(lookup(f).zxing for f in formats))
     for r in zxingcpp.read_barcodes(gray, formats=wanted, text_mode=zxingcpp.TextMode.Plain,
-                                    try_invert=False):
+                                    try_invert=False, try_rotate=turned):
         p = r.position
         xs = [p.top_left.x, p.top_right.x, p.bottom_left.x, p.bottom_right.x]
         ys = [p.top_left.y, p.top_right.y, p.bottom_left.y, p.bottom_right.y]
@@ -51,8 +54,10 @@ def _zxing_name(fmt: object) -> str:
     return from_zxing(member) or str(fmt).rsplit(".", 1)[-1].replace(" ", "")
 
 
-def read_pyzbar(gray: np.ndarray, formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Barcode]:
-    """The formats zbar cannot read (ocr/symbologies.py: no zbar symbol) are left to zxing-cpp."""
+def read_pyzbar(gray: np.ndarray, formats: tuple[str, ...] = DEFAULT_FORMATS,
+                turned: bool = True) -> list[Barcode]:
+    """The formats zbar cannot read (ocr/symbologies.py: no zbar symbol) are left to zxing-cpp.
+    zbar scans both ways round whatever `turned` says."""
     symbols = [getattr(pyzbar.ZBarSymbol, zbar) for f in formats if (zbar := lookup(f).zbar)]
     if not symbols:  # none it can read (an empty list would ask zbar for every type)
         return []
@@ -79,10 +84,11 @@ ENGINES = {"zxing-cpp": read_zxing, "pyzbar": read_pyzbar}
 
 
 def read(gray: np.ndarray, engines: tuple[str, ...] = ("zxing-cpp",),
-         formats: tuple[str, ...] = DEFAULT_FORMATS) -> list[Barcode]:
-    """Barcodes of a page, top to bottom; each engine in order until one finds something."""
+         formats: tuple[str, ...] = DEFAULT_FORMATS, turned: bool = True) -> list[Barcode]:
+    """Barcodes of a page, top to bottom; each engine in order until one finds something.
+    `turned=False`: 1-D codes only as they lie (read_zxing)."""
     for name in engines:
-        found = ENGINES[name](gray, formats)
+        found = ENGINES[name](gray, formats, turned)
         if found:
             return sorted(_unique(found), key=lambda b: (b.box[1], b.box[0]))
     return []
@@ -92,11 +98,15 @@ BAR_MM = 4.0  # a 1-D code's bars are taller than this; a line of text's strokes
 _BLOCK_MM = (10.0, 60.0)  # a block narrower is no code; one taller is a shadow or a frame
 
 
-def bar_blocks(gray: np.ndarray, dpi: int) -> list[tuple[int, int, int, int]]:
+def bar_blocks(gray: np.ndarray, dpi: int, across: bool = False) -> list[tuple[int, int, int, int]]:
     """Boxes (x0, y0, x1, y1) of an upright page's blocks of vertical bars: where its 1-D codes
     can be, so that they can be read there at another resolution (ingest/page_stages.py). A
     photo or a heading's thick strokes make blocks too (reading them finds nothing). Cheap: a
-    threshold and one erosion on a page without bars."""
+    threshold and one erosion on a page without bars. `across`: blocks of horizontal bars, a
+    code printed up the page."""
+    if across:
+        return sorted(((y0, x0, y1, x1) for x0, y0, x1, y1 in
+                       bar_blocks(np.ascontiguousarray(gray.T), dpi)), key=lambda b: (b[1], b[0]))
     mm = dpi / 25.4
     tall = max(3, round(BAR_MM * mm))
     _, ink = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)

@@ -9,7 +9,6 @@ give the same answer offline.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import logging
@@ -80,6 +79,8 @@ def load_trust_roots(files: list[Path]) -> list[Any]:
 def outside_event_loop(work: Callable[[], T]) -> T:
     """pyHanko runs event loops of its own (asyncio.run): from a thread that already runs one
     (an async caller), the work runs in a thread of its own."""
+    import asyncio  # here: `sohoa ingest` imports this module and runs no event loop
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

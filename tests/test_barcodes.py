@@ -75,3 +75,30 @@ def test_a_block_of_bars_is_found_around_an_upright_code_and_none_in_prose() -> 
     inside = np.asarray(receipt.image.convert("L"))[y0 - 10:y1 + 10, x0 - 40:x1 + 40]
     assert [b.value for b in barcodes.read(inside)] == ["000.00.04.H40-230414-0002"]
     assert barcodes.bar_blocks(np.asarray(prose.image.convert("L")), 200) == []
+
+
+def test_blocks_of_bars_across_the_page_are_found_around_a_code_printed_up_it() -> None:
+    # Given an upright receipt whose Code 128 is printed up the page, and a page of prose
+    from PIL import Image
+
+    receipt = synth.receipt("000.00.04.H40-230414-0002", synth.receipt_fields(1), 200)
+    page = receipt.image.convert("L").transpose(Image.ROTATE_90)
+    prose = synth.text_page(synth.corpus_paragraphs()[:6], 200)[0]
+    # When blocks of bars across the page are looked for
+    (x0, y0, x1, y1), = barcodes.bar_blocks(np.asarray(page), 200, across=True)
+    # Then the one found holds the code, and the prose page has none either way
+    inside = np.asarray(page)[y0 - 40:y1 + 40, x0 - 10:x1 + 10]
+    assert [b.value for b in barcodes.read(inside)] == ["000.00.04.H40-230414-0002"]
+    assert barcodes.bar_blocks(np.asarray(prose.image.convert("L")), 200, across=True) == []
+
+
+def test_read_as_it_lies_a_code_across_the_page_is_left_to_the_quarter_turned_pass() -> None:
+    # Given a Code 128 turned a quarter on its page
+    from PIL import Image
+
+    page = synth.receipt("000.00.04.H40-230414-0002", synth.receipt_fields(1), 300)
+    gray = np.asarray(page.image.convert("L").transpose(Image.ROTATE_90))
+    # When it is read as it lies, and turned
+    # Then only the turned reading finds it
+    assert barcodes.read(gray, turned=False) == []
+    assert [b.value for b in barcodes.read(gray)] == ["000.00.04.H40-230414-0002"]

@@ -134,6 +134,34 @@ def test_a_blurred_code_skewed_past_a_scan_line_is_read_at_the_scan_resolution(
     assert abs((fx0 + fx1) / 2 - (ex0 + ex1) / 2) <= 12 and abs((fy0 + fy1) / 2 - (ey0 + ey1) / 2) <= 12
 
 
+@pytest.mark.parametrize("turn", [0, 90, 270])
+def test_a_code_the_first_pass_reads_not_is_read_after_the_straightening(turn: int) -> None:
+    # Given an unskewed 300-dpi receipt with a QR code, and a Code 128 printed up the page
+    # (turn 0), or the receipt fed in sideways (its bars then run across the scan)
+    from PIL import Image
+
+    from ingest.page_stages import ReadBarcodes, Straighten
+    from ingest.stages import PageWork
+
+    code = "000.00.11.H37-230408-6688"
+    page = synth.receipt(code, synth.receipt_fields(3), 300, "qr").image.convert("L")
+    bars = synth.code128(code, 300)
+    if turn == 0:
+        bars = bars.transpose(Image.ROTATE_90)
+    page.paste(bars, (2480 - bars.width - 60, 1500))
+    scan = page.rotate(turn, expand=True) if turn else page
+    work = PageWork("test", 0, scan, 300)
+    # When its codes are read as scanned, then once more after it is straightened
+    ReadBarcodes()(work)
+    first = [b.symbology for b in work.facts.barcodes]
+    Straighten()(work)
+    ReadBarcodes(retry=True)(work)
+    # Then the first pass read the QR code only, and the second added the Code 128 beside it
+    assert first == ["QRCode"]
+    assert sorted((b.symbology, b.value) for b in work.facts.barcodes)[0] == ("Code128", code)
+    assert len(work.facts.barcodes) == 2
+
+
 def test_a_code_cut_by_the_scans_edge_leaves_the_page_read_without_it() -> None:
     # Given a page skewed 10 degrees whose Code 128 hangs off its top left corner
     from PIL import Image
@@ -157,3 +185,40 @@ def upright_box(page: synth.Page) -> tuple[int, int, int, int]:
     """Where the page's code is before the scanner skews it."""
     (found,) = barcodes.read(np.asarray(page.image.convert("L")))
     return found.box
+
+
+@pytest.mark.parametrize("angle", [-8.0, 3.0])
+def test_resampled_near_its_ink_a_page_gives_ocr_the_same_part_to_read(prose_page,
+                                                                       angle: float) -> None:
+    # Given a prose page at 200 dpi with wide margins, scanned skewed, and a mark in a corner
+    from PIL import Image
+
+    from ocr import tesseract
+
+    scan = synth.degrade(prose_page, synth.Scan(skew=angle, noise=6, blur=0.8))
+    scan.paste(0, (1500, 2100, 1510, 2110))
+    reach = round((tesseract.CROP_MARGIN_MM + 1) * 200 / 25.4)
+    # When it is straightened whole, and only within the crop's reach of its ink
+    whole = deskew.rotate(scan, -angle)
+    near = deskew.rotate(scan, -angle, ink_margin=reach)
+    # Then OCR reads the same box in both, the same pixels to OpenCV's rounding, mark included
+    (a, at), (b, bt) = tesseract.crop_to_content(whole, 200), tesseract.crop_to_content(near, 200)
+    assert at == bt and a.size == b.size
+    assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 1
+    assert a.size[0] * a.size[1] < 0.9 * scan.width * scan.height  # a crop, not the page
+    # And beyond that box the page is plain paper
+    outside = np.asarray(near).copy()
+    outside[bt[1]:bt[1] + b.height, bt[0]:bt[0] + b.width] = 255
+    assert outside.min() >= 200
+    assert isinstance(near, Image.Image) and near.size == scan.size
+
+
+def test_a_page_whose_ink_fills_it_is_resampled_whole() -> None:
+    # Given a page covered edge to edge with a dark pattern
+    from PIL import Image
+
+    page = Image.fromarray(np.tile(np.array([[0, 255], [255, 0]], np.uint8), (300, 200)))
+    # When it is straightened within a margin of its ink
+    near, whole = deskew.rotate(page, 4.0, ink_margin=20), deskew.rotate(page, 4.0)
+    # Then it is the page turned whole
+    assert np.array_equal(np.asarray(near), np.asarray(whole))
