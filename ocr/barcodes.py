@@ -96,30 +96,39 @@ def read(gray: np.ndarray, engines: tuple[str, ...] = ("zxing-cpp",),
 
 BAR_MM = 4.0  # a 1-D code's bars are taller than this; a line of text's strokes are not
 _BLOCK_MM = (10.0, 60.0)  # a block narrower is no code; one taller is a shadow or a frame
+BAR_DPI = 100  # where blocks are looked for: a code's thin bars may blur there, its block stays
 
 
 def bar_blocks(gray: np.ndarray, dpi: int, across: bool = False) -> list[tuple[int, int, int, int]]:
     """Boxes (x0, y0, x1, y1) of an upright page's blocks of vertical bars: where its 1-D codes
     can be, so that they can be read there at another resolution (ingest/page_stages.py). A
-    photo or a heading's thick strokes make blocks too (reading them finds nothing). Cheap: a
-    threshold and one erosion on a page without bars. `across`: blocks of horizontal bars, a
-    code printed up the page."""
+    photo or a heading's thick strokes make blocks too (reading them finds nothing). Cheap: at
+    BAR_DPI, a threshold and one erosion (a millisecond or two a page). `across`: blocks of
+    horizontal bars, a code printed up the page."""
+    scale = min(1.0, BAR_DPI / dpi)
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) \
+        if scale < 1 else gray
     if across:
-        return sorted(((y0, x0, y1, x1) for x0, y0, x1, y1 in
-                       bar_blocks(np.ascontiguousarray(gray.T), dpi)), key=lambda b: (b[1], b[0]))
+        small = np.ascontiguousarray(small.T)
+    found = [tuple(round(v / scale) for v in b) for b in _blocks(small, dpi * scale)]
+    if across:
+        found = [(y0, x0, y1, x1) for x0, y0, x1, y1 in found]
+    return sorted(found, key=lambda b: (b[1], b[0]))  # type: ignore[return-value]
+
+
+def _blocks(gray: np.ndarray, dpi: float) -> list[tuple[int, int, int, int]]:
     mm = dpi / 25.4
     tall = max(3, round(BAR_MM * mm))
-    _, ink = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    _, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     # What is left of ink eroded by a vertical line: the middle of runs at least `tall` high.
     cores = cv2.erode(ink, cv2.getStructuringElement(cv2.MORPH_RECT, (1, tall)))
-    points = cv2.findNonZero(cores)
-    if points is None:
-        return []
-    # Bars a code apart (a quiet zone is wider) join into one block on a grid of 1 mm cells.
+    # Bars a code apart (a quiet zone is wider) join into one block on a grid of 1 mm cells:
+    # a cell holds bars when any of its pixels is a core (its mean is not 0).
     cell = max(1, round(mm))
-    cells = points.reshape(-1, 2) // cell
-    grid = np.zeros((gray.shape[0] // cell + 1, gray.shape[1] // cell + 1), np.uint8)
-    grid[cells[:, 1], cells[:, 0]] = 1
+    rows, cols = -(-gray.shape[0] // cell), -(-gray.shape[1] // cell)
+    padded = cv2.copyMakeBorder(cores, 0, rows * cell - gray.shape[0], 0,
+                                cols * cell - gray.shape[1], cv2.BORDER_CONSTANT, value=0)
+    grid = (cv2.resize(padded, (cols, rows), interpolation=cv2.INTER_AREA) > 0).astype(np.uint8)
     grid = cv2.dilate(grid, np.ones((1, 3), np.uint8))
     _, _, stats, _ = cv2.connectedComponentsWithStats(grid, connectivity=8)
     blocks = []
@@ -128,7 +137,7 @@ def bar_blocks(gray: np.ndarray, dpi: int, across: bool = False) -> list[tuple[i
         if w - 2 >= _BLOCK_MM[0] and height <= _BLOCK_MM[1]:  # w counts the dilation's 2 cells
             blocks.append((int(x + 1) * cell, int(y) * cell - tall // 2,
                            int(x + w - 1) * cell, int(y + h) * cell + tall // 2))
-    return sorted(blocks, key=lambda b: (b[1], b[0]))
+    return blocks
 
 
 def _unique(found: list[Barcode]) -> list[Barcode]:
