@@ -110,10 +110,11 @@ def bar_blocks(gray: np.ndarray, dpi: int, across: bool = False) -> list[tuple[i
         if scale < 1 else gray
     if across:
         small = np.ascontiguousarray(small.T)
-    found = [tuple(round(v / scale) for v in b) for b in _blocks(small, dpi * scale)]
+    found = [(round(x0 / scale), round(y0 / scale), round(x1 / scale), round(y1 / scale))
+             for x0, y0, x1, y1 in _blocks(small, dpi * scale)]
     if across:
         found = [(y0, x0, y1, x1) for x0, y0, x1, y1 in found]
-    return sorted(found, key=lambda b: (b[1], b[0]))  # type: ignore[return-value]
+    return sorted(found, key=lambda b: (b[1], b[0]))
 
 
 def _blocks(gray: np.ndarray, dpi: float) -> list[tuple[int, int, int, int]]:
