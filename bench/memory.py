@@ -3,11 +3,14 @@ receipts, ID cards, prose pages skewed up to ±10°): the 24-page batch and a 30
 
     .venv/bin/python bench/memory.py
     .venv/bin/python bench/memory.py --pages 24 --variant "processes:SOHOA_PAGE_POOL=processes"
+    .venv/bin/python bench/memory.py --pages 24 --office 2   # and two office dossiers (colour)
 
 Reports wall time, the peak resident memory of the whole process tree (the sum of each process's
 RSS, what issue 15 sets its limits on), the peak of the sum of PSS (each shared page counted once:
 what the machine really gives), and each process's RSS and PSS at the RSS peak. The 300-page batch
-repeats six 24-page parts of the mix (ocr_throughput.long_pdf).
+repeats six 24-page parts of the mix (ocr_throughput.long_pdf). `--office K` adds K dossiers
+scanned as office sheets come (colour, tinted paper, a seal; bench/ocr_throughput.py) to a batch
+of up to 24 pages.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from ocr_throughput import long_pdf, mix_pdf  # noqa: E402
+from ocr_throughput import SKEWS, long_pdf, make_batch, mix_pdf  # noqa: E402
 from procmon import run  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--pages", default="24,300", help="batch sizes, comma-separated")
+    ap.add_argument("--office", type=int, default=0, help="office dossiers added (colour)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:VAR=VALUE,...",
                     help="also run with these environment settings")
     args = ap.parse_args()
@@ -42,7 +46,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="sohoa-mem-") as tmp:
         for count in (int(p) for p in args.pages.split(",")):
-            if count <= 24:
+            if count <= 24 and args.office:
+                pdf = make_batch(count, SKEWS, args.office).write_pdf(Path(tmp) / f"office{count}.pdf")
+            elif count <= 24:
                 pdf = mix_pdf(count)
             else:
                 pdf = Path(tmp) / f"mix{count}.pdf"

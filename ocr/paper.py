@@ -72,20 +72,40 @@ def colour(img: Image.Image) -> tuple[int, ...] | int:
 
 def ink_gray(img: Image.Image) -> np.ndarray:
     """The page as grey pixels in which only colourless ink is dark (see the module docstring).
-    Greyscale pages are returned as they are (no copy); bilevel ones as 0/255."""
+    Greyscale pages are returned as they are (no copy); bilevel ones as 0/255. A colour page
+    is worked in bands of rows: whole, its temporaries took ten times the page's grey size
+    (80 MB at 300 dpi, BENCHMARKS.md), for the same pixels."""
     if img.mode == "L":
         return np.asarray(img)
     if img.mode != "RGB":
         return np.asarray(img.convert("L"))
-    r, g, b = cv2.split(np.asarray(img))
-    brightest = cv2.max(cv2.max(r, g), b)
-    chroma = cv2.subtract(brightest, cv2.min(cv2.min(r, g), b))
+    rgb = np.asarray(img)
     # the paper's own tint is not ink's colour: counted, it would lift the paper to white where
     # it is bright and hide uneven light from flatten()
-    step = max(1, min(brightest.shape) // 200)
-    sample_b, sample_c = brightest[::step, ::step], chroma[::step, ::step]
+    step = max(1, min(rgb.shape[:2]) // 200)
+    sample_b, sample_c = _brightest_chroma(rgb[::step, ::step])
     tint = sample_c[sample_b >= np.percentile(sample_b, 60)]
-    chroma = cv2.subtract(chroma, int(np.median(tint)) if tint.size else 0)
+    tint_level = int(np.median(tint)) if tint.size else 0
+    out = np.empty(rgb.shape[:2], np.uint8)
+    for top in range(0, rgb.shape[0], _BAND):
+        bottom = min(rgb.shape[0], top + _BAND)
+        lo, hi = max(0, top - 1), min(rgb.shape[0], bottom + 1)  # a row more for the 3 x 3 look
+        out[top:bottom] = _ink_band(rgb[lo:hi], tint_level)[top - lo:top - lo + bottom - top]
+    return out
+
+
+_BAND = 256  # rows of a colour page worked at once by ink_gray()
+
+
+def _brightest_chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r, g, b = cv2.split(np.ascontiguousarray(rgb))
+    brightest = cv2.max(cv2.max(r, g), b)
+    return brightest, cv2.subtract(brightest, cv2.min(cv2.min(r, g), b))
+
+
+def _ink_band(rgb: np.ndarray, tint: int) -> np.ndarray:
+    brightest, chroma = _brightest_chroma(rgb)
+    chroma = cv2.subtract(chroma, tint)
     # JPEG keeps colour at half resolution: a coloured stroke's rim comes out darker than its
     # colour says. A pixel that is not dark takes the strongest chroma around it, if that is ink's.
     around = cv2.dilate(chroma, np.ones((3, 3), np.uint8))
@@ -128,22 +148,30 @@ def flatten(gray: np.ndarray, dpi: int) -> np.ndarray:
 def coloured_ink(img: Image.Image) -> np.ndarray | None:
     """Where a colour page carries coloured ink (seal, signature): pixels far more saturated than
     its paper and clearly coloured, labelled by their strongest channel (1 red, 2 green, 3 blue);
-    None for a page without any (or not in colour)."""
+    None for a page without any (or not in colour). Worked in bands of rows, as ink_gray()."""
     if img.mode != "RGB":
         return None
     rgb = np.asarray(img)
-    r, g, b = cv2.split(rgb)
+    step = max(1, min(rgb.shape[:2]) // 200)
+    sample_b, sample_c = _brightest_chroma(rgb[::step, ::step])
+    sample_s = cv2.divide(sample_c, cv2.max(sample_b, 1), scale=255)
+    paper = sample_s[sample_b >= np.percentile(sample_b, 60)]
+    floor = max(90.0, 2 * float(np.median(paper)) if paper.size else 0.0)
+    out = np.empty(rgb.shape[:2], np.uint8)
+    for top in range(0, rgb.shape[0], _BAND):
+        out[top:top + _BAND] = _marks_band(rgb[top:top + _BAND], floor)
+    if cv2.countNonZero(out) < out.size * 1e-4:
+        return None
+    return out
+
+
+def _marks_band(rgb: np.ndarray, floor: float) -> np.ndarray:
+    r, g, b = cv2.split(np.ascontiguousarray(rgb))
     brightest = cv2.max(cv2.max(r, g), b)
     chroma = cv2.subtract(brightest, cv2.min(cv2.min(r, g), b))
     saturation = cv2.divide(chroma, cv2.max(brightest, 1), scale=255)
-    step = max(1, min(rgb.shape[:2]) // 200)
-    sample_b, sample_s = brightest[::step, ::step], saturation[::step, ::step]
-    paper = sample_s[sample_b >= np.percentile(sample_b, 60)]
-    floor = max(90.0, 2 * float(np.median(paper)) if paper.size else 0.0)
     marks = cv2.bitwise_and(cv2.compare(saturation, floor, cv2.CMP_GT),
                             cv2.compare(chroma, MARK_CHROMA, cv2.CMP_GT))
-    if cv2.countNonZero(marks) < marks.size * 1e-4:
-        return None
     red = cv2.compare(r, brightest, cv2.CMP_EQ)
     green = cv2.bitwise_and(cv2.compare(g, brightest, cv2.CMP_EQ), cv2.bitwise_not(red))
     labelled = cv2.bitwise_and(marks, cv2.bitwise_or(cv2.bitwise_and(red, 1),
