@@ -206,3 +206,18 @@ def test_the_upside_down_office_page_is_turned_and_read(mixed) -> None:
     facts = pipeline.page_facts_for(record.batch_id, [index])[0]
     assert facts.rotation == 180
     assert cer(page.text, "\n".join(facts.ocr.lines)) < 0.01
+
+
+def test_a_colour_page_worked_in_bands_gives_the_pixels_it_gives_whole(monkeypatch) -> None:
+    # Given an office page with a seal and a signature across several bands of rows
+    page = synth.degrade(synth.office(synth.text_page(synth.corpus_paragraphs()[:3], DPI)[0]),
+                         synth.office_scan(3))
+    assert page.mode == "RGB" and page.height > 3 * paper._BAND
+    # When its ink and coloured marks are worked in bands, and in one band
+    banded = paper.ink_gray(page), paper.coloured_ink(page)
+    monkeypatch.setattr(paper, "_BAND", page.height)
+    whole = paper.ink_gray(page), paper.coloured_ink(page)
+    # Then they are the same pixels, seams included, and the marks are there
+    assert np.array_equal(banded[0], whole[0])
+    assert banded[1] is not None and whole[1] is not None
+    assert np.array_equal(banded[1], whole[1]) and banded[1].any()
