@@ -34,12 +34,23 @@ def _gray(work: PageWork) -> np.ndarray:
     return work.derived("gray", make)
 
 
-def _ink(work: PageWork) -> np.ndarray:
-    """Grey in which a colour page's tint, seal and signature are paper (ocr/paper.py); a grey
-    page's own pixels."""
+INK_DPI = 100  # blank detection and deskew look at a colour page's ink at about this
+
+
+def _ink(work: PageWork) -> tuple[np.ndarray, int]:
+    """Grey in which a colour page's tint, seal and signature are paper (ocr/paper.py), and its
+    resolution; a grey page's own pixels. Blank detection and deskew look at 100 dpi: a colour
+    page is boxed down to about that first (Pillow, on its own pixels), so that its ink is
+    worked on a ninth of the pixels at 300 dpi (BENCHMARKS.md: the office mix's peak memory)."""
     if work.image.mode == "L":
-        return _gray(work)
-    return work.derived("ink", paper.ink_gray)
+        return _gray(work), work.dpi
+
+    def make(img: Image.Image) -> tuple[np.ndarray, int]:
+        factor = max(1, work.dpi // INK_DPI)
+        small = img.reduce(factor) if factor > 1 else img
+        return paper.ink_gray(small), round(work.dpi / factor)
+
+    return work.derived("ink", make)
 
 
 class ReadBarcodes:
@@ -131,7 +142,7 @@ class DetectBlank:
         self.ink_threshold = ink_threshold
 
     def __call__(self, work: PageWork) -> None:
-        ink = blank.ink_fraction(_ink(work), work.dpi)
+        ink = blank.ink_fraction(*_ink(work))
         work.facts.ink = round(ink, 6)
         is_blank = ink < self.ink_threshold and not work.facts.barcodes
         work.facts.blank = is_blank
@@ -152,7 +163,7 @@ class Straighten:
         self.read_dpi = read_dpi
 
     def __call__(self, work: PageWork) -> None:
-        skew = deskew.detect(_ink(work), work.dpi, self.max_skew_degrees)
+        skew = deskew.detect(*_ink(work), self.max_skew_degrees)
         scale = min(1.0, self.read_dpi / work.dpi) if self.read_dpi else 1.0
         pixels = _gray(work) if work.image.mode == "L" else None
         # Resampled only where OCR will read (its crop's margin and a millimetre): half the
