@@ -46,7 +46,7 @@ def _ink(work: PageWork) -> tuple[np.ndarray, int]:
         return _gray(work), work.dpi
 
     def make(img: Image.Image) -> tuple[np.ndarray, int]:
-        factor = max(1, work.dpi // INK_DPI)
+        factor = max(1, work.dpi // INK_DPI) if img.mode == "RGB" else 1  # bilevel: as it is
         small = img.reduce(factor) if factor > 1 else img
         return paper.ink_gray(small), round(work.dpi / factor)
 
