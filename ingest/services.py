@@ -40,7 +40,7 @@ def object_store(config: StorageConfig) -> ObjectStore:
         from storage.s3 import S3ObjectStore  # minio loads only when configured
 
         return S3ObjectStore.connect(s3.endpoint, s3.access_key, s3.secret_key, s3.bucket,
-                                     s3.secure, s3.region, s3.object_lock)
+                                     s3.secure, s3.region, s3.object_lock, s3.timeout_s)
     return LocalObjectStore(config.data_dir / "objects")
 
 

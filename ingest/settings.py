@@ -139,7 +139,8 @@ FLAT: dict[str, tuple[str, ...]] = {
     "data_dir": ("storage", "data_dir"),
     "database_url": ("storage", "database_url"),
     **{f"s3_{name}": ("storage", "s3", name) for name in (
-        "endpoint", "access_key", "secret_key", "bucket", "secure", "region", "object_lock")},
+        "endpoint", "access_key", "secret_key", "bucket", "secure", "region", "object_lock",
+        "timeout_s")},
     "retention_days": ("storage", "retention_days"),
     "retention_by_procedure": ("storage", "retention_by_procedure"),
     "scanners": ("scanners", "devices"),

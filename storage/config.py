@@ -18,6 +18,9 @@ class S3Config(BaseModel):
     secure: bool = True
     region: str | None = None
     object_lock: bool = False  # WORM: dossier objects get a COMPLIANCE retention
+    # Seconds to connect, and to wait for the next bytes of an answer: a connection the network
+    # dropped without a word would otherwise hold a page for minio's 5 minutes, five times over.
+    timeout_s: float = Field(default=30.0, gt=0)
 
 
 class StorageConfig(BaseModel):

@@ -208,3 +208,39 @@ def test_retention_follows_the_procedure_the_registry_names(endpoint: str, tmp_p
     second = next(d for d in record.dossiers if d.dossier_id == "ASN00124")
     assert "x-amz-object-lock-retain-until-date" not in store.client.stat_object(
         store.bucket, second.pdf).metadata
+
+
+def test_a_server_that_stops_answering_fails_the_call_in_seconds_not_minutes() -> None:
+    # Given an S3 endpoint that takes connections and then says nothing (a network that dropped
+    # them without a word)
+    import socket
+    import threading
+    import time
+
+    from storage.errors import TRANSIENT
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    host, port = listener.getsockname()
+    try:
+        # When the store is reached with a timeout of 0.3 s
+        start = time.monotonic()
+        with pytest.raises(TRANSIENT):
+            S3ObjectStore.connect(f"{host}:{port}", "test", "test", "sohoa-silent",
+                                  secure=False, region="us-east-1", timeout_s=0.3)
+        # Then the call fails as a transient error (the batch waits and resumes), within its
+        # retries' timeouts, not minio's five minutes each
+        assert time.monotonic() - start < 60
+    finally:
+        listener.close()
+        for s in held:
+            s.close()
