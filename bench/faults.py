@@ -663,10 +663,14 @@ def store_down(scene: Scene, batch: Path) -> Row:
     down_at = time.monotonic()
     at_cut = pages_done(store, batch_id)
     say(f"{scene.name}: object store cut at {at_cut}/{pages} pages for {scene.opts.outage} s")
-    watcher = Watcher(lambda: catalog.batch(batch_id) or {})
+    def indexed() -> dict[str, Any]:  # the catalog's copy of the batch record
+        found = catalog.batch(batch_id)
+        return found.as_dict() if found else {}
+
+    watcher = Watcher(indexed)
     try:
         def outage_over() -> bool:
-            status = (catalog.batch(batch_id) or {}).get("status")
+            status = indexed().get("status")
             if status in FINAL:
                 raise Failed(f"batch {status} during the outage")
             return time.monotonic() - down_at >= scene.opts.outage
@@ -678,7 +682,7 @@ def store_down(scene: Scene, batch: Path) -> Row:
 
         def both_final() -> str | None:
             status = finished(store, batch_id)()
-            return status if status and (catalog.batch(batch_id) or {}).get("status") == status else None
+            return status if status and indexed().get("status") == status else None
         status, _ = wait_for(both_final, after_outage(scene), "batch finished", scene,
                              alive=(serve,), poll=0.5)
         took = time.monotonic() - up_at

@@ -182,7 +182,6 @@ def _warp(arr: np.ndarray, m: np.ndarray, size: tuple[int, int], fill: tuple[int
                           borderValue=fill)
 
 
-DARK = 127  # as tesseract.crop_to_content counts ink
 _BLOCK = 8  # scan pixels a side of the blocks in which rotate() looks for ink
 
 
@@ -192,7 +191,7 @@ def _near_ink(gray: np.ndarray, m: np.ndarray, size: tuple[int, int], margin: in
     page. Ink is counted in blocks of the scan, whose centres are carried through `m`; as in
     tesseract.crop_to_content, a row or column of blocks counts from two dark pixels, so that
     a speck does not stretch the box."""
-    _, dark = cv2.threshold(gray, DARK, 255, cv2.THRESH_BINARY_INV)
+    _, dark = cv2.threshold(gray, paper.DARK, 255, cv2.THRESH_BINARY_INV)
     bh, bw = gray.shape[0] // _BLOCK, gray.shape[1] // _BLOCK
     if not bh or not bw:
         return None

@@ -33,6 +33,7 @@ from PIL import Image
 BACKGROUND_DPI = 25  # one pixel ~ 1 mm: the gaps between text lines are still pure paper
 CLOSING_MM = 9.0  # dark features narrower than this are ink (text, holes), wider ones the light
 EVEN_LIGHT = 0.88  # darkest paper / brightest paper above this: lit evenly, nothing to do
+DARK = 127  # a pixel darker than this is ink to OCR's crop (tesseract.crop_to_content)
 MARK_CHROMA = 40  # coloured ink differs from grey by more than this (print on tint: < 40)
 
 
@@ -83,7 +84,7 @@ def ink_gray(img: Image.Image) -> np.ndarray:
     # the paper's own tint is not ink's colour: counted, it would lift the paper to white where
     # it is bright and hide uneven light from flatten()
     step = max(1, min(rgb.shape[:2]) // 200)
-    sample_b, sample_c = _brightest_chroma(rgb[::step, ::step])
+    *_, sample_b, sample_c = _channels(rgb[::step, ::step])
     tint = sample_c[sample_b >= np.percentile(sample_b, 60)]
     tint_level = int(np.median(tint)) if tint.size else 0
     out = np.empty(rgb.shape[:2], np.uint8)
@@ -97,14 +98,15 @@ def ink_gray(img: Image.Image) -> np.ndarray:
 _BAND = 256  # rows of a colour page worked at once by ink_gray()
 
 
-def _brightest_chroma(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _channels(rgb: np.ndarray) -> tuple[np.ndarray, ...]:
+    """r, g, b, the brightest of them, and the chroma (brightest minus darkest) of each pixel."""
     r, g, b = cv2.split(np.ascontiguousarray(rgb))
     brightest = cv2.max(cv2.max(r, g), b)
-    return brightest, cv2.subtract(brightest, cv2.min(cv2.min(r, g), b))
+    return r, g, b, brightest, cv2.subtract(brightest, cv2.min(cv2.min(r, g), b))
 
 
 def _ink_band(rgb: np.ndarray, tint: int) -> np.ndarray:
-    brightest, chroma = _brightest_chroma(rgb)
+    *_, brightest, chroma = _channels(rgb)
     chroma = cv2.subtract(chroma, tint)
     # JPEG keeps colour at half resolution: a coloured stroke's rim comes out darker than its
     # colour says. A pixel that is not dark takes the strongest chroma around it, if that is ink's.
@@ -153,7 +155,7 @@ def coloured_ink(img: Image.Image) -> np.ndarray | None:
         return None
     rgb = np.asarray(img)
     step = max(1, min(rgb.shape[:2]) // 200)
-    sample_b, sample_c = _brightest_chroma(rgb[::step, ::step])
+    *_, sample_b, sample_c = _channels(rgb[::step, ::step])
     sample_s = cv2.divide(sample_c, cv2.max(sample_b, 1), scale=255)
     paper = sample_s[sample_b >= np.percentile(sample_b, 60)]
     floor = max(90.0, 2 * float(np.median(paper)) if paper.size else 0.0)
@@ -166,9 +168,7 @@ def coloured_ink(img: Image.Image) -> np.ndarray | None:
 
 
 def _marks_band(rgb: np.ndarray, floor: float) -> np.ndarray:
-    r, g, b = cv2.split(np.ascontiguousarray(rgb))
-    brightest = cv2.max(cv2.max(r, g), b)
-    chroma = cv2.subtract(brightest, cv2.min(cv2.min(r, g), b))
+    r, g, _, brightest, chroma = _channels(rgb)
     saturation = cv2.divide(chroma, cv2.max(brightest, 1), scale=255)
     marks = cv2.bitwise_and(cv2.compare(saturation, floor, cv2.CMP_GT),
                             cv2.compare(chroma, MARK_CHROMA, cv2.CMP_GT))

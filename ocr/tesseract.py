@@ -125,7 +125,7 @@ def crop_to_content(img: Image.Image, dpi: int) -> tuple[Image.Image, tuple[int,
     column counts when it holds at least two dark pixels."""
     if img.mode != "L":
         return img, (0, 0)
-    _, dark = cv2.threshold(np.asarray(img), 127, 1, cv2.THRESH_BINARY_INV)
+    _, dark = cv2.threshold(np.asarray(img), paper.DARK, 1, cv2.THRESH_BINARY_INV)
     # Dark pixels counted per row and column by OpenCV: NumPy's count_nonzero along an axis
     # took ten times as long (6 ms of a 200-dpi page).
     rows = np.flatnonzero(cv2.reduce(dark, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() >= 2)
