@@ -53,6 +53,12 @@ def _ink(work: PageWork) -> tuple[np.ndarray, int]:
     return work.derived("ink", make)
 
 
+def _overview(work: PageWork) -> tuple[np.ndarray, int]:
+    """The page's ink at about 100 dpi, light flattened (ocr/paper.py overview): made once for
+    blank detection and deskew."""
+    return work.derived("overview", lambda _img: paper.overview(*_ink(work)))
+
+
 class ReadBarcodes:
     """Barcodes as scanned, 1-D ones only as they lie (not turned a quarter: more than half of
     the reading's time on a page without codes); with `retry=True`, 1-D ones once more if none
@@ -142,7 +148,7 @@ class DetectBlank:
         self.ink_threshold = ink_threshold
 
     def __call__(self, work: PageWork) -> None:
-        ink = blank.ink_fraction(*_ink(work))
+        ink = blank.overview_ink_fraction(*_overview(work))
         work.facts.ink = round(ink, 6)
         is_blank = ink < self.ink_threshold and not work.facts.barcodes
         work.facts.blank = is_blank
@@ -163,7 +169,7 @@ class Straighten:
         self.read_dpi = read_dpi
 
     def __call__(self, work: PageWork) -> None:
-        skew = deskew.detect(*_ink(work), self.max_skew_degrees)
+        skew = deskew.detect_overview(_overview(work)[0], self.max_skew_degrees)
         scale = min(1.0, self.read_dpi / work.dpi) if self.read_dpi else 1.0
         pixels = _gray(work) if work.image.mode == "L" else None
         # Resampled only where OCR will read (its crop's margin and a millimetre): half the

@@ -9,9 +9,6 @@ import numpy as np
 
 from ocr import paper
 
-WORK_DPI = 100
-
-
 def ink_fraction(gray: np.ndarray, dpi: int) -> float:
     """Share of the page (margins excluded) covered by real marks.
 
@@ -19,10 +16,11 @@ def ink_fraction(gray: np.ndarray, dpi: int) -> float:
     shadows are flattened away first), bigger than a speck, and neither a punch hole nor the
     shadow's band along the border.
     """
-    scale = WORK_DPI / dpi
-    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 \
-        else gray
-    small = paper.flatten(small, min(dpi, WORK_DPI))
+    return overview_ink_fraction(*paper.overview(gray, dpi))
+
+
+def overview_ink_fraction(small: np.ndarray, dpi: int) -> float:
+    """ink_fraction() of the page's overview (paper.overview) at its `dpi`."""
     h, w = small.shape
     my, mx = int(h * 0.04), int(w * 0.04)  # the scanner's own border lives at the very edges
     core = small[my:h - my, mx:w - mx]
@@ -34,8 +32,7 @@ def ink_fraction(gray: np.ndarray, dpi: int) -> float:
     stats = stats[1:]
     keep = stats[:, cv2.CC_STAT_AREA] >= 4  # >= ~0.5 mm x 0.5 mm at 100 dpi
     if keep.any():
-        keep &= ~paper.edge_marks(stats, (mx, my), (w, h), min(dpi, WORK_DPI),
-                                  (core.shape[1], core.shape[0]))
+        keep &= ~paper.edge_marks(stats, (mx, my), (w, h), dpi, (core.shape[1], core.shape[0]))
     return float(stats[keep, cv2.CC_STAT_AREA].sum()) / core.size
 
 

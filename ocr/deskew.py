@@ -20,7 +20,7 @@ from ocr import paper
 # 30,000 points and half-degree steps, for the same orientation and angles within 0.1 degree on 91
 # generated pages (prose, receipts, ID cards, office scans; ±15 degrees, a third sideways):
 # median error 0.02 degree, worst 0.1 (0.06 before). BENCHMARKS.md, "deskew at 100 dpi".
-WORK_DPI = 100  # profile resolution
+WORK_DPI = paper.OVERVIEW_DPI  # profile resolution
 COARSE_POINTS = 15_000  # ink pixels the coarse search looks at
 COARSE_STEP = 1.0  # degrees between the coarse search's angles
 STRAIGHT_BELOW = 0.1  # degrees: a page measured under it is straight (an unskewed page: 0.04-0.06)
@@ -39,12 +39,9 @@ def ink_mask(gray: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _text_points(gray: np.ndarray, dpi: int) -> np.ndarray:
-    """(x, y) of ink pixels belonging to blobs of a character's size, at WORK_DPI."""
-    scale = WORK_DPI / dpi
-    if scale < 1:
-        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    gray = paper.flatten(gray, min(dpi, WORK_DPI))  # uneven light would sink whole regions into ink
+def _text_points(gray: np.ndarray) -> np.ndarray:
+    """(x, y) of ink pixels belonging to blobs of a character's size, on the page's overview
+    (paper.overview: uneven light would sink whole regions into ink)."""
     mask = ink_mask(gray)
     labels, stats = paper.components(mask)
     lo, hi = WORK_DPI * 0.02, WORK_DPI * 0.6  # ~0.5 mm .. 15 mm
@@ -109,12 +106,18 @@ def _refine(points: np.ndarray, best: float) -> float:
 
 
 def detect(gray: np.ndarray, dpi: int, limit: float = 15.0) -> Skew:
+    """Skew angle within ±limit degrees, and whether the text runs vertically (detect_overview,
+    on the page's overview)."""
+    return detect_overview(paper.overview(gray, dpi)[0], limit)
+
+
+def detect_overview(gray: np.ndarray, limit: float = 15.0) -> Skew:
     """Skew angle within ±limit degrees, and whether the text runs vertically.
 
     The coarse search (every COARSE_STEP, both ways round) only has to find the right degree
     and which way the lines run: it looks at a sample of COARSE_POINTS ink pixels; the fine
     search then uses them all, from a little more than half a step either side."""
-    points = _text_points(gray, dpi)
+    points = _text_points(gray)
     if points.shape[1] < 200:
         return Skew(0.0, False, 0.0)
     sample = points[:, :: max(1, points.shape[1] // COARSE_POINTS)]

@@ -17,6 +17,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -54,9 +55,10 @@ class OcrResult:
     def text(self) -> str:
         return "\n".join(self.lines)
 
-    @property
+    @cached_property
     def mean_confidence(self) -> float:
-        """Mean word confidence weighted by word length; 0 for a page without words."""
+        """Mean word confidence weighted by word length; 0 for a page without words. Asked up
+        to four times a page, worked out once."""
         total = sum(len(w.text) for w in self.words)
         if not total:
             return 0.0

@@ -106,6 +106,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _keys_of(value: Any) -> dict[str, Any]:
+    """A record's or part's keys in the order written, for json's encoder (`Record.dump`)."""
+    if isinstance(value, Stored):
+        return {k: getattr(value, k) for k in value._keys}
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 class Record(Stored):
     """What every stored record shares: its format, load (with migration) and dump."""
 
@@ -149,7 +156,10 @@ class Record(Stored):
             raise RecordError(f"{cls.__name__}: {problems}") from e
 
     def dump(self) -> bytes:
-        return json.dumps(self.as_dict(), ensure_ascii=False, **self.JSON_ARGS).encode()
+        """The bytes `as_dict()` would give json. Its parts are handed to the encoder as they
+        are met (`_keys_of`): a page's thousand OCR words are not copied into new dicts first
+        (a tenth of the page stages' interpreter time on a batch)."""
+        return json.dumps(self, default=_keys_of, ensure_ascii=False, **self.JSON_ARGS).encode()
 
 
 class Entry(Stored):
