@@ -108,3 +108,30 @@ def test_a_page_that_changes_its_image_on_the_way_is_not_handed_out_as_jpeg(tmp_
     # then both are decoded and drawn from their pixels, not embedded as they came
     assert doc.page(0).jpeg is None and doc.page(1).jpeg is None
     doc.close()
+
+
+def test_a_saved_pdf_is_named_by_its_bytes_the_same_pages_the_same_file(prose) -> None:
+    # Given the same page saved twice, and a different one
+    img, jpeg = scanned(prose, 3.0)
+    first = pdfmod.page_pdf(img, DPI, None, jpeg=jpeg, skew=3.0)
+    again = pdfmod.page_pdf(img, DPI, None, jpeg=jpeg, skew=3.0)
+    other = pdfmod.page_pdf(img, DPI, None, jpeg=jpeg, skew=2.0)
+    # Then the same bytes come out, with an ID of their own (not qpdf's stand-in), and another
+    # page gets another ID
+    assert first == again
+    ids = [bytes(pikepdf.open(io.BytesIO(b)).trailer.ID[0]).hex() for b in (first, other)]
+    assert ids[0] != ids[1]
+    assert "31415926535897932384626433832795" not in ids
+
+
+def test_a_document_that_had_an_id_keeps_its_first_part() -> None:
+    # Given a document saved once, then changed and saved again
+    doc = pikepdf.new()
+    doc.add_blank_page()
+    first = pikepdf.open(io.BytesIO(pdfmod.saved(doc)))
+    kept = bytes(first.trailer.ID[0])
+    first.add_blank_page()
+    # Then its ID's first part stays, and the second names the new bytes
+    changed = pikepdf.open(io.BytesIO(pdfmod.saved(first))).trailer.ID
+    assert bytes(changed[0]) == kept
+    assert bytes(changed[1]) not in (kept, bytes.fromhex("31415926535897932384626433832795"))
