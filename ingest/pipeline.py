@@ -386,9 +386,10 @@ class Pipeline:
     def page_facts(self, batch_id: str, count: int) -> list[PageFacts]:
         return self.page_facts_for(batch_id, list(range(count)))
 
-    def split_batch(self, batch_id: str) -> SplitPlan:
+    def split_batch(self, batch_id: str, pages: list[PageFacts] | None = None) -> SplitPlan:
+        """`pages`: the batch's page facts when the caller has them loaded already."""
         record = self.record(batch_id)
-        pages = self.page_facts(batch_id, record.pages)
+        pages = pages if pages is not None else self.page_facts(batch_id, record.pages)
         if code := record.result_for:
             found = self.grammar.match(code)
             return split_result(pages, code, found.agency if found else code.split("-")[0])
@@ -514,8 +515,12 @@ class Pipeline:
         return [PageFacts.load(self.store.get(layout.page_facts(batch_id, i))) for i in pages]
 
     def finish(self, batch_id: str, plan: SplitPlan, manifests: list[Manifest],
-               results: list[ResultManifest] | None = None) -> BatchRecord:
+               results: list[ResultManifest] | None = None,
+               pages: list[PageFacts] | None = None) -> BatchRecord:
+        """`pages`: the batch's page facts when the caller has them loaded already."""
         record = self.record(batch_id)
+        if pages is None or len(pages) != record.pages:
+            pages = self.page_facts(batch_id, record.pages)
         if results or record.result_for:  # a batch without results stores no key
             record.results = [
                 {"dossier_id": m.dossier_id, "pages": m.pages, "version": m.version,
@@ -529,7 +534,7 @@ class Pipeline:
             for m in manifests]
         record.unmatched_pages = plan.unmatched
         record.unmatched_groups = plan.unmatched_groups
-        failed = self.page_facts_for(batch_id, plan.failed)
+        failed = [pages[i] for i in plan.failed]
         record.review = review_entries(plan, failed, record.incomplete)
         record.dropped_pages = [DroppedPage(page=p, reason=r) for p, r in plan.dropped]
         record.failed_pages = [FailedPage(page=f.index, error=f.error) for f in failed]
@@ -549,7 +554,7 @@ class Pipeline:
         record.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
         self._save_record(record)
         if self.catalog:
-            self.catalog.index_batch(record, self.page_facts(batch_id, record.pages))
+            self.catalog.index_batch(record, pages)
         metrics.batch_finished(record.status)
         return record
 
@@ -557,7 +562,8 @@ class Pipeline:
         """split_batch, check codes with the registry, assemble each dossier, finish: once every
         page has its facts."""
         with logs.context(batch_id=batch_id):
-            plan = self.check_registry(self.split_batch(batch_id))
+            pages = self.page_facts(batch_id, self.record(batch_id).pages)  # read once
+            plan = self.check_registry(self.split_batch(batch_id, pages))
             plan = self.hold_partial(batch_id, self.hold_other_agency(batch_id, plan))
             manifests = []
             for part in plan.dossiers:
@@ -566,7 +572,7 @@ class Pipeline:
                     log.info("dossier %s: version %d, %d pages", part.code,
                              manifests[-1].version, len(part.pages))
             results = self.store_results(batch_id, plan)
-            record = self.finish(batch_id, plan, manifests, results)
+            record = self.finish(batch_id, plan, manifests, results, pages)
             log.info("batch %s: %s, %d dossiers", batch_id, record.status, len(manifests))
         self._cache_path(record).unlink(missing_ok=True)
         return record
