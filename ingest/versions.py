@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -243,9 +244,13 @@ class Dossiers:
         retention = self.storage.retention_for(procedure.value if procedure else None)
         stored = [("dossier.pdf", work.pdf), *sorted(work.copies.items()),
                   ("text.json", _json(text)), ("fields.json", _json(fields))]
-        for name, data in stored:
-            info = self.store.put(prefix + name, data, overwrite=True, retention_days=retention)
-            objects[name] = StoredObject(key=info.key, sha256=info.sha256, size=info.size)
+        # Written side by side: each waits on its disk sync (or on S3's answer), not on the
+        # others; the manifest, which names them all, only once they are all stored.
+        with ThreadPoolExecutor(min(4, len(stored))) as writers:
+            written = writers.map(lambda item: self.store.put(
+                prefix + item[0], item[1], overwrite=True, retention_days=retention), stored)
+            for (name, _), info in zip(stored, written, strict=True):
+                objects[name] = StoredObject(key=info.key, sha256=info.sha256, size=info.size)
         assert record.original and record.sha256 and record.size is not None
         manifest = Manifest(
             format=FORMAT_VERSION, dossier_id=code, agency=agency, version=version,

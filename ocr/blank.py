@@ -9,6 +9,7 @@ import numpy as np
 
 from ocr import paper
 
+
 def ink_fraction(gray: np.ndarray, dpi: int) -> float:
     """Share of the page (margins excluded) covered by real marks.
 
