@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,9 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 _started: dict[int, int] = {}  # pid -> start time of the children started by subprocess.Popen
 _session_start = 0  # in clock ticks since boot, like /proc/<pid>/stat's starttime
 _leftovers: list[str] = []
+# The temp dir of what the tests start: a server or worker killed on purpose leaves its
+# multiprocessing dir (pymp-*) behind; here it goes with the session.
+_temp_dir: str | None = None
 
 
 def _uptime_ticks() -> int:
@@ -175,6 +180,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return  # the xdist controller runs no tests; its workers do this each for themselves
     _session_start = _uptime_ticks() - _TICKS  # a second of slack for the clock's rounding
     os.environ[_OWNER_VAR] = f"{os.getpid()}-{time.time_ns()}"  # inherited by what tests start
+    global _temp_dir
+    _temp_dir = os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="sohoa-tests-")
+    tempfile.tempdir = None  # this process's own temp files go there too
     original = subprocess.Popen._execute_child  # type: ignore[attr-defined]
 
     def recording(self: subprocess.Popen, *args: Any, **kwargs: Any) -> None:
@@ -190,6 +198,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if session.config.pluginmanager.hasplugin("dsession") or not _session_start:
         return
     killed = _kill_leftovers()
+    if _temp_dir:
+        shutil.rmtree(_temp_dir, ignore_errors=True)
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: the controller prints them
         workeroutput["leftover_processes"] = killed
