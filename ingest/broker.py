@@ -17,7 +17,7 @@ from ingest.settings import Settings, get_settings
 
 app = Celery("sohoa")
 DELIVER_WEBHOOK = "sohoa.deliver_webhook"  # the task of ingest/tasks.py that delivers one event
-EMBEDDED_POLL_S = 0.1  # seconds between polls of the embedded broker's table
+EMBEDDED_POLL_S = 0.02  # seconds between polls of the embedded broker's table
 
 
 def configure(settings: Settings) -> Celery:
@@ -34,8 +34,10 @@ def configure(settings: Settings) -> Celery:
         # Worker and submitters share one SQLite file: wait for its lock instead of failing.
         app.conf.broker_transport_options = {"connect_args": {"timeout": 60}}
         # The transport polls its table; kombu's default second between polls is a second lost
-        # at every hand-off of a page chain. A tenth of a second costs ten small queries a
-        # second while idle. (Set on the class: this transport hands every transport option to
+        # at every hand-off of a page chain (a worker whose pages are all taken looks again
+        # only at its next poll). A fiftieth of a second: a 24-page batch through `sohoa serve`
+        # in 9.3 s against 9.9 at a tenth, for 2-3 % of a core while idle against 1-2 %
+        # (BENCHMARKS.md). (Set on the class: this transport hands every transport option to
         # SQLAlchemy's create_engine, which refuses `polling_interval`.)
         from kombu.transport import sqlalchemy as kombu_sqla
 

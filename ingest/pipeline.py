@@ -49,7 +49,7 @@ from storage import layout
 from storage.audit import AuditLog
 from storage.catalog import Catalog
 from storage.errors import TRANSIENT, dependency_of, describe
-from storage.objects import ObjectStore, sha256_file
+from storage.objects import ObjectStore, get_all, sha256_file
 from storage.records import (
     BatchRecord,
     DossierSummary,
@@ -512,7 +512,8 @@ class Pipeline:
     page_refs = staticmethod(Dossiers.page_refs)
 
     def page_facts_for(self, batch_id: str, pages: list[int]) -> list[PageFacts]:
-        return [PageFacts.load(self.store.get(layout.page_facts(batch_id, i))) for i in pages]
+        return [PageFacts.load(data) for data in
+                get_all(self.store, [layout.page_facts(batch_id, i) for i in pages])]
 
     def finish(self, batch_id: str, plan: SplitPlan, manifests: list[Manifest],
                results: list[ResultManifest] | None = None,
@@ -525,8 +526,8 @@ class Pipeline:
             record.results = [
                 {"dossier_id": m.dossier_id, "pages": m.pages, "version": m.version,
                  "pdf": m.pdf.key, "sha256": m.pdf.sha256} for m in results or []]
-        fields = {m.dossier_id: json.loads(self.store.get(m.objects["fields.json"].key))
-                  for m in manifests}
+        stored = get_all(self.store, [m.objects["fields.json"].key for m in manifests])
+        fields = {m.dossier_id: json.loads(data) for m, data in zip(manifests, stored, strict=True)}
         record.dossiers = [
             DossierSummary(dossier_id=m.dossier_id, pages=m.pages, version=m.version,
                            code_source=m.code_source, pdf=m.objects["dossier.pdf"].key,

@@ -37,7 +37,7 @@ from storage import layout
 from storage.audit import AuditLog
 from storage.catalog import Catalog, result_event, version_event
 from storage.config import StorageConfig
-from storage.objects import ObjectStore
+from storage.objects import ObjectStore, get_all
 from storage.records import (
     BatchRecord,
     Correction,
@@ -224,10 +224,11 @@ class Dossiers:
         `claim` makes it idempotent: the same claim gets the same version number."""
         batch_id = refs[0].batch_id
         record = BatchRecord.load(self.store.get(layout.batch_record(batch_id)))
-        facts = [PageFacts.load(self.store.get(layout.page_facts(r.batch_id, r.index)))
-                 for r in refs]
-        pdfs = [pdfmod.rotated(self.store.get(layout.page_pdf(r.batch_id, r.index)), r.rotate)
-                for r in refs]
+        found = get_all(self.store, [*(layout.page_facts(r.batch_id, r.index) for r in refs),
+                                     *(layout.page_pdf(r.batch_id, r.index) for r in refs)])
+        facts = [PageFacts.load(data) for data in found[:len(refs)]]
+        pdfs = [pdfmod.rotated(data, r.rotate)
+                for r, data in zip(refs, found[len(refs):], strict=True)]
         pages = [r.index for r in refs]
         work = DossierWork(batch_id, code, agency, code_source, pages, facts, pdfs,
                            record.received_at or "", registry=registry)
@@ -369,10 +370,11 @@ class Dossiers:
                                      hashlib.sha256(data).hexdigest(), remote=remote))
             return manifest
         record = BatchRecord.load(self.store.get(layout.batch_record(batch_id)))
-        facts = [PageFacts.load(self.store.get(layout.page_facts(r.batch_id, r.index)))
-                 for r in refs]
-        pdfs = [pdfmod.rotated(self.store.get(layout.page_pdf(r.batch_id, r.index)), r.rotate)
-                for r in refs]
+        found = get_all(self.store, [*(layout.page_facts(r.batch_id, r.index) for r in refs),
+                                     *(layout.page_pdf(r.batch_id, r.index) for r in refs)])
+        facts = [PageFacts.load(data) for data in found[:len(refs)]]
+        pdfs = [pdfmod.rotated(data, r.rotate)
+                for r, data in zip(refs, found[len(refs):], strict=True)]
         pages = [r.index for r in refs]
         work = ResultWork(batch_id, code, agency, pages, facts, pdfs, record.received_at or "")
         for stage in self.result_stages:
