@@ -36,7 +36,7 @@ def configure(settings: Settings) -> Celery:
         # The transport polls its table; kombu's default second between polls is a second lost
         # at every hand-off of a page chain (a worker whose pages are all taken looks again
         # only at its next poll). A fiftieth of a second: a 24-page batch through `sohoa serve`
-        # in 9.3 s against 9.9 at a tenth, for 2-3 % of a core while idle against 1-2 %
+        # in 9.3 s against 9.9 at a tenth, for 3-5 % of a core while idle against 1-2 %
         # (BENCHMARKS.md). (Set on the class: this transport hands every transport option to
         # SQLAlchemy's create_engine, which refuses `polling_interval`.)
         from kombu.transport import sqlalchemy as kombu_sqla

@@ -17,7 +17,13 @@ from ingest.page_stages import DetectBlank, ReadBarcodes
 from ingest.pipeline import Pipeline
 from ingest.runner import run_file
 from ingest.settings import Settings
-from storage.objects import LocalObjectStore, ObjectExists, ObjectMissing, ObjectStore
+from storage.objects import (
+    LocalObjectStore,
+    ObjectExists,
+    ObjectMissing,
+    ObjectStore,
+    get_all,
+)
 from storage.s3 import S3ObjectStore
 from tests.synth import ASN_BATCH
 
@@ -104,6 +110,23 @@ def test_both_stores_answer_the_whole_protocol(endpoint: str, tmp_path: Path, ki
                  lambda: store.open("a/3")):
         with pytest.raises(ObjectMissing):
             call()
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_objects_read_together_come_back_in_the_order_asked(endpoint: str, tmp_path: Path,
+                                                             kind: str) -> None:
+    # Given twenty objects of different sizes, and one key that is missing
+    store: ObjectStore = (LocalObjectStore(tmp_path / "objects") if kind == "local"
+                          else store_at(endpoint))
+    data = {f"batches/b1/pages/{i:05d}.json": os.urandom(100 * (i + 1)) for i in range(20)}
+    for key, value in data.items():
+        store.put(key, value)
+    keys = list(reversed(data))
+    # When they are read together (side by side from S3), then each is where it was asked for
+    assert get_all(store, keys) == [data[k] for k in keys]
+    # and a missing one is reported as missing, as one read would
+    with pytest.raises(ObjectMissing):
+        get_all(store, [*keys[:3], "batches/b1/pages/99999.json"])
 
 
 def test_claims_are_won_once(endpoint: str) -> None:
