@@ -135,3 +135,14 @@ def test_a_document_that_had_an_id_keeps_its_first_part() -> None:
     changed = pikepdf.open(io.BytesIO(pdfmod.saved(first))).trailer.ID
     assert bytes(changed[0]) == kept
     assert bytes(changed[1]) not in (kept, bytes.fromhex("31415926535897932384626433832795"))
+
+
+def test_a_file_not_written_as_expected_is_saved_the_slow_way_still_the_same(monkeypatch) -> None:
+    # Given a qpdf whose stand-in ID saved() would not find in the file
+    monkeypatch.setattr(pdfmod, "_STAND_IN", b"<not-what-qpdf-writes>")
+    doc = pikepdf.new()
+    doc.add_blank_page()
+    # Then the file is saved with qpdf's own deterministic ID: the same bytes each time
+    first, again = pdfmod.saved(doc), pdfmod.saved(doc)
+    assert first == again
+    assert b"31415926535897932384626433832795" not in first
