@@ -224,11 +224,7 @@ class Dossiers:
         `claim` makes it idempotent: the same claim gets the same version number."""
         batch_id = refs[0].batch_id
         record = BatchRecord.load(self.store.get(layout.batch_record(batch_id)))
-        found = get_all(self.store, [*(layout.page_facts(r.batch_id, r.index) for r in refs),
-                                     *(layout.page_pdf(r.batch_id, r.index) for r in refs)])
-        facts = [PageFacts.load(data) for data in found[:len(refs)]]
-        pdfs = [pdfmod.rotated(data, r.rotate)
-                for r, data in zip(refs, found[len(refs):], strict=True)]
+        facts, pdfs = self._pages(refs)
         pages = [r.index for r in refs]
         work = DossierWork(batch_id, code, agency, code_source, pages, facts, pdfs,
                            record.received_at or "", registry=registry)
@@ -370,11 +366,7 @@ class Dossiers:
                                      hashlib.sha256(data).hexdigest(), remote=remote))
             return manifest
         record = BatchRecord.load(self.store.get(layout.batch_record(batch_id)))
-        found = get_all(self.store, [*(layout.page_facts(r.batch_id, r.index) for r in refs),
-                                     *(layout.page_pdf(r.batch_id, r.index) for r in refs)])
-        facts = [PageFacts.load(data) for data in found[:len(refs)]]
-        pdfs = [pdfmod.rotated(data, r.rotate)
-                for r, data in zip(refs, found[len(refs):], strict=True)]
+        facts, pdfs = self._pages(refs)
         pages = [r.index for r in refs]
         work = ResultWork(batch_id, code, agency, pages, facts, pdfs, record.received_at or "")
         for stage in self.result_stages:
@@ -424,6 +416,15 @@ class Dossiers:
     def page_refs(manifest: Manifest) -> list[PageRef]:
         """The pages a stored version is made of."""
         return manifest.refs()
+
+    def _pages(self, refs: list[PageRef]) -> tuple[list[PageFacts], list[bytes]]:
+        """The facts and page PDFs of `refs` (each turned as its ref says), read side by side
+        from a remote store."""
+        found = get_all(self.store, [*(layout.page_facts(r.batch_id, r.index) for r in refs),
+                                     *(layout.page_pdf(r.batch_id, r.index) for r in refs)])
+        pdfs = [pdfmod.rotated(data, r.rotate)
+                for r, data in zip(refs, found[len(refs):], strict=True)]
+        return [PageFacts.load(data) for data in found[:len(refs)]], pdfs
 
     def _claim_version(self, code: str, claim: str) -> int:
         """The next free version number, claimed atomically (or this claim's earlier one)."""

@@ -240,3 +240,37 @@ def test_the_stages_built_from_settings_take_their_sections(tmp_path: Path) -> N
     assert sign.signing.timezone_offset == "+08:00"
     assert isinstance(built.dossiers.result_stages[-1], SignResult)
     assert built.dossiers.storage.retention_for(None) == 30
+
+
+class FailsOnce(LocalObjectStore):
+    """A store that goes down for one write of a version's objects (its text), then comes back."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.down = True
+
+    def put(self, key: str, data: bytes, overwrite: bool = False,
+            retention_days: int | None = None):  # type: ignore[no-untyped-def]
+        if self.down and key.endswith("/text.json"):
+            self.down = False
+            raise ConnectionError("object storage down")
+        return super().put(key, data, overwrite, retention_days)
+
+
+def test_a_version_whose_object_could_not_be_written_has_no_manifest_until_retried(
+        tmp_path: Path) -> None:
+    # Given a store that fails one of a version's objects, written side by side with the others
+    store_ = FailsOnce(tmp_path / "objects")
+    with_batch(store_)
+    heard = Recorder()
+    d = Dossiers(store_, stages=[JoinPages()], listeners=[heard])
+    # When the version is stored, the failure reaches the caller: no manifest, nobody told
+    with pytest.raises(ConnectionError):
+        store(d, "batch:1")
+    assert not store_.exists(layout.version_prefix(CODE, 1) + "manifest.json")
+    assert d.versions(CODE) == [] and heard.heard == []
+    # Then the same step run again makes the whole version, under the same number
+    manifest = store(d, "batch:1")
+    assert manifest.version == 1 and set(manifest.objects) == {"dossier.pdf", "text.json",
+                                                               "fields.json"}
+    assert [e.version for e in heard.heard] == [1]
