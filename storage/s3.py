@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -31,12 +32,16 @@ from minio.versioningconfig import VersioningConfig
 from storage.objects import CHUNK, Leftover, ObjectExists, ObjectInfo, ObjectMissing, _check_key, sha256_file
 
 PART_SIZE = 16 * 1024 * 1024
+# Written by the first claim to learn whether the server enforces conditional writes; outside the
+# prefixes the catalog is rebuilt from (batches/, dossiers/, results/, audit/).
+PROBE_KEY = "store/conditional-writes-probe"
 _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchVersion", "ResourceNotFound"}
 
 
 class S3ObjectStore:
     def __init__(self, client: Minio, bucket: str, object_lock: bool = False) -> None:
         self.client, self.bucket, self.object_lock = client, bucket, object_lock
+        self._conditional_writes: bool | None = None  # asked of the server at the first claim
         if not client.bucket_exists(bucket):
             client.make_bucket(bucket, object_lock=object_lock)
         if not object_lock:  # object lock implies versioning
@@ -105,7 +110,48 @@ class S3ObjectStore:
         return ObjectInfo(key, size, digest)
 
     def create(self, key: str, data: bytes) -> bool:
-        """A claim: True if this call's object is the key's first version (versioned bucket)."""
+        """A claim: True if this call created the key. One conditional PUT (`If-None-Match: *`)
+        where the server enforces it (S3, MinIO); else the key's first version decides, which
+        takes four requests, one of them a listing of the key's versions."""
+        if not self._enforces_if_none_match():
+            return self._create_by_first_version(key, data)
+        for attempt in range(5):
+            try:
+                self._put_if_absent(key, data)
+                return True
+            except S3Error as e:
+                if e.code == "PreconditionFailed":
+                    return False
+                if e.code != "ConditionalRequestConflict" or attempt == 4:
+                    raise
+                time.sleep(0.05 * 2 ** attempt)  # S3: another write of the key is under way
+        raise AssertionError("unreachable")
+
+    def _put_if_absent(self, key: str, data: bytes) -> None:
+        digest = hashlib.sha256(data)
+        # The minio SDK would send a header of put_object's `metadata` as user metadata
+        # (x-amz-meta-if-none-match): its lower-level PUT sends headers as given.
+        self.client._put_object(self.bucket, _check_key(key), data, headers={
+            "If-None-Match": "*", "x-amz-meta-sha256": digest.hexdigest(),
+            "x-amz-sdk-checksum-algorithm": "SHA256",
+            "x-amz-checksum-sha256": base64.b64encode(digest.digest()).decode()})
+
+    def _enforces_if_none_match(self) -> bool:
+        """Whether the server refuses a second `If-None-Match: *` PUT of a key (S3 since 2024,
+        MinIO, moto do; an older server ignores the header). Asked once per store, of a probe
+        key that stays in the bucket: at most two requests."""
+        if self._conditional_writes is None:
+            try:
+                self._put_if_absent(PROBE_KEY, b"conditional writes")
+                self._put_if_absent(PROBE_KEY, b"conditional writes")
+                self._conditional_writes = False
+            except S3Error as e:
+                if e.code != "PreconditionFailed":
+                    raise
+                self._conditional_writes = True
+        return self._conditional_writes
+
+    def _create_by_first_version(self, key: str, data: bytes) -> bool:
         if self.exists(key):
             return False
         self.put(key, data, overwrite=True)

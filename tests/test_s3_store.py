@@ -133,6 +133,35 @@ def test_claims_are_won_once(endpoint: str) -> None:
     store = store_at(endpoint)
     assert store.create("dossiers/X/v0001/.claim", b"batch-1")
     assert not store.create("dossiers/X/v0001/.claim", b"batch-2")
+    assert store.get("dossiers/X/v0001/.claim") == b"batch-1"
+
+
+def test_a_claim_is_one_conditional_put_where_the_server_enforces_it(endpoint: str) -> None:
+    # Given a server that refuses a second If-None-Match: * PUT of a key (moto, like S3 and MinIO)
+    store = store_at(endpoint)
+    store.create("dossiers/X/v0001/.claim", b"batch-1")
+    assert store._conditional_writes is True
+    # When a claim is lost, then it wrote no version of the key
+    assert not store.create("dossiers/X/v0001/.claim", b"batch-2")
+    assert len(store.versions("dossiers/X/v0001/.claim")) == 1
+
+
+def test_claims_are_won_once_on_a_server_that_ignores_conditional_writes(endpoint: str) -> None:
+    # Given a server that ignores If-None-Match (an older MinIO): the header never reaches it
+    store = store_at(endpoint)
+    put = store.client._put_object
+
+    def without_condition(bucket: str, key: str, data: bytes, headers: dict | None = None,
+                          query_params: dict | None = None) -> object:
+        return put(bucket, key, data, {k: v for k, v in (headers or {}).items()
+                                       if k != "If-None-Match"}, query_params)
+
+    store.client._put_object = without_condition  # type: ignore[method-assign]
+    # When two claims of one key are made, then the store has noticed and the first still wins
+    assert store.create("dossiers/X/v0001/.claim", b"batch-1")
+    assert store._conditional_writes is False
+    assert not store.create("dossiers/X/v0001/.claim", b"batch-2")
+    assert store.create("dossiers/X/v0002/.claim", b"batch-2")
 
 
 def test_worm_retention_refuses_deletes(endpoint: str) -> None:
