@@ -26,6 +26,7 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE, ENABLED
 from minio.error import S3Error
+from minio.helpers import genheaders
 from minio.retention import Retention
 from minio.versioningconfig import VersioningConfig
 
@@ -36,6 +37,13 @@ PART_SIZE = 16 * 1024 * 1024
 # prefixes the catalog is rebuilt from (batches/, dossiers/, results/, audit/).
 PROBE_KEY = "store/conditional-writes-probe"
 _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchVersion", "ResourceNotFound"}
+
+
+def _checksums(digest: hashlib._Hash) -> dict[str, str]:
+    """The object's SHA-256 in its metadata (what `put` compares), and as the S3 checksum, so
+    that the server refuses a corrupted upload."""
+    return {"x-amz-meta-sha256": digest.hexdigest(), "x-amz-sdk-checksum-algorithm": "SHA256",
+            "x-amz-checksum-sha256": base64.b64encode(digest.digest()).decode()}
 
 
 class S3ObjectStore:
@@ -84,18 +92,21 @@ class S3ObjectStore:
     def put(self, key: str, data: bytes, overwrite: bool = False,
             retention_days: int | None = None) -> ObjectInfo:
         digest = hashlib.sha256(data)
+        info = ObjectInfo(key, len(data), digest.hexdigest())
         if not overwrite:
+            # Where the server enforces If-None-Match, one request writes a new key; else (or
+            # when the key is there) its checksum says whether it holds these bytes already.
+            if self._enforces_if_none_match() and self._put_if_absent(key, data, retention_days):
+                return info
             existing = self._stat_sha(_check_key(key))
             if existing is not None:
-                if existing != digest.hexdigest():
+                if existing != info.sha256:
                     raise ObjectExists(key)
-                return ObjectInfo(key, len(data), existing)
-        headers = {"x-amz-meta-sha256": digest.hexdigest(),
-                   "x-amz-sdk-checksum-algorithm": "SHA256",
-                   "x-amz-checksum-sha256": base64.b64encode(digest.digest()).decode()}
+                return info
         self.client.put_object(self.bucket, _check_key(key), io.BytesIO(data), len(data),
-                               metadata=headers, retention=self._retention(retention_days))
-        return ObjectInfo(key, len(data), digest.hexdigest())
+                               metadata=_checksums(digest),
+                               retention=self._retention(retention_days))
+        return info
 
     def put_file(self, key: str, path: Path) -> ObjectInfo:
         digest, size = sha256_file(path), path.stat().st_size
@@ -113,11 +124,21 @@ class S3ObjectStore:
         """A claim: True if this call created the key. One conditional PUT (`If-None-Match: *`)
         where the server enforces it (S3, MinIO); else the key's first version decides, which
         takes four requests, one of them a listing of the key's versions."""
-        if not self._enforces_if_none_match():
-            return self._create_by_first_version(key, data)
+        if self._enforces_if_none_match():
+            return self._put_if_absent(key, data)
+        return self._create_by_first_version(key, data)
+
+    def _put_if_absent(self, key: str, data: bytes, retention_days: int | None = None) -> bool:
+        """One PUT with `If-None-Match: *`: True if it wrote the key, False if the key was
+        there (on a server that enforces the header)."""
+        # The minio SDK's put_object would send If-None-Match as user metadata
+        # (x-amz-meta-if-none-match): its lower-level PUT sends headers as given.
+        headers = genheaders(_checksums(hashlib.sha256(data)), None, None,
+                             self._retention(retention_days), False)
+        headers["If-None-Match"] = "*"
         for attempt in range(5):
             try:
-                self._put_if_absent(key, data)
+                self.client._put_object(self.bucket, _check_key(key), data, headers=headers)
                 return True
             except S3Error as e:
                 if e.code == "PreconditionFailed":
@@ -127,28 +148,13 @@ class S3ObjectStore:
                 time.sleep(0.05 * 2 ** attempt)  # S3: another write of the key is under way
         raise AssertionError("unreachable")
 
-    def _put_if_absent(self, key: str, data: bytes) -> None:
-        digest = hashlib.sha256(data)
-        # The minio SDK would send a header of put_object's `metadata` as user metadata
-        # (x-amz-meta-if-none-match): its lower-level PUT sends headers as given.
-        self.client._put_object(self.bucket, _check_key(key), data, headers={
-            "If-None-Match": "*", "x-amz-meta-sha256": digest.hexdigest(),
-            "x-amz-sdk-checksum-algorithm": "SHA256",
-            "x-amz-checksum-sha256": base64.b64encode(digest.digest()).decode()})
-
     def _enforces_if_none_match(self) -> bool:
         """Whether the server refuses a second `If-None-Match: *` PUT of a key (S3 since 2024,
         MinIO, moto do; an older server ignores the header). Asked once per store, of a probe
         key that stays in the bucket: at most two requests."""
         if self._conditional_writes is None:
-            try:
-                self._put_if_absent(PROBE_KEY, b"conditional writes")
-                self._put_if_absent(PROBE_KEY, b"conditional writes")
-                self._conditional_writes = False
-            except S3Error as e:
-                if e.code != "PreconditionFailed":
-                    raise
-                self._conditional_writes = True
+            self._conditional_writes = not (self._put_if_absent(PROBE_KEY, b"conditional writes")
+                                            and self._put_if_absent(PROBE_KEY, b"conditional writes"))
         return self._conditional_writes
 
     def _create_by_first_version(self, key: str, data: bytes) -> bool:

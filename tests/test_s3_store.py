@@ -42,6 +42,20 @@ def store_at(endpoint: str, object_lock: bool = False) -> S3ObjectStore:
                                  secure=False, region="us-east-1", object_lock=object_lock)
 
 
+def without_conditional_writes(store: S3ObjectStore) -> S3ObjectStore:
+    """`store` as on a server that ignores If-None-Match (an older MinIO): the header never
+    reaches the server."""
+    put = store.client._put_object
+
+    def without_condition(bucket: str, key: str, data: bytes, headers: dict | None = None,
+                          query_params: dict | None = None) -> object:
+        return put(bucket, key, data, {k: v for k, v in (headers or {}).items()
+                                       if k != "If-None-Match"}, query_params)
+
+    store.client._put_object = without_condition  # type: ignore[method-assign]
+    return store
+
+
 def test_bytes_round_trip_exactly(endpoint: str) -> None:
     store = store_at(endpoint)
     data = os.urandom(300_000)
@@ -68,6 +82,20 @@ def test_immutable_objects_refuse_different_content(endpoint: str) -> None:
     store.put("dossiers/X/v0001/fields.json", b"{}")  # same bytes: fine
     with pytest.raises(ObjectExists):
         store.put("dossiers/X/v0001/fields.json", b'{"a": 1}')
+    # and neither the same bytes again nor the refused ones wrote a version of the key
+    assert store.get("dossiers/X/v0001/fields.json") == b"{}"
+    assert len(store.versions("dossiers/X/v0001/fields.json")) == 1
+
+
+def test_immutable_objects_are_kept_on_a_server_that_ignores_conditional_writes(
+        endpoint: str) -> None:
+    store = without_conditional_writes(store_at(endpoint))
+    store.put("dossiers/X/v0001/fields.json", b"{}")
+    store.put("dossiers/X/v0001/fields.json", b"{}")
+    with pytest.raises(ObjectExists):
+        store.put("dossiers/X/v0001/fields.json", b'{"a": 1}')
+    assert store._conditional_writes is False
+    assert store.get("dossiers/X/v0001/fields.json") == b"{}"
 
 
 def test_overwriting_a_record_keeps_its_versions(endpoint: str) -> None:
@@ -147,16 +175,8 @@ def test_a_claim_is_one_conditional_put_where_the_server_enforces_it(endpoint: s
 
 
 def test_claims_are_won_once_on_a_server_that_ignores_conditional_writes(endpoint: str) -> None:
-    # Given a server that ignores If-None-Match (an older MinIO): the header never reaches it
-    store = store_at(endpoint)
-    put = store.client._put_object
-
-    def without_condition(bucket: str, key: str, data: bytes, headers: dict | None = None,
-                          query_params: dict | None = None) -> object:
-        return put(bucket, key, data, {k: v for k, v in (headers or {}).items()
-                                       if k != "If-None-Match"}, query_params)
-
-    store.client._put_object = without_condition  # type: ignore[method-assign]
+    # Given a server that ignores If-None-Match (an older MinIO)
+    store = without_conditional_writes(store_at(endpoint))
     # When two claims of one key are made, then the store has noticed and the first still wins
     assert store.create("dossiers/X/v0001/.claim", b"batch-1")
     assert store._conditional_writes is False
