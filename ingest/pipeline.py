@@ -14,6 +14,7 @@ whose output already exists returns it.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +35,7 @@ from ingest.registry import Registry
 from ingest.settings import Settings
 from ingest.split import DossierSplit, SplitPlan, split, split_result
 from ingest.stages import PageStage, PageWork
-from ingest.versions import Dossiers, NoDossier, PageRef, listeners
+from ingest.versions import DossierChanged, Dossiers, NoDossier, PageRef, listeners
 from ocr import pdf as pdfmod
 from ocr.decode import (
     DecodeLimits,
@@ -65,6 +67,7 @@ FORMAT_VERSION = 1
 ALL_AGENCIES = "*"  # a scope that holds every agency (api/keys.py)
 # A batch in one of these states is settled: nothing resumes it by itself.
 FINAL = frozenset({"done", "needs_review", "failed"})
+ASSEMBLERS = 3  # a batch's dossiers written at once (Pipeline.assemble_all)
 log = logging.getLogger(__name__)
 
 
@@ -469,16 +472,45 @@ class Pipeline:
         plan.dossiers = kept
         return plan
 
-    def assemble(self, batch_id: str, part: DossierSplit) -> Manifest:
-        """Stores the dossier as a new version, unless this batch already made one."""
+    def assemble(self, batch_id: str, part: DossierSplit,
+                 record: BatchRecord | None = None) -> tuple[Manifest, DossierChanged | None]:
+        """The dossier stored as a new version, unless this batch already made one; and the
+        event still to be told (`Dossiers.emit`), if any."""
         for manifest in self.dossiers.versions(part.code):
             if manifest.batch_id == batch_id:
                 if self.audit and not self._audited(manifest):  # an earlier run cut short after
-                    self.dossiers.emit_stored(manifest)  # storing it: index and anchor it now
-                return manifest
+                    return manifest, self.dossiers.stored_event(manifest)  # storing it
+                return manifest, None
         refs = [PageRef(batch_id, i) for i in part.pages]
-        return self.dossiers.store_version(part.code, part.agency, part.source, refs,
-                                           claim=batch_id, registry=part.registry)
+        event = self.dossiers.write_version(part.code, part.agency, part.source, refs,
+                                            claim=batch_id, registry=part.registry,
+                                            record=record)
+        assert isinstance(event.manifest, Manifest)
+        return event.manifest, event
+
+    def assemble_all(self, batch_id: str, parts: list[DossierSplit]) -> list[Manifest]:
+        """The batch's dossiers, ASSEMBLERS written at once: most of a dossier's time goes in
+        waiting on object storage (its claim, its pages read, its objects written, each a round
+        trip to S3 or a disk sync). Their events are told one at a time in the plan's order,
+        each as soon as its dossier and those before it are stored: the catalog and the audit
+        log hear of them as they did one by one."""
+        record = self.record(batch_id)
+
+        def one(part: DossierSplit) -> tuple[Manifest, DossierChanged | None]:
+            with logs.context(dossier=part.code):
+                return self.assemble(batch_id, part, record)
+
+        manifests = []
+        with ThreadPoolExecutor(max(1, min(ASSEMBLERS, len(parts)))) as pool:
+            built = pool.map(lambda part: contextvars.copy_context().run(one, part), parts)
+            for part, (manifest, event) in zip(parts, built, strict=True):
+                with logs.context(dossier=part.code):
+                    if event is not None:
+                        self.dossiers.emit(event)
+                    log.info("dossier %s: version %d, %d pages", part.code, manifest.version,
+                             len(part.pages))
+                manifests.append(manifest)
+        return manifests
 
     def store_results(self, batch_id: str, plan: SplitPlan) -> list[ResultManifest]:
         """Stores each result of the plan as its dossier's next result (once per batch and
@@ -566,12 +598,7 @@ class Pipeline:
             pages = self.page_facts(batch_id, self.record(batch_id).pages)  # read once
             plan = self.check_registry(self.split_batch(batch_id, pages))
             plan = self.hold_partial(batch_id, self.hold_other_agency(batch_id, plan))
-            manifests = []
-            for part in plan.dossiers:
-                with logs.context(dossier=part.code):
-                    manifests.append(self.assemble(batch_id, part))
-                    log.info("dossier %s: version %d, %d pages", part.code,
-                             manifests[-1].version, len(part.pages))
+            manifests = self.assemble_all(batch_id, plan.dossiers)
             results = self.store_results(batch_id, plan)
             record = self.finish(batch_id, plan, manifests, results, pages)
             log.info("batch %s: %s, %d dossiers", batch_id, record.status, len(manifests))

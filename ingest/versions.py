@@ -222,8 +222,21 @@ class Dossiers:
         """A new version of dossier `code` made of these pages (from one batch or several, each
         possibly turned by a person): dossier stages, objects, manifest, then the event.
         `claim` makes it idempotent: the same claim gets the same version number."""
+        event = self.write_version(code, agency, code_source, refs, claim, registry, actor, extra)
+        self.emit(event)
+        assert isinstance(event.manifest, Manifest)
+        return event.manifest
+
+    def write_version(self, code: str, agency: str, code_source: str, refs: list[PageRef],
+                      claim: str, registry: dict[str, Any] | None = None,
+                      actor: str = "pipeline", extra: dict[str, Any] | None = None,
+                      record: BatchRecord | None = None) -> DossierChanged:
+        """store_version without the event, which it returns for the caller to `emit`: a
+        batch's dossiers are written side by side and told in their order (ingest/pipeline.py
+        finalize). `record`: the pages' batch record, when the caller has it."""
         batch_id = refs[0].batch_id
-        record = BatchRecord.load(self.store.get(layout.batch_record(batch_id)))
+        if record is None or record.batch_id != batch_id:
+            record = BatchRecord.load(self.store.get(layout.batch_record(batch_id)))
         facts, pdfs = self._pages(refs)
         pages = [r.index for r in refs]
         work = DossierWork(batch_id, code, agency, code_source, pages, facts, pdfs,
@@ -267,23 +280,26 @@ class Dossiers:
         # manifest was not rewritten later (storage/integrity.py).
         anchor = self.store.put(prefix + "manifest.json", manifest.dump(), overwrite=True,
                                 retention_days=retention).sha256
-        self.emit(DossierChanged("created" if version == 1 else "new_version", code, agency,
-                                 version, actor, manifest.created_at, manifest, anchor,
-                                 fields, text, extra))
-        return manifest
+        return DossierChanged("created" if version == 1 else "new_version", code, agency,
+                              version, actor, manifest.created_at, manifest, anchor,
+                              fields, text, extra)
 
     def emit_stored(self, manifest: Manifest, actor: str = "pipeline") -> None:
         """The event of a version already stored, again: for a run that stored it and was cut
         short before every listener heard (the catalog's index, the audit log's anchor)."""
+        self.emit(self.stored_event(manifest, actor))
+
+    def stored_event(self, manifest: Manifest, actor: str = "pipeline") -> DossierChanged:
+        """The event of a version already stored (emit_stored), for the caller to `emit`."""
         code, version = manifest.dossier_id, manifest.version
         anchor = hashlib.sha256(self.store.get(
             layout.version_prefix(code, version) + "manifest.json")).hexdigest()
         fields = json.loads(self.store.get(manifest.objects["fields.json"].key))
         text = json.loads(self.store.get(manifest.objects["text.json"].key))
         extra = {"change": manifest.change} if manifest.has("change") else None
-        self.emit(DossierChanged("created" if version == 1 else "new_version", code,
-                                 manifest.agency, version, actor, manifest.created_at,
-                                 manifest, anchor, fields, text, extra))
+        return DossierChanged("created" if version == 1 else "new_version", code,
+                              manifest.agency, version, actor, manifest.created_at,
+                              manifest, anchor, fields, text, extra)
 
     def withdraw(self, code: str, to: str, claim: str, actor: str,
                  extra: dict[str, Any] | None = None) -> Manifest:

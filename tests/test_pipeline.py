@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import subprocess
+import threading
 import time
 import unicodedata
 from pathlib import Path
@@ -257,3 +258,51 @@ def test_a_batch_prepares_its_dossier_stages_once_its_first_page_is_read(tmp_pat
         time.sleep(0.05)
     assert seen.count("page stage prepared") == seen.count("dossier stage prepared") == 1
     assert seen.index("page stage called") < seen.index("dossier stage prepared")
+
+
+class HoldsTheFirstBack:
+    """A dossier stage that holds the batch's first dossier until the next two have reached it
+    (at most 30 s): they are written beside it or not at all."""
+
+    name = "holds-the-first-back"
+
+    def __init__(self, first: str, others: set[str]) -> None:
+        self.first, self.others, self.seen = first, others, set[str]()
+        self.others_reached = threading.Event()
+        self.first_waited_for_them = False
+
+    def __call__(self, work: Any) -> None:
+        if work.code == self.first:
+            self.first_waited_for_them = self.others_reached.wait(30)
+            return
+        self.seen.add(work.code)
+        if self.others <= self.seen:
+            self.others_reached.set()
+
+
+def test_a_batchs_dossiers_are_written_side_by_side_and_told_in_their_order(
+        tmp_path: Path) -> None:
+    # Given a batch of five dossiers whose first is held back until the next two are written
+    from ingest.page_stages import DetectBlank, ReadBarcodes
+    from ingest.versions import DossierChanged
+
+    codes = [f"ASN0012{i}" for i in range(3, 8)]
+    pipeline = Pipeline.from_settings(Settings(
+        data_dir=tmp_path / "data", workers=2,
+        dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"))
+    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    hold = HoldsTheFirstBack(codes[0], set(codes[1:3]))
+    pipeline.dossiers.stages.insert(0, hold)
+    heard: list[str] = []
+
+    def listener(event: DossierChanged) -> None:
+        heard.append(event.code)
+
+    pipeline.dossiers.listeners.append(listener)
+    # When it is ingested
+    record = run_file(pipeline, synth.ASN_BATCH)
+    # Then the first was written beside the next two, and the listeners heard of all five in
+    # the batch's order, once each
+    assert hold.first_waited_for_them
+    assert [d.dossier_id for d in record.dossiers] == codes
+    assert heard == codes
