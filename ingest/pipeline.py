@@ -14,6 +14,7 @@ whose output already exists returns it.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hashlib
 import json
@@ -491,25 +492,30 @@ class Pipeline:
     def assemble_all(self, batch_id: str, parts: list[DossierSplit]) -> list[Manifest]:
         """The batch's dossiers, ASSEMBLERS written at once: most of a dossier's time goes in
         waiting on object storage (its claim, its pages read, its objects written, each a round
-        trip to S3 or a disk sync). Their events are told one at a time in the plan's order,
-        each as soon as its dossier and those before it are stored: the catalog and the audit
-        log hear of them as they did one by one."""
+        trip to S3 or a disk sync). Their events are then told together, in the plan's order
+        (`Dossiers.emit_all`: the audit log takes them in one transaction); when one dossier
+        cannot be written, those before it are told before the error is raised."""
         record = self.record(batch_id)
 
         def one(part: DossierSplit) -> tuple[Manifest, DossierChanged | None]:
             with logs.context(dossier=part.code):
                 return self.assemble(batch_id, part, record)
 
-        manifests = []
-        with ThreadPoolExecutor(max(1, min(ASSEMBLERS, len(parts)))) as pool:
-            built = pool.map(lambda part: contextvars.copy_context().run(one, part), parts)
-            for part, (manifest, event) in zip(parts, built, strict=True):
-                with logs.context(dossier=part.code):
-                    if event is not None:
-                        self.dossiers.emit(event)
+        manifests: list[Manifest] = []
+        events: list[DossierChanged] = []
+        try:
+            with ThreadPoolExecutor(max(1, min(ASSEMBLERS, len(parts)))) as pool:
+                built = pool.map(lambda part: contextvars.copy_context().run(one, part), parts)
+                for part, (manifest, event) in zip(parts, built, strict=True):
                     log.info("dossier %s: version %d, %d pages", part.code, manifest.version,
-                             len(part.pages))
-                manifests.append(manifest)
+                             len(part.pages), extra={"dossier": part.code})
+                    manifests.append(manifest)
+                    events += [event] if event is not None else []
+        except Exception:
+            with contextlib.suppress(Exception):  # the dossier's own error is the one to see
+                self.dossiers.emit_all(events)
+            raise
+        self.dossiers.emit_all(events)
         return manifests
 
     def store_results(self, batch_id: str, plan: SplitPlan) -> list[ResultManifest]:

@@ -35,6 +35,7 @@ from ingest.stages import DossierStage, DossierWork
 from ocr import pdf as pdfmod
 from storage import layout
 from storage.audit import AuditLog
+from storage.audit import Event as AuditEvent
 from storage.catalog import Catalog, result_event, version_event
 from storage.config import StorageConfig
 from storage.objects import ObjectStore, get_all
@@ -106,41 +107,45 @@ class CatalogIndexer:
 
 @dataclass
 class AuditWriter:
-    """One audit entry per change; a version's entry holds its manifest's checksum."""
+    """One audit entry per change; a version's entry holds its manifest's checksum. Several
+    changes told at once (`many`: a batch's dossiers) are appended in one transaction."""
 
     audit: AuditLog
     required = True
 
     def __call__(self, event: DossierChanged) -> None:
-        change = {"change": event.extra.get("change")} if event.extra else {}
-        if event.kind == "field_corrected":
-            c = event.correction
-            assert c is not None
-            self.audit.append(event.actor, "dossier.field.correct", event.code, event.agency,
-                              event.remote,
-                              {"version": event.version, "field": c.name,
-                               "previous": c.previous, "value": c.value,
-                               "reason": c.reason, "correction": c.seq,
-                               **({"confirmed": True} if c.confirmed else {})})
-            return
-        m = event.manifest
-        assert m is not None
-        if isinstance(m, ResultManifest):
-            self.audit.append(event.actor, RESULT_ACTION, event.code, event.agency,
-                              event.remote,
-                              {"version": event.version, "batch_id": m.batch_id,
-                               "pdf_sha256": m.pdf.sha256, "manifest_sha256": event.anchor})
-            return
-        if event.kind == "withdrawn":
-            self.audit.append(event.actor, "dossier.withdraw", event.code, event.agency,
-                              detail={"version": event.version,
-                                      "to": m.withdrawn.to if m.withdrawn else None,
-                                      "manifest_sha256": event.anchor, **change})
-        else:
-            self.audit.append(event.actor, "dossier.version.create", event.code, event.agency,
-                              detail={"version": event.version, "batch_id": m.batch_id,
-                                      "pdf_sha256": m.objects["dossier.pdf"].sha256,
-                                      "manifest_sha256": event.anchor, **change})
+        self.audit.append_many([audit_event(event)])
+
+    def many(self, events: list[DossierChanged]) -> None:
+        self.audit.append_many([audit_event(e) for e in events])
+
+
+def audit_event(event: DossierChanged) -> AuditEvent:
+    """The audit entry of a change."""
+    change = {"change": event.extra.get("change")} if event.extra else {}
+    if event.kind == "field_corrected":
+        c = event.correction
+        assert c is not None
+        return AuditEvent(event.actor, "dossier.field.correct", event.code, event.agency,
+                          event.remote,
+                          {"version": event.version, "field": c.name, "previous": c.previous,
+                           "value": c.value, "reason": c.reason, "correction": c.seq,
+                           **({"confirmed": True} if c.confirmed else {})})
+    m = event.manifest
+    assert m is not None
+    if isinstance(m, ResultManifest):
+        return AuditEvent(event.actor, RESULT_ACTION, event.code, event.agency, event.remote,
+                          {"version": event.version, "batch_id": m.batch_id,
+                           "pdf_sha256": m.pdf.sha256, "manifest_sha256": event.anchor})
+    if event.kind == "withdrawn":
+        return AuditEvent(event.actor, "dossier.withdraw", event.code, event.agency,
+                          detail={"version": event.version,
+                                  "to": m.withdrawn.to if m.withdrawn else None,
+                                  "manifest_sha256": event.anchor, **change})
+    return AuditEvent(event.actor, "dossier.version.create", event.code, event.agency,
+                      detail={"version": event.version, "batch_id": m.batch_id,
+                              "pdf_sha256": m.objects["dossier.pdf"].sha256,
+                              "manifest_sha256": event.anchor, **change})
 
 
 @dataclass
@@ -201,15 +206,26 @@ class Dossiers:
     def emit(self, event: DossierChanged) -> None:
         """Every listener hears of the change once; a failure is logged, and the first failure
         of a required listener is raised once all have heard."""
+        self.emit_all([event])
+
+    def emit_all(self, events: list[DossierChanged]) -> None:
+        """`emit` for several changes (a batch's dossiers), in their order: a listener that
+        takes many at once (`many`) hears them in one call, the others one by one."""
         failure: Exception | None = None
         for listener in self.listeners:
-            try:
-                listener(event)
-            except Exception as e:  # the change is stored; a listener must not undo that
-                log.exception("%s could not take %s of %s v%d", type(listener).__name__,
-                              event.kind, event.code, event.version)
-                if failure is None and getattr(listener, "required", False):
-                    failure = e
+            many = getattr(listener, "many", None)
+            groups = [events] if many is not None and len(events) > 1 else [[e] for e in events]
+            for group in groups:
+                try:
+                    if len(group) > 1:
+                        many(group)  # type: ignore[misc]
+                    else:
+                        listener(group[0])
+                except Exception as error:  # the change is stored; a listener must not undo that
+                    log.exception("%s could not take %s", type(listener).__name__, ", ".join(
+                        f"{e.kind} of {e.code} v{e.version}" for e in group))
+                    if failure is None and getattr(listener, "required", False):
+                        failure = error
         if failure is not None:
             raise failure
 

@@ -306,3 +306,26 @@ def test_a_batchs_dossiers_are_written_side_by_side_and_told_in_their_order(
     assert hold.first_waited_for_them
     assert [d.dossier_id for d in record.dossiers] == codes
     assert heard == codes
+
+
+def test_a_batchs_dossiers_are_anchored_in_the_audit_log_in_one_append(tmp_path: Path) -> None:
+    # Given a batch of five dossiers
+    from ingest.page_stages import DetectBlank, ReadBarcodes
+
+    pipeline = Pipeline.from_settings(Settings(
+        data_dir=tmp_path / "data", workers=2,
+        dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"))
+    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    # When it is ingested
+    run_file(pipeline, synth.ASN_BATCH)
+    # Then their versions' entries follow each other in the batch's order, each with its
+    # manifest's checksum, and were copied to object storage as one object
+    assert pipeline.audit is not None
+    created = pipeline.audit.for_target(None, ("dossier.version.create",))
+    assert [e["target"] for e in created] == [f"ASN0012{i}" for i in range(3, 8)]
+    seqs = [e["seq"] for e in created]
+    assert seqs == list(range(seqs[0], seqs[0] + 5))
+    assert all(e["detail"]["manifest_sha256"] for e in created)
+    assert f"audit/entries/{seqs[0]:012d}-{seqs[-1]:012d}.jsonl" in set(
+        pipeline.store.list("audit/entries/"))
+    assert pipeline.audit.verify() == []

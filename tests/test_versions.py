@@ -184,17 +184,17 @@ def test_a_version_whose_audit_entry_was_lost_is_anchored_by_the_next_run(
     batch_id = pipeline.receive(sample, scope=["*"])
     for i in range(pipeline.inspect(batch_id).pages):
         pipeline.process_page(batch_id, i)
-    real = AuditLog.append
+    real = AuditLog.append_many
 
-    def down(self: AuditLog, actor: str, action: str, *args: Any, **kwargs: Any) -> Any:
-        if action == "dossier.version.create":
+    def down(self: AuditLog, events: list[Any]) -> Any:
+        if any(e.action == "dossier.version.create" for e in events):
             raise OSError("audit database unreachable")
-        return real(self, actor, action, *args, **kwargs)
+        return real(self, events)
 
-    monkeypatch.setattr(AuditLog, "append", down)
+    monkeypatch.setattr(AuditLog, "append_many", down)
     with pytest.raises(OSError):
         pipeline.finalize(batch_id)
-    monkeypatch.setattr(AuditLog, "append", real)
+    monkeypatch.setattr(AuditLog, "append_many", real)
     record = pipeline.finalize(batch_id)
     codes = [d.dossier_id for d in record.dossiers]
     assert len(codes) == 2 and all(len(pipeline.dossiers.versions(c)) == 1 for c in codes)
