@@ -473,8 +473,9 @@ class Pipeline:
         plan.dossiers = kept
         return plan
 
-    def assemble(self, batch_id: str, part: DossierSplit,
-                 record: BatchRecord | None = None) -> tuple[Manifest, DossierChanged | None]:
+    def assemble(self, batch_id: str, part: DossierSplit, record: BatchRecord | None = None,
+                 pages: list[PageFacts] | None = None
+                 ) -> tuple[Manifest, DossierChanged | None]:
         """The dossier stored as a new version, unless this batch already made one; and the
         event still to be told (`Dossiers.emit`), if any."""
         for manifest in self.dossiers.versions(part.code):
@@ -485,11 +486,13 @@ class Pipeline:
         refs = [PageRef(batch_id, i) for i in part.pages]
         event = self.dossiers.write_version(part.code, part.agency, part.source, refs,
                                             claim=batch_id, registry=part.registry,
-                                            record=record)
+                                            record=record, known={
+                                                (batch_id, f.index): f for f in pages or []})
         assert isinstance(event.manifest, Manifest)
         return event.manifest, event
 
-    def assemble_all(self, batch_id: str, parts: list[DossierSplit]) -> list[Manifest]:
+    def assemble_all(self, batch_id: str, parts: list[DossierSplit],
+                     pages: list[PageFacts] | None = None) -> list[Manifest]:
         """The batch's dossiers, ASSEMBLERS written at once: most of a dossier's time goes in
         waiting on object storage (its claim, its pages read, its objects written, each a round
         trip to S3 or a disk sync). Their events are then told together, in the plan's order
@@ -499,7 +502,7 @@ class Pipeline:
 
         def one(part: DossierSplit) -> tuple[Manifest, DossierChanged | None]:
             with logs.context(dossier=part.code):
-                return self.assemble(batch_id, part, record)
+                return self.assemble(batch_id, part, record, pages)
 
         manifests: list[Manifest] = []
         events: list[DossierChanged] = []
@@ -604,7 +607,7 @@ class Pipeline:
             pages = self.page_facts(batch_id, self.record(batch_id).pages)  # read once
             plan = self.check_registry(self.split_batch(batch_id, pages))
             plan = self.hold_partial(batch_id, self.hold_other_agency(batch_id, plan))
-            manifests = self.assemble_all(batch_id, plan.dossiers)
+            manifests = self.assemble_all(batch_id, plan.dossiers, pages)
             results = self.store_results(batch_id, plan)
             record = self.finish(batch_id, plan, manifests, results, pages)
             log.info("batch %s: %s, %d dossiers", batch_id, record.status, len(manifests))

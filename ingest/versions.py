@@ -246,14 +246,16 @@ class Dossiers:
     def write_version(self, code: str, agency: str, code_source: str, refs: list[PageRef],
                       claim: str, registry: dict[str, Any] | None = None,
                       actor: str = "pipeline", extra: dict[str, Any] | None = None,
-                      record: BatchRecord | None = None) -> DossierChanged:
+                      record: BatchRecord | None = None,
+                      known: dict[tuple[str, int], PageFacts] | None = None) -> DossierChanged:
         """store_version without the event, which it returns for the caller to `emit`: a
         batch's dossiers are written side by side and told in their order (ingest/pipeline.py
-        finalize). `record`: the pages' batch record, when the caller has it."""
+        finalize). `record` and `known` (page facts by batch and page): what the caller has
+        read already."""
         batch_id = refs[0].batch_id
         if record is None or record.batch_id != batch_id:
             record = BatchRecord.load(self.store.get(layout.batch_record(batch_id)))
-        facts, pdfs = self._pages(refs)
+        facts, pdfs = self._pages(refs, known)
         pages = [r.index for r in refs]
         work = DossierWork(batch_id, code, agency, code_source, pages, facts, pdfs,
                            record.received_at or "", registry=registry)
@@ -449,14 +451,19 @@ class Dossiers:
         """The pages a stored version is made of."""
         return manifest.refs()
 
-    def _pages(self, refs: list[PageRef]) -> tuple[list[PageFacts], list[bytes]]:
+    def _pages(self, refs: list[PageRef], known: dict[tuple[str, int], PageFacts] | None = None
+               ) -> tuple[list[PageFacts], list[bytes]]:
         """The facts and page PDFs of `refs` (each turned as its ref says), read side by side
-        from a remote store."""
-        found = get_all(self.store, [*(layout.page_facts(r.batch_id, r.index) for r in refs),
+        from a remote store; facts found in `known` (by batch and page) are not read again."""
+        known = known or {}
+        unread = [r for r in refs if (r.batch_id, r.index) not in known]
+        found = get_all(self.store, [*(layout.page_facts(r.batch_id, r.index) for r in unread),
                                      *(layout.page_pdf(r.batch_id, r.index) for r in refs)])
+        read = {(r.batch_id, r.index): PageFacts.load(data)
+                for r, data in zip(unread, found, strict=False)}
         pdfs = [pdfmod.rotated(data, r.rotate)
-                for r, data in zip(refs, found[len(refs):], strict=True)]
-        return [PageFacts.load(data) for data in found[:len(refs)]], pdfs
+                for r, data in zip(refs, found[len(unread):], strict=True)]
+        return [{**known, **read}[(r.batch_id, r.index)] for r in refs], pdfs
 
     def _claim_version(self, code: str, claim: str) -> int:
         """The next free version number, claimed atomically (or this claim's earlier one)."""
