@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -175,9 +176,15 @@ def open_signer(entry: SignerEntry, secret: SecretStr | None) -> Iterator[Any]:
     if entry.kind == "pkcs12":
         yield _pkcs12_signer(entry, secret)
         return
-    with pkcs11_signer(entry.module or "", entry.token_label or "", entry.key_label or "",
-                       secret) as signer:
+    # One session on a token at a time in this process: a token is one device (a USB key, an
+    # HSM slot), and sessions opened side by side (a batch's dossiers are written three at a
+    # time) failed on SoftHSM with a GeneralError read as a wrong key.
+    with _TOKEN_IN_USE, pkcs11_signer(entry.module or "", entry.token_label or "",
+                                      entry.key_label or "", secret) as signer:
         yield signer
+
+
+_TOKEN_IN_USE = threading.RLock()
 
 
 _PKCS12_LOADED: dict[tuple[str, int, int, str], Any] = {}

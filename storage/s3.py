@@ -213,8 +213,9 @@ class S3ObjectStore:
             raise
 
     def list(self, prefix: str) -> Iterator[str]:
+        """The keys under `prefix`; the conditional-writes probe is the store's, not data."""
         for obj in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
-            if not obj.is_dir:
+            if not obj.is_dir and obj.object_name != PROBE_KEY:
                 yield obj.object_name
 
     def versions(self, key: str) -> list[str]:
