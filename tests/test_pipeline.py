@@ -329,3 +329,55 @@ def test_a_batchs_dossiers_are_anchored_in_the_audit_log_in_one_append(tmp_path:
     assert f"audit/entries/{seqs[0]:012d}-{seqs[-1]:012d}.jsonl" in set(
         pipeline.store.list("audit/entries/"))
     assert pipeline.audit.verify() == []
+
+
+class FailsFor:
+    """A dossier stage that fails for one dossier code while `failing` is set."""
+
+    name = "fails-for"
+
+    def __init__(self, code: str) -> None:
+        self.code, self.failing = code, True
+
+    def __call__(self, work: Any) -> None:
+        if self.failing and work.code == self.code:
+            raise OSError("object storage down")
+
+
+def test_a_dossier_that_cannot_be_written_leaves_those_before_it_told_and_a_rerun_tells_the_rest(
+        tmp_path: Path) -> None:
+    # Given a batch of five dossiers whose third cannot be written the first time
+    from ingest.page_stages import DetectBlank, ReadBarcodes
+    from ingest.versions import DossierChanged
+
+    codes = [f"ASN0012{i}" for i in range(3, 8)]
+    pipeline = Pipeline.from_settings(Settings(
+        data_dir=tmp_path / "data", workers=2,
+        dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"))
+    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    fails = FailsFor(codes[2])
+    pipeline.dossiers.stages.insert(0, fails)
+    heard: list[str] = []
+
+    def listener(event: DossierChanged) -> None:
+        heard.append(event.code)
+
+    pipeline.dossiers.listeners.append(listener)
+    batch_id = pipeline.receive(synth.ASN_BATCH, scope=["*"])
+    for i in range(pipeline.inspect(batch_id).pages):
+        pipeline.process_page(batch_id, i)
+    # When the batch's end runs, the dossier's error reaches the caller, and the two before it
+    # were told
+    with pytest.raises(OSError):
+        pipeline.finalize(batch_id)
+    assert heard == codes[:2]
+    assert pipeline.dossiers.versions(codes[2]) == []
+    # Then run again once it can be written, every dossier has one version and was told once
+    fails.failing = False
+    record = pipeline.finalize(batch_id)
+    assert [d.dossier_id for d in record.dossiers] == codes
+    assert all(len(pipeline.dossiers.versions(c)) == 1 for c in codes)
+    assert sorted(heard) == codes
+    assert pipeline.audit is not None and pipeline.audit.verify() == []
+    created = pipeline.audit.for_target(None, ("dossier.version.create",))
+    assert sorted(e["target"] for e in created) == codes
