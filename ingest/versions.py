@@ -89,7 +89,8 @@ class Listener(Protocol):
 
 @dataclass
 class CatalogIndexer:
-    """Indexes the change; the change feed (GET /api/v1/events) reads the index."""
+    """Indexes the change; the change feed (GET /api/v1/events) reads the index. Several
+    versions told at once (`many`: a batch's dossiers) are indexed in one transaction."""
 
     catalog: Catalog
     required = True
@@ -103,6 +104,16 @@ class CatalogIndexer:
         else:
             assert event.manifest is not None
             self.catalog.index_version(event.manifest, event.fields, event.text)
+
+    def many(self, events: list[DossierChanged]) -> None:
+        """A batch's versions indexed in one transaction; other changes one by one."""
+        versions = [e for e in events if isinstance(e.manifest, Manifest)
+                    and e.kind in ("created", "new_version", "withdrawn")]
+        if len(versions) < len(events):
+            for event in events:
+                self(event)
+            return
+        self.catalog.index_versions([(e.manifest, e.fields, e.text) for e in versions])
 
 
 @dataclass

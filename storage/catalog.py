@@ -114,6 +114,53 @@ UNFINISHED = ("received", "processing", "waiting")
 HELD = frozenset({"incomplete_rescan", "incomplete_scan"})
 
 
+def _index_version(s: Session, manifest: Manifest, fields: dict[str, dict[str, Any]],
+                   text: list[dict[str, Any]] | None) -> None:
+    code, version = manifest.dossier_id, manifest.version
+    created = datetime.fromisoformat(manifest.created_at)
+    document = search.Document.of(code, {n: str(f["value"]) for n, f in fields.items()},
+                                  [line for page in text or [] for line in page.get("lines", [])])
+    withdrawn_to = manifest.withdrawn.to if manifest.withdrawn else None
+    pdf = manifest.objects.get("dossier.pdf")
+    dossier = s.get(Dossier, code)
+    procedure = (fields.get("procedure") or {}).get("value")
+    received = receipt_date(code, fields)
+    if dossier is None:
+        dossier = Dossier(code=code, agency=manifest.agency, procedure=procedure,
+                          latest_version=version, updated_at=created,
+                          withdrawn_to=withdrawn_to)
+        s.add(dossier)
+        current = True
+    elif version >= dossier.latest_version:
+        dossier.latest_version, dossier.updated_at = version, created
+        dossier.procedure = procedure or dossier.procedure
+        dossier.withdrawn_to = withdrawn_to
+        current = True
+    else:
+        current = False
+    if current:
+        for name, value in _flags(manifest).items():
+            setattr(dossier, name, value)
+        if withdrawn_to is None or dossier.received_on is None:
+            dossier.received_on = received or dossier.received_on
+            dossier.received_month = dossier.received_on.strftime("%Y-%m") \
+                if dossier.received_on else None
+    s.flush()
+    if current:
+        search.store(s, code, document)
+    s.merge(DossierVersion(code=code, version=version, batch_id=manifest.batch_id,
+                           pdf_key=pdf.key if pdf else "",
+                           manifest_key=layout.version_prefix(code, version)
+                           + "manifest.json",
+                           manifest=manifest.as_dict(), created_at=created))
+    s.execute(delete(FieldRow).where(FieldRow.code == code, FieldRow.version == version))
+    for name, f in fields.items():
+        details = {k: v for k, v in f.items() if k not in FIELD_COLUMNS} or None
+        s.add(FieldRow(code=code, version=version, name=name, value=f["value"],
+                       page=f["page"], confidence=f["confidence"], source=f["source"],
+                       details=details))
+
+
 class Catalog:
     def __init__(self, url: str) -> None:
         migrate.upgrade(url)
@@ -158,55 +205,19 @@ class Catalog:
                            confidence=(ocr.confidence or 0.0) if ocr else 0.0,
                            text="\n".join(ocr.lines) if ocr else ""))
 
-    @_again_on_conflict
     def index_version(self, manifest: Manifest, fields: dict[str, dict[str, Any]],
                       text: list[dict[str, Any]] | None = None) -> None:
         """A stored version; a withdrawing version (manifest `withdrawn`, no pages, no objects)
         takes its code out of listing and search until a later version brings it back."""
-        code, version = manifest.dossier_id, manifest.version
-        created = datetime.fromisoformat(manifest.created_at)
-        document = search.Document.of(code, {n: str(f["value"]) for n, f in fields.items()},
-                                      [line for page in text or [] for line in page.get("lines", [])])
-        withdrawn_to = manifest.withdrawn.to if manifest.withdrawn else None
-        pdf = manifest.objects.get("dossier.pdf")
+        self.index_versions([(manifest, fields, text)])
+
+    @_again_on_conflict
+    def index_versions(self, versions: list[tuple[Manifest, dict[str, dict[str, Any]],
+                                                  list[dict[str, Any]] | None]]) -> None:
+        """index_version of several versions (a batch's dossiers), in one transaction."""
         with self.session() as s:
-            dossier = s.get(Dossier, code)
-            procedure = (fields.get("procedure") or {}).get("value")
-            received = receipt_date(code, fields)
-            if dossier is None:
-                dossier = Dossier(code=code, agency=manifest.agency, procedure=procedure,
-                                  latest_version=version, updated_at=created,
-                                  withdrawn_to=withdrawn_to)
-                s.add(dossier)
-                current = True
-            elif version >= dossier.latest_version:
-                dossier.latest_version, dossier.updated_at = version, created
-                dossier.procedure = procedure or dossier.procedure
-                dossier.withdrawn_to = withdrawn_to
-                current = True
-            else:
-                current = False
-            if current:
-                for name, value in _flags(manifest).items():
-                    setattr(dossier, name, value)
-                if withdrawn_to is None or dossier.received_on is None:
-                    dossier.received_on = received or dossier.received_on
-                    dossier.received_month = dossier.received_on.strftime("%Y-%m") \
-                        if dossier.received_on else None
-            s.flush()
-            if current:
-                search.store(s, code, document)
-            s.merge(DossierVersion(code=code, version=version, batch_id=manifest.batch_id,
-                                   pdf_key=pdf.key if pdf else "",
-                                   manifest_key=layout.version_prefix(code, version)
-                                   + "manifest.json",
-                                   manifest=manifest.as_dict(), created_at=created))
-            s.execute(delete(FieldRow).where(FieldRow.code == code, FieldRow.version == version))
-            for name, f in fields.items():
-                details = {k: v for k, v in f.items() if k not in FIELD_COLUMNS} or None
-                s.add(FieldRow(code=code, version=version, name=name, value=f["value"],
-                               page=f["page"], confidence=f["confidence"], source=f["source"],
-                               details=details))
+            for manifest, fields, text in versions:
+                _index_version(s, manifest, fields, text)
 
     @_again_on_conflict
     def index_correction(self, correction: CorrectionRecord) -> None:
