@@ -260,6 +260,27 @@ def test_a_batch_prepares_its_dossier_stages_once_its_first_page_is_read(tmp_pat
     assert seen.index("page stage called") < seen.index("dossier stage prepared")
 
 
+ASN_CODES = [f"ASN0012{i}" for i in range(3, 8)]  # synth.ASN_BATCH's dossiers, in order
+
+
+def asn_pipeline(tmp_path: Path) -> Pipeline:
+    """A pipeline for synth.ASN_BATCH (five dossiers of Code 39 codes), barcodes only: no OCR."""
+    from ingest.page_stages import DetectBlank, ReadBarcodes
+
+    pipeline = Pipeline.from_settings(Settings(
+        data_dir=tmp_path / "data", workers=2,
+        dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"))
+    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    return pipeline
+
+
+def codes_heard(pipeline: Pipeline) -> list[str]:
+    """The codes of the dossier changes the pipeline's listeners hear, as they hear them."""
+    heard: list[str] = []
+    pipeline.dossiers.listeners.append(lambda event: heard.append(event.code))
+    return heard
+
+
 class HoldsTheFirstBack:
     """A dossier stage that holds the batch's first dossier until the next two have reached it
     (at most 30 s): they are written beside it or not at all."""
@@ -283,22 +304,11 @@ class HoldsTheFirstBack:
 def test_a_batchs_dossiers_are_written_side_by_side_and_told_in_their_order(
         tmp_path: Path) -> None:
     # Given a batch of five dossiers whose first is held back until the next two are written
-    from ingest.page_stages import DetectBlank, ReadBarcodes
-    from ingest.versions import DossierChanged
-
-    codes = [f"ASN0012{i}" for i in range(3, 8)]
-    pipeline = Pipeline.from_settings(Settings(
-        data_dir=tmp_path / "data", workers=2,
-        dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"))
-    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    codes = ASN_CODES
+    pipeline = asn_pipeline(tmp_path)
     hold = HoldsTheFirstBack(codes[0], set(codes[1:3]))
     pipeline.dossiers.stages.insert(0, hold)
-    heard: list[str] = []
-
-    def listener(event: DossierChanged) -> None:
-        heard.append(event.code)
-
-    pipeline.dossiers.listeners.append(listener)
+    heard = codes_heard(pipeline)
     # When it is ingested
     record = run_file(pipeline, synth.ASN_BATCH)
     # Then the first was written beside the next two, and the listeners heard of all five in
@@ -310,19 +320,14 @@ def test_a_batchs_dossiers_are_written_side_by_side_and_told_in_their_order(
 
 def test_a_batchs_dossiers_are_anchored_in_the_audit_log_in_one_append(tmp_path: Path) -> None:
     # Given a batch of five dossiers
-    from ingest.page_stages import DetectBlank, ReadBarcodes
-
-    pipeline = Pipeline.from_settings(Settings(
-        data_dir=tmp_path / "data", workers=2,
-        dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"))
-    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    pipeline = asn_pipeline(tmp_path)
     # When it is ingested
     run_file(pipeline, synth.ASN_BATCH)
     # Then their versions' entries follow each other in the batch's order, each with its
     # manifest's checksum, and were copied to object storage as one object
     assert pipeline.audit is not None
     created = pipeline.audit.for_target(None, ("dossier.version.create",))
-    assert [e["target"] for e in created] == [f"ASN0012{i}" for i in range(3, 8)]
+    assert [e["target"] for e in created] == ASN_CODES
     seqs = [e["seq"] for e in created]
     assert seqs == list(range(seqs[0], seqs[0] + 5))
     assert all(e["detail"]["manifest_sha256"] for e in created)
@@ -347,22 +352,11 @@ class FailsFor:
 def test_a_dossier_that_cannot_be_written_leaves_those_before_it_told_and_a_rerun_tells_the_rest(
         tmp_path: Path) -> None:
     # Given a batch of five dossiers whose third cannot be written the first time
-    from ingest.page_stages import DetectBlank, ReadBarcodes
-    from ingest.versions import DossierChanged
-
-    codes = [f"ASN0012{i}" for i in range(3, 8)]
-    pipeline = Pipeline.from_settings(Settings(
-        data_dir=tmp_path / "data", workers=2,
-        dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"))
-    pipeline.page_stages = [ReadBarcodes(), DetectBlank()]
+    codes = ASN_CODES
+    pipeline = asn_pipeline(tmp_path)
     fails = FailsFor(codes[2])
     pipeline.dossiers.stages.insert(0, fails)
-    heard: list[str] = []
-
-    def listener(event: DossierChanged) -> None:
-        heard.append(event.code)
-
-    pipeline.dossiers.listeners.append(listener)
+    heard = codes_heard(pipeline)
     batch_id = pipeline.receive(synth.ASN_BATCH, scope=["*"])
     for i in range(pipeline.inspect(batch_id).pages):
         pipeline.process_page(batch_id, i)
