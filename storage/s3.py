@@ -33,8 +33,8 @@ from minio.versioningconfig import VersioningConfig
 from storage.objects import CHUNK, Leftover, ObjectExists, ObjectInfo, ObjectMissing, _check_key, sha256_file
 
 PART_SIZE = 16 * 1024 * 1024
-# Written by the first claim to learn whether the server enforces conditional writes; outside the
-# prefixes the catalog is rebuilt from (batches/, dossiers/, results/, audit/).
+# Written by the store's first write without overwrite, to learn whether the server enforces
+# conditional writes; outside the prefixes the catalog is rebuilt from, and never listed.
 PROBE_KEY = "store/conditional-writes-probe"
 _MISSING = {"NoSuchKey", "NoSuchObject", "NoSuchVersion", "ResourceNotFound"}
 
@@ -49,7 +49,7 @@ def _checksums(digest: hashlib._Hash) -> dict[str, str]:
 class S3ObjectStore:
     def __init__(self, client: Minio, bucket: str, object_lock: bool = False) -> None:
         self.client, self.bucket, self.object_lock = client, bucket, object_lock
-        self._conditional_writes: bool | None = None  # asked of the server at the first claim
+        self._conditional_writes: bool | None = None  # asked at the first write
         if not client.bucket_exists(bucket):
             client.make_bucket(bucket, object_lock=object_lock)
         if not object_lock:  # object lock implies versioning
@@ -132,7 +132,8 @@ class S3ObjectStore:
         """One PUT with `If-None-Match: *`: True if it wrote the key, False if the key was
         there (on a server that enforces the header)."""
         # The minio SDK's put_object would send If-None-Match as user metadata
-        # (x-amz-meta-if-none-match): its lower-level PUT sends headers as given.
+        # (x-amz-meta-if-none-match): its lower-level PUT sends headers as given. It is not
+        # public API: pyproject.toml keeps minio below 8, and tests/test_s3_store.py checks it.
         headers = genheaders(_checksums(hashlib.sha256(data)), None, None,
                              self._retention(retention_days), False)
         headers["If-None-Match"] = "*"
