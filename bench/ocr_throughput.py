@@ -181,12 +181,12 @@ def _load_engine(languages: str) -> None:
     _engine = tesseract_api.Engine(languages)
 
 
-def _read(job: tuple[np.ndarray, int]) -> tuple[str, float]:
+def _read(job: tuple[bytes, tuple[int, ...], int]) -> tuple[str, float]:
     """The page's text, and the CPU seconds its reading took."""
     assert _engine is not None
-    pixels, dpi = job
+    pixels, shape, dpi = job
     cpu = time.process_time()
-    raw, _ = _engine.read(pixels, dpi, tesseract.VARIABLES, 300)
+    raw, _ = _engine.read(pixels, shape, dpi, tesseract.VARIABLES, 300)
     _, lines = tesseract.group_lines((w.line, w.text, w.confidence, w.box) for w in raw)
     return "\n".join(lines), time.process_time() - cpu
 
@@ -210,9 +210,10 @@ def bench_floor(jobs: list[tuple[int, np.ndarray, int]], batch: synth.Batch,
     """Tesseract alone on `jobs`, two processes with the engine loaded before the clock starts."""
     context = multiprocessing.get_context("fork")
     with context.Pool(2, initializer=_load_engine, initargs=(languages,)) as pool:
-        pool.map(_read, [jobs[0][1:]] * 2)  # both engines loaded and warm
+        pages = [(pixels.tobytes(), pixels.shape, dpi) for _, pixels, dpi in jobs]
+        pool.map(_read, pages[:1] * 2)  # both engines loaded and warm
         start = time.perf_counter()
-        read = pool.map(_read, [(pixels, dpi) for _, pixels, dpi in jobs], chunksize=1)
+        read = pool.map(_read, pages, chunksize=1)
         seconds = time.perf_counter() - start
     found = dict.fromkeys(range(len(batch.pages)), "")
     found.update({i: text for (i, _, _), (text, _) in zip(jobs, read, strict=True)})

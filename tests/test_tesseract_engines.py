@@ -293,3 +293,29 @@ def test_a_child_that_cannot_be_started_ahead_leaves_the_first_page_to_start_one
     # And the first page starts its own child and is read
     assert _read_in_thread(page)[0] > 100
     assert tesseract_child._ahead == []
+
+
+def test_the_reading_child_starts_on_the_standard_library_alone() -> None:
+    """Given the command a reader starts its child with, when the child's module loads that way,
+    then neither site-packages nor NumPy is loaded: the two children start beside the batch's
+    first pages, on the same cores, and NumPy alone was half their start."""
+    root = str(Path(tesseract_child.__file__).resolve().parents[1])
+    probe = ("import sys, ocr.tesseract_child; "
+             "print(any('site-packages' in p for p in sys.path), "
+             "sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'PIL', 'cv2')))")
+    out = subprocess.run([*tesseract_child._CHILD[:2], "-c", probe], capture_output=True,
+                         text=True, check=True, env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"})
+    assert out.stdout.split(maxsplit=1) == ["False", "[]\n"]
+
+
+def test_a_page_handed_over_as_a_view_is_read_as_the_page_itself(page) -> None:
+    """Given a page and a view of it that is not contiguous in memory (every other column of
+    a page twice as wide), when the reader takes each, then both read the same words."""
+    grey = np.asarray(page.convert("L").resize((page.width // 2, page.height // 2)))
+    wide = np.zeros((grey.shape[0], grey.shape[1] * 2), np.uint8)
+    wide[:, ::2] = grey
+    view = wide[:, ::2]
+    assert not view.flags.c_contiguous
+    first = tesseract_child.reader().read("vie", grey, 150, tesseract.VARIABLES, 60)
+    again = tesseract_child.reader().read("vie", view, 150, tesseract.VARIABLES, 60)
+    assert first[0] == again[0] and len(first[0]) > 50
