@@ -326,9 +326,17 @@ class Pipeline:
         return sorted(pages, key=lambda i: -weights[i])
 
     def process_page(self, batch_id: str, index: int) -> PageFacts:
-        facts_key = layout.page_facts(batch_id, index)
-        if self.store.exists(facts_key):
-            return PageFacts.load(self.store.get(facts_key))
+        """The page's facts: read it, or load what an earlier run stored."""
+        facts = self.process_new_page(batch_id, index)
+        return facts if facts is not None else PageFacts.load(
+            self.store.get(layout.page_facts(batch_id, index)))
+
+    def process_new_page(self, batch_id: str, index: int) -> PageFacts | None:
+        """The page read and its facts stored, or None if they were stored already (by an
+        earlier run, or by another worker): one look at the store, which a task on a remote
+        store pays for every page."""
+        if self.store.exists(layout.page_facts(batch_id, index)):
+            return None
         with logs.context(batch_id=batch_id, page=index):
             facts = self._process_page(batch_id, index)
             log.info("page %d: %s in %.2f s", index, metrics.page_outcome(facts),

@@ -142,9 +142,8 @@ def process_page(batch_id: str, index: int) -> int:
             if not mine:  # another worker has it now; look again once its lease could be dead
                 process_page.apply_async((batch_id, index), countdown=_lease_s())
                 return index
-            if not pipeline.store.exists(layout.page_facts(batch_id, index)):  # not done meanwhile
-                pipeline.process_page(batch_id, index)
-                did = True
+            # None: done meanwhile, by the worker that held the lease before
+            did = pipeline.process_new_page(batch_id, index) is not None
     # A redelivery or a retry may follow a delivery that stored the page and then died or
     # failed before queueing the next: it goes on with the chain (at worst one copy too many).
     request = process_page.request

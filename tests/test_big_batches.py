@@ -264,14 +264,14 @@ def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any
     broker = Broker(tasks)
     done: list[tuple[str, int]] = []
 
-    def process_page(self: Pipeline, batch_id: str, index: int) -> dict:
+    def process_new_page(self: Pipeline, batch_id: str, index: int) -> dict:
         done.append((batch_id, index))
         facts = {"index": index, "status": "ok", "blank": True}
         self.store.put(layout.page_facts(batch_id, index), json.dumps(facts).encode(),
                        overwrite=True)
         return facts
 
-    monkeypatch.setattr(Pipeline, "process_page", process_page)
+    monkeypatch.setattr(Pipeline, "process_new_page", process_new_page)
     monkeypatch.setattr(tasks.start_batch, "delay", lambda b: broker.put("start", b))
     monkeypatch.setattr(tasks.process_page, "delay", lambda b, i: broker.put("page", b, i))
     monkeypatch.setattr(tasks.finish_batch, "delay", lambda b: broker.put("finish", b))
@@ -441,7 +441,7 @@ def test_a_page_stopped_by_a_dependency_stops_its_chain_until_the_batch_is_resum
         raise ConnectionRefusedError("object storage refused the connection")
 
     with monkeypatch.context() as m:
-        m.setattr(Pipeline, "process_page", down)
+        m.setattr(Pipeline, "process_new_page", down)
         tasks.process_page.apply(args=(batch_id, 0))
     record = tasks._pipeline().record(batch_id)
     assert record.status == "waiting"
