@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the child starts without NumPy: it takes the page's bytes a
 
 _HEAD = struct.Struct("<I")
 # -S: no site-packages (the child needs only the standard library and this package, found on
-# PYTHONPATH): its start costs a third of what it did, at the batch's start where it counts.
+# PYTHONPATH): its start costs half what it did, at the batch's start where it counts.
 _CHILD = [sys.executable, "-S", "-m", "ocr.tesseract_child"]
 _KILL_GRACE_S = 10.0  # past the page's own deadline (which Tesseract checks between words)
 _local = threading.local()
