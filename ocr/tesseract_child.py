@@ -214,11 +214,11 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     while True:
         try:
             head = _read_exact(requests, _HEAD.size)
+            req = json.loads(_read_exact(requests, _HEAD.unpack(head)[0]))
+            shape = tuple(req["shape"])
+            pixels = _read_exact(requests, math.prod(shape))
         except EOFError:
-            return  # the worker closed the pipe: its end is ours
-        req = json.loads(_read_exact(requests, _HEAD.unpack(head)[0]))
-        shape = tuple(req["shape"])
-        pixels = _read_exact(requests, math.prod(shape))
+            return  # the worker closed the pipe (between pages, or dying mid-page): our end too
         pdf = b""
         try:
             languages = req["languages"]
@@ -230,7 +230,7 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
                                                      req["variables"], req["timeout"])
                 answer = {"words": [[w.text, w.confidence, w.box, w.line] for w in words],
                           "pdf": len(pdf)}
-        except ToolError as e:
+        except (ToolError, ValueError) as e:  # ValueError: pixels that do not fill the shape
             answer = {"error": str(e).removeprefix("tesseract: ")}
         body = json.dumps(answer, ensure_ascii=False).encode()
         try:

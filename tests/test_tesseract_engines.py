@@ -319,3 +319,35 @@ def test_a_page_handed_over_as_a_view_is_read_as_the_page_itself(page) -> None:
     first = tesseract_child.reader().read("vie", grey, 150, tesseract.VARIABLES, 60)
     again = tesseract_child.reader().read("vie", view, 150, tesseract.VARIABLES, 60)
     assert first[0] == again[0] and len(first[0]) > 50
+
+
+def test_a_request_cut_short_ends_the_child_without_an_answer() -> None:
+    """Given a child's loop fed a whole 10 x 10 request, then one cut after 50 of its 100
+    pixels (the worker died while handing it over), when it serves them, then the first is
+    answered, and the loop ends quietly at the cut: no page is read from bytes that are not
+    all there."""
+    import io
+    import json
+    import struct
+
+    def request(shape: list[int], body: bytes) -> bytes:
+        head = json.dumps({"languages": "vie", "dpi": 300, "variables": {}, "timeout": 10,
+                           "shape": shape}).encode()
+        return struct.pack("<I", len(head)) + head + body
+
+    answers = io.BytesIO()
+    tesseract_child.serve(io.BytesIO(request([10, 10], bytes([255]) * 100)
+                                     + request([10, 10], bytes([255]) * 50)), answers)
+    data = answers.getvalue()
+    size = struct.unpack("<I", data[:4])[0]
+    first = json.loads(data[4:4 + size])
+    assert first["words"] == [] and "error" not in first
+    assert len(data) == 4 + size + first["pdf"]  # one answer: the cut request got none
+
+
+def test_an_engine_given_pixels_that_do_not_fill_the_shape_refuses_them() -> None:
+    """Given an engine, when it is handed 50 bytes for a 10 x 10 page, then it raises a clear
+    error instead of reading past them."""
+    from ocr.tesseract_api import Engine
+    with pytest.raises(ValueError, match="50 bytes for a page of shape"):
+        Engine("vie").read(bytes(50), (10, 10), 300, {}, 10)
