@@ -6,7 +6,12 @@ reach them (BENCHMARKS.md). Every other command goes straight to api/cli.py."""
 from __future__ import annotations
 
 import gc
+import os
 import sys
+
+# sohoa reads pages in parallel over the cores itself; NumPy's BLAS would start a pool of its own
+# whose threads spin after each call (BENCHMARKS.md, "Where a core waits"). Read at NumPy's import.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def main() -> None:

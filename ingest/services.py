@@ -48,6 +48,7 @@ def page_stages(settings: Settings) -> list[PageStage]:
     """The page stages, each with its section (`ocr`, `barcodes`), for pages read in parallel
     over the cores (`workers`)."""
     ocr.one_thread_per_page()
+    ocr.keep_freed_buffers()
     return default_page_stages(settings.ocr, settings.barcodes, settings.workers)
 
 
