@@ -28,6 +28,9 @@ on office vs clean prose pages, office blanks dropped, receipts matched and thei
 same alternation), to measure what one setting buys:
 
     .venv/bin/python bench/ocr_throughput.py --variant "ocr at 300 dpi:SOHOA_OCR_MAX_DPI=0"
+
+`PYTHON=/path/to/python` in a variant runs that variant's sohoa on that interpreter (a virtual
+environment's python, with sohoa installed in it): the same code on another interpreter build.
 """
 
 from __future__ import annotations
@@ -124,8 +127,12 @@ RECEIPT_FIELDS = ("applicant_name", "address", "phone", "email", "procedure")
 
 
 def bench_sohoa(pdf: Path, batch: synth.Batch, work: Path, env: dict[str, str] | None = None) -> dict:
-    r = run([str(VENV / "sohoa"), "ingest", "--json", str(pdf)],
-            env={**(env or {}), "SOHOA_DATA_DIR": str(work / "sohoa-data")})
+    env = dict(env or {})
+    python = env.pop("PYTHON", None)
+    command = [python, "-c", "from api.launch import main; main()"] if python \
+        else [str(VENV / "sohoa")]
+    r = run([*command, "ingest", "--json", str(pdf)],
+            env={**env, "SOHOA_DATA_DIR": str(work / "sohoa-data")})
     if r.returncode:
         raise SystemExit(f"sohoa failed: {r.stderr}")
     out = json.loads(r.stdout)["batches"][0]
