@@ -10,7 +10,7 @@ import os
 import sys
 
 # sohoa reads pages in parallel over the cores itself; NumPy's BLAS would start a pool of its own
-# whose threads spin after each call (BENCHMARKS.md, "Where a core waits"). Read at NumPy's import.
+# whose threads spin after each call (BENCHMARKS.md, "Page faults, BLAS threads"). Read at NumPy's import.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 

@@ -19,8 +19,8 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (glibc's mal
 def keep_freed_buffers(mmap_threshold: int = 32 << 20, trim_threshold: int = 64 << 20) -> None:
     """A page's buffers (8 MB grey, 25 MB colour at 300 dpi) go back to the allocator when freed,
     not to the kernel. By default glibc maps each on its own and unmaps it when freed, and the next
-    page's faults every one of its pages in again: half the page faults of a batch, a sixth of
-    the reading process's CPU spent in the kernel (BENCHMARKS.md, "Where a core waits"). Past
+    page faults every one of its pages in again: half the page faults of a batch, a third of the
+    reading process's time in the kernel (BENCHMARKS.md, "Page faults, BLAS threads"). Past
     `mmap_threshold` a buffer is still mapped on its own; at most `trim_threshold` of freed memory
     stays with each of the allocator's arenas. Without glibc, nothing changes."""
     import ctypes
