@@ -9,8 +9,9 @@ import gc
 import os
 import sys
 
-# sohoa reads pages in parallel over the cores itself; NumPy's BLAS would start a pool of its own
-# whose threads spin after each call (BENCHMARKS.md, "Page faults, BLAS threads"). Read at NumPy's import.
+# sohoa reads pages in parallel over the cores itself; NumPy's BLAS would start a pool of its own,
+# whose threads spin after each call (BENCHMARKS.md, "Page faults, BLAS threads"). OpenBLAS reads
+# this when NumPy is first imported: here, before any of sohoa is.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
