@@ -24,7 +24,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import threading
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,6 +88,32 @@ class DossierChanged:
 
 class Listener(Protocol):
     def __call__(self, event: DossierChanged) -> None: ...
+
+
+WRITERS = 8  # a process's threads writing versions' objects, shared by the versions written at once
+_writers_pool: ThreadPoolExecutor | None = None
+_writers_lock = threading.Lock()
+
+
+def _writers() -> ThreadPoolExecutor:
+    """The threads that write versions' objects, started once per process: a pool started for
+    each version cost its dossier four thread starts, each waiting on the interpreter while the
+    other dossiers are assembled (0.05 s of a batch's end: BENCHMARKS.md, "Page faults, BLAS
+    threads"). Writers only write: none waits on another, so versions written at once share them."""
+    global _writers_pool
+    with _writers_lock:
+        if _writers_pool is None:
+            _writers_pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="version-writer")
+        return _writers_pool
+
+
+def _forked() -> None:
+    """A forked worker has none of its parent's threads: it starts writers of its own."""
+    global _writers_pool, _writers_lock
+    _writers_pool, _writers_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 @dataclass
@@ -285,11 +314,12 @@ class Dossiers:
                   ("text.json", _json(text)), ("fields.json", _json(fields))]
         # Written side by side: each waits on its disk sync (or on S3's answer), not on the
         # others; the manifest, which names them all, only once they are all stored.
-        with ThreadPoolExecutor(min(4, len(stored))) as writers:
-            written = writers.map(lambda item: self.store.put(
-                prefix + item[0], item[1], overwrite=True, retention_days=retention), stored)
-            for (name, _), info in zip(stored, written, strict=True):
-                objects[name] = StoredObject(key=info.key, sha256=info.sha256, size=info.size)
+        writes = [_writers().submit(self.store.put, prefix + name, data, overwrite=True,
+                                    retention_days=retention) for name, data in stored]
+        futures.wait(writes)  # all ended before an error is raised: none still writing after it
+        for (name, _), write in zip(stored, writes, strict=True):
+            info = write.result()
+            objects[name] = StoredObject(key=info.key, sha256=info.sha256, size=info.size)
         assert record.original and record.sha256 and record.size is not None
         manifest = Manifest(
             format=FORMAT_VERSION, dossier_id=code, agency=agency, version=version,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +275,32 @@ def test_a_version_whose_object_could_not_be_written_has_no_manifest_until_retri
     assert manifest.version == 1 and set(manifest.objects) == {"dossier.pdf", "text.json",
                                                                "fields.json"}
     assert [e.version for e in heard.heard] == [1]
+
+
+class SlowBesideAFailure(LocalObjectStore):
+    """A store on which a version's text fails at once while its fields (written after it)
+    take a while."""
+
+    def put(self, key: str, data: bytes, overwrite: bool = False,
+            retention_days: int | None = None):  # type: ignore[no-untyped-def]
+        if key.endswith("/text.json"):
+            raise ConnectionError("object storage down")
+        if key.endswith("/fields.json"):
+            time.sleep(0.5)
+        return super().put(key, data, overwrite, retention_days)
+
+
+def test_a_failed_write_is_raised_only_once_the_writes_beside_it_have_ended(
+        tmp_path: Path) -> None:
+    # Given a store that fails a version's text while its fields are still being written
+    store_ = SlowBesideAFailure(tmp_path / "objects")
+    with_batch(store_)
+    d = Dossiers(store_, stages=[JoinPages()])
+    # When the version is stored, the failure reaches the caller
+    with pytest.raises(ConnectionError):
+        store(d, "batch:1")
+    # Then nothing of it is still being written: the fields beside the failure are there
+    # already (a retry does not race a write left running), and no manifest names them
+    prefix = layout.version_prefix(CODE, 1)
+    assert store_.exists(prefix + "fields.json")
+    assert not store_.exists(prefix + "manifest.json")
