@@ -90,7 +90,10 @@ class Listener(Protocol):
     def __call__(self, event: DossierChanged) -> None: ...
 
 
-WRITERS = 8  # a process's threads writing versions' objects, shared by the versions written at once
+# A process's threads writing versions' objects, shared by the versions written at once: as many
+# as before they were shared (four for each of a batch's dossiers written side by side), so that
+# on S3, where each write is a round trip, none waits for a thread.
+WRITERS = 12
 _writers_pool: ThreadPoolExecutor | None = None
 _writers_lock = threading.Lock()
 
