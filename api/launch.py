@@ -16,11 +16,16 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def main() -> None:
+    # The imports make ~160,000 objects that live as long as the process: collecting while they
+    # are made finds almost nothing (~1,000 objects in cycles) and is a tenth of the imports'
+    # time (BENCHMARKS.md, "The start"). Once made, they are left out of every collection.
+    gc.disable()
     if sys.argv[1:2] == ["ingest"] and not {"-h", "--help"} & set(sys.argv[2:]):
         _start_readers()
     from api.cli import main as cli
 
-    gc.freeze()  # what the imports made lives as long as the process: no need to collect it
+    gc.freeze()
+    gc.enable()
     cli()
 
 

@@ -36,7 +36,7 @@ from ingest.registry import Registry
 from ingest.settings import Settings
 from ingest.split import DossierSplit, SplitPlan, split, split_result
 from ingest.stages import PageStage, PageWork
-from ingest.versions import DossierChanged, Dossiers, NoDossier, PageRef, listeners
+from ingest.versions import DossierChanged, Dossiers, NoDossier, PageRef, listeners, start_writers
 from ocr import pdf as pdfmod
 from ocr.decode import (
     DecodeLimits,
@@ -114,8 +114,9 @@ class Pipeline:
         _each(self.page_stages, "prepare")
 
     def prepare_dossiers(self) -> None:
-        """Every dossier stage's `prepare()`, as prepare_pages."""
+        """Every dossier stage's `prepare()`, as prepare_pages; and the version writers."""
         _each(self.dossiers.stages, "prepare")
+        start_writers()
 
     def release(self) -> None:
         """Every page stage's `release()` (ingest/stages.py, "Preparing"), once a batch's pages

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
@@ -96,6 +97,7 @@ class Listener(Protocol):
 WRITERS = 12
 _writers_pool: ThreadPoolExecutor | None = None
 _writers_lock = threading.Lock()
+_writers_started = False
 
 
 def _writers() -> ThreadPoolExecutor:
@@ -110,10 +112,24 @@ def _writers() -> ThreadPoolExecutor:
         return _writers_pool
 
 
+def start_writers() -> None:
+    """The writer threads started before the dossiers' end (Pipeline.prepare_dossiers): each
+    started there waits for the interpreter while the other dossiers are assembled. A pool
+    starts a thread for a task only when none is idle, so each task holds its thread a moment."""
+    global _writers_started
+    with _writers_lock:
+        if _writers_started:
+            return
+        _writers_started = True
+    pool = _writers()
+    for _ in range(WRITERS):
+        pool.submit(time.sleep, 0.005)
+
+
 def _forked() -> None:
     """A forked worker has none of its parent's threads: it starts writers of its own."""
-    global _writers_pool, _writers_lock
-    _writers_pool, _writers_lock = None, threading.Lock()
+    global _writers_pool, _writers_lock, _writers_started
+    _writers_pool, _writers_lock, _writers_started = None, threading.Lock(), False
 
 
 os.register_at_fork(after_in_child=_forked)

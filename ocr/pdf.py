@@ -174,7 +174,8 @@ def assemble_pdfa(pages: list[bytes], meta: DossierMetadata) -> bytes:
         _add_output_intent(out)
         _set_metadata(out, meta)
         return saved(out, compress_streams=True,
-                     object_stream_mode=pikepdf.ObjectStreamMode.generate, min_version="1.7")
+                     object_stream_mode=pikepdf.ObjectStreamMode.generate, min_version="1.7",
+                     fix_metadata_version=False)
     finally:
         for src in sources:
             src.close()

@@ -1,6 +1,6 @@
 """A process that reads pages keeps the memory of a freed page for the next one, instead of giving
 it back to the kernel and faulting it in again (ocr.keep_freed_buffers); and it starts NumPy
-without a BLAS pool of its own (api/launch.py)."""
+without a BLAS pool of its own, its imports made with the collector off (api/launch.py)."""
 
 from __future__ import annotations
 
@@ -75,3 +75,21 @@ def test_sohoa_starts_numpy_without_a_blas_pool_of_its_own() -> None:
     threads = _threads_after_numpy("import api.launch")
     # Then the process has its one thread: no BLAS threads beside it to spin after each call
     assert threads == 1
+
+
+def test_the_command_collects_garbage_once_its_imports_are_made() -> None:
+    # Given the `sohoa` command's entry point, which leaves the collector off while it imports
+    code = ("import gc, sys, api.launch\n"
+            "sys.argv = ['sohoa', '--help']\n"
+            "try:\n    api.launch.main()\nexcept SystemExit:\n    pass\n"
+            "print(gc.isenabled(), gc.get_freeze_count(), gc.get_stats()[0]['collections'])")
+    # When a command has run
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=True, timeout=60,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    enabled, frozen, collections = done.stdout.split()[-3:]
+    # Then the collector is on again, what the imports made is left out of its passes, and it
+    # did not pass over them while they were made (with it on: 200 passes and more)
+    assert enabled == "True"
+    assert int(frozen) > 50_000
+    assert int(collections) < 100
