@@ -237,15 +237,16 @@ def _clear_marks(gray: np.ndarray, marks: np.ndarray, dpi: int) -> np.ndarray:
     return out
 
 
-def for_reading(img: Image.Image, dpi: int) -> Image.Image:
-    """The image Tesseract reads: ink grey, flattened, coloured ink made paper, without the bits
-    where coloured inks cross. A clean greyscale page comes back as it is."""
+def for_reading(img: Image.Image, dpi: int) -> np.ndarray:
+    """The pixels Tesseract reads: ink grey, flattened, coloured ink made paper, without the bits
+    where coloured inks cross. A clean greyscale page comes back as its own pixels, read from
+    the image once (Pillow copies a page each time it is read as an array)."""
     gray = ink_gray(img)
     flat = flatten(gray, dpi)
     if img.mode == "L":
-        return img if flat is gray else Image.fromarray(flat)
+        return flat
     marks = coloured_ink(img)
-    return Image.fromarray(flat if marks is None else _clear_marks(flat, marks, dpi))
+    return flat if marks is None else _clear_marks(flat, marks, dpi)
 
 
 def edge_marks(stats: np.ndarray, offset: tuple[int, int], page: tuple[int, int], dpi: int,

@@ -81,27 +81,29 @@ def run(img: Image.Image, dpi: int, languages: str = "vie+eng", timeout: float =
     result."""
     src_img, scale = downscale(img, dpi, max_dpi)
     ocr_dpi = max_dpi if scale != 1 else dpi
-    src_img = paper.for_reading(src_img, ocr_dpi)  # seal, tint, shadow, uneven light: paper
-    full_size = src_img.size
-    src_img, (dx, dy) = crop_to_content(src_img, ocr_dpi)
+    pixels = paper.for_reading(src_img, ocr_dpi)  # seal, tint, shadow, uneven light: paper
+    full_size = (pixels.shape[1], pixels.shape[0])
+    box = content_box(pixels, ocr_dpi) if pixels.ndim == 2 else None
+    dx, dy = box[:2] if box else (0, 0)
+    if box:
+        pixels = pixels[box[1]:box[3], box[0]:box[2]]
     if engine == "library":
-        raw, text_pdf = tesseract_child.reader().read(
-            languages, np.asarray(_gray_or_rgb(src_img)), ocr_dpi, VARIABLES, timeout)
+        raw, text_pdf = tesseract_child.reader().read(languages, pixels, ocr_dpi, VARIABLES,
+                                                      timeout)
         rows: Iterable[Row] = ((w.line, w.text, w.confidence, w.box) for w in raw)
     elif engine == "cli":
         with tempfile.TemporaryDirectory(prefix="sohoa-ocr-") as tmp:
             src, base = Path(tmp) / "page.pnm", Path(tmp) / "out"
-            write_pnm(src_img, src)  # uncompressed: the cheapest hand-over
+            write_pnm(Image.fromarray(pixels), src)  # uncompressed: the cheapest hand-over
             _run_program(src, base, languages, ocr_dpi, timeout)
             rows = tsv_rows(base.with_suffix(".tsv").read_text(encoding="utf-8"))
             text_pdf = base.with_suffix(".pdf").read_bytes()
     else:
         raise ValueError(f"unknown tesseract engine {engine!r}; one of {ENGINES}")
-    if dx or dy or src_img.size != full_size:
+    if box:
         rows = ((key, text, conf, (x0 + dx, y0 + dy, x1 + dx, y1 + dy))
                 for key, text, conf, (x0, y0, x1, y1) in rows)
-        text_pdf = pdfmod.place_text_page(
-            text_pdf, full_size, (dx, dy, dx + src_img.width, dy + src_img.height), ocr_dpi)
+        text_pdf = pdfmod.place_text_page(text_pdf, full_size, box, ocr_dpi)
     words, lines = group_lines(rows, (box_dpi or dpi) / ocr_dpi)
     return OcrResult(words, lines, text_pdf)
 
@@ -121,25 +123,32 @@ def stop_readers() -> None:
 
 
 def crop_to_content(img: Image.Image, dpi: int) -> tuple[Image.Image, tuple[int, int]]:
-    """The part of a grey page that holds its ink, with a margin, and its offset (x, y).
-    Tesseract's layout analysis costs by the pixel, blank margins included (BENCHMARKS.md:
-    4.6 % of OCR time on the benchmark mix, the same words read). A speck is not ink: a row or
-    column counts when it holds at least two dark pixels."""
-    if img.mode != "L":
-        return img, (0, 0)
-    _, dark = cv2.threshold(np.asarray(img), paper.DARK, 1, cv2.THRESH_BINARY_INV)
+    """The part of a grey page that holds its ink, with a margin, and its offset (x, y)
+    (content_box)."""
+    box = content_box(np.asarray(img), dpi) if img.mode == "L" else None
+    return (img.crop(box), box[:2]) if box else (img, (0, 0))
+
+
+def content_box(pixels: np.ndarray, dpi: int) -> tuple[int, int, int, int] | None:
+    """The box (x0, y0, x1, y1) of a grey page's pixels that holds its ink, with a margin; None
+    when it would not save enough to be worth it. Tesseract's layout analysis costs by the pixel,
+    blank margins included (BENCHMARKS.md: 4.6 % of OCR time on the benchmark mix, the same
+    words read). A speck is not ink: a row or column counts when it holds at least two dark
+    pixels."""
+    _, dark = cv2.threshold(pixels, paper.DARK, 1, cv2.THRESH_BINARY_INV)
     # Dark pixels counted per row and column by OpenCV: NumPy's count_nonzero along an axis
     # took ten times as long (6 ms of a 200-dpi page).
     rows = np.flatnonzero(cv2.reduce(dark, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() >= 2)
     cols = np.flatnonzero(cv2.reduce(dark, 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() >= 2)
     if not len(rows) or not len(cols):
-        return img, (0, 0)
+        return None
+    height, width = pixels.shape[:2]
     pad = round(CROP_MARGIN_MM * dpi / 25.4)
     x0, y0 = max(0, int(cols[0]) - pad), max(0, int(rows[0]) - pad)
-    x1, y1 = min(img.width, int(cols[-1]) + 1 + pad), min(img.height, int(rows[-1]) + 1 + pad)
-    if (x1 - x0) * (y1 - y0) > (1 - CROP_MIN_SAVING) * img.width * img.height:
-        return img, (0, 0)
-    return img.crop((x0, y0, x1, y1)), (x0, y0)
+    x1, y1 = min(width, int(cols[-1]) + 1 + pad), min(height, int(rows[-1]) + 1 + pad)
+    if (x1 - x0) * (y1 - y0) > (1 - CROP_MIN_SAVING) * width * height:
+        return None
+    return x0, y0, x1, y1
 
 
 def _run_program(src: Path, base: Path, languages: str, dpi: int, timeout: float) -> None:

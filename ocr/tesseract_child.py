@@ -12,6 +12,8 @@ header, then raw bytes (pixels in, the text-layer PDF out).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -35,6 +37,10 @@ _HEAD = struct.Struct("<I")
 # -S: no site-packages (the child needs only the standard library and this package, found on
 # PYTHONPATH): its start costs half what it did, at the batch's start where it counts.
 _CHILD = [sys.executable, "-S", "-m", "ocr.tesseract_child"]
+# A page's pixels go to the child through a pipe this large (Linux's limit for a user, by
+# default), in as many writes: at the default 64 KB, a 200-dpi page took sixty writes, each a
+# wait for the child to take the one before.
+_PIPE_BYTES = 1 << 20
 _KILL_GRACE_S = 10.0  # past the page's own deadline (which Tesseract checks between words)
 _local = threading.local()
 
@@ -100,6 +106,8 @@ class Reader:
                 _readers.add(self)
             assert self.proc.stdin is not None
             os.set_blocking(self.proc.stdin.fileno(), False)  # writes wait in select(), timed
+            with contextlib.suppress(OSError):  # a smaller limit set on the machine: 64 KB
+                fcntl.fcntl(self.proc.stdin.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
 
     def _write(self, data: bytes | memoryview, deadline: float) -> None:
         """All of `data` into the child's stdin, or ToolError at the deadline (a child that stopped
@@ -112,7 +120,7 @@ class Reader:
             if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
                 raise ToolError("tesseract", "over the page's time limit: stopped")
             try:
-                view = view[os.write(fd, view[: 1 << 16]):]
+                view = view[os.write(fd, view[:_PIPE_BYTES]):]
             except BlockingIOError:  # less room in the pipe than select() promised
                 continue
 
