@@ -25,6 +25,9 @@ from ocr import paper
 JPEG_QUALITY = 80
 # qpdf's stand-in document ID (`static_id`), as it writes it: saved() puts a digest in its place.
 _STAND_IN = b"<" + b"31415926535897932384626433832795" + b">"
+# The trailer, and so the ID, is in the file's last bytes: qpdf writes it after the last object
+# (and after the cross-reference table or stream: 64 KB holds the streams of ~10,000 objects).
+_TRAILER_BYTES = 1 << 16
 
 
 def saved(pdf: pikepdf.Pdf, **options: object) -> bytes:
@@ -36,16 +39,19 @@ def saved(pdf: pikepdf.Pdf, **options: object) -> bytes:
     it."""
     out = io.BytesIO()
     pdf.save(out, static_id=True, **options)  # type: ignore[arg-type]
-    data = out.getvalue()
-    at = data.rfind(b"/ID [")
-    end = data.find(b"]", at)
-    if at < 0 or _STAND_IN not in data[at:end]:  # not as qpdf writes it: its own way
+    with out.getbuffer() as data:  # patched in place: a dossier's bytes are copied once
+        tail_at = max(0, len(data) - _TRAILER_BYTES)
+        tail = bytes(data[tail_at:])
+        at = tail.rfind(b"/ID [")
+        end = tail.find(b"]", at)
+        ours = at >= 0 and _STAND_IN in tail[at:end]
+        if ours:
+            digest = b"<" + hashlib.sha256(data).hexdigest()[:32].encode() + b">"
+            data[tail_at + at:tail_at + end] = tail[at:end].replace(_STAND_IN, digest)
+    if not ours:  # not as qpdf writes it: its own way
         out = io.BytesIO()
         pdf.save(out, deterministic_id=True, **options)  # type: ignore[arg-type]
-        return out.getvalue()
-    digest = b"<" + hashlib.sha256(data).hexdigest()[:32].encode() + b">"
-    view = memoryview(data)  # one copy of the file, not three
-    return b"".join((view[:at], data[at:end].replace(_STAND_IN, digest), view[end:]))
+    return out.getvalue()
 
 
 def encode_image(pdf: pikepdf.Pdf, img: Image.Image, quality: int = JPEG_QUALITY) -> pikepdf.Stream:
