@@ -5,7 +5,10 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
+import simplejpeg
 from PIL import Image
 
 from ocr.decode import DecodeLimits, open_document, page_weights
@@ -218,3 +221,21 @@ def test_a_grey_jpeg_scan_cut_short_fails_as_corrupt_not_drawn_in_part(tmp_path:
             doc.page(0)
     finally:
         doc.close()
+
+
+def test_a_grey_jpeg_the_fast_decoder_refuses_is_decoded_as_opencv_decodes_it(
+        tmp_path: Path) -> None:
+    # Given a grey JPEG scan whose data was damaged in its middle (its end marker kept), which
+    # simplejpeg refuses outright
+    jpeg = bytearray(_grey_jpeg_pdf(tmp_path / "whole.pdf"))
+    jpeg[len(jpeg) // 2:len(jpeg) // 2 + 64] = bytes(64)
+    with pytest.raises(ValueError):
+        simplejpeg.decode_jpeg(bytes(jpeg), colorspace="GRAY")
+    import img2pdf
+
+    (tmp_path / "damaged.pdf").write_bytes(img2pdf.convert(bytes(jpeg)))
+    # When its page is decoded
+    _, page = first_page(tmp_path / "damaged.pdf")
+    # Then it comes with the pixels OpenCV makes of it, as before the fast decoder was used
+    expected = cv2.imdecode(np.frombuffer(bytes(jpeg), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert page.pixels is not None and np.array_equal(page.pixels, expected)
