@@ -39,8 +39,11 @@ def read_zxing(gray: np.ndarray, formats: tuple[str, ...] = DEFAULT_FORMATS,
     quarter-turned pass is more than half the time on a page without codes (BENCHMARKS.md)."""
     found = []
     wanted = zxingcpp.barcode_formats_from_str(",".join(lookup(f).zxing for f in formats))
+    # Not again on downscaled copies of the page: at the resolutions scans come in, the same
+    # codes are found without them, in 60 % of the time (BENCHMARKS.md, "The start, the
+    # hand-over and the end").
     for r in zxingcpp.read_barcodes(gray, formats=wanted, text_mode=zxingcpp.TextMode.Plain,
-                                    try_invert=False, try_rotate=turned):
+                                    try_invert=False, try_rotate=turned, try_downscale=False):
         p = r.position
         xs = [p.top_left.x, p.top_right.x, p.bottom_left.x, p.bottom_right.x]
         ys = [p.top_left.y, p.top_right.y, p.bottom_left.y, p.bottom_right.y]
