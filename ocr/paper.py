@@ -67,8 +67,9 @@ def colour(img: Image.Image) -> tuple[int, ...] | int:
     small = img.resize((max(1, img.width // step), max(1, img.height // step)), Image.NEAREST)
     sample = np.asarray(small.convert("L") if small.mode == "1" else small)
     if sample.ndim == 2:
-        return int(np.percentile(sample, 90))
-    return tuple(int(v) for v in np.percentile(sample.reshape(-1, sample.shape[-1]), 90, axis=0))
+        return int(percentile(sample, 90))
+    return tuple(int(percentile(np.ascontiguousarray(sample[..., c]), 90))
+                 for c in range(sample.shape[-1]))
 
 
 def ink_gray(img: Image.Image) -> np.ndarray:
@@ -131,7 +132,7 @@ def _background(gray: np.ndarray, dpi: int) -> np.ndarray:
 
 def lit_evenly(background: np.ndarray) -> bool:
     """True when the darkest paper is nearly as bright as the brightest (2nd and 99th centiles)."""
-    lo, hi = np.percentile(background, (2, 99))
+    lo, hi = percentile(background, 2), percentile(background, 99)
     return bool(hi <= 0 or lo / hi >= EVEN_LIGHT)
 
 
