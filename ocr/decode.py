@@ -371,8 +371,8 @@ def _grey_jpeg_pixels(image: pikepdf.Object, width: int, height: int) -> np.ndar
     libjpeg-turbo pixels as Pillow's): NumPy reading a Pillow image copies it, as long as
     decoding it (BENCHMARKS.md). By simplejpeg, whose libjpeg-turbo decodes an A4 page at 300
     dpi in 17.5 ms where OpenCV's took 23 (the same pixels; BENCHMARKS.md, "The start, the
-    hand-over and the end"); by OpenCV what simplejpeg refuses. None for anything else, or what neither can decode: Pillow
-    then decodes it, or says why not."""
+    hand-over and the end"); by OpenCV what simplejpeg refuses. None for anything else, or
+    what neither can decode: Pillow then decodes it, or says why not."""
     if not _plain_jpeg(image, "L"):
         return None
     raw = bytes(image.read_raw_bytes())

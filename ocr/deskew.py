@@ -98,10 +98,14 @@ def _squared_counts(rows: np.ndarray) -> float:
 
 
 def _refine(points: np.ndarray, best: float) -> float:
-    """From the coarse angle down to 0.02 degree, on every point."""
-    for step, span in ((0.1, max(0.5, COARSE_STEP / 2 + 0.1)), (0.02, 0.1)):
+    """From the coarse angle down to 0.1 degree on the coarse search's sample, then to 0.02
+    degree on every point: the tenth of a degree is found on the sample as on all the points
+    (the same angles on the benchmark's 24 pages and 48 generated ones skewed 0-14 degrees;
+    BENCHMARKS.md, "The start, the hand-over and the end"), and the search takes a fifth less."""
+    sample = points[:, :: max(1, points.shape[1] // COARSE_POINTS)]
+    for step, span, on in ((0.1, max(0.5, COARSE_STEP / 2 + 0.1), sample), (0.02, 0.1, points)):
         fine = np.arange(best - span, best + span + 1e-9, step)
-        best = float(fine[int(np.argmax(_energy(points, fine)))])
+        best = float(fine[int(np.argmax(_energy(on, fine)))])
     return best
 
 
