@@ -378,9 +378,11 @@ def _grey_jpeg_pixels(image: pikepdf.Object, width: int, height: int) -> np.ndar
     raw = bytes(image.read_raw_bytes())
     if not raw.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
         return None  # cut short: the decoders would make up the rest, Pillow refuses it (a failed page)
-    try:
+    try:  # a grey JPEG only: it would turn a colour one grey, where the others keep it colour
+        if simplejpeg.decode_jpeg_header(raw)[2] != "Gray":
+            raise ValueError("not a one-component JPEG")
         pixels = simplejpeg.decode_jpeg(raw, colorspace="GRAY")[:, :, 0]
-    except ValueError:  # not one it reads (a 12-bit JPEG, a damaged one)
+    except ValueError:  # not one it reads (a 12-bit JPEG, a damaged one, a colour one)
         pixels = cv2.imdecode(np.frombuffer(raw, np.uint8),
                               cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     if pixels is None or pixels.shape != (height, width):  # one component, or Pillow's turn

@@ -239,3 +239,25 @@ def test_a_grey_jpeg_the_fast_decoder_refuses_is_decoded_as_opencv_decodes_it(
     # Then it comes with the pixels OpenCV makes of it, as before the fast decoder was used
     expected = cv2.imdecode(np.frombuffer(bytes(jpeg), np.uint8), cv2.IMREAD_UNCHANGED)
     assert page.pixels is not None and np.array_equal(page.pixels, expected)
+
+
+def test_a_colour_jpeg_under_a_grey_colour_space_stays_colour(tmp_path: Path) -> None:
+    # Given a PDF that declares DeviceGray for a page whose JPEG has three components
+    import pikepdf
+
+    buf = io.BytesIO()
+    Image.new("RGB", (600, 800), (200, 40, 40)).save(buf, "JPEG", quality=90)
+    pdf = pikepdf.new()
+    pdf.add_blank_page(page_size=(288, 384))
+    image = pikepdf.Stream(pdf, buf.getvalue(), Type=pikepdf.Name.XObject,
+                           Subtype=pikepdf.Name.Image, Width=600, Height=800,
+                           ColorSpace=pikepdf.Name.DeviceGray, BitsPerComponent=8,
+                           Filter=pikepdf.Name.DCTDecode)
+    page = pdf.pages[0]
+    page.Resources = pikepdf.Dictionary(XObject=pikepdf.Dictionary(Im0=image))
+    page.Contents = pikepdf.Stream(pdf, b"q 288 0 0 384 0 0 cm /Im0 Do Q")
+    pdf.save(tmp_path / "mislabelled.pdf")
+    # When its page is decoded
+    _, decoded = first_page(tmp_path / "mislabelled.pdf")
+    # Then it is not made grey on the way (the fast grey decoder is for grey JPEGs only)
+    assert decoded.image.mode == "RGB"
