@@ -28,6 +28,7 @@ def main() -> None:
     gc.disable()
     ingesting = sys.argv[1:2] == ["ingest"] and not {"-h", "--help"} & set(sys.argv[2:])
     if ingesting:
+        _start_digests(sys.argv[2:])
         _start_readers()
     from api.cli import main as cli
 
@@ -63,6 +64,18 @@ def _leave(code: object) -> NoReturn:
         with contextlib.suppress(Exception):  # a reader that went away (`| head`)
             stream.flush()
     os._exit(status)
+
+
+def _start_digests(args: list[str]) -> None:
+    """The files named on the command line hashed on a thread while sohoa is imported: receiving
+    a batch starts with its digest (storage/objects.py digest_ahead)."""
+    from pathlib import Path
+
+    from storage.objects import digest_ahead
+
+    for arg in args:
+        if not arg.startswith("-"):
+            digest_ahead(Path(arg))
 
 
 def _start_readers() -> None:

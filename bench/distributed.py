@@ -47,6 +47,7 @@ from faults import (  # noqa: E402
     wait_for,
 )
 from ocr_throughput import SKEWS, long_pdf, make_batch  # noqa: E402
+from procmon import compiled  # noqa: E402
 
 from tests.databases import fresh_postgres  # noqa: E402
 
@@ -255,6 +256,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep each run's directory")
     args = ap.parse_args()
     opts = Options(keep=args.keep)
+    compiled(ROOT)
     files = Scene("batch", opts)  # a directory removed at the end (--keep keeps it)
     try:
         work = files.dir

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ocr_throughput import SKEWS, long_pdf, make_batch, mix_pdf  # noqa: E402
-from procmon import run  # noqa: E402
+from procmon import compiled, run  # noqa: E402
 
 
 def main() -> None:
@@ -41,6 +41,7 @@ def main() -> None:
         name, _, assignments = v.partition(":")
         setups[name] = dict(a.split("=", 1) for a in assignments.split(",") if a)
     sohoa = str(Path(sys.executable).parent / "sohoa")
+    compiled(ROOT)
     print("| set-up | pages | seconds | peak RSS MB (sum) | peak PSS MB (sum) | status | "
           "at the peak: process RSS/PSS MB |")
     print("|---|---|---|---|---|---|---|")

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ocr.dossier_code import DossierCodeGrammar
-from ocr.fields import RECEIPT_LABELS, fold_aligned
+from ocr.fields import RECEIPT_LABELS
+from ocr.text import fold_aligned
 from storage.records import PageFacts
 
 

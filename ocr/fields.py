@@ -9,12 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from datetime import date
-from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
 from ocr.dossier_code import DossierCodeGrammar
-from ocr.text import clean_line, fold
+from ocr.text import clean_line, fold, fold_aligned
 
 
 @dataclass(frozen=True)
@@ -62,17 +61,6 @@ _DMY_WORDS = re.compile(
 _DMY_SLASH = re.compile(
     r"(?:(?P<h>\d{1,2})\s*(?:gio|h|:)\s*(?P<m>\d{1,2})\s*(?:phut|p)?\s*[,;]?\s*(?:ngay\s*)?)?"
     r"(?P<d>\d{1,2})/(?P<mo>\d{1,2})/(?P<y>\d{4})")
-
-
-def fold_aligned(text: str) -> str:
-    """fold(), one output character per input character, so positions map back to the original."""
-    return "".join(map(_fold_char, text))
-
-
-@lru_cache(maxsize=4096)
-def _fold_char(c: str) -> str:
-    """Cached: every OCR line of every page is folded (a tenth of a batch's finishing time)."""
-    return (fold(c) or c)[:1]
 
 
 def parse_datetime(text: str, tz: str = "+07:00") -> str | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from rapidfuzz.distance import Levenshtein
 
-from ocr.text import fold, nfc
+from ocr.text import fold, fold_aligned, nfc
 
 CURRENT = "2025"  # the list in force since 1 July 2025
 FORMER = "before-2025"
@@ -59,7 +59,7 @@ class Unit:
 
 def unit(name: str, code: int, kind: str | None = None) -> Unit:
     name = _squash(name)
-    folded = _fold_aligned(name)
+    folded = fold_aligned(name)
     m = _KIND.match(folded)
     bare = name[m.end():].strip() if m else name
     return Unit(name, code, kind if kind is not None else _kind_word(m), bare, _key(fold(bare)))
@@ -197,19 +197,8 @@ _LEADING_ZEROS = re.compile(r"\b0+(\d)")
 
 
 def _squash(s: str) -> str:
-    return _SPACES.sub(" ", s).strip()
-
-
-def _fold_aligned(text: str) -> str:
-    """fold(), one character per character, so that positions map back to the text."""
-    if text.isascii():
-        return text.lower()
-    return "".join(map(_fold_char, text))
-
-
-@cache
-def _fold_char(c: str) -> str:
-    return (fold(c) or c)[:1]
+    """Runs of white space as one space, none at the ends (as `\\s+` finds them)."""
+    return " ".join(s.split())
 
 
 def _kind_word(m: re.Match[str] | None) -> str:
@@ -222,7 +211,8 @@ def _kind_word(m: re.Match[str] | None) -> str:
 def _key(folded: str) -> str:
     """Compared form of a folded name: spaces squashed, numbers without leading zeros (P.01)."""
     key = _squash(folded).strip(" .")
-    return _LEADING_ZEROS.sub(r"\1", _ALIASES.get(key, key))
+    key = _ALIASES.get(key, key)
+    return _LEADING_ZEROS.sub(r"\1", key) if "0" in key else key
 
 
 def _segments(text: str) -> list[_Segment]:
@@ -231,7 +221,7 @@ def _segments(text: str) -> list[_Segment]:
     for part in [*_SPLIT.finditer(text), None]:
         end = part.start() if part else len(text)
         piece = text[start:end]
-        folded = _fold_aligned(piece)
+        folded = fold_aligned(piece)
         m = _KIND.match(folded)
         offset = m.end() if m else len(piece) - len(piece.lstrip())
         read = piece[offset:].rstrip(" .")

@@ -25,6 +25,28 @@ def fold(text: str) -> str:
     return stripped.lower()
 
 
+class _OneCharFold(dict[int, str]):
+    """Each character's fold cut to one character (a lone mark stays itself), looked up by
+    str.translate: made the first time a character is met."""
+
+    def __missing__(self, code: int) -> str:
+        c = chr(code)
+        self[code] = folded = (fold(c) or c)[:1]
+        return folded
+
+
+_ONE_CHAR_FOLD = _OneCharFold()
+
+
+def fold_aligned(text: str) -> str:
+    """fold(), one character for each character, so that a position in it is the same position
+    in `text` (a match found in the folded text is cut out of the text itself). Every OCR line
+    of a batch and every unit of the official lists is folded so: a table lookup per character."""
+    if text.isascii():
+        return text.lower()
+    return text.translate(_ONE_CHAR_FOLD)
+
+
 def clean_line(text: str) -> str:
     """NFC with runs of spaces collapsed; what a person would retype."""
     return _SPACES.sub(" ", nfc(text)).strip()

@@ -41,8 +41,7 @@ from sqlalchemy import Double, String, and_, cast, func, literal, literal_column
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from ocr.fields import fold_aligned
-from ocr.text import fold, nfc
+from ocr.text import fold, fold_aligned, nfc
 from storage.db import aware
 from storage.tables import FTS_COLUMNS, Dossier, SearchText
 

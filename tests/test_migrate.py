@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from storage import migrate
@@ -22,6 +23,26 @@ def test_a_new_database_is_migrated_to_the_head(tmp_path: Path) -> None:
     with create_engine(url).connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == migrate.HEAD
         assert conn.execute(text("SELECT count(*) FROM dossiers")).scalar() == 0
+
+
+def test_a_new_database_is_made_whole_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    """Given a new SQLite catalog whose creation fails once some of its tables are made, then the
+    file holds no table, and the next opening makes them all."""
+    url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+    made = migrate._create_current_tables
+
+    def half_then_fail(connection) -> None:
+        for table in list(migrate.METADATA.sorted_tables)[:5]:
+            table.create(connection)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(migrate, "_create_current_tables", half_then_fail)
+    with pytest.raises(OSError):
+        migrate._upgrade(url)
+    assert inspect(create_engine(url)).get_table_names() == []
+    monkeypatch.setattr(migrate, "_create_current_tables", made)
+    migrate.upgrade(url)
+    assert "dossiers" in inspect(create_engine(url)).get_table_names()
 
 
 def _schema(url: str) -> dict[str, object]:
