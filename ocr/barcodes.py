@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import zxingcpp
-from pyzbar import pyzbar
 
 from ocr.symbologies import DEFAULT_FORMATS, from_zbar, from_zxing, lookup
 from ocr.text import nfc
@@ -60,7 +59,10 @@ def _zxing_name(fmt: object) -> str:
 def read_pyzbar(gray: np.ndarray, formats: tuple[str, ...] = DEFAULT_FORMATS,
                 turned: bool = True) -> list[Barcode]:
     """The formats zbar cannot read (ocr/symbologies.py: no zbar symbol) are left to zxing-cpp.
-    zbar scans both ways round whatever `turned` says."""
+    zbar scans both ways round whatever `turned` says. Imported here: zbar is not in the default
+    chain, and loading it (ldconfig run to find the library) was on every command's start."""
+    from pyzbar import pyzbar
+
     symbols = [getattr(pyzbar.ZBarSymbol, zbar) for f in formats if (zbar := lookup(f).zbar)]
     if not symbols:  # none it can read (an empty list would ask zbar for every type)
         return []
