@@ -133,9 +133,13 @@ def _sha256_file(path: Path) -> str:
 
 
 class _Digest(threading.Thread):
+    """One file's SHA-256 on a thread of its own (digest_ahead); `digest` None if it could not
+    be read."""
+
     def __init__(self, path: Path) -> None:
         super().__init__(name="digest", daemon=True)
-        self.path, self.digest = path, None
+        self.path = path
+        self.digest: str | None = None
 
     def run(self) -> None:
         with suppress(OSError):  # sha256_file reads it again, and says what is wrong
