@@ -427,3 +427,30 @@ def test_the_dossier_web_page_lists_the_components_for_its_agency_only(api, inge
     assert len(ingested.dossiers.versions(d.code)) == before
     other = login("khac.nv", "mat-khau-dai-456")
     assert other.get(f"/dossiers/{d.code}").status_code == 404
+
+
+def test_a_receipt_title_misread_at_its_end_names_the_component_as_the_form() -> None:
+    """Given a receipt whose title's last word was misread (covered by the code at its top
+    right), when its dossier is split, then the receipt's component has the form's own title,
+    and so its copy's file name."""
+    from ingest.dossier_stages import component_object
+
+    page = PageInput(["ỦY BAN NHÂN DÂN QUẬN HOÀN KIẾM", "GIẤY TIẾP NHẬN HỒ SƠ VÀ HẸN TRẢ KẾT QUz:",
+                      "Mã hồ sơ: 000.00.04.H40-230414-0002"], size=A4)
+
+    first = split([page, prose()]).components[0]
+
+    assert (first.type, first.title) == ("receipt", "Giấy tiếp nhận hồ sơ và hẹn trả kết quả")
+    assert component_object(1, first.title) == \
+        "components/01-giay-tiep-nhan-ho-so-va-hen-tra-ket-qua.pdf"
+
+
+def test_another_receipt_form_keeps_the_title_it_was_read_with() -> None:
+    """Given a receipt titled as another form ('PHIẾU TIẾP NHẬN HỒ SƠ'), when its dossier is
+    split, then its component keeps that title, written as a person writes it."""
+    page = PageInput(["BỘ PHẬN MỘT CỬA", "PHIẾU TIẾP NHẬN HỒ SƠ", "Mã hồ sơ: 000.00.04.H40-230414-0002"],
+                     size=A4)
+
+    first = split([page, prose()]).components[0]
+
+    assert (first.type, first.title) == ("receipt", "Phiếu tiếp nhận hồ sơ")
