@@ -22,7 +22,6 @@ of ocr/components.py, without OCR. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -38,7 +37,7 @@ from ingest.runner import run_file  # noqa: E402
 from ingest.settings import Settings  # noqa: E402
 from ocr import components as compmod  # noqa: E402
 from ocr.fields import listed_components  # noqa: E402
-from storage.records import Manifest  # noqa: E402
+from storage.records import Manifest, OcrFact, PageFacts  # noqa: E402
 from tests import synth  # noqa: E402
 
 
@@ -48,13 +47,12 @@ def ratio(a: int, b: int) -> str:
 
 def recomputed(pipeline: Pipeline, manifest: Manifest) -> dict[str, Any]:
     """The components the current code finds on a stored version's page facts."""
-    facts = [json.loads(pipeline.store.get(f"batches/{manifest.batch_id}/pages/{i:05d}.json"))
+    facts = [PageFacts.load(pipeline.store.get(f"batches/{manifest.batch_id}/pages/{i:05d}.json"))
              for i in manifest.pages]
     listed: list[compmod.Listed] = []
     for f in facts:
-        o = f.get("ocr") or {}
-        found = listed_components(o.get("lines", []), o.get("line_confidence", []), 0,
-                                  o.get("words"))
+        o = f.ocr or OcrFact()
+        found = listed_components(o.lines, o.line_confidence, 0, o.words)
         if found is not None:
             listed = [compmod.Listed(i["name"], i["form"], i["count"]) for i in found.items or ()]
             break

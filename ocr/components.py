@@ -71,6 +71,10 @@ MATCH_THRESHOLD = 62.0  # rapidfuzz score (0-100) under which a title is not a l
 # the form's name than this (rapidfuzz ratio of the folded titles) is the form's.
 RECEIPT_TITLE = "Giấy tiếp nhận hồ sơ và hẹn trả kết quả"
 RECEIPT_TITLE_MATCH = 90.0
+# A side of an ID card copied on a page reads as a dozen lines at most (the front: its name,
+# dates and places; the back: features, date, issuer and the machine-readable lines). An untitled
+# page with more text after an ID-card copy is a document of its own, not the card's other side.
+ID_SIDE_LINES = 12
 
 
 def fold(text: str) -> str:
@@ -114,7 +118,8 @@ class Component:
     title: str
     confidence: float
     listed_as: str | None = None  # the receipt's name of the document, when matched
-    signal: str = ""  # what started it: first, id_qr, id_layout, title, motto, size, person
+    signal: str = ""  # what started it: first, id_qr, id_layout, title, motto,
+    # after_id_card, size, person
     citizen_id: str | None = None
 
     @property
@@ -246,6 +251,8 @@ def _start(page: PageInput, previous: PageInput | None, current: Component | Non
         return _Start(kind, _pretty(text), "title", strength * max(conf, 0.6))
     if _has_motto(page):
         return _Start("other", "", "motto", 0.75)
+    if current is not None and current.type == "id_card" and len(page.lines) > ID_SIDE_LINES:
+        return _Start("other", "", "after_id_card", 0.7)  # a page of text: no card's side
     if previous is not None and not _same_size(page.size, previous.size):
         return _Start("other", "", "size", 0.6)
     return None

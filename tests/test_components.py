@@ -454,3 +454,32 @@ def test_another_receipt_form_keeps_the_title_it_was_read_with() -> None:
     first = split([page, prose()]).components[0]
 
     assert (first.type, first.title) == ("receipt", "Phiếu tiếp nhận hồ sơ")
+
+
+def test_a_page_of_text_after_an_id_card_copy_starts_a_document_of_its_own() -> None:
+    """Given a receipt, an ID-card copy, then two untitled pages of running text on the same
+    paper, when the dossier is split, then the text pages are one component of their own, not
+    the card's other side."""
+    text = PageInput([f"Dòng thứ {i} của một văn bản không có tiêu đề, viết liền một mạch."
+                      for i in range(30)], size=A4)
+
+    found = split([receipt_page(), id_card(), text, text]).components
+
+    assert [(c.type, c.start, c.end) for c in found] == \
+        [("receipt", 0, 0), ("id_card", 1, 1), ("other", 2, 3)]
+    assert found[2].signal == "after_id_card"
+
+
+def test_the_back_of_an_id_card_copy_stays_with_its_front() -> None:
+    """Given an ID-card copy followed by its back (a few lines, no title, no QR), then a page of
+    running text, when the dossier is split, then front and back are the one ID-card component
+    and the text page starts another."""
+    back = PageInput(["Đặc điểm nhân dạng: Nốt ruồi cách 2 cm trên đầu lông mày phải",
+                      "Ngày, tháng, năm: 20/04/2021", "Ngón trỏ trái      Ngón trỏ phải"], size=A4)
+    text = PageInput([f"Dòng thứ {i} của một văn bản không có tiêu đề, viết liền một mạch."
+                      for i in range(30)], size=A4)
+
+    found = split([receipt_page(), id_card(), back, text]).components
+
+    assert [(c.type, c.start, c.end) for c in found] == \
+        [("receipt", 0, 0), ("id_card", 1, 2), ("other", 3, 3)]
