@@ -248,7 +248,7 @@ def _start(page: PageInput, previous: PageInput | None, current: Component | Non
         if kind == "receipt" and current is not None and current.type == "receipt":
             return None  # a second copy of the receipt
         strength = 0.97 if _has_motto(page) else 0.9
-        return _Start(kind, _pretty(text), "title", strength * max(conf, 0.6))
+        return _Start(kind, _named(text, kind), "title", strength * max(conf, 0.6))
     if _has_motto(page):
         return _Start("other", "", "motto", 0.75)
     if current is not None and current.type == "id_card" and len(page.lines) > ID_SIDE_LINES:
@@ -258,12 +258,12 @@ def _start(page: PageInput, previous: PageInput | None, current: Component | Non
     return None
 
 
-def _receipt_title(read: str) -> str:
-    """A receipt's title: the form's own name (RECEIPT_TITLE) when what was read is that name
-    misread at a letter or two; as read otherwise (another form, 'Phiếu tiếp nhận hồ sơ')."""
-    if fuzz.ratio(fold(read), fold(RECEIPT_TITLE)) >= RECEIPT_TITLE_MATCH:
+def _named(title: str, kind: str) -> str:
+    """A component's title as a person writes it; a receipt's, the form's own name
+    (RECEIPT_TITLE) when what was read is that name misread at a letter or two."""
+    if kind == "receipt" and fuzz.ratio(fold(title), fold(RECEIPT_TITLE)) >= RECEIPT_TITLE_MATCH:
         return RECEIPT_TITLE
-    return _pretty(read)
+    return _pretty(title)
 
 
 def _pretty(title: str) -> str:
@@ -282,8 +282,7 @@ def split(pages: Sequence[PageInput], listed: Sequence[Listed] = ()) -> Split:
         if current is None:
             titled = _title(page)
             kind = "receipt" if titled is None or titled[1] == "receipt" else titled[1]
-            title = _receipt_title(titled[0]) if titled and kind == "receipt" \
-                else _pretty(titled[0]) if titled else RECEIPT_TITLE
+            title = _named(titled[0], kind) if titled else RECEIPT_TITLE
             components.append(Component(n, n, kind, title, 0.99 if kind == "receipt" else 0.8,
                                         signal="first"))
         elif page.blank:

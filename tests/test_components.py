@@ -54,6 +54,12 @@ def id_card(payload: str = QR) -> PageInput:
                      qr=[payload])
 
 
+def running_text() -> PageInput:
+    """An untitled page of running text, as long as a typed page's."""
+    return PageInput([f"Dòng thứ {i} của một văn bản không có tiêu đề, viết liền một mạch."
+                      for i in range(30)], size=A4)
+
+
 BLANK = PageInput(blank=True, size=A4)
 
 
@@ -460,10 +466,8 @@ def test_a_page_of_text_after_an_id_card_copy_starts_a_document_of_its_own() -> 
     """Given a receipt, an ID-card copy, then two untitled pages of running text on the same
     paper, when the dossier is split, then the text pages are one component of their own, not
     the card's other side."""
-    text = PageInput([f"Dòng thứ {i} của một văn bản không có tiêu đề, viết liền một mạch."
-                      for i in range(30)], size=A4)
 
-    found = split([receipt_page(), id_card(), text, text]).components
+    found = split([receipt_page(), id_card(), running_text(), running_text()]).components
 
     assert [(c.type, c.start, c.end) for c in found] == \
         [("receipt", 0, 0), ("id_card", 1, 1), ("other", 2, 3)]
@@ -476,10 +480,8 @@ def test_the_back_of_an_id_card_copy_stays_with_its_front() -> None:
     and the text page starts another."""
     back = PageInput(["Đặc điểm nhân dạng: Nốt ruồi cách 2 cm trên đầu lông mày phải",
                       "Ngày, tháng, năm: 20/04/2021", "Ngón trỏ trái      Ngón trỏ phải"], size=A4)
-    text = PageInput([f"Dòng thứ {i} của một văn bản không có tiêu đề, viết liền một mạch."
-                      for i in range(30)], size=A4)
 
-    found = split([receipt_page(), id_card(), back, text]).components
+    found = split([receipt_page(), id_card(), back, running_text()]).components
 
     assert [(c.type, c.start, c.end) for c in found] == \
         [("receipt", 0, 0), ("id_card", 1, 2), ("other", 3, 3)]
