@@ -9,9 +9,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import logging
 import os
 import sys
 import threading
+from pathlib import Path
 from typing import NoReturn
 
 # sohoa reads pages in parallel over the cores itself; NumPy's BLAS would start a pool of its own,
@@ -29,7 +31,7 @@ def main() -> None:
     ingesting = sys.argv[1:2] == ["ingest"] and not {"-h", "--help"} & set(sys.argv[2:])
     if ingesting:
         _start_digests(sys.argv[2:])
-        _start_readers()
+        _start_readers(sys.argv[2:])
     from api.cli import main as cli
 
     gc.freeze()
@@ -58,6 +60,8 @@ def _leave(code: object) -> NoReturn:
     else:
         print(code, file=sys.stderr)
         status = 1
+    if (ahead := sys.modules.get("ingest.ahead")) is not None:
+        ahead.drop_unclaimed()  # pages read ahead for a batch that never ran: not waited for
     threading._shutdown()  # type: ignore[attr-defined]  # the interpreter's own first step
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
@@ -69,8 +73,6 @@ def _leave(code: object) -> NoReturn:
 def _start_digests(args: list[str]) -> None:
     """The files named on the command line hashed on a thread while sohoa is imported: receiving
     a batch starts with its digest (storage/objects.py digest_ahead)."""
-    from pathlib import Path
-
     from storage.objects import digest_ahead
 
     for arg in args:
@@ -78,7 +80,9 @@ def _start_digests(args: list[str]) -> None:
             digest_ahead(Path(arg))
 
 
-def _start_readers() -> None:
+def _start_readers(args: list[str]) -> None:
+    """Tesseract's children loading, and the first pages of the first file read ahead
+    (ingest/ahead.py), before the rest of sohoa is imported."""
     from pydantic import ValidationError
 
     from ingest.settings import Settings
@@ -90,3 +94,23 @@ def _start_readers() -> None:
         return  # the command itself says what is wrong with the settings
     if settings.ocr.engine == "library":
         tesseract_child.start_ahead(settings.ocr.languages, settings.workers)
+        if (path := _first_file(args)) is not None:
+            from ingest import ahead
+
+            try:
+                ahead.start(path, settings, settings.workers)
+            except Exception:  # a head start only: the command reads every page itself then
+                logging.getLogger(__name__).debug("no pages read ahead", exc_info=True)
+
+
+def _first_file(args: list[str]) -> Path | None:
+    """The first file `sohoa ingest` is given (an option's value is not one)."""
+    skip = False
+    for arg in args:
+        if skip or arg.startswith("-"):
+            skip = arg in ("--dossier", "--result")
+            continue
+        if (path := Path(arg)).is_file():
+            return path
+        return None
+    return None

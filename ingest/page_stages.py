@@ -17,9 +17,20 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
+from ingest.settings import Settings
 from ingest.stages import PageStage, PageWork
-from ocr import barcodes, blank, deskew, paper, symbologies, tesseract
+from ocr import (
+    barcodes,
+    blank,
+    deskew,
+    keep_freed_buffers,
+    one_thread_per_page,
+    paper,
+    symbologies,
+    tesseract,
+)
 from ocr.config import BarcodeConfig, OcrConfig
+from ocr.decode import DecodeLimits
 from storage.records import BarcodeFact, OcrFact
 
 _OCR = OcrConfig()  # the defaults of a stage built without its settings
@@ -276,6 +287,20 @@ class Recognize:
             words=[w.to_dict() for w in result.words],
         )
         work.text_pdf = result.text_pdf
+
+
+def page_stages(settings: Settings) -> list[PageStage]:
+    """The page stages, each with its section (`ocr`, `barcodes`), for pages read in parallel
+    over the cores (`workers`)."""
+    one_thread_per_page()
+    keep_freed_buffers()
+    return default_page_stages(settings.ocr, settings.barcodes, settings.workers)
+
+
+def decode_limits(config: OcrConfig) -> DecodeLimits:
+    """What a page read may cost, from the `ocr` section."""
+    return DecodeLimits(max_pixels=config.max_page_pixels, max_pages=config.max_pages,
+                        fallback_dpi=config.fallback_dpi, render_seconds=config.render_seconds)
 
 
 def default_page_stages(ocr: OcrConfig, barcode: BarcodeConfig,

@@ -32,18 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from ingest import logs, metrics, services
+from ingest.page_stages import decode_limits, page_stages
 from ingest.registry import Registry
 from ingest.settings import Settings
 from ingest.split import DossierSplit, SplitPlan, split, split_result
-from ingest.stages import PageStage, PageWork
+from ingest.stages import PageStage, PageWork, read_page
 from ingest.versions import DossierChanged, Dossiers, NoDossier, PageRef, listeners, start_writers
 from ocr import pdf as pdfmod
 from ocr.decode import (
     DecodeLimits,
-    check_readable,
     count_pages,
     cut_short,
-    open_document,
     page_weights,
 )
 from ocr.dossier_code import DossierCodeGrammar
@@ -69,6 +68,9 @@ ALL_AGENCIES = "*"  # a scope that holds every agency (api/keys.py)
 # A batch in one of these states is settled: nothing resumes it by itself.
 FINAL = frozenset({"done", "needs_review", "failed"})
 ASSEMBLERS = 3  # a batch's dossiers written at once (Pipeline.assemble_all)
+# A page read ahead of the pipeline (ingest/ahead.py): its work, or None to read it here.
+ReadAhead = Callable[[], PageWork | None]
+
 log = logging.getLogger(__name__)
 
 
@@ -78,7 +80,7 @@ class Pipeline:
     store: ObjectStore
     catalog: Catalog | None = None
     audit: AuditLog | None = None
-    # By default the settings' (ingest/services.py page_stages).
+    # By default the settings' (ingest/page_stages.py page_stages).
     page_stages: list[PageStage] = None  # type: ignore[assignment]
     # Dossier versions, withdrawals and corrections, and who hears of them (ingest/versions.py);
     # by default with the catalog and audit log as listeners.
@@ -86,7 +88,7 @@ class Pipeline:
 
     def __post_init__(self) -> None:
         if self.page_stages is None:
-            self.page_stages = services.page_stages(self.settings)
+            self.page_stages = page_stages(self.settings)
         if self.dossiers is None:
             self.dossiers = services.dossiers(self.settings, self.store, self.catalog,
                                               listeners(self.catalog, self.audit))
@@ -103,10 +105,7 @@ class Pipeline:
 
     @property
     def limits(self) -> DecodeLimits:
-        return DecodeLimits(max_pixels=self.settings.ocr.max_page_pixels,
-                            max_pages=self.settings.ocr.max_pages,
-                            fallback_dpi=self.settings.ocr.fallback_dpi,
-                            render_seconds=self.settings.ocr.render_seconds)
+        return decode_limits(self.settings.ocr)
 
     def prepare_pages(self) -> None:
         """Every page stage's `prepare()` (ingest/stages.py, "Preparing"); a failure is logged
@@ -326,48 +325,41 @@ class Pipeline:
             return pages
         return sorted(pages, key=lambda i: -weights[i])
 
-    def process_page(self, batch_id: str, index: int) -> PageFacts:
+    def process_page(self, batch_id: str, index: int,
+                     read_ahead: ReadAhead | None = None) -> PageFacts:
         """The page's facts: read it, or load what an earlier run stored."""
-        facts = self.process_new_page(batch_id, index)
+        facts = self.process_new_page(batch_id, index, read_ahead)
         return facts if facts is not None else PageFacts.load(
             self.store.get(layout.page_facts(batch_id, index)))
 
-    def process_new_page(self, batch_id: str, index: int) -> PageFacts | None:
+    def process_new_page(self, batch_id: str, index: int,
+                         read_ahead: ReadAhead | None = None) -> PageFacts | None:
         """The page read and its facts stored, or None if they were stored already (by an
         earlier run, or by another worker): one look at the store, which a task on a remote
-        store pays for every page."""
+        store pays for every page. `read_ahead`, when given, returns the page read already
+        from the same bytes by these stages (ingest/ahead.py), or None to read it here."""
         if self.store.exists(layout.page_facts(batch_id, index)):
             return None
         with logs.context(batch_id=batch_id, page=index):
-            facts = self._process_page(batch_id, index)
+            facts = self._process_page(batch_id, index, read_ahead)
             log.info("page %d: %s in %.2f s", index, metrics.page_outcome(facts),
                      sum((facts.seconds or {}).values()))
         metrics.page_processed(facts)
         return facts
 
-    def _process_page(self, batch_id: str, index: int) -> PageFacts:
+    def _process_page(self, batch_id: str, index: int,
+                      read_ahead: ReadAhead | None = None) -> PageFacts:
         facts_key = layout.page_facts(batch_id, index)
         record = self.record(batch_id)
         facts = PageFacts(index=index, status="ok")
-        start = time.perf_counter()
         try:
-            with self._original(record) as path:
-                doc = open_document(path, self.limits)
-                try:
-                    page = doc.page(index)
-                finally:
-                    doc.close()
-            check_readable(page.image, index)
-            facts.dpi, facts.width, facts.height = page.dpi, page.image.width, page.image.height
-            facts.origin, facts.had_text_layer = page.origin, page.has_text_layer
-            work = PageWork(batch_id, index, page.image, page.dpi, facts, scan=page)
-            facts.seconds = timings = {"decode": round(time.perf_counter() - start, 3)}
-            for stage in self.page_stages:
-                if work.done:
-                    break
-                t0 = time.perf_counter()
-                stage(work)
-                timings[stage.name] = round(time.perf_counter() - t0, 3)
+            work = read_ahead() if read_ahead else None
+            if work is not None:
+                work.batch_id, facts = batch_id, work.facts
+            else:
+                with self._original(record) as path:
+                    work = read_page(path, facts, self.page_stages, self.limits, batch_id)
+            timings = facts.seconds = facts.seconds or {}
             if not work.done:
                 t0 = time.perf_counter()
                 scan = work.scan

@@ -17,16 +17,19 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from ingest import ahead
+from ingest.ahead import ReadAhead
 from ingest.pipeline import FINAL, Pipeline
 from storage.errors import TRANSIENT
 from storage.leases import Leases, batch_key, this_process
 from storage.records import BatchRecord
 
 
-def _process_page(pipeline: Pipeline, batch_id: str, index: int) -> None:
+def _process_page(pipeline: Pipeline, batch_id: str, index: int,
+                  early: ReadAhead | None) -> None:
     """A page, its facts left in the store: the futures of a batch are kept to its end, and with
     the facts as their results they would keep every page's OCR words with them."""
-    pipeline.process_page(batch_id, index)
+    pipeline.process_page(batch_id, index, early.page(index) if early else None)
 
 
 def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source: str = "cli",
@@ -39,36 +42,44 @@ def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source:
     batch_id = pipeline.receive(path, source=source, dossier=dossier, file_name=file_name,
                                 agency=agency, device=device, incomplete=incomplete, scope=scope,
                                 result=result)
+    early = ahead.claim(path, pipeline.settings, pipeline.page_stages)  # `sohoa ingest`'s
     # Held while this process runs the batch, so that a server's watchdog on the same data
     # leaves it alone, and takes it over if this process dies.
     leases = Leases(pipeline.settings.storage.catalog_url)
     with leases.holding(batch_key(batch_id), pipeline.settings.recovery.lease_s,
                         holder=f"cli@{this_process()}", batch_id=batch_id):
         try:
-            return _run(pipeline, batch_id, progress)
+            return _run(pipeline, batch_id, progress, early)
         except TRANSIENT as e:  # told to the user; a server on the same data resumes it
             with contextlib.suppress(Exception):
                 pipeline.wait(batch_id, e)
             raise
 
 
-def _run(pipeline: Pipeline, batch_id: str,
-         progress: Callable[[int, int], None] | None) -> BatchRecord:
+def _run(pipeline: Pipeline, batch_id: str, progress: Callable[[int, int], None] | None,
+         early: ReadAhead | None = None) -> BatchRecord:
     pipeline.resume(batch_id)  # a batch that waited for a dependency: now, by this process
     record = pipeline.inspect(batch_id)
     if record.status in FINAL:
+        if early:
+            early.drop()
         record.already_ingested = True
         return record
     total = record.pages
     done = pipeline.pages_done(batch_id)
     todo = pipeline.heaviest_first(batch_id, [i for i in range(total) if i not in done])
+    if early:
+        todo = early.first(todo)
     if progress:
         progress(total - len(todo), total)
     workers = min(pipeline.settings.workers, max(1, len(todo)))
     threading.Thread(target=pipeline.prepare_pages, name="prepare", daemon=True).start()
     preparing: threading.Thread | None = None
-    with ThreadPoolExecutor(workers, thread_name_prefix="page") as pool:
-        for future in as_completed(pool.submit(_process_page, pipeline, batch_id, i) for i in todo):
+    # The page threads that read pages ahead, if any, read the rest (ingest/ahead.py).
+    pool = early.pool if early else ThreadPoolExecutor(workers, thread_name_prefix="page")
+    with pool:
+        for future in as_completed(pool.submit(_process_page, pipeline, batch_id, i, early)
+                                   for i in todo):
             future.result()
             if preparing is None:
                 # What the dossier stages load once (the address lists) is loaded while the

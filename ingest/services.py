@@ -9,13 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import ocr
 from ingest.dossier_stages import default_dossier_stages
-from ingest.page_stages import default_page_stages
 from ingest.results import default_result_stages
 from ingest.settings import Settings
 from ingest.signing import AgencySigning
-from ingest.stages import PageStage
 from ingest.versions import Dossiers, Listener, listeners
 from ocr.dossier_code import DossierCodeGrammar
 from storage.audit import AuditLog
@@ -42,14 +39,6 @@ def object_store(config: StorageConfig) -> ObjectStore:
         return S3ObjectStore.connect(s3.endpoint, s3.access_key, s3.secret_key, s3.bucket,
                                      s3.secure, s3.region, s3.object_lock, s3.timeout_s)
     return LocalObjectStore(config.data_dir / "objects")
-
-
-def page_stages(settings: Settings) -> list[PageStage]:
-    """The page stages, each with its section (`ocr`, `barcodes`), for pages read in parallel
-    over the cores (`workers`)."""
-    ocr.one_thread_per_page()
-    ocr.keep_freed_buffers()
-    return default_page_stages(settings.ocr, settings.barcodes, settings.workers)
 
 
 def dossiers(settings: Settings, store: ObjectStore, catalog: Catalog | None = None,

@@ -31,3 +31,4 @@ def keep_freed_buffers(mmap_threshold: int = 32 << 20, trim_threshold: int = 64 
         return
     mallopt(M_MMAP_THRESHOLD, mmap_threshold)
     mallopt(M_TRIM_THRESHOLD, trim_threshold)
+

@@ -431,7 +431,7 @@ def page_weights(path: Path) -> list[int]:
     try:
         with pikepdf.open(path) as pdf:
             return [_image_bytes(page) for page in pdf.pages]
-    except (pikepdf.PdfError, OSError, ValueError):
+    except (pikepdf.PdfError, pikepdf.PasswordError, OSError, ValueError):
         return []
 
 

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -52,6 +53,7 @@ class Reader:
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid = os.getpid()
         self._loading = False  # a load request sent whose answer is still in the pipe
+        self.on_handing: Callable[[], None] | None = None  # told before each page is written
 
     def load(self, languages: str) -> None:
         """Starts the child and has it load `languages` without waiting: the engine loads
@@ -76,6 +78,8 @@ class Reader:
         if self.proc is not None and self.proc.poll() is not None:
             self.close()  # gone between pages (killed, out of memory): a new one takes this page
         self._child()
+        if self.on_handing is not None:
+            self.on_handing()
         try:
             if self._loading:  # the answer to load(): nothing in it
                 self._read(_HEAD.unpack(self._read(_HEAD.size, deadline))[0], deadline)
@@ -157,6 +161,7 @@ class Reader:
 # (its child would wait on a pipe nobody closes until this process ends).
 _readers: set[Reader] = set()
 _ahead: list[Reader] = []  # started by start_ahead(), not yet any thread's
+_lent: list[Reader] = []  # taken from _ahead by borrowed(), to be given back
 _lock = threading.RLock()  # _readers and _ahead
 
 
@@ -166,6 +171,7 @@ def _forked() -> None:
     _lock = threading.RLock()
     _readers.clear()
     _ahead.clear()
+    _lent.clear()
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -177,7 +183,7 @@ def start_ahead(languages: str, count: int) -> None:
     Those already waiting count; with `count` waiting, a call costs nothing."""
     with _lock:
         _ahead[:] = [r for r in _ahead if r.pid == os.getpid()]  # a forked worker's own only
-        for _ in range(count - len(_ahead)):
+        for _ in range(count - len(_ahead) - len(_lent)):
             ahead = Reader()
             ahead.load(languages)
             _ahead.append(ahead)
@@ -189,6 +195,7 @@ def stop_all() -> None:
     used again starts a new child."""
     with _lock:
         _ahead.clear()
+        _lent.clear()
         mine = {r for r in _readers if r.pid == os.getpid()}
         _readers.difference_update(mine)
     for r in mine:
@@ -207,6 +214,37 @@ def reader() -> Reader:
                 _ahead.remove(mine)
         readers[pid] = mine or Reader()
     return readers[pid]
+
+
+@contextlib.contextmanager
+def borrowed(on_handing: Callable[[], None] | None = None) -> Iterator[None]:
+    """This thread reads with a reader started ahead (or a new one) and gives it back after,
+    for the next thread that reads a page: `sohoa ingest` reads its first pages on threads of
+    their own while the rest of sohoa is imported (ingest/ahead.py), and the runner's threads
+    then read with the same children, not two more. A borrowed reader counts as waiting for
+    start_ahead(). `on_handing` is called before each page is written to the child: from
+    there on, the thread waits for Tesseract."""
+    pid = os.getpid()
+    with _lock:
+        lent = next((r for r in _ahead if r.pid == pid), None)
+        if lent is not None:
+            _ahead.remove(lent)
+        lent = lent or Reader()
+        _lent.append(lent)
+    readers: dict[int, Reader] = _local.__dict__.setdefault("readers", {})
+    readers[pid], lent.on_handing = lent, on_handing
+    try:
+        yield
+    finally:
+        lent.on_handing = None
+        readers.pop(pid, None)
+        with _lock:
+            kept = lent in _lent  # not when stop_all() ended the children meanwhile
+            if kept:
+                _lent.remove(lent)
+                _ahead.append(lent)
+        if not kept:
+            lent.close()
 
 
 def _read_exact(stream: IO[bytes], n: int) -> bytes:

@@ -117,7 +117,7 @@ def get_all(store: ObjectStore, keys: list[str]) -> list[bytes]:
 def sha256_file(path: Path) -> str:
     """The file's SHA-256; one digest_ahead() computed for the same unchanged file is taken."""
     with _ahead_lock:
-        pending = _ahead.pop(_identity(path), None)
+        pending = _ahead.pop(file_identity(path), None)
     if pending is not None:
         pending.join()
         if (digest := pending.digest) is not None:
@@ -151,7 +151,7 @@ _ahead: dict[tuple[int, int, int, int], _Digest] = {}
 _ahead_lock = threading.Lock()
 
 
-def _identity(path: Path) -> tuple[int, int, int, int] | None:
+def file_identity(path: Path) -> tuple[int, int, int, int] | None:
     """The file as it is now: a file written again since has another (its time, its size)."""
     try:
         found = path.stat()
@@ -165,7 +165,7 @@ def digest_ahead(path: Path) -> None:
     the file is still the same then: `sohoa ingest` starts it while the rest of sohoa is
     imported, on the core the imports leave idle, so that receiving the file reads it once
     on the way to the first page (29 MB: 0.03 s; BENCHMARKS.md)."""
-    key = _identity(path)
+    key = file_identity(path)
     if key is None or not path.is_file():
         return
     with _ahead_lock:

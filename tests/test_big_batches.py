@@ -264,7 +264,8 @@ def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any
     broker = Broker(tasks)
     done: list[tuple[str, int]] = []
 
-    def process_new_page(self: Pipeline, batch_id: str, index: int) -> dict:
+    def process_new_page(self: Pipeline, batch_id: str, index: int, read_ahead: Any = None
+                         ) -> dict:
         done.append((batch_id, index))
         facts = {"index": index, "status": "ok", "blank": True}
         self.store.put(layout.page_facts(batch_id, index), json.dumps(facts).encode(),

@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 _PAGES = """
 import json, resource, sys, threading
 import numpy as np
-import ingest.services
+import ingest.page_stages
 from ingest.settings import Settings
 if sys.argv[1] == "reading":
-    ingest.services.page_stages(Settings())
+    ingest.page_stages.page_stages(Settings())
 faults = {}
 def pages(shape):
     np.ones(shape, np.uint8)

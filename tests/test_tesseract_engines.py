@@ -241,15 +241,15 @@ def test_sohoa_ingest_starts_its_children_before_importing_the_rest(page, monkey
     from api import launch
     monkeypatch.setenv("SOHOA_WORKERS", "2")
     # When the command's entry point starts the readers, then two children wait for the pages
-    launch._start_readers()
+    launch._start_readers([])
     assert len(tesseract_child._ahead) == 2
     _read_in_thread(page), _read_in_thread(page)
     # And with the program as engine, or settings that do not validate, none is started
     monkeypatch.setenv("SOHOA_OCR_ENGINE", "cli")
-    launch._start_readers()
+    launch._start_readers([])
     monkeypatch.setenv("SOHOA_OCR_ENGINE", "library")
     monkeypatch.setenv("SOHOA_WORKERS", "0")
-    launch._start_readers()
+    launch._start_readers([])
     assert tesseract_child._ahead == []
 
 

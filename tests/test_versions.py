@@ -216,7 +216,14 @@ def test_the_stages_built_from_settings_take_their_sections(tmp_path: Path) -> N
     each dossier and result stage and the dossier versions theirs, and the signing service the
     signing section and the agencies' time."""
     from ingest.dossier_stages import CheckAddresses, ExtractFields, SplitComponents
-    from ingest.page_stages import DetectBlank, HideCodes, ReadBarcodes, Recognize, Straighten
+    from ingest.page_stages import (
+        DetectBlank,
+        HideCodes,
+        ReadBarcodes,
+        Recognize,
+        Straighten,
+        page_stages,
+    )
     from ingest.results import SignResult
     from ingest.signing import Sign
 
@@ -226,7 +233,7 @@ def test_the_stages_built_from_settings_take_their_sections(tmp_path: Path) -> N
                         retention_days=30, tsa_url="http://tsa.example",
                         timezone_offset="+08:00")
     built = services.build(settings)
-    pages = services.page_stages(settings)
+    pages = page_stages(settings)
     assert [type(s) for s in pages] == [ReadBarcodes, DetectBlank, Straighten, ReadBarcodes,
                                         HideCodes, Recognize]
     assert pages[0].config is settings.barcodes and pages[3].config is settings.barcodes

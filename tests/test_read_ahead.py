@@ -1,0 +1,243 @@
+"""`sohoa ingest` reads the first pages of its file while the rest of sohoa is imported
+(ingest/ahead.py): the runner takes them as read, and they come out as the pipeline reads them;
+a file changed since, a page that failed ahead, or other page stages, and the pipeline reads the
+page itself."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.launch import _first_file
+from ingest import ahead
+from ingest import pipeline as pipeline_module
+from ingest.page_stages import DetectBlank, ReadBarcodes
+from ingest.pipeline import Pipeline
+from ingest.runner import run_file
+from ingest.settings import Settings
+from ocr import tesseract_child
+from ocr.decode import page_weights
+from tests import synth
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_ahead() -> Any:
+    yield
+    ahead.drop_unclaimed()
+    tesseract_child.stop_all()
+
+
+def batch_file(tmp_path: Path) -> Path:
+    """The ten-page ASN batch (five Code 39 codes, a line of text on each page), as a file of
+    the test's own."""
+    path = tmp_path / "in" / "batch.pdf"
+    path.parent.mkdir()
+    shutil.copyfile(synth.ASN_BATCH, path)
+    return path
+
+
+def asn_settings(tmp_path: Path, name: str) -> Settings:
+    return Settings(data_dir=tmp_path / name, workers=2,
+                    dossier_code_grammar=r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$")
+
+
+def pages_read_by(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pages the pipeline decodes and puts through its stages itself, from now on."""
+    read: list[int] = []
+    real = pipeline_module.read_page
+
+    def counting(path: Path, facts: Any, *args: Any, **kwargs: Any) -> Any:
+        read.append(facts.index)
+        return real(path, facts, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "read_page", counting)
+    return read
+
+
+def facts_without_timings(pipeline: Pipeline, batch_id: str) -> list[dict[str, Any]]:
+    return [f.model_dump(exclude={"seconds"})
+            for f in pipeline.page_facts(batch_id, pipeline.record(batch_id).pages)]
+
+
+def heaviest(path: Path, count: int) -> list[int]:
+    weights = page_weights(path)
+    return sorted(range(len(weights)), key=lambda i: -weights[i])[:count]
+
+
+def test_pages_read_ahead_are_taken_as_read_and_come_out_as_the_pipeline_reads_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a batch file whose two heaviest pages were read ahead, OCR included
+    path = batch_file(tmp_path)
+    settings = asn_settings(tmp_path, "ahead")
+    ahead.start(path, settings, 2)
+    # When the batch is run from that file
+    read = pages_read_by(monkeypatch)
+    started = children_started(monkeypatch)
+    pipeline = Pipeline.from_settings(settings)
+    record = run_file(pipeline, path)
+    # Then the pipeline read every other page itself, and those two not again
+    early = heaviest(path, 2)
+    assert sorted(read) == [i for i in range(10) if i not in early]
+    # and Tesseract's children read for both: no third child was started beside them
+    assert started == []
+    # and the batch is what it is without reading ahead: the same five dossiers, page facts
+    # for page facts (barcodes, blank, skew, OCR words)
+    monkeypatch.undo()
+    plain = Pipeline.from_settings(asn_settings(tmp_path, "plain"))
+    plain_record = run_file(plain, synth.ASN_BATCH)
+    assert [(d.dossier_id, d.pages) for d in record.dossiers] == \
+        [(d.dossier_id, d.pages) for d in plain_record.dossiers]
+    assert [d.dossier_id for d in record.dossiers] == [f"ASN0012{i}" for i in range(3, 8)]
+    assert facts_without_timings(pipeline, record.batch_id) == \
+        facts_without_timings(plain, plain_record.batch_id)
+
+
+def children_started(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Tesseract children started from now on (not those started ahead before)."""
+    started: list[int] = []
+    real = tesseract_child.Reader._child
+
+    def counting(self: tesseract_child.Reader) -> None:
+        if self.proc is None:
+            started.append(1)
+        real(self)
+
+    monkeypatch.setattr(tesseract_child.Reader, "_child", counting)
+    return started
+
+
+def test_a_file_written_again_after_it_was_read_ahead_is_read_from_its_new_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a batch file read ahead, then written again with other pages (one page of text)
+    path = batch_file(tmp_path)
+    settings = asn_settings(tmp_path, "data")
+    ahead.start(path, settings, 2)
+    shutil.copyfile(synth.DATA / "scan-text.pdf", path.with_suffix(".new"))
+    path.with_suffix(".new").replace(path)
+    # When the batch is run from the file
+    read = pages_read_by(monkeypatch)
+    pipeline = Pipeline.from_settings(settings)
+    record = run_file(pipeline, path)
+    # Then nothing read ahead is taken: the batch is the new file's one page, read here
+    assert record.pages == 1
+    assert read == [0]
+    assert pipeline.page_facts(record.batch_id, 1)[0].ocr is not None
+
+
+def test_a_page_that_failed_ahead_is_read_again_by_the_pipeline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a batch file whose heaviest page fails when read ahead (its reading raises)
+    path = batch_file(tmp_path)
+    settings = asn_settings(tmp_path, "data")
+    failing = heaviest(path, 1)[0]
+    real = ahead.read_page
+
+    def fails_once(path: Path, facts: Any, *args: Any, **kwargs: Any) -> Any:
+        if facts.index == failing:
+            raise RuntimeError("a stage broke")
+        return real(path, facts, *args, **kwargs)
+
+    monkeypatch.setattr(ahead, "read_page", fails_once)
+    ahead.start(path, settings, 2)
+    # When the batch is run from it
+    read = pages_read_by(monkeypatch)
+    pipeline = Pipeline.from_settings(settings)
+    record = run_file(pipeline, path)
+    # Then the pipeline read that page itself, and it is as good as any
+    assert failing in read and heaviest(path, 2)[1] not in read
+    assert record.failed_pages == []
+    assert len(record.dossiers) == 5
+
+
+def test_pages_read_ahead_are_not_taken_by_a_pipeline_with_other_stages(
+        tmp_path: Path) -> None:
+    # Given a batch file read ahead with the settings' page stages
+    path = batch_file(tmp_path)
+    settings = asn_settings(tmp_path, "data")
+    ahead.start(path, settings, 1)
+    # When a pipeline with other stages claims them, then it gets none; nor does a second
+    # claim by a pipeline of the same stages: the pages went to the first caller
+    assert ahead.claim(path, settings, [ReadBarcodes(), DetectBlank()]) is None
+    assert ahead.claim(path, settings, Pipeline.from_settings(settings).page_stages) is None
+
+
+def test_pages_read_ahead_are_not_taken_with_other_ocr_settings(tmp_path: Path) -> None:
+    # Given a batch file read ahead
+    path = batch_file(tmp_path)
+    settings = asn_settings(tmp_path, "data")
+    ahead.start(path, settings, 1)
+    # When a pipeline reading at another resolution claims them, then it gets none
+    other = Settings(data_dir=tmp_path / "data", workers=2, ocr_max_dpi=300)
+    assert ahead.claim(path, other, Pipeline.from_settings(other).page_stages) is None
+
+
+def test_files_other_than_pdfs_are_not_read_ahead(tmp_path: Path) -> None:
+    # Given a JPEG scan, when `sohoa ingest` would read it ahead, then nothing is started
+    path = tmp_path / "scan.jpg"
+    shutil.copyfile(synth.DATA / "scan-photo.jpg", path)
+    ahead.start(path, asn_settings(tmp_path, "data"), 2)
+    assert ahead._started is None
+
+
+def test_a_borrowed_reader_is_given_back_and_counts_as_started_meanwhile() -> None:
+    # Given one reader started ahead
+    tesseract_child.start_ahead("vie", 1)
+    waiting = list(tesseract_child._ahead)
+    handed = threading.Event()
+    # When a thread borrows it, then while it is borrowed, asking for one reader ahead starts
+    # none, and the thread reads with that reader, told before its page is written
+    with tesseract_child.borrowed(on_handing=handed.set):
+        tesseract_child.start_ahead("vie", 1)
+        assert tesseract_child._ahead == []
+        assert tesseract_child.reader() is waiting[0]
+        import numpy as np
+
+        tesseract_child.reader().read("vie", np.full((200, 400), 255, np.uint8), 200, {}, 30)
+        assert handed.is_set()
+    # and once done it waits for the next thread again
+    assert tesseract_child._ahead == waiting
+
+
+@pytest.mark.parametrize(("args", "first"), [
+    (["batch.pdf"], "batch.pdf"),
+    (["--dossier", "other.pdf", "batch.pdf"], "batch.pdf"),
+    (["--result", "H1", "--json", "batch.pdf", "other.pdf"], "batch.pdf"),
+    (["--json"], None),
+    (["missing.pdf", "batch.pdf"], None),
+])
+def test_the_first_file_read_ahead_is_the_commands_first_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], first: str | None
+        ) -> None:
+    # Given files batch.pdf and other.pdf, when the command's first file is looked for, then it
+    # is the first argument that is no option's value, if that is a file
+    monkeypatch.chdir(tmp_path)
+    for name in ("batch.pdf", "other.pdf"):
+        (tmp_path / name).write_bytes(b"%PDF-1.4")
+    assert _first_file(args) == (Path(first) if first else None)
+
+
+def test_pages_read_ahead_for_a_batch_done_before_are_stopped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a batch file ingested once, then read ahead again
+    path = batch_file(tmp_path)
+    settings = asn_settings(tmp_path, "data")
+    pipeline = Pipeline.from_settings(settings)
+    run_file(pipeline, path)
+    ahead.start(path, settings, 2)
+    started = ahead._started
+    assert started is not None
+    pages = list(started.pages.values())
+    # When it is run again from that file
+    record = run_file(Pipeline.from_settings(settings), path)
+    # Then it is the batch done before, and the pages read ahead were stopped: their threads
+    # end (their Tesseract children killed mid-page, or done), nothing left reading
+    assert record.already_ingested
+    for page in pages:
+        assert page.ended is not None
+        page.ended.result(timeout=60)
+    started.pool.shutdown(wait=True)
+    assert tesseract_child._lent == []
