@@ -241,3 +241,35 @@ def test_pages_read_ahead_for_a_batch_done_before_are_stopped(
         page.ended.result(timeout=60)
     started.pool.shutdown(wait=True)
     assert tesseract_child._lent == []
+
+
+def test_sohoa_ingest_records_a_corrupt_page_it_read_first_as_any_corrupt_page(
+        tmp_path: Path) -> None:
+    """Given a batch whose heaviest page, the first read ahead, is a grey JPEG scan cut short,
+    followed by the ten ASN pages, when `sohoa ingest --json` runs it, then that page fails as
+    corrupt with its reason, as the pipeline records it, and the other pages make their
+    dossiers."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import pikepdf
+
+    from tests.test_decode import _grey_jpeg_pdf
+
+    _grey_jpeg_pdf(tmp_path / "cut.pdf", cut=2000)
+    path = tmp_path / "batch.pdf"
+    with pikepdf.open(tmp_path / "cut.pdf") as cut, pikepdf.open(synth.ASN_BATCH) as asn:
+        cut.pages.extend(asn.pages)
+        cut.save(path)
+    assert heaviest(path, 1) == [0]
+    env = {**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data"), "SOHOA_WORKERS": "2",
+           "SOHOA_DOSSIER_CODE_GRAMMAR": r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"}
+    out = subprocess.run([str(Path(sys.executable).parent / "sohoa"), "ingest", "--json",
+                          str(path)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (batch,) = json.loads(out.stdout)["batches"]
+    assert [f["page"] for f in batch["failed_pages"]] == [0]
+    assert batch["failed_pages"][0]["error"].startswith("corrupt: page 0: DCT stream is cut short")
+    assert [d["dossier_id"] for d in batch["dossiers"]] == [f"ASN0012{i}" for i in range(3, 8)]
