@@ -146,3 +146,18 @@ def test_a_file_not_written_as_expected_is_saved_the_slow_way_still_the_same(mon
     first, again = pdfmod.saved(doc), pdfmod.saved(doc)
     assert first == again
     assert b"31415926535897932384626433832795" not in first
+
+
+def test_the_metadata_packet_keeps_a_title_with_markup_characters_as_text() -> None:
+    # Given a dossier whose procedure and title hold XML's own characters
+    from datetime import UTC, datetime
+    from xml.etree import ElementTree
+
+    meta = pdfmod.DossierMetadata("H01-1", "H01", "Cấp phép <xây dựng> & sửa chữa",
+                                  datetime(2026, 12, 5, tzinfo=UTC), title='Hồ sơ "A" & <B>')
+    # When its XMP packet is written
+    packet = pdfmod.xmp_packet(meta, meta.title or "")
+    # Then it is well-formed XML, and reads back as the text given
+    root = ElementTree.fromstring(packet.split("?>", 1)[1].rsplit("<?xpacket", 1)[0])
+    texts = [el.text for el in root.iter() if el.text and el.text.strip()]
+    assert 'Hồ sơ "A" & <B>' in texts and "Cấp phép <xây dựng> & sửa chữa" in texts
