@@ -1,7 +1,8 @@
 """The `sohoa` command's entry point. For `sohoa ingest`, Tesseract's children are started before
 the rest of sohoa is imported: the imports take most of a second on one core while the other
 waits, and the children load their language data in that time instead of when the first pages
-reach them (BENCHMARKS.md); once done, it ends without tearing the interpreter down. Every
+reach them, and the file's first pages are read and handed to them while the rest is imported
+(ingest/ahead.py; BENCHMARKS.md); once done, it ends without tearing the interpreter down. Every
 other command goes straight to api/cli.py."""
 
 from __future__ import annotations
