@@ -273,3 +273,66 @@ def test_sohoa_ingest_records_a_corrupt_page_it_read_first_as_any_corrupt_page(
     assert [f["page"] for f in batch["failed_pages"]] == [0]
     assert batch["failed_pages"][0]["error"].startswith("corrupt: page 0: DCT stream is cut short")
     assert [d["dossier_id"] for d in batch["dossiers"]] == [f"ASN0012{i}" for i in range(3, 8)]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sohoa_ingest_killed_while_it_reads_ahead_leaves_no_reader_and_runs_again_whole(
+        tmp_path: Path) -> None:
+    """Given `sohoa ingest` killed with -9 as soon as it reads its first pages ahead (its
+    Tesseract children and its page threads running), then its children end on their own, and the same command
+    run again makes the batch's five dossiers, every page in one or dropped as blank."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = batch_file(tmp_path)
+    env = {**os.environ, "SOHOA_DATA_DIR": str(tmp_path / "data"), "SOHOA_WORKERS": "2",
+           "SOHOA_DOSSIER_CODE_GRAMMAR": r"^(?P<agency>ASN)(?P<date>)(?P<seq>\d{5})$"}
+    command = [str(Path(sys.executable).parent / "sohoa"), "ingest", "--json", str(path)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        # Its page threads (two, beside the main thread) exist once it reads ahead
+        deadline = time.monotonic() + 60
+        while (len(children := _children(proc.pid)) < 2
+               or len(list(Path(f"/proc/{proc.pid}/task").iterdir())) < 3):
+            assert proc.poll() is None and time.monotonic() < deadline, "no reading ahead seen"
+            time.sleep(0.002)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(c) for c in children):
+        assert time.monotonic() < deadline, "a Tesseract child outlived its command"
+        time.sleep(0.05)
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (batch,) = json.loads(out.stdout)["batches"]
+    assert batch["status"] == "done" and batch["failed_pages"] == []
+    assert [d["dossier_id"] for d in batch["dossiers"]] == [f"ASN0012{i}" for i in range(3, 8)]
+    assert [d["pages"] for d in batch["dossiers"]] == [[0], [2], [3], [6], [8]]
+    assert [p["page"] for p in batch["dropped_pages"]] == [1, 4, 5, 7, 9]  # blank backs
