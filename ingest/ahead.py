@@ -91,10 +91,13 @@ class ReadAhead:
     pool: ThreadPoolExecutor  # the runner's page threads: no others, no other allocator arenas
     pages: dict[int, _Page]
 
-    def first(self, order: list[int]) -> list[int]:
-        """`order` with the pages read ahead first: the pool's threads take them before any
-        other, whose reading would want a child of its own while these hold theirs."""
-        return [i for i in order if i in self.pages] + [i for i in order if i not in self.pages]
+    def order(self, todo: list[int]) -> list[int]:
+        """`todo` with the pages read ahead first: the pool's threads take them before any
+        other, whose reading would want a child of its own while these hold theirs. Pages
+        read ahead that are not to do (stored by an earlier run of the batch) are stopped."""
+        for index in set(self.pages) - set(todo):
+            self.pages.pop(index).stop()
+        return [i for i in todo if i in self.pages] + [i for i in todo if i not in self.pages]
 
     def page(self, index: int) -> _PageTaker | None:
         """For Pipeline.process_page: the page read ahead, or None to read it there."""
@@ -102,8 +105,9 @@ class ReadAhead:
         return None if found is None else _PageTaker(self, found)
 
     def drop(self) -> None:
-        """Nothing read ahead is wanted (the batch was done before, the command failed): the
-        pages still reading are stopped, and the threads end once they have."""
+        """What is read ahead is no longer wanted (the batch is run, or was done before, or the
+        command failed): the pages still reading are stopped, and the threads end once they
+        have."""
         for page in self.pages.values():
             page.stop()
         self.pages = {}

@@ -43,17 +43,21 @@ def run_file(pipeline: Pipeline, path: Path, dossier: str | None = None, source:
                                 agency=agency, device=device, incomplete=incomplete, scope=scope,
                                 result=result)
     early = ahead.claim(path, pipeline.settings, pipeline.page_stages)  # `sohoa ingest`'s
-    # Held while this process runs the batch, so that a server's watchdog on the same data
-    # leaves it alone, and takes it over if this process dies.
-    leases = Leases(pipeline.settings.storage.catalog_url)
-    with leases.holding(batch_key(batch_id), pipeline.settings.recovery.lease_s,
-                        holder=f"cli@{this_process()}", batch_id=batch_id):
-        try:
-            return _run(pipeline, batch_id, progress, early)
-        except TRANSIENT as e:  # told to the user; a server on the same data resumes it
-            with contextlib.suppress(Exception):
-                pipeline.wait(batch_id, e)
-            raise
+    try:
+        # Held while this process runs the batch, so that a server's watchdog on the same data
+        # leaves it alone, and takes it over if this process dies.
+        leases = Leases(pipeline.settings.storage.catalog_url)
+        with leases.holding(batch_key(batch_id), pipeline.settings.recovery.lease_s,
+                            holder=f"cli@{this_process()}", batch_id=batch_id):
+            try:
+                return _run(pipeline, batch_id, progress, early)
+            except TRANSIENT as e:  # told to the user; a server on the same data resumes it
+                with contextlib.suppress(Exception):
+                    pipeline.wait(batch_id, e)
+                raise
+    finally:
+        if early:  # pages read ahead that the batch did not take (done before, an error)
+            early.drop()
 
 
 def _run(pipeline: Pipeline, batch_id: str, progress: Callable[[int, int], None] | None,
@@ -61,15 +65,13 @@ def _run(pipeline: Pipeline, batch_id: str, progress: Callable[[int, int], None]
     pipeline.resume(batch_id)  # a batch that waited for a dependency: now, by this process
     record = pipeline.inspect(batch_id)
     if record.status in FINAL:
-        if early:
-            early.drop()
         record.already_ingested = True
         return record
     total = record.pages
     done = pipeline.pages_done(batch_id)
     todo = pipeline.heaviest_first(batch_id, [i for i in range(total) if i not in done])
     if early:
-        todo = early.first(todo)
+        todo = early.order(todo)
     if progress:
         progress(total - len(todo), total)
     workers = min(pipeline.settings.workers, max(1, len(todo)))

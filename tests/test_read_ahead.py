@@ -336,3 +336,30 @@ def test_sohoa_ingest_killed_while_it_reads_ahead_leaves_no_reader_and_runs_agai
     assert [d["dossier_id"] for d in batch["dossiers"]] == [f"ASN0012{i}" for i in range(3, 8)]
     assert [d["pages"] for d in batch["dossiers"]] == [[0], [2], [3], [6], [8]]
     assert [p["page"] for p in batch["dropped_pages"]] == [1, 4, 5, 7, 9]  # blank backs
+
+
+def test_pages_read_ahead_that_an_earlier_run_stored_are_stopped_not_read_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a batch received once whose two heaviest pages an earlier run stored (it stopped
+    # there), then the same file read ahead again
+    path = batch_file(tmp_path)
+    settings = asn_settings(tmp_path, "data")
+    earlier = Pipeline.from_settings(settings)
+    batch_id = earlier.receive(path)
+    for index in heaviest(path, 2):
+        earlier.process_page(batch_id, index)
+    ahead.start(path, settings, 2)
+    started = ahead._started
+    assert started is not None
+    pages = list(started.pages.values())
+    # When the batch is run again from that file
+    read = pages_read_by(monkeypatch)
+    record = run_file(Pipeline.from_settings(settings), path)
+    # Then those two pages were read by no one again: their reading ahead ended (stopped), the
+    # pipeline read the eight others, and the batch is whole
+    for page in pages:
+        assert page.ended is not None
+        page.ended.result(timeout=60)
+    assert sorted(read) == sorted(set(range(10)) - set(heaviest(path, 2)))
+    assert record.status == "done"
+    assert [d.dossier_id for d in record.dossiers] == [f"ASN0012{i}" for i in range(3, 8)]
