@@ -17,7 +17,8 @@ mix (their dossiers grow as their codes come again). Its table takes the pages i
 were done, by tenths: pages per minute, each page's own work (its stages' seconds) and the rest of
 its task's time (queueing, leases, reading and storing, the catalog). Pages are queued heaviest
 first, so pages per minute rise as they lighten; steady means the rest of the task does not grow
-as the catalog and the queue do.
+as the catalog and the queue do, and the pages per minute at the batch's mean page (the page work
+got through per minute, over the mean page's work) stay level from the first tenth to the last.
 """
 
 from __future__ import annotations
@@ -291,11 +292,13 @@ def main() -> None:
                   f"{progress[-1][0]:.0f} s, {count / progress[-1][0] * 60:.1f} pages per minute; "
                   f"every page done at {all_done:.0f} s, then the batch's finish (its dossiers "
                   f"assembled and stored, one task): {progress[-1][0] - all_done:.0f} s")
+            mean_work = statistics.fmean(p.work_s for p in done)
             print("\n| tenth (pages in the order done) | pages | pages per minute | "
-                  "page work s/page | rest of the task s/page |")
-            print("|---|---|---|---|---|")
+                  "page work s/page | rest of the task s/page | pages per minute at the mean page |")
+            print("|---|---|---|---|---|---|")
             for k, (n, rate, work_s, rest_s) in enumerate(by_tenths(done), 1):
-                print(f"| {k} | {n} | {rate:.1f} | {work_s:.2f} | {rest_s:.3f} |")
+                print(f"| {k} | {n} | {rate:.1f} | {work_s:.2f} | {rest_s:.3f} | "
+                      f"{rate * work_s / mean_work:.1f} |")
     finally:
         files.close()
 
