@@ -17,8 +17,9 @@ mix (their dossiers grow as their codes come again). Its table takes the pages i
 were done, by tenths: pages per minute, each page's own work (its stages' seconds) and the rest of
 its task's time (queueing, leases, reading and storing, the catalog). Pages are queued heaviest
 first, so pages per minute rise as they lighten; steady means the rest of the task does not grow
-as the catalog and the queue do, and the pages per minute at the batch's mean page (the page work
-got through per minute, over the mean page's work) stay level from the first tenth to the last.
+as the catalog and the queue do. The last column, pages per minute at the batch's mean page (the
+page work got through per minute, over the mean page's work), is what the heaviest-first order
+does not move: a slowdown as the batch grows would show there.
 """
 
 from __future__ import annotations
