@@ -11,10 +11,10 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +29,7 @@ from storage.tables import (
     Dossier,
     DossierResult,
     DossierVersion,
+    FeedClock,
     FieldRow,
     Page,
 )
@@ -114,8 +115,25 @@ UNFINISHED = ("received", "processing", "waiting")
 HELD = frozenset({"incomplete_rescan", "incomplete_scan"})
 
 
+def _feed_time(s: Session) -> datetime:
+    """The change feed's time for what this transaction indexes: now, and later than any time
+    handed out before (a clock set back does not reorder the feed). Taken first in the
+    transaction: updating the clock's row makes writers of the feed wait for each other until
+    they commit, so a change is never seen after a later one's position has been read (a batch's
+    dossiers are indexed once all are written, and another batch's can be indexed in between:
+    ordered by their own times, the feed would hand out a cursor past a change not yet indexed,
+    which a consumer resuming from it would never see)."""
+    last = s.execute(update(FeedClock).where(FeedClock.id == 1).values(at=FeedClock.at)
+                     .returning(FeedClock.at)).scalar()
+    if last is None:
+        raise RuntimeError("the feed's clock is missing (Catalog() sets it)")
+    at = max(datetime.now(UTC), aware(last) + timedelta(microseconds=1))
+    s.execute(update(FeedClock).where(FeedClock.id == 1).values(at=at))
+    return at
+
+
 def _index_version(s: Session, manifest: Manifest, fields: dict[str, dict[str, Any]],
-                   text: list[dict[str, Any]] | None) -> None:
+                   text: list[dict[str, Any]] | None, fed_at: datetime | None) -> None:
     code, version = manifest.dossier_id, manifest.version
     created = datetime.fromisoformat(manifest.created_at)
     document = search.Document.of(code, {n: str(f["value"]) for n, f in fields.items()},
@@ -148,11 +166,13 @@ def _index_version(s: Session, manifest: Manifest, fields: dict[str, dict[str, A
     s.flush()
     if current:
         search.store(s, code, document)
+    known = s.get(DossierVersion, (code, version))  # indexed again: its place in the feed stays
     s.merge(DossierVersion(code=code, version=version, batch_id=manifest.batch_id,
                            pdf_key=pdf.key if pdf else "",
                            manifest_key=layout.version_prefix(code, version)
                            + "manifest.json",
-                           manifest=manifest.as_dict(), created_at=created))
+                           manifest=manifest.as_dict(), created_at=created,
+                           indexed_at=_placed(known, fed_at, created)))
     s.execute(delete(FieldRow).where(FieldRow.code == code, FieldRow.version == version))
     for name, f in fields.items():
         details = {k: v for k, v in f.items() if k not in FIELD_COLUMNS} or None
@@ -161,11 +181,32 @@ def _index_version(s: Session, manifest: Manifest, fields: dict[str, dict[str, A
                        details=details))
 
 
+def _placed(known: DossierVersion | Correction | DossierResult | None, fed_at: datetime | None,
+            own: datetime) -> datetime:
+    """A change's place in the feed: where it was when indexed before, else the feed's time;
+    its own time when the catalog is rebuilt from storage (`fed_at` None)."""
+    if known is not None and known.indexed_at is not None:
+        return known.indexed_at
+    return fed_at or own
+
+
 class Catalog:
     def __init__(self, url: str) -> None:
         migrate.upgrade(url)
         self.engine = engine_for(url)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._rebuilding = False  # `rebuild`: changes keep their own times in the feed
+        self._set_feed_clock()
+
+    @_again_on_conflict
+    def _set_feed_clock(self) -> None:
+        """The feed clock's one row, so that the first writers of the feed also take turns."""
+        with self.session() as s:
+            if s.get(FeedClock, 1) is None:
+                s.add(FeedClock(id=1, at=datetime(1970, 1, 1, tzinfo=UTC)))
+
+    def _fed_at(self, s: Session) -> datetime | None:
+        return None if self._rebuilding else _feed_time(s)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -216,8 +257,9 @@ class Catalog:
                                                   list[dict[str, Any]] | None]]) -> None:
         """index_version of several versions (a batch's dossiers), in one transaction."""
         with self.session() as s:
+            fed_at = self._fed_at(s)
             for manifest, fields, text in versions:
-                _index_version(s, manifest, fields, text)
+                _index_version(s, manifest, fields, text, fed_at)
 
     @_again_on_conflict
     def index_correction(self, correction: CorrectionRecord) -> None:
@@ -225,9 +267,11 @@ class Catalog:
         c = correction
         code, version, name = c.dossier_id, c.version, c.name
         with self.session() as s:
+            fed_at, at = self._fed_at(s), datetime.fromisoformat(c.at)
+            known = s.get(Correction, (code, c.seq))
             s.merge(Correction(code=code, seq=c.seq, version=version, name=name,
                                previous=c.previous, value=c.value, actor=c.actor,
-                               reason=c.reason, at=datetime.fromisoformat(c.at)))
+                               reason=c.reason, at=at, indexed_at=_placed(known, fed_at, at)))
             row = s.get(FieldRow, (code, version, name))
             source = "confirmed" if c.confirmed else "corrected"
             if row is None:
@@ -251,15 +295,17 @@ class Catalog:
         """A stored result of a dossier (indexed after its dossier: a result needs one)."""
         code, version = manifest.dossier_id, manifest.version
         with self.session() as s:
+            fed_at, created = self._fed_at(s), datetime.fromisoformat(manifest.created_at)
             dossier = s.get(Dossier, code)
             if dossier is None:
                 raise LookupError(f"no dossier {code} for its result")
+            known = s.get(DossierResult, (code, version))
             s.merge(DossierResult(code=code, version=version, batch_id=manifest.batch_id,
                                   pdf_key=manifest.pdf.key,
                                   manifest_key=layout.result_prefix(code, version)
                                   + "manifest.json",
-                                  manifest=manifest.as_dict(),
-                                  created_at=datetime.fromisoformat(manifest.created_at)))
+                                  manifest=manifest.as_dict(), created_at=created,
+                                  indexed_at=_placed(known, fed_at, created)))
             dossier.result_version = max(dossier.result_version or 0, version)
 
     def result(self, code: str) -> dict[str, Any] | None:
@@ -391,8 +437,12 @@ class Catalog:
         version (`withdrawn`, with the code its pages went `to`, for a version that withdraws
         its code), a `field_corrected` event per correction and a `result_added` event per
         stored result. Derived from what is stored (so
-        it survives `reindex`); each event's position (at, code, kind rank, number) is its
-        cursor."""
+        it survives `reindex`); each event's position (when the catalog took it, code, kind
+        rank, number) is its cursor. In the order changes reached the catalog, not by their own
+        `at`: none is placed before a position already handed out (`_feed_time`). Rebuilt from
+        storage, changes take their own times as positions: a consumer's cursor still works and
+        sees no change twice, but a change made before its position and indexed after it, in
+        the moments before the rebuild, is then behind it."""
         def since(at_col: Any, number_col: Any, rank: int) -> Any:
             assert after is not None
             at, code, after_rank, number = datetime.fromisoformat(after[0]), after[1], after[2], after[3]
@@ -401,35 +451,36 @@ class Catalog:
                 Dossier.code > code, and_(Dossier.code == code, later_same_code))))
 
         versions = (select(DossierVersion, Dossier.agency).join(Dossier)
-                    .order_by(DossierVersion.created_at, DossierVersion.code, DossierVersion.version)
+                    .order_by(DossierVersion.indexed_at, DossierVersion.code, DossierVersion.version)
                     .limit(limit))
         corrections = (select(Correction, Dossier.agency).join(Dossier)
-                       .order_by(Correction.at, Correction.code, Correction.seq).limit(limit))
+                       .order_by(Correction.indexed_at, Correction.code, Correction.seq)
+                       .limit(limit))
         if agencies is not None:
             versions = versions.where(Dossier.agency.in_(agencies))
             corrections = corrections.where(Dossier.agency.in_(agencies))
         results = (select(DossierResult, Dossier.agency).join(Dossier)
-                   .order_by(DossierResult.created_at, DossierResult.code, DossierResult.version)
+                   .order_by(DossierResult.indexed_at, DossierResult.code, DossierResult.version)
                    .limit(limit))
         if agencies is not None:
             results = results.where(Dossier.agency.in_(agencies))
         if after:
-            versions = versions.where(since(DossierVersion.created_at, DossierVersion.version, 0))
-            corrections = corrections.where(since(Correction.at, Correction.seq, 1))
-            results = results.where(since(DossierResult.created_at, DossierResult.version, 2))
+            versions = versions.where(since(DossierVersion.indexed_at, DossierVersion.version, 0))
+            corrections = corrections.where(since(Correction.indexed_at, Correction.seq, 1))
+            results = results.where(since(DossierResult.indexed_at, DossierResult.version, 2))
         with self.session() as s:
             events = [(version_event(Manifest.load(v.manifest), agency, v.pdf_key,
                                      aware(v.created_at)),
-                       (aware(v.created_at), v.code, 0, v.version))
+                       (aware(v.indexed_at or v.created_at), v.code, 0, v.version))
                       for v, agency in s.execute(versions).all()]
             events += [({"kind": "field_corrected", "dossier_id": c.code, "agency": agency,
                          "version": c.version, "field": c.name, "value": c.value,
                          "previous": c.previous, "correction": c.seq,
                          "at": aware(c.at).isoformat()},
-                        (aware(c.at), c.code, 1, c.seq))
+                        (aware(c.indexed_at or c.at), c.code, 1, c.seq))
                        for c, agency in s.execute(corrections).all()]
             events += [(result_event(ResultManifest.load(r.manifest), agency),
-                        (aware(r.created_at), r.code, 2, r.version))
+                        (aware(r.indexed_at or r.created_at), r.code, 2, r.version))
                        for r, agency in s.execute(results).all()]
         events.sort(key=lambda e: e[1])
         return [{**event, "position": [key[0].isoformat(), key[1], key[2], key[3]]}
@@ -465,6 +516,13 @@ class Catalog:
         index = [Base.metadata.tables[name] for name in INDEX_TABLES]
         Base.metadata.drop_all(self.engine, tables=index)
         Base.metadata.create_all(self.engine, tables=index)
+        self._rebuilding = True
+        try:
+            return self._refill(store)
+        finally:
+            self._rebuilding = False
+
+    def _refill(self, store: ObjectStore) -> tuple[int, int]:
         batches = versions = 0
         for key in store.list("batches/"):
             if key.endswith("/batch.json"):

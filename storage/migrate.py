@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 # The newest revision under migrations/versions (tests/test_migrate.py checks it against Alembic):
 # a database already there is opened without loading Alembic (a quarter of a second per process).
-HEAD = "0009"
+HEAD = "0010"
 
 _PG_LOCK_KEY = 0x50_48_4F_41  # "SOHOA"-ish; any constant all sohoa processes share
 

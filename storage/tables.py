@@ -129,6 +129,11 @@ class DossierVersion(Base):
     manifest_key: Mapped[str] = mapped_column(String(512))
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When the change reached the catalog (the feed's clock, storage/catalog.py `_feed_time`):
+    # the change feed's order. Its own time (`created_at`) was taken before it was stored and
+    # indexed, and another batch's change can be indexed in between.
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True,
+                                                        index=True)
 
 
 class FieldRow(Base):
@@ -159,6 +164,8 @@ class Correction(Base):
     actor: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True,
+                                                        index=True)  # as DossierVersion's
 
 
 class DossierResult(Base):
@@ -174,6 +181,18 @@ class DossierResult(Base):
     manifest_key: Mapped[str] = mapped_column(String(512))
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True,
+                                                        index=True)  # as DossierVersion's
+
+
+class FeedClock(Base):
+    """One row: the last time the change feed handed out. A transaction that indexes a change
+    updates it first, so that such transactions take their turn (the row's lock) and their
+    times rise in the order they commit."""
+
+    __tablename__ = "feed_clock"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 # ---- the audit log (storage/audit.py) -------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,31 @@ def test_the_stores_of_one_database_share_one_engine(tmp_path: Path) -> None:
     (tmp_path / "catalog.sqlite3").rename(tmp_path / "old.sqlite3")
     (tmp_path / "catalog.sqlite3").write_bytes((tmp_path / "old.sqlite3").read_bytes())
     assert KeyStore(url).engine is not stores[0].engine
+
+
+def test_changes_stored_before_the_feed_clock_keep_their_order_after_the_upgrade(
+        tmp_path: Path) -> None:
+    """Given a catalog at revision 0009 with a dossier version in it, when it is upgraded, then
+    the version keeps its place in the change feed (its own time) and a change indexed after it
+    comes after it."""
+    from alembic import command
+
+    from storage.catalog import Catalog
+    from tests.test_feed_order import EARLY, LATE, manifest
+
+    url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+    command.upgrade(migrate.config(url), "0009")
+    with create_engine(url).begin() as conn:
+        conn.execute(text("INSERT INTO dossiers (code, agency, latest_version, updated_at) "
+                          "VALUES (:c, '000.00.04.H40', 1, '2026-12-01 10:05:00.000000')"),
+                     {"c": LATE})
+        conn.execute(text("INSERT INTO dossier_versions (code, version, batch_id, pdf_key, "
+                          "manifest_key, manifest, created_at) VALUES (:c, 1, 'b', '', '', :m, "
+                          "'2026-12-01 10:05:00.000000')"),
+                     {"c": LATE, "m": json.dumps(manifest(LATE, 5).as_dict())})
+    catalog = Catalog(url)
+    [before] = catalog.events(None)
+    assert before["position"][0].startswith("2026-12-01T10:05:00")
+    catalog.index_version(manifest(EARLY, 1), {})
+    assert [e["dossier_id"] for e in catalog.events(None)] == [LATE, EARLY]
+    assert [e["dossier_id"] for e in catalog.events(None, tuple(before["position"]))] == [EARLY]

@@ -201,7 +201,8 @@ def listed(pipeline: Pipeline, q: str = "") -> list[str]:
 def snapshot(pipeline: Pipeline, *codes: str) -> dict:
     """What the catalog says of these codes and in its listing and feed."""
     return {"listed": listed(pipeline),
-            "events": [e for e in pipeline.catalog.events(None, limit=1000) if e["dossier_id"] in codes],
+            "events": [{k: v for k, v in e.items() if k != "position"}
+                       for e in pipeline.catalog.events(None, limit=1000) if e["dossier_id"] in codes],
             "dossiers": [pipeline.catalog.dossier(c) for c in codes],
             "withdrawals": [pipeline.catalog.withdrawal(c) for c in codes]}
 
@@ -323,7 +324,10 @@ def test_a_recode_reads_the_same_after_the_catalog_is_rebuilt_from_storage(done)
     before = snapshot(pipeline, first, second, new, wrong)
     assert first not in before["listed"] and wrong not in before["listed"]
     pipeline.catalog.rebuild(pipeline.store)
-    assert snapshot(pipeline, first, second, new, wrong) == before
+    after = snapshot(pipeline, first, second, new, wrong)
+    # the feed's changes at their own times now, no longer where the catalog took them
+    assert {**after, "events": sorted(after["events"], key=str)} == \
+        {**before, "events": sorted(before["events"], key=str)}
 
 
 def test_a_later_dossier_of_a_withdrawn_code_makes_it_live_again(done) -> None:
