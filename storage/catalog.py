@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -181,6 +181,13 @@ def _index_version(s: Session, manifest: Manifest, fields: dict[str, dict[str, A
                        details=details))
 
 
+def _latest_place(s: Session) -> datetime | None:
+    """The latest place in the feed of any change indexed, or None for none."""
+    found = [aware(at) for table in (DossierVersion, Correction, DossierResult)
+             if (at := s.execute(select(func.max(table.indexed_at))).scalar()) is not None]
+    return max(found, default=None)
+
+
 def _placed(known: DossierVersion | Correction | DossierResult | None, fed_at: datetime | None,
             own: datetime) -> datetime:
     """A change's place in the feed: where it was when indexed before, else the feed's time;
@@ -202,8 +209,8 @@ class Catalog:
     def _set_feed_clock(self) -> None:
         """The feed clock's one row, so that the first writers of the feed also take turns."""
         with self.session() as s:
-            if s.get(FeedClock, 1) is None:
-                s.add(FeedClock(id=1, at=datetime(1970, 1, 1, tzinfo=UTC)))
+            if s.get(FeedClock, 1) is None:  # after the places already given (migration 0010)
+                s.add(FeedClock(id=1, at=_latest_place(s) or datetime(1970, 1, 1, tzinfo=UTC)))
 
     def _fed_at(self, s: Session) -> datetime | None:
         return None if self._rebuilding else _feed_time(s)
@@ -433,16 +440,20 @@ class Catalog:
     def events(self, agencies: tuple[str, ...] | None,
                after: tuple[str, str, int, int] | None = None,
                limit: int = 100) -> list[dict[str, Any]]:
-        """The change feed, oldest first: a `created` or `new_version` event per stored dossier
-        version (`withdrawn`, with the code its pages went `to`, for a version that withdraws
-        its code), a `field_corrected` event per correction and a `result_added` event per
-        stored result. Derived from what is stored (so
-        it survives `reindex`); each event's position (when the catalog took it, code, kind
-        rank, number) is its cursor. In the order changes reached the catalog, not by their own
-        `at`: none is placed before a position already handed out (`_feed_time`). Rebuilt from
-        storage, changes take their own times as positions: a consumer's cursor still works and
-        sees no change twice, but a change made before its position and indexed after it, in
-        the moments before the rebuild, is then behind it."""
+        """The change feed: a `created` or `new_version` event per stored dossier version
+        (`withdrawn`, with the code its pages went `to`, for a version that withdraws its code),
+        a `field_corrected` event per correction and a `result_added` event per stored result.
+        Each event's position (when the catalog took it, code, kind rank, number) is its cursor.
+
+        In the order changes reached the catalog, not by their own `at`: none is placed before a
+        position already handed out (`_feed_time`). Read up to the feed clock's time when the
+        reading starts: every change placed up to it is committed (its writer moved the clock in
+        the same transaction), and one committed while the three tables are read waits for the
+        next reading, so a correction placed after a version still being committed never moves
+        the cursor past that version. Derived from what is stored, so it survives `reindex`:
+        rebuilt, changes are placed at their own times; a consumer's cursor still works and sees
+        no change twice, but a change made before its position and indexed after it, in the
+        moments before the rebuild, is then behind it."""
         def since(at_col: Any, number_col: Any, rank: int) -> Any:
             assert after is not None
             at, code, after_rank, number = datetime.fromisoformat(after[0]), after[1], after[2], after[3]
@@ -469,6 +480,12 @@ class Catalog:
             corrections = corrections.where(since(Correction.indexed_at, Correction.seq, 1))
             results = results.where(since(DossierResult.indexed_at, DossierResult.version, 2))
         with self.session() as s:
+            upto = s.execute(select(FeedClock.at).where(FeedClock.id == 1)).scalar()
+            if upto is None:
+                return []
+            versions = versions.where(DossierVersion.indexed_at <= upto)
+            corrections = corrections.where(Correction.indexed_at <= upto)
+            results = results.where(DossierResult.indexed_at <= upto)
             events = [(version_event(Manifest.load(v.manifest), agency, v.pdf_key,
                                      aware(v.created_at)),
                        (aware(v.indexed_at or v.created_at), v.code, 0, v.version))
@@ -523,6 +540,13 @@ class Catalog:
             self._rebuilding = False
 
     def _refill(self, store: ObjectStore) -> tuple[int, int]:
+        found = self._index_all(store)
+        with self.session() as s:  # the clock past every place rebuilt (the feed reads up to it)
+            at = max(_feed_time(s), _latest_place(s) or datetime(1970, 1, 1, tzinfo=UTC))
+            s.execute(update(FeedClock).where(FeedClock.id == 1).values(at=at))
+        return found
+
+    def _index_all(self, store: ObjectStore) -> tuple[int, int]:
         batches = versions = 0
         for key in store.list("batches/"):
             if key.endswith("/batch.json"):

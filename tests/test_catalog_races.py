@@ -19,9 +19,11 @@ CODE = "000.00.04.H40-230414-0002"
 
 @pytest.fixture
 def catalog() -> Iterator[Catalog]:
-    """PostgreSQL only: on SQLite a transaction that indexes a version holds the database's
-    write lock from its first statement (the feed's clock, storage/catalog.py `_feed_time`), so
-    no other worker's write can come between its read and its write."""
+    """PostgreSQL only. Writers that index versions now take turns on the feed's clock
+    (storage/catalog.py `_feed_time`), so this race needs a writer outside it (below: a bare
+    insert, as an older worker still running during an upgrade would make); the retry stays for
+    it. On SQLite the indexing transaction holds the database's write lock from its first
+    statement, so no other write can come between its read and its write."""
     with fresh_postgres() as url:
         found = Catalog(url)
         yield found

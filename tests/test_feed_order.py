@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from storage.catalog import Catalog
 from storage.records import Correction, Manifest
+from storage.tables import Correction as CorrectionRow
 from tests.databases import fresh_postgres
 
 AGENCY = "000.00.04.H40"
@@ -72,10 +73,7 @@ def test_a_late_correction_and_result_are_told_after_the_cursor_too(catalog: Cat
         "value": "Cấp phép", "page": 0, "confidence": 0.5, "source": "ocr"}})
     catalog.index_version(manifest(LATE, 5), {})
     position = cursor(catalog)
-    catalog.index_correction(Correction.load({
-        "dossier_id": EARLY, "version": 1, "seq": 1, "name": "procedure", "previous": "Cấp phép",
-        "value": "Cấp giấy phép", "actor": "staff", "reason": "", "confirmed": False,
-        "at": datetime(2026, 12, 1, 10, 2, tzinfo=UTC).isoformat()}))
+    catalog.index_correction(correction_of(EARLY, 2))
     assert told(catalog, position) == [("field_corrected", EARLY, 1)]
 
 
@@ -119,3 +117,41 @@ def test_writers_of_the_feed_take_turns_and_are_placed_in_commit_order(catalog: 
         event.remove(Session, "before_flush", stall_first)
     assert (waited, seen) == (True, [])
     assert told(catalog) == [("created", LATE, 1), ("created", EARLY, 1)]
+
+
+def correction_of(code: str, minute: int) -> Correction:
+    return Correction.load({
+        "dossier_id": code, "version": 1, "seq": 1, "name": "procedure", "previous": "Cấp phép",
+        "value": "Cấp giấy phép", "actor": "staff", "reason": "", "confirmed": False,
+        "at": datetime(2026, 12, 1, 10, minute, tzinfo=UTC).isoformat()})
+
+
+def test_changes_committed_while_the_feed_is_read_wait_for_the_next_reading(
+        catalog: Catalog) -> None:
+    """Given a reader that has read the versions table, when a version and then a correction
+    (placed after it) are committed before it reads the corrections, then this reading tells of
+    neither, and the next one, from its cursor, of both."""
+    catalog.index_version(manifest(EARLY, 1), {"procedure": {
+        "value": "Cấp phép", "page": 0, "confidence": 0.5, "source": "ocr"}})
+    start = cursor(catalog)
+
+    def others_commit_before_the_corrections_are_read(state: Any) -> None:
+        entity = (state.statement.column_descriptions or [{}])[0].get("entity") \
+            if state.is_select else None
+        if entity is CorrectionRow and not written:
+            written.append(1)
+            writer = threading.Thread(target=lambda: (
+                catalog.index_version(manifest(LATE, 5), {}),
+                catalog.index_correction(correction_of(EARLY, 6))))
+            writer.start()
+            writer.join(30)
+
+    written: list[int] = []
+    event.listen(Session, "do_orm_execute", others_commit_before_the_corrections_are_read)
+    try:
+        reading = catalog.events(None, tuple(start))
+    finally:
+        event.remove(Session, "do_orm_execute", others_commit_before_the_corrections_are_read)
+    assert written == [1]
+    assert reading == []
+    assert told(catalog, start) == [("created", LATE, 1), ("field_corrected", EARLY, 1)]
