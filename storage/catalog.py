@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import text as sql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -115,6 +116,12 @@ UNFINISHED = ("received", "processing", "waiting")
 HELD = frozenset({"incomplete_rescan", "incomplete_scan"})
 
 
+# How long an indexing transaction waits for the one before it to commit (PostgreSQL): far longer
+# than any batch's indexing takes; past it, the write fails and its task is tried again later,
+# rather than every writer queueing behind one that hangs.
+FEED_LOCK_SECONDS = 60
+
+
 def _feed_time(s: Session) -> datetime:
     """The change feed's time for what this transaction indexes: now, and later than any time
     handed out before (a clock set back does not reorder the feed). Taken first in the
@@ -123,6 +130,8 @@ def _feed_time(s: Session) -> datetime:
     dossiers are indexed once all are written, and another batch's can be indexed in between:
     ordered by their own times, the feed would hand out a cursor past a change not yet indexed,
     which a consumer resuming from it would never see)."""
+    if s.get_bind().dialect.name == "postgresql":  # SQLite waits its busy timeout (storage/db.py)
+        s.execute(sql(f"SET LOCAL lock_timeout = '{FEED_LOCK_SECONDS}s'"))
     last = s.execute(update(FeedClock).where(FeedClock.id == 1).values(at=FeedClock.at)
                      .returning(FeedClock.at)).scalar()
     if last is None:

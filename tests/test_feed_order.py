@@ -155,3 +155,39 @@ def test_changes_committed_while_the_feed_is_read_wait_for_the_next_reading(
     assert written == [1]
     assert reading == []
     assert told(catalog, start) == [("created", LATE, 1), ("field_corrected", EARLY, 1)]
+
+
+def test_a_writer_behind_one_that_hangs_gives_up_instead_of_waiting_for_ever(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given one indexing transaction that hangs holding the feed's clock (PostgreSQL), when
+    another writer comes, then it fails after the lock timeout (its task is tried again later),
+    and once the first commits the next write goes through."""
+    from sqlalchemy.exc import OperationalError
+
+    from storage import catalog as module
+
+    monkeypatch.setattr(module, "FEED_LOCK_SECONDS", 1)
+    with fresh_postgres() as url:
+        catalog = Catalog(url)
+        inside, release = threading.Event(), threading.Event()
+
+        def hang_first(session: Session, *_: Any) -> None:
+            if threading.current_thread().name == "first" and not inside.is_set():
+                inside.set()
+                release.wait(30)
+
+        event.listen(Session, "before_flush", hang_first)
+        try:
+            first = threading.Thread(target=catalog.index_version, args=(manifest(LATE, 5), {}),
+                                     name="first")
+            first.start()
+            assert inside.wait(30)
+            with pytest.raises(OperationalError, match="lock timeout"):
+                catalog.index_version(manifest(EARLY, 1), {})
+        finally:
+            release.set()
+            first.join(30)
+            event.remove(Session, "before_flush", hang_first)
+        catalog.index_version(manifest(EARLY, 1), {})
+        assert told(catalog) == [("created", LATE, 1), ("created", EARLY, 1)]
+        catalog.engine.dispose()
