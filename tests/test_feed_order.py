@@ -7,7 +7,8 @@ reach the catalog after another batch's dossier made at 10:05 has been handed ou
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,29 @@ def cursor(catalog: Catalog) -> list[Any]:
     return catalog.events(None)[-1]["position"]
 
 
+@contextmanager
+def first_writer_inside(catalog: Catalog, version: Manifest) -> Iterator[Callable[[], None]]:
+    """A worker indexing `version` in a thread, held inside its transaction (the feed's clock
+    taken, nothing committed) until the block calls what it is given, or ends; then it commits."""
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(session: Session, *_: Any) -> None:
+        if threading.current_thread() is writer and not inside.is_set():
+            inside.set()
+            release.wait(30)
+
+    writer = threading.Thread(target=catalog.index_version, args=(version, {}))
+    event.listen(Session, "before_flush", hold)
+    try:
+        writer.start()
+        assert inside.wait(30)
+        yield release.set
+    finally:
+        release.set()
+        writer.join(30)
+        event.remove(Session, "before_flush", hold)  # after the join: not while it is called
+
+
 def test_a_change_indexed_after_a_later_one_was_handed_out_is_still_told(catalog: Catalog) -> None:
     """Given a consumer that has read a dossier made at 10:05, when a dossier made at 10:01 (its
     batch still being assembled then) reaches the catalog, then the consumer resuming from its
@@ -91,30 +115,13 @@ def test_writers_of_the_feed_take_turns_and_are_placed_in_commit_order(catalog: 
     """Given one worker inside the transaction that indexes its batch's dossier (made at 10:05),
     when another indexes one made at 10:01, then the second waits for the first to commit, a
     reader meanwhile sees neither, and the second is placed after the first."""
-    inside, release = threading.Event(), threading.Event()
-
-    def stall_first(session: Session, *_: Any) -> None:
-        if threading.current_thread().name == "first" and not inside.is_set():
-            inside.set()
-            release.wait(30)
-
-    event.listen(Session, "before_flush", stall_first)
-    try:
-        first = threading.Thread(target=catalog.index_version, args=(manifest(LATE, 5), {}),
-                                 name="first")
-        first.start()
-        assert inside.wait(30)
-        second = threading.Thread(target=catalog.index_version, args=(manifest(EARLY, 1), {}),
-                                  name="second")
+    with first_writer_inside(catalog, manifest(LATE, 5)) as release:
+        second = threading.Thread(target=catalog.index_version, args=(manifest(EARLY, 1), {}))
         second.start()
         second.join(0.5)
         waited, seen = second.is_alive(), told(catalog)
-        release.set()
-        first.join(30)
+        release()
         second.join(30)
-    finally:
-        release.set()
-        event.remove(Session, "before_flush", stall_first)
     assert (waited, seen) == (True, [])
     assert told(catalog) == [("created", LATE, 1), ("created", EARLY, 1)]
 
@@ -169,25 +176,9 @@ def test_a_writer_behind_one_that_hangs_gives_up_instead_of_waiting_for_ever(
     monkeypatch.setattr(module, "FEED_LOCK_SECONDS", 1)
     with fresh_postgres() as url:
         catalog = Catalog(url)
-        inside, release = threading.Event(), threading.Event()
-
-        def hang_first(session: Session, *_: Any) -> None:
-            if threading.current_thread().name == "first" and not inside.is_set():
-                inside.set()
-                release.wait(30)
-
-        event.listen(Session, "before_flush", hang_first)
-        try:
-            first = threading.Thread(target=catalog.index_version, args=(manifest(LATE, 5), {}),
-                                     name="first")
-            first.start()
-            assert inside.wait(30)
-            with pytest.raises(OperationalError, match="lock timeout"):
-                catalog.index_version(manifest(EARLY, 1), {})
-        finally:
-            release.set()
-            first.join(30)
-            event.remove(Session, "before_flush", hang_first)
+        with first_writer_inside(catalog, manifest(LATE, 5)), \
+                pytest.raises(OperationalError, match="lock timeout"):
+            catalog.index_version(manifest(EARLY, 1), {})
         catalog.index_version(manifest(EARLY, 1), {})
         assert told(catalog) == [("created", LATE, 1), ("created", EARLY, 1)]
         catalog.engine.dispose()
