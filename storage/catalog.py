@@ -544,12 +544,9 @@ class Catalog:
         Base.metadata.create_all(self.engine, tables=index)
         self._rebuilding = True
         try:
-            return self._refill(store)
+            found = self._index_all(store)
         finally:
             self._rebuilding = False
-
-    def _refill(self, store: ObjectStore) -> tuple[int, int]:
-        found = self._index_all(store)
         with self.session() as s:  # the clock past every place rebuilt (the feed reads up to it)
             at = max(_feed_time(s), _latest_place(s) or datetime(1970, 1, 1, tzinfo=UTC))
             s.execute(update(FeedClock).where(FeedClock.id == 1).values(at=at))
